@@ -1,0 +1,3 @@
+from bcoder.cli.main import main
+
+main()
