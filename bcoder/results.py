@@ -1,0 +1,100 @@
+"""What a solve produces, shared by the CLI, the TUI, the language server and the results store.
+
+Plain dataclasses with ``to_dict`` / ``from_dict`` so that they round-trip through JSON and SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TokenScore:
+    """The values of one action token a_t of a candidate (DESIGN section 2)."""
+
+    text: str  # the token's text as it appears in the completion
+    token_id: int
+    q: float  # Q_theta(s_t, a_t)
+    v: float  # V_theta(s_t)
+    advantage: float  # A_theta(s_t, a_t) = Q - V
+    reward: float  # r~_t = Q(s_t, a_t) - gamma * V(s_{t+1})
+    logprob: float  # log pi_theta(a_t | s_t) at temperature 1
+    preferred: str = ""  # the checkpoint's argmax token at s_t (what it would have written)
+
+
+@dataclass
+class TestOutcome:
+    """One test's verdict, as shown beside a candidate."""
+
+    verdict: str  # pass | fail | runtime_error | compile_error | skipped
+    time: float = 0.0
+    detail: str = ""  # first differing line, exception, or limit hit
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass
+class Candidate:
+    """A sampled (or imported) program with its per-token values and, when tested, its verdict."""
+
+    code: str  # the program extracted from the completion
+    completion: str  # the raw completion text the tokens spell
+    tokens: list[TokenScore] = field(default_factory=list)
+    reward: float = 0.0  # R~ = sum_t r~_t (the ranking score)
+    mean_logprob: float = 0.0
+    sum_logprob: float = 0.0
+    count: int = 1  # identical programs are merged and counted
+    outcome: str | None = None  # pass | fail | runtime_error | compile_error, None when untested
+    true_reward: float | None = None  # the executor's reward (+1, -0.3, -0.6, -1)
+    tests: list[TestOutcome] = field(default_factory=list)
+    passed_examples: bool | None = None  # None when there are no example tests
+    finish_reason: str = ""  # eos | code_block_end | length
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
+        d = dict(d)
+        d["tokens"] = [TokenScore(**t) for t in d.get("tokens", [])]
+        d["tests"] = [TestOutcome(**t) for t in d.get("tests", [])]
+        return cls(**d)
+
+
+@dataclass
+class SolveResult:
+    """A problem, the settings used, and its candidates best first."""
+
+    problem: dict[str, Any]  # id, source, text, starter_code, tests (TestSpec dict or None)
+    settings: dict[str, Any]  # model, checkpoint, n, temperature, top_p, seed, ...
+    candidates: list[Candidate] = field(default_factory=list)  # ranked, best first
+    heads: str = "init"  # "init" (no trained heads: Q = A_ckpt + V at initialisation) or a path
+    timings: dict[str, float] = field(default_factory=dict)  # load, generate, score, execute (s)
+    run_id: str | None = None  # set once saved in the results store
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["candidates"] = [c.to_dict() for c in self.candidates]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SolveResult:
+        d = dict(d)
+        d["candidates"] = [Candidate.from_dict(c) for c in d.get("candidates", [])]
+        return cls(**d)
+
+
+# Progress events, emitted by solve() through a callback; the CLI, TUI and LSP render them.
+@dataclass
+class Progress:
+    stage: str  # load | generate | score | execute
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass
+class CandidateReady:
+    candidate: Candidate
+    index: int  # order of arrival (not the rank)
