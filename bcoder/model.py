@@ -1,0 +1,420 @@
+"""The dueling Q-model of B-Coder: a Hugging Face LM composed with value heads (DESIGN section 2).
+
+Three networks share one interface, selected by ``QConfig.mode``:
+
+- ``head``: the backbone is frozen. phi and theta are value heads on its hidden states; the
+  theta policy stays the checkpoint policy (l_theta = l_ckpt), only V and r~ are learned.
+- ``lora``: one frozen base; phi and theta are LoRA adapters (peft) plus value heads. The
+  checkpoint policy is the base with adapters disabled.
+- ``full``: the paper's setting: trainable copies of the LM for phi and theta, a frozen checkpoint.
+
+Quantities per action token (index t holds (s_t, a_t)):
+  A(s, a) = alpha * (l(s, a) - max l(s))               advantage from logits
+  V_phi(s) = R_max - softabs(u_phi(s))                 phi value
+  V_theta(s) = R_max - softabs(u_phi(s) + h1(s) - h2(s)) theta value, residual head zero at init
+  Q(s, a) = A(s, a) + V(s)
+
+For causal LMs the state s_t is read at the position *before* a_t (the last prompt token for
+t = 0). For encoder-decoder LMs the decoder input is [start, a_0 .. a_{t-1}], so s_t is position t.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bcoder import rl
+from bcoder.errors import BcoderError
+from bcoder.fsutil import atomic_dir
+
+Mode = Literal["full", "lora", "head"]
+Role = Literal["ckpt", "phi", "theta"]
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class QConfig:
+    """Hyper-parameters of the Q-model; saved with every checkpoint."""
+
+    mode: Mode = "head"  # full | lora | head (see the module docstring)
+    alpha: float = 1.0  # energy temperature: A = alpha * (l - max l)
+    gamma: float = 0.999  # discount
+    r_max: float = 1.0  # bound on V and Q
+    head_hidden: int = 0  # value-head width: 0 for a linear head, else one hidden layer
+    lora_r: int = 16  # LoRA rank (lora mode)
+    lora_alpha: int = 32  # LoRA scaling numerator (lora mode)
+    lora_dropout: float = 0.0  # LoRA dropout (lora mode)
+    lora_target_modules: list[str] | str = "all-linear"  # peft target modules (lora mode)
+    base_model: str = ""  # the model source the base was loaded from (informational)
+    base_fingerprint: str = ""  # identity of the base weights, checked when loading
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("full", "lora", "head"):
+            raise BcoderError(f"mode must be full, lora or head, not {self.mode!r}")
+        if self.alpha <= 0:
+            raise BcoderError(f"alpha must be positive, not {self.alpha}")
+        if not 0 < self.gamma <= 1:
+            raise BcoderError(f"gamma must be in (0, 1], not {self.gamma}")
+        if self.head_hidden < 0 or self.lora_r <= 0:
+            raise BcoderError("head_hidden must be >= 0 and lora_r > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> QConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class ValueHead(nn.Module):
+    """u(s): a raw scalar per state from a hidden state (linear, or one hidden layer).
+
+    Initialised to output exactly 0, so an untrained head gives V = R_max everywhere. Note that
+    softabs'(0) = 0: a head trained from u = 0 gets no gradient, so training recipes call
+    :meth:`start_at` to move the starting point off zero.
+    """
+
+    def __init__(self, hidden_size: int, head_hidden: int = 0):
+        super().__init__()
+        if head_hidden:
+            self.net = nn.Sequential(
+                nn.Linear(hidden_size, head_hidden), nn.GELU(), nn.Linear(head_hidden, 1)
+            )
+        else:
+            self.net = nn.Sequential(nn.Linear(hidden_size, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Shape: hidden (..., H) -> u (...)."""
+        return self.net(hidden.float()).squeeze(-1)
+
+    @torch.no_grad()
+    def start_at(self, value: float, r_max: float = 1.0) -> None:
+        """Set the output bias so that V = R_max - softabs(u) starts at ``value`` (< R_max)."""
+        self.net[-1].bias.fill_(inverse_softabs(r_max - value))
+
+
+def inverse_softabs(y: float) -> float:
+    """The positive x with softabs(x) = y, for y > 0 (by bisection; softabs is increasing on x>0)."""
+    if y <= 0:
+        raise ValueError("softabs only reaches y > 0 away from 0")
+    lo, hi = 0.0, 2 * y + 2.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if float(rl.softabs(torch.tensor(mid, dtype=torch.float64))) < y:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@dataclass
+class ActionBatch:
+    """Prompts (left-padded) and action tokens (right-padded) of B programs."""
+
+    prompt_ids: torch.Tensor  # (B, P)
+    prompt_mask: torch.Tensor  # (B, P)
+    action_ids: torch.Tensor  # (B, T)
+    action_mask: torch.Tensor  # (B, T)
+
+    def to(self, device: torch.device | str) -> ActionBatch:
+        return ActionBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+def make_batch(
+    prompts: list[list[int]], actions: list[list[int]], pad_id: int, device: str | None = None
+) -> ActionBatch:
+    """Pad token lists into an ActionBatch: prompts on the left, actions on the right."""
+    if len(prompts) != len(actions):
+        raise ValueError("prompts and actions must have the same length")
+    P = max(1, *(len(p) for p in prompts))
+    T = max(1, *(len(a) for a in actions))
+    B = len(prompts)
+    prompt_ids = torch.full((B, P), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((B, P), dtype=torch.long)
+    action_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    action_mask = torch.zeros((B, T), dtype=torch.long)
+    for i, (p, a) in enumerate(zip(prompts, actions, strict=True)):
+        if p:
+            prompt_ids[i, P - len(p) :] = torch.tensor(p)
+            prompt_mask[i, P - len(p) :] = 1
+        if a:
+            action_ids[i, : len(a)] = torch.tensor(a)
+            action_mask[i, : len(a)] = 1
+    batch = ActionBatch(prompt_ids, prompt_mask, action_ids, action_mask)
+    return batch.to(device) if device else batch
+
+
+@dataclass
+class QOutput:
+    """Everything one forward yields, aligned to action tokens (B, T[, V])."""
+
+    logits: torch.Tensor  # (B, T, V) logits of the policy at s_t
+    advantage: torch.Tensor  # (B, T) A(s_t, a_t)
+    value: torch.Tensor  # (B, T) V(s_t)
+    q: torch.Tensor  # (B, T) Q(s_t, a_t)
+    ckpt_argmax: torch.Tensor  # (B, T) the checkpoint's argmax action at s_t
+    hidden: torch.Tensor  # (B, T, H) the hidden state the value head read
+    mask: torch.Tensor  # (B, T) 1 on real action tokens
+    u: torch.Tensor = field(default=None)  # (B, T) raw value-head output before the bound
+
+    def q_all(self, alpha: float) -> torch.Tensor:
+        """Q(s_t, .) over the whole vocabulary. Shape: (B, T, V)."""
+        return rl.advantage(self.logits.float(), alpha) + self.value.unsqueeze(-1)
+
+
+def base_fingerprint(base: nn.Module) -> str:
+    """A short identity of a base LM: architecture, sizes and a sample of its embedding weights.
+
+    Weights are rounded to bfloat16 first, so the same model loaded in float32 or bfloat16 agrees.
+    """
+    h = hashlib.sha256()
+    cfg = base.config
+    h.update(type(base).__name__.encode())
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_layers", "d_model"):
+        h.update(f"{key}={getattr(cfg, key, None)};".encode())
+    for emb in (base.get_input_embeddings(), base.get_output_embeddings()):
+        if emb is not None:
+            sample = emb.weight.detach().flatten()[:4096].to(torch.bfloat16).float().cpu()
+            h.update(sample.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class BCoderModel(nn.Module):
+    """A dueling Q-model over a Hugging Face causal or seq2seq LM (composition, not subclassing)."""
+
+    def __init__(self, base: nn.Module, config: QConfig):
+        super().__init__()
+        self.config = config
+        self.is_seq2seq = bool(getattr(base.config, "is_encoder_decoder", False))
+        if not config.base_fingerprint:
+            config.base_fingerprint = base_fingerprint(base)
+        base.requires_grad_(False)
+        hidden_size = base.get_input_embeddings().weight.shape[1]
+        self.phi_lm: nn.Module | None = None
+        self.theta_lm: nn.Module | None = None
+        if config.mode == "lora":
+            self.lm = _with_lora_adapters(base, config)
+        else:
+            self.lm = base
+            if config.mode == "full":
+                self.phi_lm = copy.deepcopy(base).requires_grad_(True)
+                self.theta_lm = copy.deepcopy(base).requires_grad_(True)
+                if self.is_seq2seq:  # the encoder is frozen and shared (DESIGN section 2)
+                    for lm in (self.phi_lm, self.theta_lm):
+                        lm.get_encoder().requires_grad_(False)
+        self.phi_head = ValueHead(hidden_size, config.head_hidden)
+        self.residual_head = ValueHead(hidden_size, config.head_hidden)  # h1, trainable
+        self.residual_frozen = ValueHead(hidden_size, config.head_hidden)  # h2, a frozen copy
+        self.residual_frozen.requires_grad_(False)
+        self.sync_residual()
+
+    # ---- which network plays which role -------------------------------------------------
+    @property
+    def single_pass(self) -> bool:
+        """True when one forward of the theta LM yields everything (head mode)."""
+        return self.config.mode == "head"
+
+    def policy_lm(self) -> nn.Module:
+        """The HF module whose logits are l_theta (for sampling with a KV cache)."""
+        if self.config.mode == "lora":
+            self.lm.set_adapter("theta")
+            return self.lm
+        return self.theta_lm if self.config.mode == "full" else self.lm
+
+    def _lm_for(self, role: Role):
+        """The HF module for a role, and a context that is active while it runs."""
+        import contextlib
+
+        mode = self.config.mode
+        if mode == "head" or role == "ckpt":
+            if mode == "lora":
+                return self.lm, self.lm.disable_adapter()
+            return self.lm, contextlib.nullcontext()
+        if mode == "lora":
+            self.lm.set_adapter(role)
+            return self.lm, contextlib.nullcontext()
+        return (self.phi_lm if role == "phi" else self.theta_lm), contextlib.nullcontext()
+
+    @torch.no_grad()
+    def sync_residual(self) -> None:
+        """h2 := h1, so the residual h1 - h2 is zero (done when the theta-stage starts)."""
+        self.residual_frozen.load_state_dict(self.residual_head.state_dict())
+
+    # ---- the LM pass, aligned to actions ----------------------------------------------------
+    def run_lm(self, role: Role, batch: ActionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and last hidden state at each state s_t. Shapes: (B, T, V), (B, T, H)."""
+        lm, ctx = self._lm_for(role)
+        with ctx:
+            if self.is_seq2seq:
+                return self._run_seq2seq(lm, batch)
+            return self._run_causal(lm, batch)
+
+    def _run_causal(self, lm: nn.Module, batch: ActionBatch):
+        P, T = batch.prompt_ids.shape[1], batch.action_ids.shape[1]
+        ids = torch.cat([batch.prompt_ids, batch.action_ids], dim=1)  # (B, P+T)
+        attn = torch.cat([batch.prompt_mask, batch.action_mask], dim=1)
+        # Positions count real tokens only, so left padding does not shift them.
+        pos = (attn.cumsum(dim=1) - 1).clamp(min=0)
+        out = lm(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=pos,
+            output_hidden_states=True,
+            use_cache=False,
+            logits_to_keep=T + 1,  # positions P-1 .. P+T-1: the states before each action
+        )
+        logits = out.logits[:, :-1]  # (B, T, V): s_t is read at position P-1+t
+        hidden = out.hidden_states[-1][:, P - 1 : P - 1 + T]  # (B, T, H)
+        return logits, hidden
+
+    def _run_seq2seq(self, lm: nn.Module, batch: ActionBatch):
+        start = lm.config.decoder_start_token_id
+        dec_in = torch.roll(batch.action_ids, 1, dims=1)  # [start, a_0 .. a_{T-2}]
+        dec_in[:, 0] = start
+        out = lm(
+            input_ids=batch.prompt_ids,
+            attention_mask=batch.prompt_mask,
+            decoder_input_ids=dec_in,
+            decoder_attention_mask=batch.action_mask,
+            output_hidden_states=True,
+            use_cache=False,
+        )
+        return out.logits, out.decoder_hidden_states[-1]  # (B, T, V), (B, T, H)
+
+    # ---- values ------------------------------------------------------------------------
+    def theta_u(self, u_phi: torch.Tensor, hidden_theta: torch.Tensor) -> torch.Tensor:
+        """u_theta = u_phi + h1(h) - h2(h). Shape: (B, T), (B, T, H) -> (B, T)."""
+        return u_phi + self.residual_head(hidden_theta) - self.residual_frozen(hidden_theta)
+
+    def value_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """V_theta(s) from the theta hidden state alone; valid in head mode (single_pass).
+
+        Shape: hidden (..., H) -> (...).
+        """
+        if not self.single_pass:
+            raise RuntimeError("value_from_hidden needs head mode; use forward() otherwise")
+        u = self.theta_u(self.phi_head(hidden), hidden)
+        return rl.bounded_value(u, self.config.r_max)
+
+    def forward(self, batch: ActionBatch, stage: Literal["theta", "phi"] = "theta") -> QOutput:
+        """Q, V, A per action token for the theta model (default) or the phi model."""
+        cfg = self.config
+        if stage == "phi":
+            ckpt_logits, h_phi = self.run_lm("phi" if cfg.mode != "head" else "ckpt", batch)
+            if cfg.mode != "head":
+                ckpt_logits = self.run_lm("ckpt", batch)[0]
+            logits, hidden, u = ckpt_logits, h_phi, self.phi_head(h_phi)
+        else:
+            logits, hidden = self.run_lm("theta", batch)
+            ckpt_logits = logits if cfg.mode == "head" else self.run_lm("ckpt", batch)[0]
+            h_phi = hidden if cfg.mode == "head" else self.run_lm("phi", batch)[1]
+            u = self.theta_u(self.phi_head(h_phi), hidden)
+        value = rl.bounded_value(u, cfg.r_max)  # (B, T)
+        adv = rl.taken(rl.advantage(logits.float(), cfg.alpha), batch.action_ids)  # (B, T)
+        return QOutput(
+            logits=logits,
+            advantage=adv,
+            value=value,
+            q=adv + value,
+            ckpt_argmax=ckpt_logits.argmax(dim=-1),
+            hidden=hidden,
+            mask=batch.action_mask,
+            u=u,
+        )
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self, directory: str | Path, extra: dict | None = None) -> Path:
+        """Write heads (+ adapters or LM copies) in safetensors and the config as JSON, atomically."""
+        from safetensors.torch import save_file, save_model
+
+        directory = Path(directory)
+        with atomic_dir(directory) as tmp:
+            heads = {
+                f"{name}.{k}": v.detach().cpu().contiguous()
+                for name in ("phi_head", "residual_head", "residual_frozen")
+                for k, v in getattr(self, name).state_dict().items()
+            }
+            save_file(heads, str(tmp / "heads.safetensors"))
+            if self.config.mode == "lora":
+                from peft import get_peft_model_state_dict
+
+                for name in ("phi", "theta"):
+                    sd = get_peft_model_state_dict(self.lm, adapter_name=name)
+                    save_file(
+                        {k: v.detach().cpu().contiguous() for k, v in sd.items()},
+                        str(tmp / f"adapter_{name}.safetensors"),
+                    )
+            elif self.config.mode == "full":
+                save_model(self.phi_lm, str(tmp / "phi_lm.safetensors"))
+                save_model(self.theta_lm, str(tmp / "theta_lm.safetensors"))
+            meta = {"format": CHECKPOINT_FORMAT, "config": asdict(self.config), **(extra or {})}
+            (tmp / "bcoder_config.json").write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, base: nn.Module) -> BCoderModel:
+        """Load a checkpoint onto ``base``; refuse it if it was trained on another base model."""
+        from safetensors.torch import load_file, load_model
+
+        directory = Path(directory)
+        meta = read_checkpoint_config(directory)
+        config = QConfig.from_dict(meta["config"])
+        found = base_fingerprint(base)
+        if config.base_fingerprint and config.base_fingerprint != found:
+            raise BcoderError(
+                f"checkpoint {directory} was trained on base model {config.base_model!r} "
+                f"(fingerprint {config.base_fingerprint}), but the loaded base has fingerprint "
+                f"{found}; load it with the base model it was trained on"
+            )
+        model = cls(base, config)
+        heads = load_file(str(directory / "heads.safetensors"))
+        for name in ("phi_head", "residual_head", "residual_frozen"):
+            prefix = f"{name}."
+            sd = {k[len(prefix) :]: v for k, v in heads.items() if k.startswith(prefix)}
+            getattr(model, name).load_state_dict(sd)
+        if config.mode == "lora":
+            from peft import set_peft_model_state_dict
+
+            for name in ("phi", "theta"):
+                sd = load_file(str(directory / f"adapter_{name}.safetensors"))
+                set_peft_model_state_dict(model.lm, sd, adapter_name=name)
+        elif config.mode == "full":
+            load_model(model.phi_lm, str(directory / "phi_lm.safetensors"))
+            load_model(model.theta_lm, str(directory / "theta_lm.safetensors"))
+        return model
+
+
+def read_checkpoint_config(directory: str | Path) -> dict:
+    """The JSON metadata of a checkpoint directory, with a clear error if it is not one."""
+    path = Path(directory) / "bcoder_config.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BcoderError(f"{directory}: not a bcoder checkpoint (no bcoder_config.json)") from None
+    except json.JSONDecodeError as err:
+        raise BcoderError(f"{path}: corrupt checkpoint config ({err})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
+        raise BcoderError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
+    return meta
+
+
+def _with_lora_adapters(base: nn.Module, config: QConfig) -> nn.Module:
+    """Wrap ``base`` with two LoRA adapters, "phi" and "theta" (zero at initialisation)."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules,
+    )
+    peft_model = get_peft_model(base, lora, adapter_name="phi")
+    peft_model.add_adapter("theta", lora)
+    return peft_model

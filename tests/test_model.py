@@ -1,0 +1,127 @@
+"""The dueling Q-model on real tiny models (Llama-style causal and T5 seq2seq), in every mode."""
+
+import pytest
+import torch
+
+from bcoder.errors import BcoderError
+from bcoder.model import BCoderModel, QConfig, make_batch
+from bcoder.tiny import tiny_causal_lm, tiny_seq2seq
+
+MODES = ["head", "lora", "full"]
+KINDS = ["causal", "seq2seq"]
+
+
+def _base(tokenizer, kind, seed=0):
+    return tiny_causal_lm(tokenizer, seed) if kind == "causal" else tiny_seq2seq(tokenizer, seed)
+
+
+def _model(tokenizer, kind, mode, seed=0):
+    model = BCoderModel(_base(tokenizer, kind, seed), QConfig(mode=mode, gamma=0.9, alpha=0.8))
+    torch.manual_seed(1)
+    with torch.no_grad():  # a phi head that is not trivially zero, and a residual h1 = h2
+        for p in model.phi_head.parameters():
+            p.normal_(0, 0.5)
+        for p in model.residual_head.parameters():
+            p.normal_(0, 0.5)
+    model.sync_residual()
+    return model.eval()
+
+
+def _batch(tokenizer, prompts, programs):
+    p = [tokenizer(x).input_ids for x in prompts]
+    a = [tokenizer(x).input_ids + [tokenizer.eos_token_id] for x in programs]
+    return make_batch(p, a, tokenizer.pad_token_id)
+
+
+PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]
+PROGRAMS = ["def add(a, b):\n    return a + b\n", "print(int(input()))"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_initialisation_q_theta_equals_q_phi(tokenizer, kind, mode):
+    model = _model(tokenizer, kind, mode)
+    batch = _batch(tokenizer, PROMPTS, PROGRAMS)
+    with torch.no_grad():
+        theta = model(batch)
+        phi = model(batch, stage="phi")
+        ckpt_logits, _ = model.run_lm("ckpt", batch)
+    m = batch.action_mask.bool()
+    assert torch.allclose(theta.q_all(0.8)[m], phi.q_all(0.8)[m], atol=1e-5)
+    # pi_theta == p_ckpt
+    assert torch.allclose(
+        torch.softmax(theta.logits[m].float(), -1), torch.softmax(ckpt_logits[m].float(), -1)
+    )
+    assert torch.equal(theta.ckpt_argmax, ckpt_logits.argmax(-1))
+    assert (theta.value <= 1.0).all() and (theta.advantage <= 0).all()
+    assert theta.value[m].std() > 0  # the heads really were random: V varies by state
+    assert torch.allclose(theta.q, theta.advantage + theta.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["head", "lora"])
+def test_causality(tokenizer, kind, mode):
+    model = _model(tokenizer, kind, mode)
+    batch = _batch(tokenizer, PROMPTS[:1], PROGRAMS[:1])
+    k = 5  # change action a_k: values at s_0 .. s_k must not move
+    changed = make_batch(
+        [batch.prompt_ids[0].tolist()],
+        [[*batch.action_ids[0, :k].tolist(), 7, *batch.action_ids[0, k + 1 :].tolist()]],
+        tokenizer.pad_token_id,
+    )
+    assert changed.action_ids[0, k] != batch.action_ids[0, k]
+    with torch.no_grad():
+        a, b = model(batch), model(changed)
+    assert torch.allclose(a.value[:, : k + 1], b.value[:, : k + 1], atol=1e-6)
+    assert torch.allclose(a.q_all(0.8)[:, : k + 1], b.q_all(0.8)[:, : k + 1], atol=1e-5)
+    assert not torch.allclose(a.value[:, k + 1 :], b.value[:, k + 1 :])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padding_invariance(tokenizer, kind):
+    model = _model(tokenizer, kind, "head")
+    prompts = ["A much longer problem statement that forces left padding.\n", PROMPTS[1]]
+    programs = [PROGRAMS[0] * 2, PROGRAMS[1]]
+    with torch.no_grad():
+        alone = model(_batch(tokenizer, prompts[1:], programs[1:]))
+        padded = model(_batch(tokenizer, prompts, programs))
+    n = int(alone.mask.sum())
+    assert padded.mask[1].sum() == n and padded.mask.shape[1] > n  # really padded
+    assert torch.allclose(alone.value[0, :n], padded.value[1, :n], atol=1e-4)
+    assert torch.allclose(alone.q[0, :n], padded.q[1, :n], atol=1e-4)
+    assert torch.equal(alone.ckpt_argmax[0, :n], padded.ckpt_argmax[1, :n])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_checkpoint_round_trip(tokenizer, kind, mode, tmp_path):
+    model = _model(tokenizer, kind, mode)
+    if mode != "head":  # make the trained networks differ from the base
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if p.requires_grad and ("lora_B" in n or mode == "full"):
+                    p.add_(torch.randn_like(p) * 0.01)
+    batch = _batch(tokenizer, PROMPTS, PROGRAMS)
+    model.save_checkpoint(tmp_path / "ckpt")
+    loaded = BCoderModel.from_checkpoint(tmp_path / "ckpt", _base(tokenizer, kind)).eval()
+    with torch.no_grad():
+        a, b = model(batch), loaded(batch)
+    assert torch.equal(a.q, b.q) and torch.equal(a.value, b.value)
+    assert torch.equal(a.logits, b.logits)
+    with pytest.raises(BcoderError, match="trained on base model"):
+        BCoderModel.from_checkpoint(tmp_path / "ckpt", _base(tokenizer, kind, seed=5))
+
+
+def test_not_a_checkpoint(tmp_path, tokenizer):
+    with pytest.raises(BcoderError, match="not a bcoder checkpoint"):
+        BCoderModel.from_checkpoint(tmp_path, _base(tokenizer, "causal"))
+
+
+def test_start_at_sets_the_initial_value(tokenizer):
+    model = _model(tokenizer, "causal", "head")
+    torch.nn.init.zeros_(model.phi_head.net[-1].weight)
+    model.phi_head.start_at(-0.2)
+    model.sync_residual()
+    with torch.no_grad():
+        out = model(_batch(tokenizer, PROMPTS[:1], PROGRAMS[:1]))
+    assert torch.allclose(out.value, torch.full_like(out.value, -0.2), atol=1e-5)
