@@ -1,0 +1,209 @@
+"""Prompts per model family: a pure function of (problem, family[, tokenizer, limit]).
+
+Families:
+- ``apps``: Hendrycks et al. (2021), as used by CodeRL and B-Coder for CodeT5:
+  ``"\\nQUESTION:\\n{question}\\n{starter}\\nUse Standard Input format|Use Call-Based format\\nANSWER:\\n"``
+- ``mbpp``: zero-shot, the statement and the tests it must pass in a docstring (the tests are
+  shown, as is usual for MBPP; the wording of Austin et al.'s prompt).
+- ``humaneval``: the signature and docstring themselves (the HumanEval prompt); the model
+  continues with the body.
+- ``chat``: the tokenizer's chat template, with a system instruction to answer with one Python
+  code block and a user message built from the problem (statement, starter code or signature,
+  visible tests).
+
+Length: the prompt is cut to ``max_source_tokens`` by dropping text from the *front* of the
+question (statement / docstring), never the end, so the starter code, the format line and
+"ANSWER:" always survive. Tokens are counted with the tokenizer (``add_special_tokens=False``);
+without a tokenizer the count is approximated as ``len(text) / CHARS_PER_TOKEN`` (4 characters
+per token, typical of BPE on English and code). If the fixed parts alone exceed the limit, the
+question becomes empty and the prompt is returned over the limit (starter code is never cut).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from bcoder.errors import BcoderError
+from bcoder.spec import Problem, TestSpec
+
+FAMILIES = ("apps", "mbpp", "humaneval", "chat")
+CHARS_PER_TOKEN = 4
+SYSTEM_PROMPT = (
+    "You are an expert Python programmer. Answer with exactly one Python code block "
+    "(```python ... ```) that holds the complete solution, and nothing else."
+)
+MAX_SHOWN_TESTS = 5
+_MAX_TEST_CHARS = 1000  # longer tests are not shown in a prompt
+
+
+def prompt_family(problem: Problem, tokenizer: Any = None) -> str:
+    """The default family: ``chat`` when the tokenizer has a chat template, else by source."""
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return "chat"
+    if problem.source in ("humaneval", "python"):
+        return "humaneval"
+    if problem.source == "mbpp" or (problem.tests is not None and problem.tests.kind == "assert"):
+        return "mbpp"
+    return "apps"
+
+
+def build_prompt(
+    problem: Problem, family: str, tokenizer: Any = None, max_source_tokens: int = 600
+) -> str:
+    """The prompt for ``problem`` in ``family`` (see the module docstring), at most
+    ``max_source_tokens`` long unless its fixed parts alone are longer."""
+    if family not in FAMILIES:
+        raise BcoderError(f"unknown prompt family {family!r} (expected {', '.join(FAMILIES)})")
+    if family == "chat" and not getattr(tokenizer, "chat_template", None):
+        raise BcoderError("the chat prompt needs a tokenizer with a chat template")
+    render: Callable[[str], str]
+    if family == "apps":
+        render = lambda q: _apps(problem, q)  # noqa: E731
+    elif family == "mbpp":
+        render = lambda q: _mbpp(problem, q)  # noqa: E731
+    elif family == "humaneval":
+        render = lambda q: _code_context(problem, q)  # noqa: E731
+    else:
+        render = lambda q: _chat(problem, q, tokenizer)  # noqa: E731
+    return _fit(render, problem.text, tokenizer, max_source_tokens)
+
+
+# --- truncation ----------------------------------------------------------------------------
+
+
+def count_tokens(text: str, tokenizer: Any = None) -> int:
+    """Tokens in ``text`` (no special tokens added); ~len/4 without a tokenizer."""
+    if tokenizer is None:
+        return -(-len(text) // CHARS_PER_TOKEN)
+    return len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def keep_tail(text: str, n_tokens: int, tokenizer: Any = None) -> str:
+    """The last ``n_tokens`` tokens of ``text`` (the front is dropped)."""
+    if n_tokens <= 0:
+        return ""
+    if tokenizer is None:
+        return text[-n_tokens * CHARS_PER_TOKEN :]
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) <= n_tokens:
+        return text
+    # A byte-level token cut in half decodes to U+FFFD: drop it rather than show garbage.
+    return tokenizer.decode(ids[-n_tokens:]).lstrip("\ufffd")
+
+
+def _fit(render: Callable[[str], str], question: str, tokenizer: Any, limit: int) -> str:
+    prompt = render(question)
+    excess = count_tokens(prompt, tokenizer) - limit
+    q = question
+    # Token counts are not exactly additive across the seams, so shrink until it fits.
+    for _ in range(16):
+        if excess <= 0 or not q:
+            break
+        q = keep_tail(q, count_tokens(q, tokenizer) - excess, tokenizer)
+        prompt = render(q)
+        excess = count_tokens(prompt, tokenizer) - limit
+    return prompt
+
+
+# --- pieces --------------------------------------------------------------------------------
+
+
+def is_call_based(problem: Problem) -> bool:
+    """Call-based (a function is called) rather than a stdin/stdout program."""
+    if problem.tests is not None and problem.tests.kind != "assert":
+        return problem.tests.kind == "call"
+    return bool(problem.entry_point or problem.starter_code.strip())
+
+
+def visible_tests(problem: Problem) -> TestSpec | None:
+    """Tests a prompt may show: all of MBPP's (the usual zero-shot setting) and a text problem's
+    own tests (nothing is hidden from their author). Others stay hidden: APPS and HumanEval
+    examples are already in the statement or docstring."""
+    return problem.tests if problem.source in ("mbpp", "text") else None
+
+
+def format_tests(spec: TestSpec, limit: int = MAX_SHOWN_TESTS) -> str:
+    """Tests as a reader would write them: asserts, ``f(args) == out``, or Input/Output blocks."""
+    shown: list[str] = []
+    if spec.kind == "assert":
+        shown = [a.strip() for a in spec.asserts or ()]
+    else:
+        for inp, out in zip(spec.inputs or (), spec.outputs or (), strict=True):
+            if spec.kind == "call":
+                args = ", ".join(repr(a) for a in inp) if isinstance(inp, list) else repr(inp)
+                shown.append(f"assert {spec.fn_name}({args}) == {out!r}")
+            else:
+                shown.append(f"Input:\n{str(inp).rstrip()}\nOutput:\n{str(out).rstrip()}")
+    shown = [s for s in shown if len(s) <= _MAX_TEST_CHARS][:limit]
+    return ("\n" if spec.kind != "stdio" else "\n\n").join(shown)
+
+
+def _docstring_code(signature: str, doc: str) -> str:
+    """``signature`` followed by ``doc`` as its docstring, indented one level below the def."""
+    defs = re.findall(r"^([ \t]*)(?:async\s+)?def\s", signature, re.M)
+    indent = (defs[-1] if defs else "") + "    "
+    body = "\n".join(indent + line if line.strip() else "" for line in doc.strip("\n").split("\n"))
+    body = body.replace('"""', '\\"\\"\\"')
+    return f'{signature.rstrip()}\n{indent}"""\n{body}\n{indent}"""\n'
+
+
+def _code_context(problem: Problem, question: str) -> str:
+    """The code the answer continues: a stub's signature + docstring, else the starter code."""
+    prompt = problem.metadata.get("prompt")
+    if isinstance(prompt, str) and question == problem.text:
+        return prompt
+    if problem.source in ("humaneval", "python") and problem.starter_code:
+        return _docstring_code(problem.starter_code, question)
+    return f'"""\n{question.strip()}\n"""\n' + problem.starter_code
+
+
+def _apps(problem: Problem, question: str) -> str:
+    prompt = "\nQUESTION:\n" + question
+    if problem.starter_code:
+        prompt += "\n" + problem.starter_code
+    prompt += "\nUse Call-Based format" if is_call_based(problem) else "\nUse Standard Input format"
+    return prompt + "\nANSWER:\n"
+
+
+def _mbpp(problem: Problem, question: str) -> str:
+    tests = visible_tests(problem)
+    shown = format_tests(tests) if tests is not None else ""
+    body = question.strip()
+    if shown:
+        body += " Your code should pass these tests:\n\n" + shown
+    return f'"""\n{body}\n"""\n' + problem.starter_code
+
+
+def _chat_user(problem: Problem, question: str) -> str:
+    if problem.source in ("humaneval", "python") and problem.starter_code:
+        code = _code_context(problem, question)
+        return f"Complete this Python function; answer with the whole function.\n\n```python\n{code.rstrip()}\n```"
+    parts = [question.strip()]
+    if problem.starter_code.strip():
+        parts.append(
+            "Complete this starter code (keep its signatures):\n\n"
+            f"```python\n{problem.starter_code.rstrip()}\n```"
+        )
+    elif is_call_based(problem) and problem.entry_point:
+        parts.append(f"Write a Python function named `{problem.entry_point}`.")
+    else:
+        parts.append(
+            "Write a Python program that reads from standard input and writes to standard output."
+        )
+    tests = visible_tests(problem)
+    shown = format_tests(tests) if tests is not None else ""
+    if shown:
+        parts.append(f"Your code should pass these tests:\n\n{shown}")
+    return "\n\n".join(parts)
+
+
+def _chat(problem: Problem, question: str, tokenizer: Any) -> str:
+    user = _chat_user(problem, question)
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # some templates refuse a system turn: fold it into the user turn
+        messages = [{"role": "user", "content": f"{SYSTEM_PROMPT}\n\n{user}"}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
