@@ -1,0 +1,343 @@
+"""Sampling programs from the theta policy pi(a|s) = softmax(Q(s, .)/alpha) = softmax(l_theta(s, .)).
+
+Since Q/alpha and l_theta differ by a per-state constant, sampling with Q/alpha as logits is exactly
+sampling from the LM head (DESIGN section 2): the decode loop below is an ordinary KV-cached loop
+over ``qmodel.policy_lm()`` with temperature and top-p. In head mode (``qmodel.single_pass``) the
+loop also keeps, per action token, everything the per-token scores need -- the advantage
+A(s_t, a_t) = alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the
+very tensor ``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's
+preferred token -- so scoring needs no second pass.
+
+Causal LMs: prompts are left-padded and positions count real tokens only (as in
+``BCoderModel._run_causal``); when every row has the same prompt it is prefilled once and the
+cache repeated. Seq2seq LMs: the encoder runs once, the decoder steps with a cache from the start
+token. Rows that finish (EOS, the end of a fenced code block, or the length limit) leave the batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bcoder.model import BCoderModel
+
+FINISH_EOS, FINISH_FENCE, FINISH_LENGTH = "eos", "code_block_end", "length"
+
+
+class Cancelled(Exception):
+    """Raised between decode steps when the caller's cancel event is set."""
+
+
+@dataclass
+class StepScores:
+    """Per action token values recorded by the decode loop (head mode). Shapes: (T,) each."""
+
+    advantage: torch.Tensor  # A(s_t, a_t)
+    value: torch.Tensor  # V_theta(s_t)
+    logprob: torch.Tensor  # log pi(a_t | s_t) at temperature 1
+    preferred: torch.Tensor  # argmax_a l(s_t, a) (long)
+
+
+@dataclass
+class Generation:
+    """One sampled completion, in action tokens."""
+
+    index: int  # position of the row in the request (0 .. n-1)
+    prompt_ids: list[int]
+    action_ids: list[int]
+    finish_reason: str  # eos | code_block_end | length
+    scores: StepScores | None = None  # set when the loop scored (score=True)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of tokens whose probability reaches ``top_p``.
+
+    Shape: logits (B, V) -> (B, V), removed tokens set to -inf (the most likely one always stays).
+    """
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above
+    sorted_logits = sorted_logits.masked_fill(mass_before > top_p, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Draw one token per row from softmax(logits / temperature) after top-p; greedy at 0.
+
+    Shape: logits (B, V) float -> (B,) long.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = top_p_filter(logits / temperature, top_p).softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class FenceStop:
+    """Stop a row once a fenced code block closes: a line starting with ``` after an opening one.
+
+    Only tokens containing a backtick can close a block, so the row is decoded only then.
+    """
+
+    def __init__(self, tokenizer: Any, vocab_size: int, device: torch.device):
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        mask = torch.zeros(max(vocab_size, len(pieces)), dtype=torch.bool)
+        for i, piece in enumerate(pieces):
+            if piece and "`" in piece:
+                mask[i] = True
+        self.mask = mask.to(device)  # (V,) True for tokens that hold a backtick
+        self.tokenizer = tokenizer
+
+    def closed(self, action_ids: Sequence[int]) -> bool:
+        text = self.tokenizer.decode(list(action_ids), skip_special_tokens=True)
+        return block_closed(text)
+
+
+def block_closed(text: str) -> bool:
+    """True when ``text`` holds a complete opening fence line and a later line starting with ```."""
+    opened = False
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith("```"):
+            continue
+        if opened:
+            return True
+        opened = i < len(lines) - 1  # the opening line is complete only once its newline came
+    return False
+
+
+class _Causal:
+    """A KV-cached decoder-only LM over left-padded rows."""
+
+    def __init__(self, lm: torch.nn.Module, prompts: list[list[int]], pad_id: int, hidden: bool):
+        self.lm, self.hidden = lm, hidden
+        device = next(lm.parameters()).device
+        same = all(p == prompts[0] for p in prompts)
+        rows = prompts[:1] if same else prompts  # one shared prompt is prefilled once
+        width = max(len(p) for p in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attn = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, p in enumerate(rows):
+            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            attn[i, width - len(p) :] = 1
+        ids, attn = ids.to(device), attn.to(device)
+        pos = (attn.cumsum(dim=1) - 1).clamp(min=0)  # (B, P): real tokens only, as in run_lm
+        out = lm(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=pos,
+            use_cache=True,
+            output_hidden_states=hidden,
+            logits_to_keep=1,
+        )
+        self.cache = out.past_key_values
+        self.first = self._read(out)
+        self.attn, self.next_pos = attn, pos[:, -1] + 1  # (B, P), (B,)
+        if same and len(prompts) > 1:
+            n = len(prompts)
+            self.cache.batch_repeat_interleave(n)
+            self.attn, self.next_pos = self.attn.expand(n, -1), self.next_pos.expand(n)
+            self.first = tuple(None if x is None else x.expand(n, -1) for x in self.first)
+
+    def _read(self, out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, V) and last hidden state (B, H) at the newest position."""
+        hidden = out.hidden_states[-1][:, -1] if self.hidden else None
+        return out.logits[:, -1].float(), hidden
+
+    def step(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Feed one token per row (B,); return the next state's logits and hidden state."""
+        self.attn = torch.cat([self.attn, self.attn.new_ones((self.attn.shape[0], 1))], dim=1)
+        out = self.lm(
+            input_ids=tokens[:, None],
+            attention_mask=self.attn,
+            position_ids=self.next_pos[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+            output_hidden_states=self.hidden,
+        )
+        self.cache, self.next_pos = out.past_key_values, self.next_pos + 1
+        return self._read(out)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (indices into the current batch)."""
+        self.cache.batch_select_indices(rows)
+        self.attn, self.next_pos = self.attn[rows], self.next_pos[rows]
+
+
+class _Seq2Seq:
+    """An encoder-decoder LM: the encoder once, then the decoder with a cache."""
+
+    def __init__(self, lm: torch.nn.Module, prompts: list[list[int]], pad_id: int, hidden: bool):
+        self.lm, self.hidden = lm, hidden
+        device = next(lm.parameters()).device
+        n = len(prompts)
+        same = all(p == prompts[0] for p in prompts)
+        rows = prompts[:1] if same else prompts
+        width = max(len(p) for p in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, p in enumerate(rows):  # left-padded, as make_batch does for the scoring pass
+            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p) :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        self.encoded = lm.get_encoder()(input_ids=ids, attention_mask=mask)
+        if same and n > 1:
+            self.encoded.last_hidden_state = self.encoded.last_hidden_state.expand(n, -1, -1)
+            mask = mask.expand(n, -1)
+        self.mask = mask
+        self.cache = None
+        start = torch.full((n,), lm.config.decoder_start_token_id, dtype=torch.long, device=device)
+        self.first = self.step(start)
+
+    def step(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.lm(
+            encoder_outputs=self.encoded,
+            attention_mask=self.mask,
+            decoder_input_ids=tokens[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+            output_hidden_states=self.hidden,
+        )
+        self.cache = out.past_key_values
+        hidden = out.decoder_hidden_states[-1][:, -1] if self.hidden else None
+        return out.logits[:, -1].float(), hidden
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.cache.batch_select_indices(rows)
+        self.encoded.last_hidden_state = self.encoded.last_hidden_state[rows]
+        self.mask = self.mask[rows]
+
+
+@dataclass
+class DecodeOptions:
+    """How to decode (validated by the caller's settings)."""
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    eos_ids: tuple[int, ...] = ()
+    fence: FenceStop | None = None  # stop at the end of a fenced code block
+    score: bool = False  # record StepScores (head mode only)
+
+
+@torch.inference_mode()
+def decode(
+    qmodel: BCoderModel,
+    prompts: list[list[int]],
+    options: DecodeOptions,
+    pad_id: int,
+    *,
+    generator: torch.Generator | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    first_index: int = 0,
+) -> Iterator[Generation]:
+    """Sample one completion per prompt row, yielding each as soon as it finishes.
+
+    ``on_step(step, active_rows)`` is called after every decode step; ``cancel`` is checked before
+    each step (raises :class:`Cancelled`). Generations carry ``index = first_index + row``.
+    """
+    if options.score and not qmodel.single_pass:
+        raise ValueError("in-loop scoring needs head mode; score with qmodel(batch) otherwise")
+    _check(cancel)
+    lm = qmodel.policy_lm()
+    runner_cls = _Seq2Seq if qmodel.is_seq2seq else _Causal
+    runner = runner_cls(lm, prompts, pad_id, hidden=options.score)
+    logits, hidden = runner.first
+    B, T = len(prompts), options.max_new_tokens
+    device = logits.device
+    active = torch.arange(B, device=device)  # original row of each batch row
+    tokens = torch.zeros((B, T), dtype=torch.long, device=device)
+    if options.score:
+        bufs = {k: torch.zeros((B, T), device=device) for k in ("advantage", "value", "logprob")}
+        preferred = torch.zeros((B, T), dtype=torch.long, device=device)
+    eos = torch.tensor(options.eos_ids or (-1,), device=device)
+    alpha = qmodel.config.alpha
+    for t in range(T):
+        nxt = sample_next(logits, options.temperature, options.top_p, generator)  # (b,)
+        tokens[active, t] = nxt
+        if options.score:
+            chosen = logits.gather(-1, nxt[:, None]).squeeze(-1)  # l(s_t, a_t)
+            bufs["advantage"][active, t] = alpha * (chosen - logits.max(dim=-1).values)
+            bufs["logprob"][active, t] = chosen - logits.logsumexp(dim=-1)
+            bufs["value"][active, t] = qmodel.value_from_hidden(hidden).float()
+            preferred[active, t] = logits.argmax(dim=-1)
+        done = torch.isin(nxt, eos)
+        reasons = [FINISH_EOS if d else "" for d in done.tolist()]
+        if options.fence is not None:
+            ticks = options.fence.mask[nxt].nonzero().flatten().tolist()
+            for r in ticks:
+                row = int(active[r])
+                if not reasons[r] and options.fence.closed(tokens[row, : t + 1].tolist()):
+                    reasons[r] = FINISH_FENCE
+        if t == T - 1:
+            reasons = [x or FINISH_LENGTH for x in reasons]
+        finished = [r for r, x in enumerate(reasons) if x]
+        for r in finished:
+            row = int(active[r])
+            scores = None
+            if options.score:
+                scores = StepScores(
+                    *(bufs[k][row, : t + 1].cpu() for k in ("advantage", "value", "logprob")),
+                    preferred=preferred[row, : t + 1].cpu(),
+                )
+            yield Generation(
+                first_index + row, prompts[row], tokens[row, : t + 1].tolist(), reasons[r], scores
+            )
+        if on_step:
+            on_step(t + 1, len(reasons) - len(finished))
+        if len(finished) == len(reasons) or t == T - 1:
+            return
+        _check(cancel)
+        if finished:
+            keep = torch.tensor(
+                [r for r, x in enumerate(reasons) if not x], dtype=torch.long, device=device
+            )
+            runner.keep(keep)
+            active, nxt = active[keep], nxt[keep]
+        logits, hidden = runner.step(nxt)
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled")
+
+
+def sample(
+    qmodel: BCoderModel,
+    prompt_ids: list[int],
+    n: int,
+    options: DecodeOptions,
+    pad_id: int,
+    *,
+    batch_size: int = 8,
+    seed: int | None = 0,
+    on_step: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[Generation]:
+    """``n`` completions of one prompt, ``batch_size`` at a time, reproducible for a given seed."""
+    device = next(qmodel.policy_lm().parameters()).device
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    for start in range(0, n, batch_size):
+        rows = min(batch_size, n - start)
+        yield from decode(
+            qmodel,
+            [prompt_ids] * rows,
+            options,
+            pad_id,
+            generator=generator,
+            on_step=on_step,
+            cancel=cancel,
+            first_index=start,
+        )

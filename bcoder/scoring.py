@@ -1,0 +1,130 @@
+"""Per-token scores of a program: Q(s_t, a_t), V(s_t), A(s_t, a_t), r~_t and the cumulative R~.
+
+Two ways to get the raw per-token values (DESIGN section 2):
+
+- in head mode the decode loop records them while sampling (:class:`bcoder.sampling.StepScores`);
+- otherwise (lora / full mode, or a program the model did not write) one batched forward of the
+  Q-model over prompt + action tokens: :func:`score_tokens`.
+
+Either way :func:`make_candidate` turns them into a :class:`~bcoder.results.Candidate`, with the
+recovered rewards from :func:`bcoder.rl.recovered_rewards` (gamma from the model's config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from bcoder import rl
+from bcoder.model import BCoderModel, make_batch
+from bcoder.results import Candidate, TokenScore
+from bcoder.sampling import StepScores
+
+
+def token_texts(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """The text each token adds to the decoded string, special tokens included.
+
+    Decoded incrementally with a little left context (as streaming detokenizers do), so that a
+    character split across byte-level tokens appears whole at the token that completes it (the
+    earlier pieces get ""), and spaces that depend on context are right.
+    """
+    ids = list(ids)
+    texts: list[str] = []
+    prefix, read = 0, 0  # context start, and the first token whose text is not out yet
+    for i in range(len(ids)):
+        before = tokenizer.decode(ids[prefix:read])
+        after = tokenizer.decode(ids[prefix : i + 1])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            texts.extend([""] * (i - read))
+            texts.append(after[len(before) :])
+            prefix, read = read, i + 1
+        elif i == len(ids) - 1:  # an incomplete character at the very end: show what there is
+            texts.extend([""] * (i - read))
+            texts.append(after[len(before) :])
+    return texts
+
+
+def recovered(scores: StepScores, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q(s_t, a_t) and r~_t of one program, from its advantages and values.
+
+    Shape: scores fields (T,) -> q (T,), r~ (T,).
+    """
+    q = (scores.advantage + scores.value).float()
+    mask = torch.ones_like(q)
+    rewards = rl.recovered_rewards(q[None], scores.value.float()[None], mask[None], gamma)[0]
+    return q, rewards
+
+
+def make_candidate(
+    tokenizer: Any,
+    action_ids: Sequence[int],
+    scores: StepScores,
+    gamma: float,
+    *,
+    code: str,
+    finish_reason: str = "",
+) -> Candidate:
+    """A Candidate with per-token values; ``completion`` is the decoded text without specials."""
+    q, rewards = recovered(scores, gamma)
+    texts = token_texts(tokenizer, action_ids)
+    preferred = tokenizer.convert_ids_to_tokens(scores.preferred.tolist())
+    pref_text = [tokenizer.convert_tokens_to_string([p]) if p else "" for p in preferred]
+    cols = zip(
+        texts,
+        action_ids,
+        q.tolist(),
+        scores.value.tolist(),
+        scores.advantage.tolist(),
+        rewards.tolist(),
+        scores.logprob.tolist(),
+        pref_text,
+        strict=True,
+    )
+    tokens = [TokenScore(*c) for c in cols]
+    logprob = float(scores.logprob.sum())
+    return Candidate(
+        code=code,
+        completion=tokenizer.decode(list(action_ids), skip_special_tokens=True),
+        tokens=tokens,
+        reward=float(rewards.sum()),
+        mean_logprob=logprob / max(1, len(tokens)),
+        sum_logprob=logprob,
+        finish_reason=finish_reason,
+    )
+
+
+@torch.inference_mode()
+def score_tokens(
+    qmodel: BCoderModel,
+    prompts: Sequence[Sequence[int]],
+    actions: Sequence[Sequence[int]],
+    pad_id: int,
+    *,
+    batch_size: int = 8,
+) -> list[StepScores]:
+    """Per-token values of programs by one forward of ``qmodel`` per batch (any mode).
+
+    Programs are batched by length (less padding) and returned in the order given.
+    """
+    device = next(qmodel.parameters()).device
+    order = sorted(range(len(actions)), key=lambda i: len(actions[i]), reverse=True)
+    out: list[StepScores | None] = [None] * len(actions)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = make_batch(
+            [list(prompts[i]) for i in rows], [list(actions[i]) for i in rows], pad_id, str(device)
+        )
+        q = qmodel(batch)  # QOutput, (B, T[, V])
+        logits = q.logits.float()
+        logprob = rl.taken(logits.log_softmax(dim=-1), batch.action_ids)  # (B, T)
+        for b, i in enumerate(rows):
+            n = len(actions[i])
+            out[i] = StepScores(
+                advantage=q.advantage[b, :n].float().cpu(),
+                value=q.value[b, :n].float().cpu(),
+                logprob=logprob[b, :n].cpu(),
+                preferred=q.ckpt_argmax[b, :n].cpu(),
+            )
+    return out  # type: ignore[return-value]

@@ -1,0 +1,304 @@
+"""Solve a problem: sample candidates from the theta policy, score them, merge, test and rank by R~.
+
+    engine = Engine.load("smollm2-135m")            # a loaded model, reused across solves
+    result = solve(problem, engine, SolveSettings(n=8))
+    result.candidates[0]                            # the best by R~, with per-token values
+
+The pipeline (DESIGN section 1): prompt -> sampling (+ in-loop scores in head mode) -> scoring
+(one batched forward otherwise) -> merge identical programs -> execution when there are tests ->
+ranking by R~ -> the results store. Progress reaches the caller as
+:class:`~bcoder.results.Progress` and :class:`~bcoder.results.CandidateReady` events.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bcoder.errors import BcoderError
+from bcoder.model import BCoderModel, QConfig
+from bcoder.ranking import problem_dict, rank, run_tests
+from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
+from bcoder.sampling import Cancelled, DecodeOptions, FenceStop, Generation, StepScores, sample
+from bcoder.scoring import make_candidate, score_tokens
+from bcoder.sources import DEFAULT_MODEL
+from bcoder.spec import Problem
+
+__all__ = ["Cancelled", "Engine", "SolveSettings", "score_codes", "solve"]
+
+EventFn = Callable[[Any], None]
+# End-of-turn tokens of common chat templates: an instruct model's answer ends at one of them.
+_TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
+
+
+@dataclass
+class SolveSettings:
+    """How to solve: which model, how to sample, whether to test. Validated on construction."""
+
+    model: str = DEFAULT_MODEL  # model source: preset, HF id, local directory or .gguf file
+    checkpoint: str | None = None  # B-Coder checkpoint dir (value heads/adapters); None = init
+    n: int = 8  # candidates to sample
+    temperature: float = 0.6  # sampling temperature (0 = greedy; the paper ranks at 0.6)
+    top_p: float = 0.95  # nucleus sampling mass
+    max_new_tokens: int = 512  # length limit of a completion, in tokens
+    seed: int | None = 0  # sampling seed (None: a fresh random seed)
+    batch_size: int = 8  # candidates decoded at once
+    run_tests: bool = True  # run the problem's tests in the sandbox, when it has tests
+    filter_examples: bool = False  # drop candidates that fail the example tests before ranking
+    dtype: str | None = None  # torch dtype name (None: bf16 on GPU / large models, else fp32)
+    device: str | None = None  # torch device (None: cuda when available, else cpu)
+    timeout: float = 4.0  # seconds per test in the sandbox
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise BcoderError("model must be a non-empty model name or path")
+        if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
+            raise BcoderError("n, batch_size and max_new_tokens must be at least 1")
+        if not 0 <= self.temperature <= 10:
+            raise BcoderError(f"temperature must be in [0, 10], not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise BcoderError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.seed is not None and self.seed < 0:
+            raise BcoderError(f"seed must be >= 0, not {self.seed}")
+        if self.timeout <= 0:
+            raise BcoderError(f"timeout must be positive, not {self.timeout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Engine:
+    """A loaded model (tokenizer + Q-model), reused across solves; safe to share between threads."""
+
+    def __init__(self, tokenizer: Any, qmodel: BCoderModel, info: dict[str, Any], heads: str):
+        self.tokenizer = tokenizer
+        self.qmodel = qmodel.eval()
+        self.info = info
+        self.heads = heads  # "init" or the checkpoint path
+        self.lock = threading.Lock()  # one solve at a time on the model
+        self._fence: FenceStop | None = None
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        checkpoint: str | None = None,
+        *,
+        dtype: str | None = None,
+        device: str | None = None,
+        on_event: EventFn | None = None,
+        allow_download: bool = True,
+    ) -> Engine:
+        """Load ``model`` (fetching it if needed) and the B-Coder heads of ``checkpoint``."""
+        from bcoder.sources import load_model_and_tokenizer
+
+        base, tokenizer, info = load_model_and_tokenizer(
+            model, dtype=dtype, device=device, on_progress=on_event, allow_download=allow_download
+        )
+        if checkpoint:
+            qmodel = BCoderModel.from_checkpoint(checkpoint, base)
+        else:
+            qmodel = BCoderModel(base, QConfig(mode="head", base_model=model))
+        qmodel.to(info.get("device") or next(base.parameters()).device)  # heads to the device
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return cls(tokenizer, qmodel, info, checkpoint or "init")
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
+        """The prompt family, prompt text and prompt token ids for ``problem``."""
+        from bcoder.prompts import build_prompt, prompt_family
+
+        tokenizer = self.tokenizer
+        if self.qmodel.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
+            family = prompt_family(problem, None)
+        else:
+            family = prompt_family(problem, tokenizer)
+        text = build_prompt(problem, family, tokenizer)
+        ids = tokenizer(text, add_special_tokens=family != "chat").input_ids
+        return family, text, list(ids)
+
+    def eos_ids(self) -> tuple[int, ...]:
+        """Token ids that end a completion: the tokenizer's and generation config's EOS, and
+        the chat template's end-of-turn token."""
+        ids: set[int] = set()
+        gen = getattr(self.qmodel.lm, "generation_config", None)
+        for x in (self.tokenizer.eos_token_id, getattr(gen, "eos_token_id", None)):
+            ids.update(x if isinstance(x, list) else [] if x is None else [x])
+        vocab = self.tokenizer.get_vocab()
+        ids.update(vocab[t] for t in _TURN_ENDS if t in vocab)
+        return tuple(sorted(ids))
+
+    def fence(self) -> FenceStop:
+        if self._fence is None:
+            device = next(self.qmodel.parameters()).device
+            vocab = self.qmodel.lm.get_output_embeddings().weight.shape[0]
+            self._fence = FenceStop(self.tokenizer, vocab, device)
+        return self._fence
+
+    def options(self, settings: SolveSettings, family: str) -> DecodeOptions:
+        return DecodeOptions(
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_new_tokens=settings.max_new_tokens,
+            eos_ids=self.eos_ids(),
+            fence=self.fence() if family == "chat" else None,  # chat prompts ask for a block
+            score=self.qmodel.single_pass,
+        )
+
+
+def code_key(code: str) -> str:
+    """Identity of a program for merging: trailing spaces and blank edges do not count."""
+    return "\n".join(line.rstrip() for line in code.strip("\n").split("\n"))
+
+
+def solve(
+    problem: Problem,
+    engine: Engine,
+    settings: SolveSettings,
+    *,
+    on_event: EventFn | None = None,
+    cancel: threading.Event | None = None,
+    executor: Any = None,
+    store: Any = None,
+) -> SolveResult:
+    """Sample ``settings.n`` programs for ``problem``, score, merge, test and rank them by R~."""
+    from bcoder.extract import extract_code
+
+    emit = on_event or (lambda _e: None)
+    timings: dict[str, float] = {"load": float(engine.info.get("load_seconds") or 0.0)}
+    with engine.lock:
+        family, _, prompt_ids = engine.prompt(problem)
+        options = engine.options(settings, family)
+        gamma = engine.qmodel.config.gamma
+        t0 = time.perf_counter()
+        emit(Progress("generate", 0, settings.n, "sampling"))
+        state = {"done": 0}
+
+        def on_step(step: int, active: int) -> None:
+            emit(Progress("generate", state["done"], settings.n, f"{step} tokens"))
+
+        merged: dict[str, Candidate] = {}  # code key -> candidate, in order of arrival
+        unscored: dict[str, tuple[Generation, str, int]] = {}  # lora / full: scored after
+        for gen in sample(
+            engine.qmodel,
+            prompt_ids,
+            settings.n,
+            options,
+            engine.pad_id,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            on_step=on_step,
+            cancel=cancel,
+        ):
+            state["done"] += 1
+            code = extract_code(_text(engine, gen), problem, family)
+            key = code_key(code)
+            if key in merged:  # identical programs are merged and scored once
+                merged[key].count += 1
+            elif key in unscored:
+                g, c, count = unscored[key]
+                unscored[key] = (g, c, count + 1)
+            elif gen.scores is not None:  # head mode: the decode loop already scored it
+                merged[key] = _candidate(engine, gen, gen.scores, gamma, code)
+                emit(CandidateReady(merged[key], len(merged) - 1))
+            else:
+                unscored[key] = (gen, code, 1)
+            emit(Progress("generate", state["done"], settings.n, "sampling"))
+        timings["generate"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if unscored:
+            emit(Progress("score", 0, len(unscored)))
+            gens = [g for g, _, _ in unscored.values()]
+            scores = score_tokens(
+                engine.qmodel,
+                [g.prompt_ids for g in gens],
+                [g.action_ids for g in gens],
+                engine.pad_id,
+                batch_size=settings.batch_size,
+            )
+            for (key, (gen, code, count)), sc in zip(unscored.items(), scores, strict=True):
+                merged[key] = _candidate(engine, gen, sc, gamma, code)
+                merged[key].count = count
+                emit(CandidateReady(merged[key], len(merged) - 1))
+            emit(Progress("score", len(unscored), len(unscored)))
+        timings["score"] = time.perf_counter() - t1
+    candidates = list(merged.values())
+    if settings.run_tests or settings.filter_examples:
+        t2 = time.perf_counter()
+        candidates = run_tests(problem, candidates, settings, executor, emit, cancel)
+        timings["execute"] = time.perf_counter() - t2
+    candidates = rank(candidates)
+    result_settings = {
+        **settings.to_dict(),
+        "dtype": engine.info.get("dtype", settings.dtype),
+        "device": engine.info.get("device", settings.device),
+        "prompt_family": family,
+        "model_sha256": engine.info.get("sha256"),
+    }
+    result = SolveResult(
+        problem=problem_dict(problem),
+        settings=result_settings,
+        candidates=candidates,
+        heads=engine.heads,
+        timings=timings,
+    )
+    if store is not None:
+        result.run_id = store.save(result)
+    return result
+
+
+def _text(engine: Engine, gen: Generation) -> str:
+    return engine.tokenizer.decode(gen.action_ids, skip_special_tokens=True)
+
+
+def _candidate(
+    engine: Engine, gen: Generation, scores: StepScores, gamma: float, code: str
+) -> Candidate:
+    return make_candidate(
+        engine.tokenizer, gen.action_ids, scores, gamma, code=code, finish_reason=gen.finish_reason
+    )
+
+
+def completion_for(code: str, family: str, prompt: str) -> str:
+    """The completion a model would have written for ``code`` under a ``family`` prompt."""
+    if family == "chat":
+        return f"```python\n{code.strip(chr(10))}\n```"
+    if family == "humaneval" and code.startswith(prompt.rstrip("\n")):
+        return code[len(prompt.rstrip("\n")) :].lstrip("\n")  # the body that continues the stub
+    return code
+
+
+def score_codes(
+    problem: Problem, engine: Engine, codes: list[str], *, batch_size: int = 8
+) -> list[Candidate]:
+    """Score programs written elsewhere (other models, people) as if the model had written them.
+
+    Each program is re-tokenised as the completion of ``problem``'s prompt: inside a fenced block
+    for chat prompts (ending at the closing fence, as sampling does), else followed by EOS.
+    Returns one Candidate per code, in the order given (not ranked, not merged).
+    """
+    with engine.lock:
+        family, prompt, prompt_ids = engine.prompt(problem)
+        tok = engine.tokenizer
+        eos = [] if family == "chat" else [tok.eos_token_id]
+        actions = [
+            tok(completion_for(c, family, prompt), add_special_tokens=False).input_ids + eos
+            for c in codes
+        ]
+        actions = [a or [tok.eos_token_id] for a in actions]
+        scores = score_tokens(
+            engine.qmodel, [prompt_ids] * len(codes), actions, engine.pad_id, batch_size=batch_size
+        )
+        gamma = engine.qmodel.config.gamma
+        reason = "code_block_end" if family == "chat" else "eos"
+        return [
+            make_candidate(tok, a, s, gamma, code=c, finish_reason=reason)
+            for c, a, s in zip(codes, actions, scores, strict=True)
+        ]
