@@ -1,0 +1,117 @@
+"""The Markdown form of an eval report (percentages, as the paper prints them)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bcoder.evaluate.report import METHOD_LABELS, METHODS
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def cell(c: dict[str, Any] | None) -> str:
+    """'12.5 [8.0, 17.0]' from a {"value", "ci"} cell (percent)."""
+    if not c:
+        return "-"
+    lo, hi = c.get("ci") or (None, None)
+    return f"{pct(c['value'])} [{pct(lo)}, {pct(hi)}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def metrics_rows(group: dict[str, Any], ks: list[str]) -> list[list[str]]:
+    """One row per method present in a group: label, then a cell per k."""
+    return [[METHOD_LABELS[m], *(cell(group[m].get(k)) for k in ks)] for m in METHODS if m in group]
+
+
+def _seconds(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x / 3600:.2f} h" if x >= 3600 else f"{x / 60:.1f} min" if x >= 120 else f"{x:.1f} s"
+
+
+def render(report: dict[str, Any]) -> str:
+    """The whole report as Markdown."""
+    cfg, fig = report["config"], report["figures"]
+    ks = [str(k) for k in cfg["ks"]]
+    metrics = fig["metrics"]
+    samples = ", ".join(str(m) for m in fig["samples"]) or "-"
+    lines = [
+        f"# bcoder eval: {cfg['dataset']} ({cfg.get('split') or 'all splits'}), "
+        f"{fig['problems']} problems, M = {samples}",
+        "",
+        f"- model: `{report['model'].get('name', cfg['model'])}`"
+        + (f", heads/checkpoint `{cfg['checkpoint']}`" if cfg.get("checkpoint") else "")
+        + (f"; candidates from `{cfg['rank_only']}` (rank-only)" if cfg.get("rank_only") else ""),
+        f"- sampling: temperature {cfg['temperature']}, top-p {cfg['top_p']}, "
+        f"max {cfg['max_new_tokens']} new tokens, seed {cfg['seed']}",
+        f"- data: `{report['data']['path']}` (sha256 {report['data']['sha256'][:16]}…)",
+    ]
+    t = report.get("timings", {})
+    if t:
+        lines.append(
+            f"- run time: {_seconds(t.get('total'))} of model work over {t.get('problems', 0)} "
+            f"problems (generate {_seconds(t.get('generate'))}, score {_seconds(t.get('score'))}, "
+            f"execute {_seconds(t.get('execute'))}; {_seconds(t.get('per_problem'))} per problem)"
+        )
+    lines += [
+        "",
+        "## pass@k (%), all problems",
+        "",
+        "Each cell: the mean over problems and its 95% bootstrap interval over problems.",
+        "",
+    ]
+    lines += _table(["method", *(f"pass@{k}" for k in ks)], metrics_rows(metrics["all"], ks))
+    groups = [g for g in metrics if g != "all"]
+    if groups:
+        lines += ["", "## pass@k (%) per difficulty", ""]
+        rows = []
+        for g in groups:
+            n = next(iter(metrics[g]["unranked"].values()))["n"]
+            rows += [[f"{g} ({n})", *r] for r in metrics_rows(metrics[g], ks)]
+        lines += _table(["difficulty (problems)", "method", *(f"pass@{k}" for k in ks)], rows)
+    lines += ["", "## outcomes of the samples", ""]
+    rows = [
+        [o, str(s["n"]), pct(s["share"]), _num(s["reward_mean"]), _num(s["mean_logprob_mean"])]
+        for o, s in fig["outcomes"].items()
+    ]
+    lines += _table(["outcome", "samples", "share (%)", "mean R~", "mean token log-prob"], rows)
+    auc = fig["auc"]
+    lines += [
+        "",
+        "ROC AUC for 'the sample passes' (all samples pooled): "
+        + ", ".join(f"{name} {_num(v, 3)}" for name, v in auc.items()),
+    ]
+    if report.get("paper"):
+        lines += ["", "## the paper's numbers (Yu et al., ICLR 2024) beside this run", ""]
+        lines += [
+            "The **paper** column is published (CodeT5-770M backbone, APPS / MBPP, its own m); "
+            "**this run** is this report's.",
+            "",
+        ]
+        rows = [
+            [
+                r["table"],
+                r["method"],
+                str(r["k"]),
+                r["difficulty"],
+                f"{r['paper']:.2f}",
+                "-" if r["run"] is None else f"{r['run']:.2f}",
+                r["setting"],
+            ]
+            for r in report["paper"]
+        ]
+        header = ["paper table", "method", "k", "difficulty", "paper", "this run", "paper setting"]
+        lines += _table(header, rows)
+    return "\n".join(lines) + "\n"
+
+
+def _num(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"

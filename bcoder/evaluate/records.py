@@ -1,0 +1,173 @@
+"""The run directory of ``bcoder eval``: one record file per problem, written atomically.
+
+Layout of a run directory::
+
+    config.json              the resolved configuration, data and model identity (first process)
+    selection.json           the problem ids of the latest invocation, in order (what a report covers)
+    problems/<slug>.json.gz  one ProblemRecord per finished problem (atomic: present means complete)
+    report.json, report.md   every figure, and the Markdown tables
+    plots/*.png              R~ density by outcome, pass@k against m, calibration
+
+A problem's record holds each *distinct* program sampled for it with its ``count`` among the M
+samples (sum of counts = M), its scores (R~, mean and sum log-probability), its verdicts (outcome,
+true reward, example tests) and its per-token values as compact columns.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bcoder.errors import BcoderError
+from bcoder.results import Candidate
+
+RECORD_VERSION = 1
+TOKEN_COLUMNS = ("id", "q", "v", "a", "r", "logprob")  # per action token: id, Q, V, A, r~, log pi
+_DIGITS = 5  # per-token floats are rounded to 5 decimals (R~ itself is stored unrounded)
+
+
+@dataclass
+class CandidateRecord:
+    """One distinct program among a problem's M samples."""
+
+    code: str
+    count: int  # how many of the M samples were this program
+    reward: float  # R~ = sum_t r~_t, the ranking score
+    mean_logprob: float
+    sum_logprob: float
+    outcome: str | None  # pass | fail | runtime_error | compile_error (None: not executed)
+    true_reward: float | None  # +1, -0.3, -0.6, -1
+    passed_examples: bool | None  # None when the problem has no example tests
+    n_tokens: int = 0
+    finish_reason: str = ""
+    tokens: dict[str, list[float]] = field(default_factory=dict)  # TOKEN_COLUMNS -> values
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+    @classmethod
+    def from_candidate(cls, c: Candidate) -> CandidateRecord:
+        """Keep what evaluation needs of a solved candidate; per-token values as columns."""
+        cols: dict[str, list[float]] = {name: [] for name in TOKEN_COLUMNS}
+        for t in c.tokens:
+            cols["id"].append(t.token_id)
+            for name, value in (
+                ("q", t.q),
+                ("v", t.v),
+                ("a", t.advantage),
+                ("r", t.reward),
+                ("logprob", t.logprob),
+            ):
+                cols[name].append(round(float(value), _DIGITS))
+        return cls(
+            code=c.code,
+            count=int(c.count),
+            reward=float(c.reward),
+            mean_logprob=float(c.mean_logprob),
+            sum_logprob=float(c.sum_logprob),
+            outcome=c.outcome,
+            true_reward=None if c.true_reward is None else float(c.true_reward),
+            passed_examples=c.passed_examples,
+            n_tokens=len(c.tokens),
+            finish_reason=c.finish_reason,
+            tokens=cols if c.tokens else {},
+        )
+
+
+@dataclass
+class ProblemRecord:
+    """Everything ``bcoder eval`` keeps about one problem."""
+
+    problem_id: str
+    difficulty: str | None
+    has_example_tests: bool
+    candidates: list[CandidateRecord]
+    timings: dict[str, float] = field(default_factory=dict)  # generate, score, execute, total (s)
+    version: int = RECORD_VERSION
+
+    @property
+    def n_samples(self) -> int:
+        """M: the number of samples (distinct programs weighted by their counts)."""
+        return sum(c.count for c in self.candidates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProblemRecord:
+        d = dict(d)
+        d["candidates"] = [CandidateRecord(**c) for c in d.get("candidates", [])]
+        return cls(**d)
+
+
+def slug(problem_id: str) -> str:
+    """A file name for a problem id: readable, and unique through a short hash."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", problem_id).strip("._")[:60] or "problem"
+    return f"{readable}-{hashlib.sha1(problem_id.encode()).hexdigest()[:8]}"
+
+
+def record_path(run_dir: Path, problem_id: str) -> Path:
+    return run_dir / "problems" / f"{slug(problem_id)}.json.gz"
+
+
+def write_record(run_dir: Path, record: ProblemRecord) -> Path:
+    """Write a problem's record through a temporary file and a rename (present = complete)."""
+    path = record_path(run_dir, record.problem_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = gzip.compress(json.dumps(record.to_dict(), separators=(",", ":")).encode(), mtime=0)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: Path) -> ProblemRecord:
+    try:
+        data = json.loads(gzip.decompress(path.read_bytes()))
+        return ProblemRecord.from_dict(data)
+    except (OSError, EOFError, ValueError, TypeError) as err:
+        raise BcoderError(f"{path}: unreadable problem record ({err}); delete it to redo") from None
+
+
+def has_record(run_dir: Path, problem_id: str) -> bool:
+    return record_path(run_dir, problem_id).is_file()
+
+
+def load_records(run_dir: Path, problem_ids: list[str]) -> tuple[list[ProblemRecord], list[str]]:
+    """The records of ``problem_ids`` in order, and the ids that have none yet."""
+    records, missing = [], []
+    for pid in problem_ids:
+        path = record_path(run_dir, pid)
+        if path.is_file():
+            records.append(read_record(path))
+        else:
+            missing.append(pid)
+    return records, missing
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's files (sorted relative paths and contents)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        if path.is_dir():
+            h.update(str(p.relative_to(path)).encode() + b"\0")
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

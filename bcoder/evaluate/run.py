@@ -1,0 +1,295 @@
+"""Run an evaluation: M candidates per problem, scored, executed, one record file per problem.
+
+    outcome = run_eval(EvalSettings(dataset="mbpp", limit=50, samples=8), Path("runs/mbpp"))
+    outcome.report["figures"]["metrics"]["all"]["ranked_reward"]["1"]["value"]
+
+Resumable: a problem whose record file exists is never redone, so an interrupted run continues
+where it stopped (``resume=True``), and a run with a larger ``--limit`` only adds problems.
+Shardable: ``shard=(i, n)`` takes the problems at positions i, i+n, i+2n, ... of the selection;
+processes sharing a run directory agree through ``config.json``, and whichever finds every record
+present writes the report (``write_report`` does it later for a directory, too).
+
+Each problem is sampled with its own seed (``settings.seed`` and its id), so its samples do not
+depend on the selection, the shard or the order in which problems run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from bcoder.errors import BcoderError
+from bcoder.evaluate.config import IDENTITY_FIELDS, EvalSettings
+from bcoder.evaluate.records import (
+    CandidateRecord,
+    ProblemRecord,
+    has_record,
+    load_records,
+    sha256_file,
+    write_record,
+)
+from bcoder.fsutil import atomic_write_text
+from bcoder.results import Progress
+from bcoder.spec import Problem
+
+EventFn = Callable[[Any], None]
+CONFIG, SELECTION, MODEL = "config.json", "selection.json", "model.json"
+
+
+@dataclass
+class EvalOutcome:
+    """What a run did, and its report when every problem of the selection has a record."""
+
+    run_dir: Path
+    problem_ids: list[str]
+    done_now: list[str] = field(default_factory=list)  # problems this process finished
+    missing: list[str] = field(default_factory=list)  # problems still without a record
+    report: dict[str, Any] | None = None
+    wall_seconds: float = 0.0
+
+
+def problem_seed(seed: int, problem_id: str) -> int:
+    """The sampling seed of one problem: stable across selections, shards and resumes."""
+    return (seed * 1_000_003 + int(hashlib.sha256(problem_id.encode()).hexdigest()[:8], 16)) % (
+        2**31
+    )
+
+
+def select_problems(settings: EvalSettings) -> tuple[Path, list[Problem]]:
+    """The dataset path and the selected problems, in dataset order."""
+    from bcoder.problems import load_problems, resolve_dataset
+
+    path = resolve_dataset(settings.dataset)
+    problems = load_problems(path, split=settings.split, ids=settings.ids)
+    chosen = list(islice(problems, settings.limit) if settings.limit else problems)
+    if settings.ids:
+        known = {p.id for p in chosen} | {str(p.metadata.get("dataset_id")) for p in chosen}
+        unknown = [i for i in settings.ids if str(i) not in known]
+        if unknown:
+            raise BcoderError(f"{path}: no problem with id {', '.join(map(str, unknown[:5]))}")
+    if not chosen:
+        raise BcoderError(f"{path}: no problems selected (split {settings.split!r})")
+    untested = [p.id for p in chosen if p.tests is None]
+    if untested:
+        raise BcoderError(f"{untested[0]} has no tests: eval needs problems with tests")
+    return path, chosen
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise BcoderError(f"{path}: cannot read ({err})") from None
+
+
+def prepare_run_dir(
+    run_dir: Path, config: dict[str, Any], resume: bool, sharded: bool
+) -> dict[str, Any]:
+    """Create the run directory's config, or check that an existing one describes this run."""
+    path = run_dir / CONFIG
+    if path.is_file():
+        old = _read_json(path)
+        if not (resume or sharded):
+            raise BcoderError(
+                f"{run_dir} already holds an eval run: add --resume to continue it, "
+                "or choose another --out"
+            )
+        fields = [*IDENTITY_FIELDS, "data_sha256", "rank_only_sha256"]
+        diff = [f for f in fields if old["settings"].get(f) != config["settings"].get(f)]
+        if diff:
+            f = diff[0]
+            raise BcoderError(
+                f"{run_dir} was run with {f}={old['settings'].get(f)!r}, not "
+                f"{config['settings'].get(f)!r}: use another --out for a different run"
+            )
+        return old
+    if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / "problems").is_dir():
+        raise BcoderError(
+            f"{run_dir} exists and is not an eval run directory; choose another --out"
+        )
+    atomic_write_text(path, json.dumps(config, indent=2) + "\n")
+    return config
+
+
+def _record(
+    problem: Problem, candidates: list[Any], timings: dict[str, float], wall: float
+) -> ProblemRecord:
+    return ProblemRecord(
+        problem_id=problem.id,
+        difficulty=problem.difficulty,
+        has_example_tests=problem.example_tests is not None,
+        candidates=[CandidateRecord.from_candidate(c) for c in candidates],
+        timings={**{k: float(v) for k, v in timings.items() if k != "load"}, "total": wall},
+    )
+
+
+def _solve_problem(
+    problem: Problem, engine: Any, settings: EvalSettings, executor: Any, emit: EventFn, cancel
+) -> ProblemRecord:
+    from bcoder.solve import SolveSettings, solve
+
+    t0 = time.perf_counter()
+    solve_settings = SolveSettings(
+        model=settings.model,
+        checkpoint=settings.checkpoint,
+        n=settings.samples,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        seed=problem_seed(settings.seed, problem.id),
+        batch_size=settings.batch_size,
+        run_tests=True,
+        filter_examples=False,
+        timeout=settings.timeout,
+    )
+    result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel, executor=executor)
+    return _record(problem, result.candidates, result.timings, time.perf_counter() - t0)
+
+
+def _rank_only_problem(
+    problem: Problem, codes: list[str], engine: Any, settings: EvalSettings, executor: Any, emit
+) -> ProblemRecord:
+    """Score another model's programs (duplicates merged and counted), then run their tests."""
+    from bcoder.ranking import rank, run_tests
+    from bcoder.solve import SolveSettings, code_key, score_codes
+
+    t0 = time.perf_counter()
+    distinct: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for code in codes:
+        key = code_key(code)
+        distinct.setdefault(key, code)
+        counts[key] = counts.get(key, 0) + 1
+    candidates = score_codes(
+        problem, engine, list(distinct.values()), batch_size=settings.batch_size
+    )
+    for cand, key in zip(candidates, distinct, strict=True):
+        cand.count = counts[key]
+    t1 = time.perf_counter()
+    run_settings = SolveSettings(model=settings.model, timeout=settings.timeout)
+    candidates = rank(run_tests(problem, candidates, run_settings, executor, emit))
+    t2 = time.perf_counter()
+    return _record(problem, candidates, {"score": t1 - t0, "execute": t2 - t1}, t2 - t0)
+
+
+def read_rank_only(path: Path, problems: list[Problem]) -> dict[str, list[str]]:
+    """{problem id: [code, ...]} from a jsonl of {"problem_id" | "task_id" | "id", "code"}."""
+    by_key = {}
+    for p in problems:
+        by_key[p.id] = p.id
+        if p.metadata.get("dataset_id") is not None:
+            by_key.setdefault(str(p.metadata["dataset_id"]), p.id)
+    out: dict[str, list[str]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise BcoderError(f"{path}: cannot read ({err})") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise BcoderError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        pid = next((row[k] for k in ("problem_id", "task_id", "id") if k in row), None)
+        code = row.get("code", row.get("completion"))
+        if pid is None or not isinstance(code, str):
+            raise BcoderError(
+                f"{path}:{lineno}: need a problem id (problem_id) and a 'code' string"
+            )
+        if str(pid) in by_key:
+            out.setdefault(by_key[str(pid)], []).append(code)
+    if not out:
+        raise BcoderError(f"{path}: no candidate belongs to the selected problems")
+    return out
+
+
+def run_eval(
+    settings: EvalSettings,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    on_event: EventFn | None = None,
+    cancel: threading.Event | None = None,
+    engine: Any = None,
+) -> EvalOutcome:
+    """Evaluate the selection into ``run_dir``; write the report once every problem is done."""
+    emit = on_event or (lambda _e: None)
+    t_start = time.perf_counter()
+    data_path, problems = select_problems(settings)
+    codes_by_problem: dict[str, list[str]] = {}
+    rank_sha = None
+    if settings.rank_only:
+        rank_path = Path(settings.rank_only)
+        codes_by_problem = read_rank_only(rank_path, problems)
+        problems = [p for p in problems if p.id in codes_by_problem]
+        rank_sha = sha256_file(rank_path)
+    config = {
+        "bcoder_eval": 1,
+        "settings": {
+            **settings.to_dict(),
+            "data_path": str(data_path),
+            "data_sha256": sha256_file(data_path),
+            "rank_only_sha256": rank_sha,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    prepare_run_dir(run_dir, config, resume, sharded=shard[1] > 1)
+    ids = [p.id for p in problems]
+    selection = {"problem_ids": ids, "ks": settings.ks, "bootstrap": settings.bootstrap}
+    atomic_write_text(run_dir / SELECTION, json.dumps(selection, indent=1) + "\n")
+    mine = [p for i, p in enumerate(problems) if i % shard[1] == shard[0]]
+    todo = [p for p in mine if not has_record(run_dir, p.id)]
+    outcome = EvalOutcome(run_dir, ids)
+    if todo:
+        _run_problems(settings, run_dir, todo, codes_by_problem, engine, emit, cancel, outcome)
+    _, outcome.missing = load_records(run_dir, ids)
+    outcome.wall_seconds = time.perf_counter() - t_start
+    if not outcome.missing:
+        from bcoder.evaluate.summary import write_report
+
+        outcome.report = write_report(run_dir)
+    return outcome
+
+
+def _run_problems(
+    settings: EvalSettings,
+    run_dir: Path,
+    todo: list[Problem],
+    codes_by_problem: dict[str, list[str]],
+    engine: Any,
+    emit: EventFn,
+    cancel: threading.Event | None,
+    outcome: EvalOutcome,
+) -> None:
+    from bcoder.execution import Executor
+    from bcoder.solve import Engine
+
+    if engine is None:
+        engine = Engine.load(
+            settings.model, settings.checkpoint, dtype=settings.dtype, device=settings.device,
+            on_event=emit,
+        )  # fmt: skip
+    model_info = {**engine.info, "heads": engine.heads}
+    atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
+    with Executor(workers=settings.workers, timeout=settings.timeout) as executor:
+        for n, problem in enumerate(todo):
+            if cancel is not None and cancel.is_set():
+                break
+            emit(Progress("problems", n, len(todo), problem.id))
+            if settings.rank_only:
+                codes = codes_by_problem[problem.id]
+                record = _rank_only_problem(problem, codes, engine, settings, executor, emit)
+            else:
+                record = _solve_problem(problem, engine, settings, executor, emit, cancel)
+            write_record(run_dir, record)
+            outcome.done_now.append(problem.id)
+            emit(Progress("problems", n + 1, len(todo), problem.id))
