@@ -19,6 +19,7 @@ import ast
 import builtins
 import doctest
 import json
+import keyword
 import re
 from typing import Any
 
@@ -196,25 +197,21 @@ def mbpp_split(task_id: int) -> str | None:
     return None
 
 
-def _called_names(code: str) -> list[str]:
-    """Names of plain function calls in ``code``, in source order (unparseable -> [])."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return []
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
-    calls.sort(key=lambda n: (n.lineno, n.col_offset))
-    return [c.func.id for c in calls if isinstance(c.func, ast.Name)]
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\s*\(")
 
 
 def guess_entry_point(asserts: list[str], code: str = "") -> str | None:
-    """The function the asserts test: the first one called that ``code`` defines, else the first."""
-    called = [n for a in asserts for n in _called_names(a)]
+    """The function the asserts test: the first one called that ``code`` defines, else the first
+    called name that is not a builtin or keyword."""
     defined = set(re.findall(r"^\s*def\s+(\w+)", code, re.M))
-    for name in called:
-        if name in defined:
-            return name
-    return next((n for n in called if not hasattr(builtins, n)), None)
+    fallback = None
+    for test in asserts:
+        for name in _CALL.findall(test):
+            if name in defined:
+                return name
+            if fallback is None and not hasattr(builtins, name) and not keyword.iskeyword(name):
+                fallback = name
+    return fallback
 
 
 def mbpp_row(row: dict[str, Any]) -> Problem:

@@ -337,8 +337,8 @@ def load_problems(
     ``split`` keeps one split (train | validation | test | prompt); ``ids`` keeps problems whose
     ``Problem.id`` or dataset id (APPS problem_id, MBPP task_id, HumanEval task_id) is listed.
     A malformed row raises BcoderError naming file, line and field; with ``skip_bad`` it is
-    skipped and counted in ``stats``. Errors about the path itself are raised when iteration
-    starts.
+    skipped and counted in ``stats``. A missing path or dataset, or a bad ``split``, raises
+    at call time; everything else while iterating.
     """
     if split is not None:
         split = _SPLIT_ALIASES.get(split, split)
