@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -98,17 +99,34 @@ def _save_converted(model: Any, tokenizer: Any, directory: Path, key: str) -> No
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def _quiet_transformers(on_progress: ProgressFn | None) -> Iterator[None]:
     """No tqdm bars from transformers while we load: progress goes through our callback."""
     from transformers.utils import logging as hf_logging
+
+    try:  # the GGUF dequantizing loop uses a bare tqdm: count its steps ourselves instead
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        gguf_utils = None
+    old_tqdm = getattr(gguf_utils, "tqdm", None)
+
+    def counted(iterable: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        total = len(iterable) if hasattr(iterable, "__len__") else 0
+        for i, item in enumerate(iterable):
+            if on_progress:
+                on_progress(Progress("load", i, total, "dequantizing GGUF tensors"))
+            yield item
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     level = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    if old_tqdm is not None:
+        gguf_utils.tqdm = counted
     try:
         yield
     finally:
+        if old_tqdm is not None:
+            gguf_utils.tqdm = old_tqdm
         hf_logging.set_verbosity(level)
         if was_enabled:
             hf_logging.enable_progress_bar()
@@ -140,9 +158,21 @@ def default_dtype(n_params: int, device: str) -> Any:
     return torch.bfloat16 if n_params >= BF16_MIN_PARAMS else torch.float32
 
 
-def _count_params(config: Any) -> int:
-    """Parameters of the model ``config`` describes, built on the meta device (no memory)."""
+def _count_params(directory: Path, config: Any) -> int:
+    """Parameters of the model in ``directory``: from the safetensors headers (no weights read),
+    else by building the model from ``config`` on the meta device."""
     import torch
+
+    files = sorted(directory.glob("*.safetensors"))
+    if files:
+        from safetensors import safe_open
+
+        total = 0
+        for f in files:
+            with safe_open(f, "pt") as st:
+                for key in st.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    total += math.prod(st.get_slice(key).get_shape())
+        return total
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
@@ -165,7 +195,7 @@ def _load_dir(directory: Path, dtype: Any, device: str) -> tuple[Any, Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(directory)
     except (OSError, ValueError, KeyError) as err:
         raise BcoderError(f"cannot load the model in {directory}: {err}") from None
-    dtype = dtype or default_dtype(_count_params(config), device)
+    dtype = dtype or default_dtype(_count_params(directory, config), device)
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     model = auto.from_pretrained(directory, dtype=dtype)
     return model, tokenizer, dtype
@@ -227,7 +257,7 @@ def load_model_and_tokenizer(
         if on_progress:
             on_progress(Progress("load", done, 1, message))
 
-    with _quiet_transformers():
+    with _quiet_transformers(on_progress):
         if local.is_file():
             fast = converted_dir(source.sha256 or _file_key(local))
             if _converted_ok(fast):

@@ -54,14 +54,19 @@ def progress_bar(transient: bool = True) -> Iterator[Callable[[Progress], None]]
     tasks: dict[str, int] = {}
 
     def on_progress(ev: Progress) -> None:
+        if not tasks:
+            bar.start()  # lazily: no stray output when there is nothing to show
         if ev.stage not in tasks:
             tasks[ev.stage] = bar.add_task(ev.message, total=ev.total or None, stage=ev.stage)
         bar.update(
             tasks[ev.stage], completed=ev.done, total=ev.total or None, description=ev.message
         )
 
-    with bar:
+    try:
         yield on_progress
+    finally:
+        if tasks:
+            bar.stop()
 
 
 @models_app.command("list")

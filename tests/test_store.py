@@ -1,0 +1,208 @@
+"""The results store, on real SQLite files: round trips, prefixes, two writing processes, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bcoder.errors import BcoderError
+from bcoder.results import Candidate, SolveResult, TokenScore
+from bcoder.results import TestOutcome as Outcome
+from bcoder.store import SCHEMA_VERSION, Store
+
+
+def make_result(seed: int = 0, n: int = 3) -> SolveResult:
+    cands = []
+    for i in range(n):
+        toks = [
+            TokenScore(f"t{j}é", 100 + j, 0.1 * j + seed, -0.2 * j, 0.3, 1 / 3 + j, -0.7, "x")
+            for j in range(4 + i)
+        ]
+        cands.append(
+            Candidate(
+                code=f"def f():\n    return {i}\n",
+                completion=f"```python\ndef f():\n    return {i}\n```",
+                tokens=toks,
+                reward=2.5 - i + seed,
+                mean_logprob=-0.123456789,
+                sum_logprob=-1.5,
+                count=1 + i,
+                outcome=["pass", "fail", None][i % 3],
+                true_reward=[1.0, -0.3, None][i % 3],
+                tests=[Outcome("pass", 0.01, "", "3\n", "")] if i == 0 else [],
+                passed_examples=[True, False, None][i % 3],
+                finish_reason="eos",
+            )
+        )
+    return SolveResult(
+        problem={"id": f"p{seed}", "text": "Return the max.\nMore text.", "tests": None},
+        settings={"model": "tiny", "n": n, "temperature": 0.8, "seed": seed},
+        candidates=cands,
+        timings={"generate": 1.25, "score": 0.5},
+    )
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "runs.sqlite")
+
+
+def test_round_trip_is_equal(store):
+    result = make_result()
+    run_id = store.save(result)
+    assert result.run_id == run_id
+    back = store.get(run_id)
+    assert back == result
+    assert back.to_dict() == result.to_dict()
+    assert back.candidates[0].tokens[1].v == -0.2  # floats survive exactly
+
+
+def test_empty_result_round_trips(store):
+    result = SolveResult(problem={"id": "", "text": ""}, settings={})
+    back = store.get(store.save(result))
+    assert back == result
+    assert store.list()[0].best_reward is None
+
+
+def test_list_summaries_newest_first(store):
+    ids = [store.save(make_result(seed=s)) for s in range(3)]
+    runs = store.list()
+    assert [r.id for r in runs] == ids[::-1]
+    top = runs[0]
+    assert (top.problem_id, top.title, top.model, top.n_candidates) == (
+        "p2",
+        "Return the max.",
+        "tiny",
+        3,
+    )
+    assert top.best_reward == 4.5 and top.best_outcome == "pass"
+    assert len(store.list(limit=2)) == 2
+
+
+def test_prefix_lookup_and_errors(store):
+    a = store.save(make_result(0))
+    b = store.save(make_result(1))
+    assert store.get(a[:-1]).run_id == a  # a unique prefix
+    assert store.get("last").run_id == b
+    # both ids start with the same date: an ambiguous prefix names the candidates
+    with pytest.raises(BcoderError, match="ambiguous"):
+        store.resolve_id(a[:6])
+    with pytest.raises(BcoderError, match="no run 'nope'"):
+        store.get("nope")
+    with pytest.raises(BcoderError, match="no run"):
+        store.get("%")  # LIKE wildcards are literal
+
+
+def test_run_ids_sort_by_time():
+    from bcoder.store import new_run_id
+
+    assert new_run_id(1_700_000_000) < new_run_id(1_700_000_001) < new_run_id(1_800_000_000)
+
+
+def test_update_outcomes_after_the_fact(store):
+    result = make_result()
+    run_id = store.save(result)
+    later = [Candidate.from_dict(c.to_dict()) for c in result.candidates]
+    later[0].outcome, later[0].true_reward = "runtime_error", -0.6
+    later[0].tests = [Outcome("runtime_error", 0.2, "ZeroDivisionError")]
+    later[2].outcome = "pass"
+    later[1].code = "ignored: only outcomes are updated"
+    store.update_candidate_outcomes(run_id[:-1], later)
+    back = store.get(run_id)
+    assert [c.outcome for c in back.candidates] == ["runtime_error", "fail", "pass"]
+    assert back.candidates[0].tests[0].detail == "ZeroDivisionError"
+    assert back.candidates[1].code == result.candidates[1].code
+    assert back.candidates[0].tokens == result.candidates[0].tokens
+    assert store.list()[0].best_outcome == "runtime_error"
+    with pytest.raises(BcoderError, match="3 candidates"):
+        store.update_candidate_outcomes(run_id, later[:2])
+
+
+def test_delete(store):
+    run_id = store.save(make_result())
+    store.delete(run_id)
+    assert store.list() == []
+    with sqlite3.connect(store.path) as db:  # candidates went with the run
+        assert db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0] == 0
+
+
+def test_schema_version_and_wal(store):
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(BcoderError, match="newer"):
+        Store(store.path)
+
+
+def test_default_path_follows_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("BCODER_STORE", raising=False)
+    monkeypatch.setenv("BCODER_HOME", str(tmp_path / "home"))
+    assert Store().path == tmp_path / "home" / "runs.sqlite"
+    monkeypatch.setenv("BCODER_STORE", str(tmp_path / "x.sqlite"))
+    assert Store().path == tmp_path / "x.sqlite"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_store import make_result
+    from bcoder.store import Store
+    store = Store(sys.argv[1])
+    for i in range(int(sys.argv[2])):
+        store.save(make_result(seed=int(sys.argv[3]) * 1000 + i, n=5))
+    """
+)
+
+
+def test_two_processes_write_at_once(store):
+    script = WRITER.format(tests=os.path.dirname(__file__))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(store.path), "40", str(k)])
+        for k in (1, 2)
+    ]
+    # and this process reads while they write
+    seen = 0
+    while any(p.poll() is None for p in procs):
+        seen = max(seen, len(store.list(limit=1000)))
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    runs = store.list(limit=1000)
+    assert len(runs) == 80 and len({r.id for r in runs}) == 80
+    seeds = sorted(store.get(r.id).settings["seed"] for r in runs)
+    assert seeds == sorted([1000 + i for i in range(40)] + [2000 + i for i in range(40)])
+
+
+def bcoder(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bcoder", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_cli_list_and_show(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    run_id = Store(path).save(make_result())
+    env = {"BCODER_STORE": str(path), "COLUMNS": "160"}
+    out = bcoder("runs", "list", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert [r["id"] for r in json.loads(out.stdout)] == [run_id]
+    out = bcoder("runs", "list", env=env)
+    assert run_id in out.stdout and "Return the max." in out.stdout
+    out = bcoder("runs", "show", run_id[:-1], "--json", env=env)
+    assert SolveResult.from_dict(json.loads(out.stdout)) == Store(path).get(run_id)
+    out = bcoder("runs", "show", "last", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "candidates, best first" in out.stdout and "return 0" in out.stdout
+    out = bcoder("runs", "show", "zzz", env=env)
+    assert out.returncode == 2 and out.stderr.startswith("error: no run 'zzz'")
+    assert "Traceback" not in out.stderr
