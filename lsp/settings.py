@@ -1,0 +1,89 @@
+"""The server's settings: the ``bcoder`` section of the client's configuration.
+
+They arrive through ``initializationOptions`` (editors without ``workspace/configuration``),
+``workspace/configuration`` (pulled after ``initialized`` and on every
+``workspace/didChangeConfiguration``) or the ``settings`` of ``didChangeConfiguration`` itself.
+Names are the VS Code setting names without the ``bcoder.`` prefix. A value of the wrong type is
+ignored with a warning (the old value stays), never an error that stops the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from bcoder.sources import DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """One field per setting; the defaults are the CLI's (DESIGN section 2)."""
+
+    model: str = DEFAULT_MODEL  # preset name, Hugging Face id, local directory or GGUF file
+    checkpoint: str | None = None  # trained B-Coder heads; None: heads at initialisation
+    samples: int = 8  # candidates sampled per request
+    temperature: float = 0.6
+    topP: float = 0.95
+    maxNewTokens: int = 512
+    seed: int = 0
+    runTests: bool = True
+    timeout: float = 4.0  # seconds per test run
+    device: str | None = None  # cpu | cuda | mps; None: the best available
+    dtype: str | None = None  # float32 | bfloat16 | float16; None: the model's default
+    allowDownload: bool = True
+    unsureAdvantage: float = -2.0
+    inlayHints: bool = True
+    warnings: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def updated(self, raw: Any) -> ServerSettings:
+        """A copy with the values of ``raw`` (a dict, possibly ``{"bcoder": {...}}``) applied."""
+        if isinstance(raw, dict) and isinstance(raw.get("bcoder"), dict):
+            raw = raw["bcoder"]
+        if not isinstance(raw, dict):
+            return replace(self, warnings=[] if raw is None else ["settings: expected an object"])
+        changes: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(self):
+            if f.name == "warnings" or f.name not in raw:
+                continue
+            value = _coerce(raw[f.name], type(getattr(ServerSettings(), f.name)), f.name)
+            if isinstance(value, _Bad):
+                problems.append(value.message)
+            else:
+                changes[f.name] = value
+        if changes.get("samples", 1) < 1:
+            problems.append("bcoder.samples must be at least 1")
+            changes.pop("samples")
+        return replace(self, **changes, warnings=problems)
+
+    def solve_key(self) -> tuple:
+        """What the loaded engine depends on: a change reloads the model."""
+        return (self.model, self.checkpoint, self.dtype, self.device)
+
+
+class _Bad:
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+_OPTIONAL = {"checkpoint", "device", "dtype"}
+
+
+def _coerce(value: Any, kind: type, name: str) -> Any:
+    if name in _OPTIONAL:
+        if value in (None, ""):
+            return None
+        return value if isinstance(value, str) else _Bad(f"bcoder.{name} must be a string")
+    if kind is bool:
+        return value if isinstance(value, bool) else _Bad(f"bcoder.{name} must be true or false")
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return value if ok else _Bad(f"bcoder.{name} must be an integer")
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else _Bad(f"bcoder.{name} must be a number")
+    if kind is str:
+        return (
+            value if isinstance(value, str) and value else _Bad(f"bcoder.{name} must be a string")
+        )
+    return _Bad(f"bcoder.{name}: unsupported")
