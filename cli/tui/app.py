@@ -1,0 +1,481 @@
+"""The bcoder TUI: browse ranked candidates and see, token by token, why the model ranks them so.
+
+State lives on :class:`BcoderTui`: the problem, the current run's candidates (ranked, best first),
+the selected one and the colour metric. Slow work — loading the model, sampling and scoring, running
+tests — happens in thread workers that report back with ``call_from_thread``; the solve engine's
+progress events drive the progress bar, and each scored candidate joins the list as it arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, Static
+
+from bcoder.cli.tui import colors
+from bcoder.cli.tui.compare import CompareScreen
+from bcoder.cli.tui.heatmap import HeatmapView, base_colour, details_text, legend_text
+from bcoder.cli.tui.panels import CandidateTable, TestsPanel
+from bcoder.cli.tui.problem_io import open_request, problem_dict, problem_from_dict
+from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen
+from bcoder.errors import BcoderError
+from bcoder.fsutil import atomic_write_text
+from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
+from bcoder.spec import Problem
+from bcoder.store import Store
+
+METRIC_ORDER = ["reward", "q", "v", "advantage"]
+
+
+class BcoderTui(App[None]):
+    """``bcoder tui``: open a problem or a stored run, generate, inspect, test, compare, save."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "bcoder"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "open", "Open"),
+        Binding("g", "generate", "Generate"),
+        Binding("x", "cancel", "Cancel"),
+        Binding("m", "cycle_metric", "Metric"),
+        Binding("r", "metric('reward')", "Colour by r~", show=False),
+        Binding("q", "metric('q')", "Colour by Q", show=False),
+        Binding("v", "metric('v')", "Colour by V", show=False),
+        Binding("a", "metric('advantage')", "Colour by A", show=False),
+        Binding("t", "run_tests", "Test"),
+        Binding("c", "compare", "Compare"),
+        Binding("space", "mark", "Mark for compare", show=False),
+        Binding("y", "copy", "Copy"),
+        Binding("s", "save", "Save"),
+        Binding("p", "problem", "Problem"),
+        Binding("tab", "focus_next", "Focus", show=False),
+    ]
+
+    metric: reactive[str] = reactive("reward")
+    generating: reactive[bool] = reactive(False)
+
+    def __init__(
+        self,
+        problem: Problem | None = None,
+        result: SolveResult | None = None,
+        settings: dict[str, Any] | None = None,
+        store: Store | None = None,
+        autostart: bool = True,
+    ) -> None:
+        """``settings``: SolveSettings fields given on the command line (override a run's)."""
+        super().__init__()
+        self.store = store if store is not None else Store()
+        self.overrides = dict(settings or {})
+        self.problem = problem
+        self.result = result
+        self.problem_info: dict[str, Any] = (
+            result.problem if result else problem_dict(problem) if problem else {}
+        )
+        if result is not None and problem is None:
+            self.problem = problem_from_dict(result.problem)
+        self.candidates: list[Candidate] = list(result.candidates) if result else []
+        self.limits: dict[str, float] = {}
+        self.selected = 0
+        self.marked: Candidate | None = None
+        self.autostart = autostart and problem is not None and result is None
+        self.status = ""  # last message of a generation: done, cancelled, error
+        self._cancel = threading.Event()
+        self._engines: dict[tuple, Any] = {}
+        self._main_screen: Screen | None = None
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                yield CandidateTable(id="candidates")
+                yield TestsPanel(id="tests")
+            yield HeatmapView(id="code")
+        with Horizontal(id="progress-row"):
+            yield Label("", id="progress-label")
+            yield ProgressBar(id="progress", show_eta=False)
+        yield Static(id="details")
+        yield Static(id="legend")
+        yield Footer(compact=True)
+
+    @property
+    def main(self) -> Screen:
+        """The main screen (queries go there even while a dialog is on top)."""
+        return self._main_screen or self.screen
+
+    def on_mount(self) -> None:
+        self._main_screen = self.screen
+        self.main.query_one("#candidates").border_title = "candidates"
+        self.main.query_one("#tests").border_title = "tests"
+        self.main.query_one("#progress-row").display = False
+        self._refresh_all()
+        self.theme_changed_signal.subscribe(self, lambda _theme: self._update_legend())
+        if self.autostart:
+            self.action_generate()
+        elif self.problem is None and self.result is None:
+            self.action_open()
+
+    # -- showing state -------------------------------------------------------------------------
+
+    def _refresh_all(self, keep: Candidate | None = None) -> None:
+        """Recompute scales, rebuild the list (keeping ``keep`` selected) and the views."""
+        self.limits = {
+            m: colors.scale_limit(
+                colors.metric_value(t, m) for c in self.candidates for t in c.tokens
+            )
+            for m in colors.METRICS
+        }
+        if keep is not None and keep in self.candidates:
+            self.selected = self.candidates.index(keep)
+        self.selected = max(0, min(self.selected, len(self.candidates) - 1))
+        self.main.query_one(CandidateTable).set_candidates(self.candidates, self.selected)
+        self._show_selected()
+        self._update_titles()
+        self._update_legend()
+
+    def _update_titles(self) -> None:
+        info = self.problem_info
+        model = self.overrides.get("model") or (
+            self.result.settings.get("model") if self.result else ""
+        )
+        run = self.result.run_id if self.result and self.result.run_id else "unsaved"
+        self.title = f"bcoder · {info.get('id', 'no problem')}"
+        self.sub_title = " · ".join(x for x in (str(model or ""), run, self.status) if x)
+        self.main.query_one("#candidates").border_subtitle = f"{len(self.candidates)}"
+
+    def _update_legend(self) -> None:
+        view = self.main.query_one(HeatmapView)
+        text = legend_text(self.metric, self.limits.get(self.metric, 1.0), base_colour(view))
+        self.main.query_one("#legend", Static).update(text)
+
+    def _show_selected(self) -> None:
+        cand = self.selected_candidate
+        view = self.main.query_one(HeatmapView)
+        view.metric = self.metric
+        view.show(cand, self.limits)
+        has_tests = bool(self.problem and self.problem.tests)
+        self.main.query_one(TestsPanel).show(cand, has_tests)
+        if cand is None:
+            hint = "generating…" if self.generating else "no candidates — g generates, o opens"
+            view.border_title = hint
+            view.border_subtitle = ""
+        else:
+            mark = " ◆" if cand is self.marked else ""
+            view.border_title = (
+                f"#{self.selected + 1}  R~ {cand.reward:+.3f}  {cand.outcome or 'untested'}{mark}"
+            )
+            view.border_subtitle = f"colour: {colors.METRICS[self.metric][1]} (m)"
+
+    @property
+    def selected_candidate(self) -> Candidate | None:
+        return self.candidates[self.selected] if self.candidates else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if isinstance(event.data_table, CandidateTable) and event.cursor_row != self.selected:
+            self.selected = event.cursor_row
+            self._show_selected()
+
+    def on_heatmap_view_token_changed(self, event: HeatmapView.TokenChanged) -> None:
+        view = self.main.query_one(HeatmapView)
+        text = details_text(event.token, event.index, len(view.tokens))
+        self.main.query_one("#details", Static).update(text)
+
+    def watch_metric(self) -> None:
+        if self.is_mounted:
+            self._show_selected_metric()
+
+    def _show_selected_metric(self) -> None:
+        view = self.main.query_one(HeatmapView)
+        view.metric = self.metric
+        view.border_subtitle = (
+            f"colour: {colors.METRICS[self.metric][1]} (m)" if view.candidate else ""
+        )
+        self._update_legend()
+
+    def watch_generating(self, generating: bool) -> None:
+        self.main.query_one("#progress-row").display = generating
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
+            return action in {"quit", "command_palette", "pop_screen"} or None
+        if action == "cancel":
+            return self.generating
+        if action == "generate":
+            return not self.generating and self.problem is not None
+        if action == "run_tests":
+            return bool(self.candidates and self.problem and self.problem.tests) or None
+        if action in {"copy", "save", "mark", "compare"}:
+            return bool(self.candidates) or None
+        return True
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def action_open(self) -> None:
+        try:
+            runs = self.store.list(30)
+        except BcoderError as err:
+            self.notify(str(err), severity="error")
+            runs = []
+        self.push_screen(OpenScreen(runs), self._opened)
+
+    def _opened(self, request: OpenRequest | None) -> None:
+        if request is None:
+            return
+        try:
+            problem, result = open_request(request, self.store)
+        except BcoderError as err:
+            self.notify(str(err), severity="error", timeout=8)
+            return
+        if result is not None:
+            self.show_result(result)
+        elif problem is not None:
+            self.show_problem(problem)
+            self.action_generate()
+
+    def show_result(self, result: SolveResult) -> None:
+        """Display a stored (or just finished) run."""
+        self.result = result
+        self.problem_info = result.problem
+        self.problem = problem_from_dict(result.problem)
+        self.candidates = list(result.candidates)
+        self.selected, self.marked, self.status = 0, None, ""
+        self._refresh_all()
+        self.refresh_bindings()
+
+    def show_problem(self, problem: Problem) -> None:
+        """Start on a new problem with no candidates yet."""
+        self.problem, self.result = problem, None
+        self.problem_info = problem_dict(problem)
+        self.candidates, self.selected, self.marked, self.status = [], 0, None, ""
+        self._refresh_all()
+        self.refresh_bindings()
+
+    # -- generating ----------------------------------------------------------------------------
+
+    def solve_settings(self) -> dict[str, Any]:
+        """The settings of the next generation: the shown run's, overridden by the command line."""
+        base = dict(self.result.settings) if self.result else {}
+        return {**base, **self.overrides}
+
+    def action_generate(self) -> None:
+        if self.problem is None or self.generating:
+            return
+        self.candidates, self.selected, self.marked, self.result = [], 0, None, None
+        self.status = "generating"
+        self._cancel = threading.Event()
+        self.generating = True
+        self.main.query_one("#progress-label", Label).update("starting…")
+        self.main.query_one(ProgressBar).update(total=None, progress=0)
+        self._refresh_all()
+        self._solve(self.problem, self.solve_settings(), self._cancel)
+
+    def action_cancel(self) -> None:
+        if self.generating:
+            self._cancel.set()
+            self.main.query_one("#progress-label", Label).update("cancelling…")
+
+    def _post(self, callback, *args) -> None:
+        """Run ``callback`` on the app's thread; quietly drop it once the app has gone."""
+        with contextlib.suppress(RuntimeError):
+            self.call_from_thread(callback, *args)
+
+    @work(thread=True, exclusive=True, group="solve", exit_on_error=False)
+    def _solve(self, problem: Problem, settings: dict[str, Any], cancel: threading.Event) -> None:
+        from dataclasses import fields
+
+        from bcoder.solve import Cancelled, Engine, SolveSettings, solve
+
+        known = {f.name for f in fields(SolveSettings)}
+        config = SolveSettings(**{k: v for k, v in settings.items() if k in known})
+
+        def on_event(event: object) -> None:
+            self._post(self._on_event, event)
+
+        try:
+            key = (config.model, config.checkpoint, config.dtype, config.device)
+            if key not in self._engines:
+                self._post(self._on_event, Progress("load", 0, 0, f"loading {config.model}"))
+                self._engines[key] = Engine.load(
+                    config.model,
+                    checkpoint=config.checkpoint,
+                    dtype=config.dtype,
+                    device=config.device,
+                    on_event=on_event,
+                )
+            if cancel.is_set():
+                raise Cancelled()
+            result = solve(
+                problem,
+                self._engines[key],
+                config,
+                on_event=on_event,
+                cancel=cancel,
+                store=self.store,
+            )
+            if result.run_id is None:
+                self.store.save(result)
+        except Cancelled:
+            self._post(self._finished, None, "cancelled")
+        except BcoderError as err:
+            self._post(self._finished, None, f"error: {err}")
+        except Exception as err:  # a bug: show it rather than lose it in a thread
+            self._post(self._finished, None, f"error: {type(err).__name__}: {err}")
+        else:
+            self._post(self._finished, result, "")
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, Progress):
+            label = f"{event.stage} {event.done}/{event.total}" if event.total else event.stage
+            if event.message:
+                label += f" · {event.message}"
+            self.main.query_one("#progress-label", Label).update(label[:40] + "  (x cancels)")
+            self.main.query_one(ProgressBar).update(total=event.total or None, progress=event.done)
+        elif isinstance(event, CandidateReady):
+            keep = self.selected_candidate
+            self.candidates.append(event.candidate)
+            self.candidates.sort(key=lambda c: c.reward, reverse=True)
+            self._refresh_all(keep=keep)
+
+    def _finished(self, result: SolveResult | None, status: str) -> None:
+        self.generating = False
+        if result is not None:
+            self.show_result(result)
+            self.notify(f"saved run {result.run_id} ({len(result.candidates)} candidates)")
+        else:
+            self.status = status
+            self._update_titles()
+            self.notify(status, severity="error" if status.startswith("error") else "warning")
+        self.refresh_bindings()
+
+    # -- actions on the selected candidate -----------------------------------------------------
+
+    def action_metric(self, metric: str) -> None:
+        self.metric = metric
+
+    def action_cycle_metric(self) -> None:
+        self.metric = METRIC_ORDER[(METRIC_ORDER.index(self.metric) + 1) % len(METRIC_ORDER)]
+
+    def action_mark(self) -> None:
+        self.marked = self.selected_candidate
+        self._show_selected()
+        self.notify(f"#{self.selected + 1} marked: c compares it with the selected candidate")
+
+    def action_compare(self) -> None:
+        if len(self.candidates) < 2:
+            self.notify("need two candidates to compare", severity="warning")
+            return
+        a = self.marked if self.marked in self.candidates else self.candidates[0]
+        b = self.selected_candidate
+        if b is a:
+            b = self.candidates[1] if a is self.candidates[0] else self.candidates[0]
+        ranks = (self.candidates.index(a) + 1, self.candidates.index(b) + 1)
+        self.push_screen(CompareScreen(a, b, ranks))
+
+    def action_copy(self) -> None:
+        cand = self.selected_candidate
+        if cand is not None:
+            self.copy_to_clipboard(cand.code)
+            self.notify(f"copied #{self.selected + 1} ({len(cand.code.splitlines())} lines)")
+
+    def action_save(self) -> None:
+        cand = self.selected_candidate
+        if cand is None:
+            return
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(self.problem_info.get("id") or "candidate"))
+        default = f"{stem.strip('_') or 'candidate'}_{self.selected + 1}.py"
+
+        def write(path: str | None) -> None:
+            if path:
+                try:
+                    atomic_write_text(Path(path).expanduser(), cand.code)
+                except OSError as err:
+                    self.notify(f"cannot save {path}: {err}", severity="error")
+                else:
+                    self.notify(f"saved {path}")
+
+        self.push_screen(SaveScreen(default), write)
+
+    def action_problem(self) -> None:
+        if self.problem_info:
+            self.push_screen(ProblemScreen(self.problem_info))
+
+    def action_run_tests(self) -> None:
+        cand = self.selected_candidate
+        if cand is None or self.problem is None or self.problem.tests is None:
+            self.notify("no tests for this problem", severity="warning")
+            return
+        self.notify(f"running the tests of #{self.selected + 1}…")
+        self._run_tests(cand, self.problem)
+
+    @work(thread=True, group="tests", exit_on_error=False)
+    def _run_tests(self, cand: Candidate, problem: Problem) -> None:
+        from bcoder.execution import Executor
+
+        try:
+            with Executor() as executor:
+                outcome = executor.run(cand.code, problem.tests)
+        except BcoderError as err:
+            self._post(self.notify, f"tests: {err}", severity="error")
+            return
+        self._post(self._tested, cand, outcome)
+
+    def _tested(self, cand: Candidate, outcome: Any) -> None:
+        cand.outcome, cand.true_reward = outcome.outcome, outcome.reward
+        cand.tests = list(outcome.tests)
+        if self.result is not None and self.result.run_id and cand in self.candidates:
+            try:
+                self.store.update_candidate_outcomes(self.result.run_id, self.candidates)
+            except BcoderError as err:
+                self.notify(f"not recorded in the store: {err}", severity="warning")
+        self._refresh_all(keep=self.selected_candidate)
+        self.notify(f"{cand.outcome} (reward {cand.true_reward:+.1f})")
+
+    # -- command palette and shutdown ----------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if screen is not self.screen_stack[0]:
+            return
+        yield SystemCommand(
+            "Open", "Open a problem file, FILE.jsonl:ID or a stored run", self.action_open
+        )
+        if self.problem is not None and not self.generating:
+            yield SystemCommand(
+                "Generate", "Sample, score and rank candidates", self.action_generate
+            )
+        if self.generating:
+            yield SystemCommand("Cancel generation", "Stop sampling", self.action_cancel)
+        for key, (_, label) in colors.METRICS.items():
+            yield SystemCommand(
+                f"Colour by {label}",
+                f"Heatmap of {label} per token",
+                lambda k=key: self.action_metric(k),
+            )
+        if self.candidates:
+            yield SystemCommand(
+                "Run tests", "Run the selected candidate's tests", self.action_run_tests
+            )
+            yield SystemCommand(
+                "Compare", "Marked (or best) vs selected, by line", self.action_compare
+            )
+            yield SystemCommand("Copy code", "Copy the selected candidate", self.action_copy)
+            yield SystemCommand(
+                "Save code", "Write the selected candidate to a file", self.action_save
+            )
+        if self.problem_info:
+            yield SystemCommand("Problem", "Show the problem statement", self.action_problem)
+
+    def on_unmount(self) -> None:
+        self._cancel.set()  # let a running generation stop instead of outliving the app

@@ -1,0 +1,117 @@
+"""Two candidates side by side, their r~ curves aligned by line.
+
+Each row shows, for line i of each program, a bar of the summed r~ of the tokens that start on that
+line (diverging from the centre: left and orange-red for negative, right and blue for positive) and
+the code itself. Sparklines above show the whole per-line curve of each candidate.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
+from textual.screen import Screen
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Footer, Label, Sparkline
+
+from bcoder.cli.tui import colors
+from bcoder.cli.tui.layout import Layout, layout_candidate, line_sums
+from bcoder.results import Candidate
+
+BAR = 9  # cells per bar; the middle cell is zero
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def bar_cells(value: float, limit: float, half: int = BAR // 2) -> tuple[str, str]:
+    """A diverging bar as (left half, right half) strings of ``half`` cells each.
+
+    Negative values fill the left half from its right end; positive values the right half from its
+    left end; the fill is in eighths of a cell, proportional to ``|value| / limit`` (clipped).
+    """
+    eighths = round(min(1.0, abs(value) / limit) * half * 8) if limit > 0 else 0
+    full, part = divmod(eighths, 8)
+    if value >= 0:
+        right = ("█" * full + (EIGHTHS[part] if part else "")).ljust(half)
+        return " " * half, right[:half]
+    # the left bar grows leftwards: partial cells cannot be right-aligned with block glyphs,
+    # so round to whole cells there
+    cells = min(half, full + (1 if part >= 4 else 0))
+    return (" " * (half - cells) + "█" * cells), " " * half
+
+
+class CompareView(ScrollView):
+    """Rows of ``line | bar A | code A ┃ bar B | code B``; one scroll position for both sides."""
+
+    def __init__(self, a: Candidate, b: Candidate, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.a, self.b = a, b
+        self.layouts: tuple[Layout, Layout] = (layout_candidate(a), layout_candidate(b))
+        self.sums = (line_sums(a, self.layouts[0]), line_sums(b, self.layouts[1]))
+        self.limit = colors.scale_limit([*self.sums[0], *self.sums[1]], quantile=1.0)
+        rows = max(len(lay.lines) for lay in self.layouts)
+        self.virtual_size = Size(0, rows)
+
+    def _side(self, side: int, line: int, width: int) -> list[Segment]:
+        layout, sums = self.layouts[side], self.sums[side]
+        base = self.rich_style
+        if line >= len(layout.lines):
+            return [Segment(" " * width, base)]
+        left, right = bar_cells(sums[line], self.limit)
+        text = "".join(span.text for span in layout.lines[line])
+        code_width = max(0, width - BAR - 1)
+        text = text[:code_width].ljust(code_width)
+        return [
+            Segment(left, Style(color=colors.NEGATIVE)),
+            Segment("│", Style(dim=True)),
+            Segment(right, Style(color=colors.POSITIVE)),
+            Segment(" ", base),
+            Segment(text, base),
+        ]
+
+    def render_line(self, y: int) -> Strip:
+        line = int(self.scroll_y) + y
+        width = self.size.width
+        rows = self.virtual_size.height
+        if line >= rows:
+            return Strip.blank(width, self.rich_style)
+        number = f"{line + 1:>3} "
+        side_width = max(0, (width - len(number) - 1) // 2)
+        segments = [Segment(number, self.rich_style + Style(dim=True))]
+        segments += self._side(0, line, side_width)
+        segments.append(Segment("┃", Style(dim=True)))
+        segments += self._side(1, line, side_width)
+        return Strip(segments).crop_extend(0, width, self.rich_style)
+
+
+class CompareScreen(Screen[None]):
+    """Compare two candidates (ranks ``ranks``) line by line."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,c,q", "app.pop_screen", "Back")]
+
+    def __init__(self, a: Candidate, b: Candidate, ranks: tuple[int, int]) -> None:
+        super().__init__()
+        self.a, self.b, self.ranks = a, b, ranks
+
+    def compose(self) -> ComposeResult:
+        view = CompareView(self.a, self.b, id="compare-view")
+        with Vertical(id="compare-head"):
+            for side, cand, rank in ((0, self.a, self.ranks[0]), (1, self.b, self.ranks[1])):
+                with Horizontal(classes="compare-row"):
+                    yield Label(
+                        f"#{rank} R~ {cand.reward:+.3f} {cand.outcome or 'untested'}",
+                        classes="compare-label",
+                    )
+                    yield Sparkline(view.sums[side] or [0.0], classes="compare-spark")
+        yield view
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(
+            CompareView
+        ).border_title = f"per-line r~ — #{self.ranks[0]} (left) vs #{self.ranks[1]} (right)"

@@ -1,0 +1,68 @@
+"""Turn what the user asked to open into a problem or a stored run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bcoder.cli.tui.screens import OpenRequest
+from bcoder.errors import BcoderError
+from bcoder.results import SolveResult
+from bcoder.spec import Problem, TestSpec
+from bcoder.store import Store
+
+
+def problem_dict(problem: Problem) -> dict[str, Any]:
+    """The JSON form of a problem kept with a run (``SolveResult.problem``)."""
+    return {
+        "id": problem.id,
+        "source": problem.source,
+        "text": problem.text,
+        "starter_code": problem.starter_code,
+        "tests": problem.tests.to_dict() if problem.tests else None,
+        "example_tests": problem.example_tests.to_dict() if problem.example_tests else None,
+        "entry_point": problem.entry_point,
+        "difficulty": problem.difficulty,
+    }
+
+
+def problem_from_dict(d: dict[str, Any]) -> Problem:
+    """Rebuild the problem of a stored run (so that it can be generated again or tested)."""
+    tests = d.get("tests")
+    examples = d.get("example_tests")
+    return Problem(
+        id=str(d.get("id") or "problem"),
+        source=str(d.get("source") or "text"),
+        text=str(d.get("text") or ""),
+        starter_code=str(d.get("starter_code") or ""),
+        tests=TestSpec.from_dict(tests, "run tests") if tests else None,
+        example_tests=TestSpec.from_dict(examples, "run example tests") if examples else None,
+        entry_point=d.get("entry_point"),
+        difficulty=d.get("difficulty"),
+    )
+
+
+def open_request(request: OpenRequest, store: Store) -> tuple[Problem | None, SolveResult | None]:
+    """(problem, None) for a problem to generate on, (None, run) for a stored run.
+
+    A reference that is neither an existing file nor ``FILE:ID`` is tried as a run id.
+    """
+    from bcoder.problems import load_problem
+
+    if request.run_id:
+        return None, store.get(request.run_id)
+    tests = request.tests or None
+    if request.ref:
+        looks_like_file = Path(request.ref).expanduser().exists() or ":" in request.ref
+        if looks_like_file:
+            return load_problem(request.ref, tests=tests), None
+        try:
+            return None, store.get(request.ref)
+        except BcoderError:
+            raise BcoderError(
+                f"{request.ref}: no such file or run (use FILE.txt, FILE.py, FILE.jsonl:ID or a run id)"
+            ) from None
+    from bcoder.problem_formats import text_problem
+
+    spec = TestSpec.load(tests) if tests else None
+    return text_problem(request.text, "typed", spec), None

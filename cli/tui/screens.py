@@ -1,0 +1,140 @@
+"""Modal screens: open a problem or a stored run, save a candidate, read the problem statement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static, TextArea
+
+from bcoder.store import RunSummary
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What the user asked to open: a reference (file, FILE.jsonl:ID, run id) or a typed statement."""
+
+    ref: str = ""
+    text: str = ""
+    tests: str = ""  # a tests JSON file for a typed statement or a .txt problem
+    run_id: str = ""  # a run picked from the list
+
+
+class OpenScreen(ModalScreen[OpenRequest | None]):
+    """Open a problem file, ``FILE.jsonl:ID``, a typed statement, or one of the recent runs."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_none", "Close")]
+
+    def __init__(self, runs: list[RunSummary]) -> None:
+        super().__init__()
+        self.runs = runs
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="open-dialog", classes="dialog"):
+            yield Label("Open a problem or a stored run", classes="dialog-title")
+            yield Input(placeholder="file.txt, stub.py, FILE.jsonl:ID or a run id", id="open-ref")
+            yield TextArea(id="open-text", soft_wrap=True, show_line_numbers=False)
+            yield Input(placeholder="tests JSON for a typed statement (optional)", id="open-tests")
+            yield DataTable(id="open-runs", cursor_type="row")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Open", id="open-ok", variant="primary")
+                yield Button("Cancel", id="open-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#open-text", TextArea).border_title = "…or type a problem statement"
+        table = self.query_one("#open-runs", DataTable)
+        table.border_title = "recent runs (enter opens)"
+        table.add_columns("run", "problem", "n", "R~ best")
+        for run in self.runs:
+            best = "" if run.best_reward is None else f"{run.best_reward:+.3f}"
+            table.add_row(run.id, run.title[:40] or run.problem_id, str(run.n_candidates), best)
+        self.query_one("#open-ref", Input).focus()
+
+    def _request(self) -> OpenRequest:
+        return OpenRequest(
+            ref=self.query_one("#open-ref", Input).value.strip(),
+            text=self.query_one("#open-text", TextArea).text.strip(),
+            tests=self.query_one("#open-tests", Input).value.strip(),
+        )
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "open-ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "open-runs" and 0 <= event.cursor_row < len(self.runs):
+            self.dismiss(OpenRequest(run_id=self.runs[event.cursor_row].id))
+
+    def _submit(self) -> None:
+        request = self._request()
+        if request.ref or request.text:
+            self.dismiss(request)
+        else:
+            self.notify("type a file, FILE.jsonl:ID, a run id or a statement", severity="warning")
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class SaveScreen(ModalScreen[str | None]):
+    """Ask for the file to save the selected candidate's code to."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_none", "Close")]
+
+    def __init__(self, default: str) -> None:
+        super().__init__()
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="save-dialog", classes="dialog"):
+            yield Label("Save the candidate's code to", classes="dialog-title")
+            yield Input(value=self.default, id="save-path")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save", id="save-ok", variant="primary")
+                yield Button("Cancel", id="save-cancel")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        value = self.query_one("#save-path", Input).value.strip()
+        self.dismiss((value or None) if event.button.id == "save-ok" else None)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class ProblemScreen(ModalScreen[None]):
+    """The problem statement, starter code and test count."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,p,q", "dismiss_none", "Close")]
+
+    def __init__(self, problem: dict) -> None:
+        super().__init__()
+        self.problem = problem
+
+    def compose(self) -> ComposeResult:
+        p = self.problem
+        tests = p.get("tests") or {}
+        n_tests = len(tests.get("asserts") or tests.get("inputs") or [])
+        with Vertical(id="problem-dialog", classes="dialog"):
+            yield Label(
+                f"{p.get('id', '?')}  ({p.get('source', '?')}, {n_tests} tests)",
+                classes="dialog-title",
+            )
+            with VerticalScroll():
+                yield Static(str(p.get("text") or ""), markup=False)
+                if p.get("starter_code"):
+                    yield Static(str(p["starter_code"]), markup=False, classes="starter")
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)

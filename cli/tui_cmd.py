@@ -1,0 +1,74 @@
+"""``bcoder tui [PROBLEM | --run ID]``: the Textual app (cli/tui/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bcoder.errors import BcoderError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tui")(tui)
+
+
+def tui(
+    problem: str | None = typer.Argument(
+        None, help="FILE.txt, FILE.py stub, FILE.jsonl:ID or DATASET:ID; generation starts at once."
+    ),
+    run: str | None = typer.Option(
+        None, "--run", help="Reopen a saved run (id, prefix or 'last')."
+    ),
+    tests: Path | None = typer.Option(None, "--tests", help="Tests JSON for the problem."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model source (preset, HF id, dir, .gguf)."
+    ),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", help="B-Coder checkpoint (value heads)."
+    ),
+    n: int | None = typer.Option(None, "-n", min=1, help="Candidates to sample."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling mass."),
+    max_new_tokens: int | None = typer.Option(
+        None, "--max-new-tokens", min=1, help="Length limit."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Sampling seed."),
+    store: Path | None = typer.Option(
+        None, "--store", help="The results store file (default: $BCODER_STORE)."
+    ),
+) -> None:
+    """Browse ranked candidates and their per-token heatmaps; generate, test, compare, save."""
+    from bcoder.store import Store
+
+    if problem and run:
+        raise BcoderError("give a PROBLEM or --run ID, not both")
+    given: dict[str, Any] = {
+        "model": model,
+        "checkpoint": checkpoint,
+        "n": n,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    if not run and "model" not in settings:
+        from bcoder.sources import DEFAULT_MODEL
+
+        settings["model"] = DEFAULT_MODEL
+    results = Store(store)
+    loaded_problem = loaded_run = None
+    if run:
+        loaded_run = results.get(run)
+    elif problem:
+        from bcoder.problems import load_problem
+
+        loaded_problem = load_problem(problem, tests=tests)
+    elif tests is not None:
+        raise BcoderError("--tests needs a PROBLEM")
+
+    from bcoder.cli.tui.app import BcoderTui
+
+    BcoderTui(problem=loaded_problem, result=loaded_run, settings=settings, store=results).run()

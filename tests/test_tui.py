@@ -1,0 +1,276 @@
+"""Pilot tests of the TUI: a stored run scored by the real engine, and live generation on the tiny model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from test_tui_data import PROGRAMS, scored_result
+
+from bcoder.cli.tui.app import BcoderTui
+from bcoder.cli.tui.compare import CompareScreen, CompareView
+from bcoder.cli.tui.heatmap import HeatmapView, base_colour
+from bcoder.cli.tui.panels import CandidateTable
+from bcoder.cli.tui.screens import OpenScreen, SaveScreen
+from bcoder.store import Store
+
+SIZE = (80, 24)
+
+
+@pytest.fixture(scope="module")
+def stored(tiny_model_dir, tmp_path_factory):
+    """A store holding one run of the PROGRAMS scored on the tiny model; (store, run id)."""
+    store = Store(tmp_path_factory.mktemp("store") / "runs.sqlite")
+    run_id = store.save(scored_result(tiny_model_dir))
+    return store, run_id
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
+    """Let the app run until ``condition()`` holds (or fail after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.05)
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.query_one(selector).render())
+
+
+@pytest.mark.asyncio
+async def test_stored_run_select_candidates_and_switch_metrics(stored):
+    store, run_id = stored
+    result = store.get(run_id)
+    app = BcoderTui(result=result, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(CandidateTable)
+        view = app.query_one(HeatmapView)
+        assert table.row_count == len(PROGRAMS)
+        assert (
+            view.candidate is result.candidates[0]
+            or view.candidate.code == result.candidates[0].code
+        )
+        rewards = [float(str(table.get_cell_at((r, 1)))) for r in range(table.row_count)]
+        assert rewards == sorted(rewards, reverse=True)  # ranked best first
+        assert app.sub_title.count(run_id) == 1
+
+        table.focus()
+        await pilot.press("down", "down")
+        assert app.selected == 2
+        assert view.candidate.code == app.candidates[2].code
+        assert view.border_title.startswith("#3 ")
+
+        # the details line follows the token cursor in the code view
+        first = view.tokens[0]
+        assert repr(first.text)[:24] in text_of(app, "#details")
+        view.focus()
+        await pilot.press("right", "right")
+        assert view.cursor == 2
+        assert f"tok 3/{len(view.tokens)}" in text_of(app, "#details")
+
+        # switching the metric recolours the tokens and the legend
+        strip_before = view.render_line(0)
+        styles_reward = [s.bgcolor for s in view._styles]
+        await pilot.press("a")
+        assert app.metric == "advantage" and view.metric == "advantage"
+        assert text_of(app, "#legend").lstrip().startswith("A")
+        assert [s.bgcolor for s in view._styles] != styles_reward
+        await pilot.press("q")
+        assert view.metric == "q" and text_of(app, "#legend").lstrip().startswith("Q")
+        await pilot.press("v")
+        assert view.metric == "v"
+        await pilot.press("m")  # cycles v -> advantage
+        assert view.metric == "advantage"
+        await pilot.press("r")
+        assert view.metric == "reward"
+        assert [s.bgcolor for s in view._styles] == styles_reward
+        assert view.render_line(0).text == strip_before.text
+
+
+@pytest.mark.asyncio
+async def test_heatmap_colours_follow_values(stored):
+    """The most negative and most positive tokens of a metric get opposite hues."""
+    from bcoder.cli.tui import colors
+
+    store, run_id = stored
+    app = BcoderTui(result=store.get(run_id), store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        view = app.query_one(HeatmapView)
+        base = base_colour(view)
+        for metric in colors.METRICS:
+            app.metric = metric
+            await pilot.pause()
+            values = [colors.metric_value(t, metric) for t in view.tokens]
+            limit = app.limits[metric]
+            assert any(colors.level(v, limit) != 0 for v in values), metric
+            for token_index, value in enumerate(values):
+                lvl = colors.level(value, limit)
+                triplet = view._styles[token_index].bgcolor.triplet
+                if lvl == 0:
+                    assert triplet.hex == base, (metric, value)
+                else:  # blue for positive, orange-red for negative
+                    assert (triplet.blue > triplet.red) == (lvl > 0), (metric, value, triplet)
+
+
+@pytest.mark.asyncio
+async def test_open_a_stored_run_from_the_dialog(stored):
+    store, run_id = stored
+    app = BcoderTui(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, OpenScreen)  # nothing given: the open dialog first
+        await pilot.press(*run_id[:13], "enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, OpenScreen), 10)
+        assert app.result is not None and app.result.run_id == run_id
+        assert app.query_one(CandidateTable).row_count == len(PROGRAMS)
+        # and again through the list of recent runs
+        await pilot.press("o")
+        assert isinstance(app.screen, OpenScreen)
+        app.screen.query_one("#open-runs").focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, OpenScreen), 10)
+        assert app.result.run_id == store.list(1)[0].id
+
+
+@pytest.mark.asyncio
+async def test_open_a_bad_reference_says_why(stored):
+    store, _ = stored
+    app = BcoderTui(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press(*"nope", "enter")
+        await pilot.pause()
+        assert app.result is None and app.problem is None
+        messages = [n.message for n in app._notifications]
+        assert any("nope: no such file or run" in m for m in messages), messages
+
+
+@pytest.mark.asyncio
+async def test_copy_save_and_compare(stored, tmp_path):
+    store, run_id = stored
+    app = BcoderTui(result=store.get(run_id), store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(CandidateTable).focus()
+        await pilot.press("down")
+        code = app.candidates[1].code
+        await pilot.press("y")
+        assert app.clipboard == code
+
+        await pilot.press("s")
+        assert isinstance(app.screen, SaveScreen)
+        target = tmp_path / "out" / "best.py"
+        field = app.screen.query_one("#save-path")
+        field.value = str(target)
+        await pilot.press("enter")
+        await wait_for(pilot, target.exists, 5)
+        assert target.read_text() == code
+
+        await pilot.press("space", "up", "c")  # mark #2, select #1, compare
+        assert isinstance(app.screen, CompareScreen)
+        assert app.screen.ranks == (2, 1)
+        view = app.screen.query_one(CompareView)
+        rows = max(len(lay.lines) for lay in view.layouts)
+        assert view.virtual_size.height == rows
+        lines = [view.render_line(y).text for y in range(3)]
+        assert any(line.count("def add") == 2 for line in lines), lines  # side by side
+        assert len(view.sums[0]) == len(view.layouts[0].lines)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CompareScreen)
+
+
+@pytest.mark.asyncio
+async def test_command_palette_lists_the_actions(stored):
+    store, run_id = stored
+    app = BcoderTui(result=store.get(run_id), store=store)
+    async with app.run_test(size=SIZE):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Open", "Generate", "Colour by Q", "Colour by r~", "Compare", "Save code"} <= titles
+        assert "Cancel generation" not in titles
+
+
+@pytest.mark.asyncio
+async def test_long_program_renders_line_by_line(stored):
+    """A 3,000-line candidate: only visible lines are drawn, and the end is reachable."""
+    store, run_id = stored
+    result = store.get(run_id)
+    long = result.candidates[0]
+    long.tokens = long.tokens * 300  # same token texts repeated: each copy adds lines
+    app = BcoderTui(result=result, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(HeatmapView)
+        assert len(view.layout_.lines) > 600
+        view.focus()
+        start = time.perf_counter()
+        await pilot.press("end")
+        await pilot.pause()
+        assert view.cursor == len(long.tokens) - 1
+        assert view.scroll_y >= len(view.layout_.lines) - view.size.height - 1
+        assert time.perf_counter() - start < 5
+
+
+@pytest.mark.asyncio
+async def test_generate_on_the_tiny_model_saves_the_run(tiny_model_dir, tmp_path):
+    from test_tui_data import PROBLEM
+
+    from bcoder.cli.tui.problem_io import problem_from_dict
+
+    store = Store(tmp_path / "runs.sqlite")
+    settings = {"model": str(tiny_model_dir), "n": 3, "max_new_tokens": 12, "run_tests": False}
+    app = BcoderTui(problem=problem_from_dict(PROBLEM), settings=settings, store=store)
+    arrivals = []
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.generating, 10)
+        while app.generating:
+            arrivals.append(len(app.candidates))
+            await pilot.pause(0.02)
+        assert app.status == "", app.status
+        assert app.result is not None and app.result.run_id
+        assert store.get(app.result.run_id).candidates[0].code == app.candidates[0].code
+        assert app.query_one(CandidateTable).row_count == len(app.candidates) >= 1
+        assert not app.query_one("#progress-row").display
+    assert [r.id for r in store.list()] == [app.result.run_id]  # every TUI run is stored
+
+
+@pytest.mark.asyncio
+async def test_cancel_generation(tiny_model_dir, tmp_path):
+    from test_tui_data import PROBLEM
+
+    from bcoder.cli.tui.problem_io import problem_from_dict
+
+    store = Store(tmp_path / "runs.sqlite")
+    settings = {"model": str(tiny_model_dir), "n": 64, "max_new_tokens": 512, "batch_size": 4}
+    app = BcoderTui(problem=problem_from_dict(PROBLEM), settings=settings, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "generate" in text_of(app, "#progress-label"), 30)
+        assert app.query_one("#progress-row").display
+        started = time.monotonic()
+        await pilot.press("x")
+        await wait_for(pilot, lambda: not app.generating, 30)
+        assert time.monotonic() - started < 10
+        assert app.status == "cancelled"
+        assert app.result is None
+        assert app.active_bindings["g"].enabled  # ready to generate again
+        assert "x" not in app.active_bindings  # cancel is hidden again
+    assert store.list() == []  # a cancelled generation is not a run
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    env_store = str(tmp_path / "runs.sqlite")
+    for args, expect in [
+        (["--run", "nope"], "no run 'nope'"),
+        (["missing.txt"], "missing.txt: no such file"),
+        (["missing.txt", "--run", "x"], "not both"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bcoder", "tui", *args, "--store", env_store],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error: ") and expect in proc.stderr
+        assert "Traceback" not in proc.stderr
