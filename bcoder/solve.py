@@ -95,6 +95,7 @@ class Engine:
         """Load ``model`` (fetching it if needed) and the B-Coder heads of ``checkpoint``."""
         from bcoder.sources import load_model_and_tokenizer
 
+        t0 = time.perf_counter()
         base, tokenizer, info = load_model_and_tokenizer(
             model, dtype=dtype, device=device, on_progress=on_event, allow_download=allow_download
         )
@@ -105,6 +106,7 @@ class Engine:
         qmodel.to(info.get("device") or next(base.parameters()).device)  # heads to the device
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        info = {**info, "engine_load_seconds": time.perf_counter() - t0}  # download included
         return cls(tokenizer, qmodel, info, checkpoint or "init")
 
     @property
@@ -172,7 +174,7 @@ def solve(
     from bcoder.extract import extract_code
 
     emit = on_event or (lambda _e: None)
-    timings: dict[str, float] = {"load": float(engine.info.get("load_seconds") or 0.0)}
+    timings = {"load": float(engine.info.get("engine_load_seconds") or 0.0)}
     with engine.lock:
         family, _, prompt_ids = engine.prompt(problem)
         options = engine.options(settings, family)

@@ -1,0 +1,89 @@
+"""``bcoder rank CANDIDATES.jsonl``: score programs written elsewhere and rank them by R~."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rank")(rank_command)
+
+
+def rank_command(
+    candidates: Path = typer.Argument(..., help='JSON lines: {"problem": REF, "code": "..."}.'),
+    problem: str | None = typer.Option(
+        None, "--problem", "-p", help="The problem of lines without one."
+    ),
+    tests: Path | None = typer.Option(None, "--tests", help="Tests JSON for --problem."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model preset, HF id, directory or .gguf."
+    ),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", "-c", help="B-Coder checkpoint dir."
+    ),
+    top: int = typer.Option(5, "--top", "-k", min=1, help="Rows in each ranked table."),
+    color_by: str = typer.Option(
+        "reward", "--color-by", help="Heatmap metric: q, v, advantage or reward."
+    ),
+    no_tests: bool = typer.Option(False, "--no-tests", help="Do not run the tests."),
+    filter_examples: bool = typer.Option(
+        False, "--filter-examples", help="Drop candidates failing the example tests."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Programs scored at once."),
+    no_save: bool = typer.Option(
+        False, "--no-save", help="Do not save the runs in the results store."
+    ),
+    as_json: bool = typer.Option(False, "--json", help='Print one JSON object {"results": [...]}.'),
+    dtype: str | None = typer.Option(None, "--dtype", help="bf16, fp16 or fp32."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda ..."),
+    timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
+) -> None:
+    """Re-tokenise programs (from other models or people), score them and rank them by R~."""  # fmt: skip
+    from bcoder.cli.solve import EventBar, check_color_by
+    from bcoder.problems import load_problem
+    from bcoder.rerank import rank_programs, read_candidates
+    from bcoder.solve import Engine
+    from bcoder.sources import DEFAULT_MODEL
+
+    check_color_by(color_by)
+    groups = read_candidates(candidates, problem)
+    problems = {ref: load_problem(ref, tests if ref == problem else None) for ref, _ in groups}
+    store = None
+    if not no_save:
+        from bcoder.store import Store
+
+        store = Store()
+    results = []
+    with EventBar(enabled=True) as bar:
+        engine = Engine.load(
+            model or DEFAULT_MODEL, checkpoint, dtype=dtype, device=device, on_event=bar
+        )
+        for ref, codes in groups:
+            results.append(
+                rank_programs(
+                    problems[ref],
+                    engine,
+                    codes,
+                    run_tests_=not no_tests,
+                    filter_examples=filter_examples,
+                    timeout=timeout,
+                    batch_size=batch_size,
+                    store=store,
+                    on_event=bar,
+                    source=str(candidates),
+                )  # fmt: skip
+            )
+    if as_json:
+        sys.stdout.write(json.dumps({"results": [r.to_dict() for r in results]}) + "\n")
+        return
+    from rich.console import Console
+
+    from bcoder.cli.render import render_result
+
+    console = Console()
+    for r in results:
+        render_result(console, r, color_by=color_by, top=top)

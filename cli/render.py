@@ -1,0 +1,172 @@
+"""Rich renderers of solve results: the ranked table and a per-token heatmap with a legend.
+
+Shared by ``bcoder solve``, ``bcoder rank`` and ``bcoder runs show``:
+
+    render_result(console, result, color_by="reward", top=5)
+    heatmap(tokens, "q")  -> rich Text, each token's background coloured by its value
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from bcoder.results import SolveResult, TokenScore
+
+METRICS = {  # --color-by name -> (TokenScore field, what it is)
+    "q": ("q", "Q(s_t, a_t)"),
+    "v": ("v", "V(s_t)"),
+    "advantage": ("advantage", "A(s_t, a_t) = Q - V"),
+    "reward": ("reward", "r~_t = Q(s_t, a_t) - gamma V(s_t+1)"),
+}
+OUTCOME_STYLE = {
+    "pass": "bold green",
+    "fail": "red",
+    "runtime_error": "magenta",
+    "compile_error": "yellow",
+}
+_LOW, _MID, _HIGH = (200, 40, 40), (150, 140, 30), (30, 150, 60)  # red, amber, green
+_SPECIALS = ("<|", "</s>", "<pad>", "<s>", "<end_of_turn>")
+
+
+def _blend(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
+    r, g, bl = (round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
+    return f"rgb({r},{g},{bl})"
+
+
+def colour(x: float) -> str:
+    """A background colour for x in [0, 1]: red (low) -> amber -> green (high)."""
+    x = min(1.0, max(0.0, x))
+    return _blend(_LOW, _MID, x * 2) if x < 0.5 else _blend(_MID, _HIGH, x * 2 - 1)
+
+
+def value_range(values: Sequence[float], metric: str) -> tuple[float, float]:
+    """The range the colours span: the 5th to 95th percentile (advantage tops out at 0)."""
+    if not values:
+        return 0.0, 1.0
+    s = sorted(values)
+    lo, hi = s[int(0.05 * (len(s) - 1))], s[int(round(0.95 * (len(s) - 1)))]
+    if metric == "advantage":
+        hi = 0.0
+    if hi - lo < 1e-6:
+        lo, hi = lo - 0.5, hi + 0.5
+    return lo, hi
+
+
+def heatmap(tokens: Sequence[TokenScore], metric: str = "reward") -> Text:
+    """The tokens' text, each on a background coloured by ``metric`` (q, v, advantage, reward)."""
+    field = METRICS[metric][0]
+    values = [float(getattr(t, field)) for t in tokens]
+    lo, hi = value_range(values, metric)
+    text = Text()
+    for tok, val in zip(tokens, values, strict=True):
+        style = f"white on {colour((val - lo) / (hi - lo))}"
+        piece = tok.text
+        if piece.startswith(_SPECIALS) and piece.endswith(">"):
+            style += " italic dim"
+        # A newline keeps no background: mark it so its value stays visible.
+        parts = piece.split("\n")
+        for i, part in enumerate(parts):
+            if i:
+                text.append("↵", style=style)
+                text.append("\n")
+            if part:
+                text.append(part, style=style)
+    return text
+
+
+def legend(tokens: Sequence[TokenScore], metric: str) -> Text:
+    """A colour bar with the values at its ends, naming the metric."""
+    field = METRICS[metric][0]
+    lo, hi = value_range([float(getattr(t, field)) for t in tokens], metric)
+    out = Text(f"{METRICS[metric][1]}:  ", style="bold")
+    out.append(f"{lo:.3f} ")
+    for i in range(12):
+        out.append("  ", style=f"on {colour(i / 11)}")
+    out.append(f" {hi:.3f}  ")
+    out.append("(low = red, high = green; ↵ marks a newline)", style="dim")
+    return out
+
+
+def outcome_text(outcome: str | None) -> Text:
+    if outcome is None:
+        return Text("-", style="dim")
+    return Text(outcome, style=OUTCOME_STYLE.get(outcome, "white"))
+
+
+def first_line(code: str, width: int = 60) -> str:
+    for line in code.splitlines():
+        if line.strip():
+            return line.strip()[:width]
+    return "(no code)"
+
+
+def heads_note(result: SolveResult) -> Text:
+    """Say plainly whether R~ comes from trained heads or from the untrained initialisation."""
+    if result.heads == "init":
+        return Text(
+            "heads: untrained initialisation (V = R_max everywhere, Q = A_ckpt + V): R~ here is "
+            "the sum of the model's own advantages plus a constant, not a learned reward; train "
+            "heads with `bcoder train` or pass --checkpoint",
+            style="yellow",
+        )
+    return Text(f"heads: {result.heads}", style="dim")
+
+
+def ranked_table(result: SolveResult, top: int = 5) -> Table:
+    table = Table(title=f"candidates ranked by R~ (top {min(top, len(result.candidates))} "
+                  f"of {len(result.candidates)} distinct)", title_justify="left")  # fmt: skip
+    table.add_column("rank", justify="right")
+    table.add_column("R~", justify="right")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    table.add_column("tokens", justify="right")
+    table.add_column("first line", overflow="ellipsis", no_wrap=True, max_width=60)
+    for i, c in enumerate(result.candidates[:top], 1):
+        table.add_row(
+            str(i), f"{c.reward:.3f}", outcome_text(c.outcome), str(c.count), str(len(c.tokens)),
+            first_line(c.code),
+        )  # fmt: skip
+    return table
+
+
+def render_result(
+    console: Console, result: SolveResult, color_by: str = "reward", top: int = 5
+) -> None:
+    """Print the heads note, the ranked table and the best candidate as a per-token heatmap."""
+    p = result.problem
+    model = result.settings.get("model", "?")
+    title = f"{p.get('id') or 'problem'}  ·  model {model}"
+    if result.run_id:
+        title += f"  ·  run {result.run_id}"
+    console.print(Text(title, style="bold"))
+    console.print(heads_note(result))
+    if result.timings:
+        console.print(
+            "  ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if v), style="dim"
+        )
+    if not result.candidates:
+        console.print("no candidates (all were dropped by --filter-examples)", style="red")
+        return
+    console.print(ranked_table(result, top))
+    best = result.candidates[0]
+    body = Group(heatmap(best.tokens, color_by), Text(""), legend(best.tokens, color_by))
+    sub = f"R~ {best.reward:.3f}"
+    if best.outcome:
+        sub += f"  ·  {best.outcome}"
+        if best.tests:
+            passed = sum(t.verdict == "pass" for t in best.tests)
+            sub += f" ({passed}/{len(best.tests)} tests)"
+    console.print(
+        Panel(
+            body,
+            title=f"best candidate, coloured by {color_by}",
+            subtitle=sub,
+            title_align="left",
+            subtitle_align="right",
+        )  # fmt: skip
+    )

@@ -1,0 +1,160 @@
+"""``bcoder solve PROBLEM``: sample candidates, rank them by R~, show why token by token."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bcoder.errors import BcoderError
+
+COLOR_BY = ("q", "v", "advantage", "reward")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("solve")(solve_command)
+
+
+class EventBar:
+    """Renders solve / load events (bcoder.results.Progress) as rich progress bars on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not (enabled and self.console.is_terminal),
+            transient=True,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> EventBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        from bcoder.results import Progress
+
+        if not isinstance(event, Progress):
+            return
+        stage, done, total = event.stage, event.done, event.total
+        if stage in ("download", "verify"):
+            count = f"{done / 2**20:,.0f}/{total / 2**20:,.0f} MiB" if total else ""
+        else:
+            count = f"{done}/{total}" if total > 1 else ""
+        description = f"{stage:<9} {event.message}"[:70]
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(description, total=None, count=count)
+        self.progress.update(
+            self.tasks[stage],
+            completed=done,
+            total=total or None,
+            description=description,
+            count=count,
+        )
+
+
+def check_color_by(value: str) -> str:
+    if value not in COLOR_BY:
+        raise BcoderError(f"--color-by must be one of {', '.join(COLOR_BY)}, not {value!r}")
+    return value
+
+
+def emit_json(result: Any) -> None:
+    """Exactly one JSON object on stdout: the SolveResult, candidates best first."""
+    sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def solve_command(
+    problem: str = typer.Argument(
+        ...,
+        help="FILE.txt (statement), FILE.py (stub with docstring), FILE.jsonl:ID or DATASET:ID.",
+    ),
+    tests: Path | None = typer.Option(
+        None, "--tests", help="Tests JSON (inputs/outputs or asserts)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Model preset, HF id, directory or .gguf."
+    ),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", "-c", help="B-Coder checkpoint dir (trained heads)."
+    ),
+    n: int = typer.Option(8, "-n", help="Candidates to sample."),
+    top: int = typer.Option(5, "--top", "-k", min=1, help="Rows in the ranked table."),
+    temperature: float = typer.Option(0.6, "--temperature", "-t", help="Sampling temperature."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
+    seed: int | None = typer.Option(0, "--seed", help="Sampling seed."),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Length limit per candidate."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Candidates decoded at once."),
+    color_by: str = typer.Option(
+        "reward", "--color-by", help="Heatmap metric: q, v, advantage or reward."
+    ),
+    no_tests: bool = typer.Option(False, "--no-tests", help="Do not run the tests."),
+    filter_examples: bool = typer.Option(
+        False, "--filter-examples", help="Drop candidates failing the example tests."
+    ),
+    no_save: bool = typer.Option(
+        False, "--no-save", help="Do not save the run in the results store."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="bf16, fp16 or fp32 (default: by size/device)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if any)."
+    ),
+    timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
+) -> None:
+    """Sample candidate programs, rank them by the recovered reward R~ and show why."""  # fmt: skip
+    from bcoder.problems import load_problem
+    from bcoder.solve import SolveSettings
+    from bcoder.sources import DEFAULT_MODEL
+
+    check_color_by(color_by)
+    prob = load_problem(problem, tests)
+    settings = SolveSettings(
+        model=model or DEFAULT_MODEL, checkpoint=checkpoint, n=n, temperature=temperature,
+        top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
+        run_tests=not no_tests, filter_examples=filter_examples, dtype=dtype, device=device,
+        timeout=timeout,
+    )  # fmt: skip
+    result = run_solve(prob, settings, save=not no_save)
+    if as_json:
+        emit_json(result)
+        return
+    from rich.console import Console
+
+    from bcoder.cli.render import render_result
+
+    render_result(Console(), result, color_by=color_by, top=top)
+
+
+def run_solve(prob: Any, settings: Any, *, save: bool) -> Any:
+    """Load the engine and solve, with progress bars on stderr."""
+    from bcoder.solve import Engine, solve
+
+    store = None
+    if save:
+        from bcoder.store import Store
+
+        store = Store()
+    with EventBar(enabled=True) as bar:
+        engine = Engine.load(
+            settings.model, settings.checkpoint, dtype=settings.dtype, device=settings.device,
+            on_event=bar,
+        )  # fmt: skip
+        return solve(prob, engine, settings, on_event=bar, store=store)
