@@ -1,0 +1,222 @@
+"""The executor: a pool of warm sandboxed workers (one per core) and the batch API.
+
+Usage::
+
+    with Executor(workers=4, timeout=4.0) as ex:
+        result = ex.run(code, spec)                  # one program
+        for i, result in ex.run_many(jobs):          # stream results as they finish
+            ...
+
+``run`` may be called from several threads at once (each call borrows one worker).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from typing import Any
+
+from bcoder.errors import BcoderError
+from bcoder.execution import plan as planning
+from bcoder.execution.result import ExecResult
+from bcoder.execution.sandbox import Worker, WorkerDied, isolation_level
+from bcoder.results import TestOutcome
+from bcoder.spec import TestSpec
+
+WEAK_WARNING = (
+    "bcoder: no Linux namespaces available (bubblewrap / unshare); untrusted programs run with "
+    "resource limits and a new session only, and can read your files and reach the network. "
+    "Install bubblewrap (apt-get install bubblewrap) to sandbox them."
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-test resource limits."""
+
+    timeout: float = 4.0  # wall-clock seconds per test (a call-based test: per call)
+    memory_mb: int = 1024  # address space the program may add (RLIMIT_AS above the baseline)
+    output_mb: int = 16  # stdout (and stderr) bytes before the run is stopped
+    file_mb: int = 64  # largest file the program may write (RLIMIT_FSIZE)
+    scratch_mb: int = 128  # size of the private scratch directory (tmpfs)
+    nproc: int = 64  # processes + threads of the sandbox uid (RLIMIT_NPROC)
+    nofile: int = 256  # open files (RLIMIT_NOFILE)
+
+    def __post_init__(self) -> None:
+        if not (self.timeout > 0 and self.memory_mb > 0 and self.output_mb > 0):
+            raise BcoderError("timeout, memory and output limits must be positive")
+
+    def for_request(self, n_items: int, hello: dict[str, Any]) -> dict[str, Any]:
+        mem = self.memory_mb << 20
+        return {
+            "timeout": self.timeout,
+            "cpu": math.ceil(self.timeout * (n_items + 1)) + 1,
+            "as_bytes": int(hello.get("vsz", 0)) + mem,
+            "rss_bytes": 2 * mem + (256 << 20),
+            "fsize": self.file_mb << 20,
+            "nofile": self.nofile,
+            "nproc": self.nproc,
+            "stdout_max": self.output_mb << 20,
+        }
+
+
+class _Spawner(threading.Thread):
+    """Starts workers from one long-lived thread (bubblewrap dies with its starting thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="bcoder-sandbox-spawner", daemon=True)
+        self.jobs: queue.Queue[tuple[Worker, Future[None]] | None] = queue.Queue()
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            worker, fut = job
+            try:
+                worker.start()
+                fut.set_result(None)
+            except BaseException as err:
+                fut.set_exception(err)
+
+    def start_worker(self, worker: Worker) -> None:
+        fut: Future[None] = Future()
+        self.jobs.put((worker, fut))
+        fut.result()
+
+
+class Executor:
+    """Runs untrusted programs against tests in sandboxed, pre-forked workers."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        timeout: float = 4.0,
+        memory_mb: int = 1024,
+        *,
+        output_mb: int = 16,
+        stop_on_failure: bool = True,
+        level: str | None = None,
+        on_warning: Callable[[str], None] | None = None,
+        recycle_after: int = 2000,
+    ) -> None:
+        """``stop_on_failure``: skip a program's remaining tests after its first non-pass.
+        ``level``: force an isolation level (default: the strongest available).
+        ``on_warning``: receives the weak-isolation warning (default: ``warnings.warn``)."""
+        self.limits = Limits(timeout=timeout, memory_mb=memory_mb, output_mb=output_mb)
+        self.level = level or isolation_level()
+        self.stop_on_failure = stop_on_failure
+        self.recycle_after = recycle_after
+        n = workers or os.cpu_count() or 1
+        if n < 1:
+            raise BcoderError("workers must be at least 1")
+        self.workers = [Worker(i, self.level, self.limits.scratch_mb) for i in range(n)]
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        for w in self.workers:
+            self._idle.put(w)
+        self._spawner = _Spawner()
+        self._spawner.start()
+        self._closed = False
+        if self.level == "rlimits-only":
+            (on_warning or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3)))(WEAK_WARNING)
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill every worker (and everything inside them)."""
+        if self._closed:
+            return
+        self._closed = True
+        for w in self.workers:
+            w.kill()
+        self._spawner.jobs.put(None)
+
+    # ---- one program ----
+
+    def run(self, code: str, spec: TestSpec) -> ExecResult:
+        """Check one program against ``spec``; blocks until a worker is free."""
+        if self._closed:
+            raise BcoderError("the executor is closed")
+        requests = planning.plan(spec)  # bad tests raise here, before a worker is taken
+        worker = self._idle.get()
+        try:
+            return self._check(worker, code, spec, requests)
+        finally:
+            self._idle.put(worker)
+
+    def _check(
+        self, worker: Worker, code: str, spec: TestSpec, requests: list[planning.Request]
+    ) -> ExecResult:
+        t0 = time.monotonic()
+        tests: list[TestOutcome | None] = [None] * len(spec)
+        stop = False
+        for req in requests:
+            if stop:
+                break
+            outcomes = self._run_request(worker, code, req)
+            for idx, outcome in zip(req.tests, outcomes, strict=False):
+                tests[idx] = outcome
+                if outcome.verdict not in ("pass", "skipped") and self.stop_on_failure:
+                    stop = True
+            if any(t.verdict == "compile_error" for t in outcomes):
+                break
+        done = [t or TestOutcome("skipped", 0.0, "not run") for t in tests]
+        return ExecResult.from_tests(done, time.monotonic() - t0, self.level)
+
+    def _run_request(self, worker: Worker, code: str, req: planning.Request) -> list[TestOutcome]:
+        resp = self._send(worker, code, req)
+        if req.check == "stdio":
+            return [planning.judge_stdio(resp, req.expected[0], self.limits.timeout)]
+        return planning.judge_items(req, resp, self.limits.timeout)
+
+    def _send(self, worker: Worker, code: str, req: planning.Request) -> dict[str, Any]:
+        """Send a request, restarting a dead worker and retrying once."""
+        n_items = len(req.tests)
+        for attempt in range(2):
+            try:
+                if not worker.alive or worker.requests >= self.recycle_after:
+                    self._spawner.start_worker(worker)
+                body = dict(
+                    req.body, code=code, limits=self.limits.for_request(n_items, worker.hello)
+                )
+                resp = worker.request(body, self.limits.timeout * (n_items + 2) + 30)
+                if resp.get("recycle"):
+                    worker.kill()
+                return resp
+            except WorkerDied as err:
+                worker.kill()
+                if attempt:
+                    return {"error": f"the sandbox worker failed ({err})"}
+        raise AssertionError("unreachable")
+
+    # ---- many programs ----
+
+    def run_many(self, jobs: Iterable[tuple[str, TestSpec]]) -> Iterator[tuple[int, ExecResult]]:
+        """Check many programs in parallel; yields ``(index in jobs, result)`` as they finish."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.workers), thread_name_prefix="bcoder-exec") as pool:
+            pending: dict[Future[ExecResult], int] = {}
+            it = enumerate(jobs)
+            exhausted = False
+            while pending or not exhausted:
+                while not exhausted and len(pending) < 2 * len(self.workers):
+                    try:
+                        i, (code, spec) = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[pool.submit(self.run, code, spec)] = i
+                if not pending:
+                    break
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield pending.pop(fut), fut.result()

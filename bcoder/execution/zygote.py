@@ -1,0 +1,441 @@
+"""The warm worker inside the sandbox: forks one child per request, watches it, cleans up.
+
+Stdlib only; started by ``sandbox.py`` as ``python -I -B zygote.py --scratch DIR [--uid N]
+[--pid1]``. It talks to the trusted parent over frames on its original stdin/stdout and never runs
+program code itself: each request (``stdio``, ``call`` or ``judge``) forks children that get a new
+session, fresh fds, resource limits and the scratch directory, and run ``harness.py``. Afterwards
+every other process in the sandbox is killed (``kill(-1)`` as pid 1 of the pid namespace, else the
+descendants found through the child-subreaper), the scratch directory and SysV IPC are wiped.
+
+The zygote is pid 1 of its pid namespace (signals from its children cannot reach it) and not
+dumpable (its memory and fds are out of its children's reach through ``/proc`` or ptrace).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import resource
+import selectors
+import signal
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import contextlib
+
+import harness
+import wire
+
+PRELOAD = (
+    "json",
+    "re",
+    "string",
+    "bisect",
+    "copy",
+    "decimal",
+    "datetime",
+    "statistics",
+    "functools",
+    "operator",
+    "itertools",
+    "collections",
+    "math",
+    "fractions",
+    "random",
+    "heapq",
+    "typing",
+    "array",
+    "io",
+    "traceback",
+    "threading",
+    "numpy",
+)
+STDERR_KEEP = 8 << 10
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 24, 36, 38
+MAX_ENTRIES = 20_000  # scratch entries above which the worker asks to be replaced
+
+
+def drop_privileges(uid: int) -> None:
+    """Become ``uid`` with no capabilities at all (bounding, inheritable, ambient included)."""
+    for cap in range(64):
+        _LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    _LIBC.capset(header, data)
+    _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    with open("/proc/self/status") as f:
+        status = f.read()
+    caps = [line.split()[1] for line in status.splitlines() if line.startswith("Cap")]
+    if os.getuid() != uid or any(int(c, 16) for c in caps):
+        raise SystemExit(f"could not drop privileges: uid {os.getuid()}, caps {caps}")
+
+
+class Zygote:
+    def __init__(self, scratch: str, pid1: bool) -> None:
+        self.scratch, self.pid1 = scratch, pid1
+        self.chan_in, self.chan_out = os.dup(0), os.dup(1)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(null, fd)
+        os.close(null)
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def serve(self) -> None:
+        hello = {
+            "hello": 1,
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "vsz": _vsz(),
+            "numpy": "numpy" in sys.modules,
+        }
+        wire.write_frame(self.chan_out, hello)
+        while True:
+            req = wire.read_frame(self.chan_in)
+            if req is None:
+                return
+            try:
+                resp = self.handle(req)
+            except Exception as e:  # a bug or an exhausted sandbox: report, and get replaced
+                resp = {"error": f"{type(e).__name__}: {e}"[:500], "recycle": True}
+            wire.write_frame(self.chan_out, resp)
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        if req.get("op") == "ping":
+            return {"pong": True}
+        op, lim = req["op"], req["limits"]
+        pipes = {name: os.pipe() for name in ("out", "err", "status", "result")}
+        stdin = self._stdin(req.get("stdin", "")) if op == "stdio" else os.open(os.devnull, 0)
+        fdmap = {
+            0: stdin,
+            1: pipes["out"][1],
+            2: pipes["err"][1],
+            3: pipes["result"][1],
+            4: pipes["status"][1],
+        }
+        t0 = time.monotonic()
+        if op == "judge":
+            req_r, req_w = os.pipe()
+            resp_r, resp_w = os.pipe()
+            fdmap.update({3: os.open(os.devnull, os.O_WRONLY), 5: req_r, 6: resp_w})
+            server = self.spawn(fdmap, harness.serve, req, lim)
+            null = os.open(os.devnull, os.O_RDWR)
+            main = self.spawn(
+                {0: null, 1: null, 2: null, 3: pipes["result"][1], 5: req_w, 6: resp_r},
+                harness.judge,
+                req,
+                lim,
+            )
+            for fd in (req_r, req_w, resp_r, resp_w, null, fdmap[3]):
+                os.close(fd)
+        else:
+            main = server = self.spawn(fdmap, _ENTRY[op], req, lim)
+        for fd in (stdin, *(w for _, w in pipes.values())):
+            os.close(fd)
+        watch = Watch(self, {k: r for k, (r, _) in pipes.items()}, main, server, lim)
+        resp = watch.run(t0)
+        self.kill_all()
+        resp["stdout"], resp["stderr"], resp["items"], resp["status"] = watch.collect()
+        resp["recycle"] = not self.wipe()
+        return resp
+
+    def spawn(
+        self, fdmap: dict[int, int], entry: Any, req: dict[str, Any], lim: dict[str, Any]
+    ) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        try:
+            self.child_setup(fdmap, lim)
+            entry(req)
+        except BaseException:
+            try:
+                import traceback
+
+                os.write(2, b"sandbox harness: " + traceback.format_exc().encode()[-2000:])
+            except BaseException:
+                pass
+        os._exit(70)
+
+    def child_setup(self, fdmap: dict[int, int], lim: dict[str, Any]) -> None:
+        os.setsid()
+        high = {t: fcntl.fcntl(src, fcntl.F_DUPFD, 100) for t, src in fdmap.items()}
+        for target, fd in high.items():
+            os.dup2(fd, target)
+        top = max(fdmap) + 1
+        for fd in range(top):
+            if fd not in fdmap:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        os.closerange(top, 1 << 16)
+        os.chdir(self.scratch)
+        os.umask(0o077)
+        cpu = int(lim["cpu"])
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (lim["as_bytes"], lim["as_bytes"]))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (lim["fsize"], lim["fsize"]))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lim["nofile"], lim["nofile"]))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if lim.get("nproc"):
+            resource.setrlimit(resource.RLIMIT_NPROC, (lim["nproc"], lim["nproc"]))
+        import random
+
+        random.seed()
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed()
+
+    @staticmethod
+    def _stdin(text: str) -> int:
+        fd = os.memfd_create("stdin")
+        data = memoryview(text.encode("utf-8", "surrogateescape"))
+        while data:
+            data = data[os.write(fd, data) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def kill_all(self) -> None:
+        """Kill every process but this one, and reap them."""
+        if self.pid1:  # pid 1 of the namespace: kill(-1) reaches everything but itself
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)
+            while True:
+                try:
+                    os.waitpid(-1, 0)
+                except ChildProcessError:
+                    return
+        for _ in range(1000):  # a subreaper: orphans come back to us; kill until none is left
+            kids = [pid for pid, ppid, _ in _processes(self.page) if ppid == os.getpid()]
+            for pid in kids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:
+                if not kids:
+                    return
+            time.sleep(0.001)
+
+    def rss(self) -> int:
+        """Resident bytes of every process in the sandbox but this one."""
+        procs = _processes(self.page)
+        if self.pid1:
+            return sum(rss for pid, _, rss in procs if pid != os.getpid())
+        parent = {pid: ppid for pid, ppid, _ in procs}
+        me, total = os.getpid(), 0
+        for pid, _, rss in procs:
+            p, hops = parent.get(pid), 0
+            while p and p != me and hops < 64:
+                p, hops = parent.get(p), hops + 1
+            total += rss if p == me else 0
+        return total
+
+    def wipe(self) -> bool:
+        """Empty the scratch dirs and SysV IPC; False when the worker should be replaced."""
+        roots = [self.scratch] + (["/dev/shm"] if self.pid1 and os.access("/dev/shm", 2) else [])
+        for root in roots:
+            try:
+                st = os.statvfs(root)
+                if self.pid1 and st.f_files - st.f_ffree > MAX_ENTRIES:
+                    return False
+                for entry in os.scandir(root):
+                    _remove(entry.path)
+            except OSError:
+                return False
+        if self.pid1:
+            _wipe_ipc()
+        return True
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+            for entry in os.scandir(path):
+                _remove(entry.path)
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _wipe_ipc() -> None:
+    """Remove SysV shared memory, message queues and semaphores (IPC_RMID = 0)."""
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            ident = int(line.split()[1])
+            if kind == "sem":
+                _LIBC.semctl(ident, 0, 0)
+            else:
+                getattr(_LIBC, f"{kind}ctl")(ident, 0, None)
+
+
+def _processes(page: int) -> list[tuple[int, int, int]]:
+    """(pid, ppid, resident bytes) of every visible process."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            out.append((int(name), int(fields[1]), int(fields[21]) * page))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _vsz() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Watch:
+    """Collects a request's output while enforcing wall clock, memory and output limits."""
+
+    def __init__(
+        self, zyg: Zygote, fds: dict[str, int], main: int, server: int, lim: dict[str, Any]
+    ) -> None:
+        self.zyg, self.fds, self.main, self.server, self.lim = zyg, fds, main, server, lim
+        self.buf = {k: bytearray() for k in fds}
+        self.seen = dict.fromkeys(fds, 0)
+        self.items: list[str] = []
+        self.times: list[float] = []
+        self.exit: int | None = None
+        self.signal: int | None = None
+        self.server_status: int | None = None
+        self.sel = selectors.DefaultSelector()
+        for name, fd in fds.items():
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, name)
+        self.pidfd = os.pidfd_open(main)
+        self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+
+    def run(self, t0: float) -> dict[str, Any]:
+        timeout, limit = float(self.lim["timeout"]), None
+        deadline, last, next_mem = t0 + timeout, t0, t0 + 0.05
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                limit = "timeout"
+                break
+            if now >= next_mem:
+                next_mem = now + 0.1
+                if self.zyg.rss() > self.lim["rss_bytes"]:
+                    limit = "memory"
+                    break
+            for key, _ in self.sel.select(max(0.0, min(deadline, next_mem) - now)):
+                if key.data == "exit":
+                    self._reap()
+                    return self._resp(t0, None)
+                limit = self._read(key.data)
+                if key.data == "result" and len(self.items) > len(self.times):
+                    now = time.monotonic()
+                    self.times.extend([now - last] * (len(self.items) - len(self.times)))
+                    last, deadline = now, now + timeout  # each answer earns a fresh time budget
+            if limit:
+                break
+        return self._resp(t0, limit)
+
+    def _read(self, name: str) -> str | None:
+        fd = self.fds[name]
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return None
+        if not chunk:
+            self.sel.unregister(fd)
+            return None
+        self.seen[name] += len(chunk)
+        buf = self.buf[name]
+        buf += chunk
+        if name == "err" and len(buf) > 2 * STDERR_KEEP:
+            del buf[: len(buf) - STDERR_KEEP]
+        if name == "result":
+            self.items += [b.decode("utf-8", "replace") for b in wire.split_frames(buf)]
+        cap = self.lim["stdout_max"] if name != "status" else 4096
+        return "output" if self.seen[name] > cap else None
+
+    def _reap(self) -> None:
+        _, status = os.waitpid(self.main, 0)
+        if os.WIFSIGNALED(status):
+            self.signal = os.WTERMSIG(status)
+        else:
+            self.exit = os.WEXITSTATUS(status)
+
+    def _resp(self, t0: float, limit: str | None) -> dict[str, Any]:
+        return {
+            "limit": limit,
+            "exit": self.exit,
+            "signal": self.signal,
+            "wall": time.monotonic() - t0,
+            "times": self.times,
+        }
+
+    def collect(self) -> tuple[str, str, list[str], str]:
+        """After every writer is dead: drain the pipes and return stdout, stderr, items, status."""
+        for name, fd in self.fds.items():
+            try:
+                while self.seen[name] <= self.lim["stdout_max"]:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        break
+                    self.seen[name] += len(chunk)
+                    self.buf[name] += chunk
+            except OSError:
+                pass
+            os.close(fd)
+        self.sel.close()
+        os.close(self.pidfd)
+        rest = wire.split_frames(self.buf["result"])
+        self.items += [b.decode("utf-8", "replace") for b in rest]
+        out = bytes(self.buf["out"][: self.lim["stdout_max"]]).decode("utf-8", "replace")
+        err = bytes(self.buf["err"][-STDERR_KEEP:]).decode("utf-8", "replace")
+        return out, err, self.items, bytes(self.buf["status"][:4096]).decode("utf-8", "replace")
+
+
+_ENTRY = {"stdio": harness.run_stdio, "call": harness.run_calls}
+
+
+def main(argv: list[str]) -> None:
+    scratch, uid, pid1 = "/tmp", None, False
+    it = iter(argv)
+    for arg in it:
+        if arg == "--scratch":
+            scratch = next(it)
+        elif arg == "--uid":
+            uid = int(next(it))
+        elif arg == "--pid1":
+            pid1 = True
+    if uid is not None and os.getuid() != uid:
+        drop_privileges(uid)
+    _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if not pid1:
+        _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    sys.set_int_max_str_digits(0)
+    for name in PRELOAD:
+        with contextlib.suppress(Exception):
+            __import__(name)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()  # the first seeding is slow (~0.1 s): pay it once
+    Zygote(scratch, pid1).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
