@@ -1,0 +1,233 @@
+"""``bcoder train collect|import|featurize|phi|theta|all --config FILE [--set K=V ...] [--resume]``.
+
+The recipes live in bcoder.train (they report through callbacks); this module resolves the
+config, shows a rich progress bar with ETA per stage, and prints the diagnostics at the end of
+each stage. Under ``accelerate launch`` every process runs the command; only the main process
+draws progress and prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+train_app = typer.Typer(
+    help="Train B-Coder: collect, featurize, phi-stage, theta-stage (resumable; CPU or GPUs).",
+    no_args_is_help=True,
+)
+
+ConfigOption = typer.Option(
+    ...,
+    "--config",
+    "-c",
+    help="Config file (TOML or YAML), or the name of a packaged one (e.g. smollm2-135m-head).",
+)
+SetOption = typer.Option(
+    None, "--set", "-s", help="Override a config value: SECTION.KEY=VALUE (repeatable)."
+)
+ResumeOption = typer.Option(
+    False, "--resume", help="Continue a started stage from its last checkpoint."
+)
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress display.")
+OperatorOption = typer.Option(
+    None,
+    "--operator",
+    help="theta-stage target action: conservative (the checkpoint's argmax, default) or "
+    "optimality (Q_theta's own argmax; the paper's ablation).",
+)
+SkipPhiOption = typer.Option(
+    False, "--skip-phi", help="Ablation: the theta-stage starts from an untrained value head."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")
+
+
+def _config(config: str, sets: list[str] | None, extra: list[str] | None = None):
+    from bcoder.train.config import load_config
+
+    return load_config(config, [*(sets or []), *(extra or [])])
+
+
+def _ablation_sets(operator: str | None, skip_phi: bool) -> list[str]:
+    out = []
+    if operator is not None:
+        if operator not in ("conservative", "optimality"):
+            from bcoder.errors import BcoderError
+
+            raise BcoderError(f"--operator must be conservative or optimality, not {operator!r}")
+        out.append(f"theta.operator={operator}")
+    if skip_phi:
+        out.append("theta.skip_phi=true")
+    return out
+
+
+@contextmanager
+def _display(main: bool, quiet: bool) -> Iterator[Callable[[Any], None]]:
+    """An event sink: a rich progress bar per stage (with ETA) and metric lines."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from bcoder.results import Progress as ProgressEvent
+    from bcoder.train.loop import Metrics
+
+    console = Console(stderr=True)
+    if not main or quiet:
+        yield lambda _e: None
+        return
+    bar = Progress(
+        TextColumn("[bold]{task.fields[stage]:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_event(ev: Any) -> None:
+        if isinstance(ev, ProgressEvent):
+            if ev.stage not in tasks:
+                tasks[ev.stage] = bar.add_task("", total=ev.total or None, stage=ev.stage)
+            bar.update(
+                tasks[ev.stage], completed=ev.done, total=ev.total or None, description=ev.message
+            )
+        elif isinstance(ev, Metrics) and ev.kind == "eval":
+            shown = {
+                k: v
+                for k, v in ev.values.items()
+                if k.endswith(("/td", "saturated_frac", "agreement"))
+            }
+            text = "  ".join(f"{k} {v:.4g}" for k, v in shown.items())
+            bar.console.print(f"[dim]{ev.stage} step {ev.step}[/]  {text}")
+
+    with bar:
+        yield on_event
+
+
+def _print_result(title: str, result: dict[str, Any], main: bool) -> None:
+    if not main:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value", justify="right")
+    for k, v in result.items():
+        if isinstance(v, float):
+            v = f"{v:.4g}"
+        elif isinstance(v, (dict, list)):
+            v = json.dumps(v)
+        table.add_row(k, str(v))
+    Console().print(table)
+
+
+def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = None) -> None:
+    from bcoder.train import run
+    from bcoder.train.setup import make_accelerator
+
+    accelerator = make_accelerator(cfg)
+    main = accelerator.is_main_process
+    with _display(main, quiet) as on_event:
+        if stage == "collect":
+            result = run.run_collect(cfg, accelerator, on_event=on_event)
+        elif stage == "import":
+            result = run.run_import(cfg, path, accelerator, on_event=on_event)
+        elif stage == "featurize":
+            result = run.run_featurize(cfg, accelerator, on_event=on_event)
+        elif stage == "phi":
+            result = run.run_phi(cfg, accelerator, resume=resume, on_event=on_event)
+        elif stage == "theta":
+            result = run.run_theta(cfg, accelerator, resume=resume, on_event=on_event)
+        else:
+            result = run.run_all(cfg, accelerator, resume=resume, on_event=on_event)
+    if stage == "all":
+        for name, part in result.items():
+            if isinstance(part, dict):
+                _print_result(f"{name} ({cfg.run.dir})", part, main)
+    else:
+        _print_result(f"{stage} ({cfg.run.dir})", result, main)
+
+
+@train_app.command("collect")
+def collect_cmd(
+    config: str = ConfigOption,
+    sets: list[str] = SetOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Sample m programs per training problem, run them in the sandbox, store them (resumable)."""
+    _run("collect", _config(config, sets), False, quiet)
+
+
+@train_app.command("import")
+def import_cmd(
+    path: Path = typer.Argument(..., help='jsonl of {"problem_id": ..., "code": ...} rows.'),
+    config: str = ConfigOption,
+    sets: list[str] = SetOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Import off-policy programs (anyone's), executed and stored like collected ones."""
+    _run("import", _config(config, sets), False, quiet, path)
+
+
+@train_app.command("featurize")
+def featurize_cmd(
+    config: str = ConfigOption,
+    sets: list[str] = SetOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Compute A_ckpt, the checkpoint's argmax (and hidden states in head mode) per token."""
+    _run("featurize", _config(config, sets), False, quiet)
+
+
+@train_app.command("phi")
+def phi_cmd(
+    config: str = ConfigOption,
+    sets: list[str] = SetOption,
+    resume: bool = ResumeOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """phi-stage: pre-train the value head V_phi with the checkpoint's advantages frozen."""
+    _run("phi", _config(config, sets), resume, quiet)
+
+
+@train_app.command("theta")
+def theta_cmd(
+    config: str = ConfigOption,
+    sets: list[str] = SetOption,
+    resume: bool = ResumeOption,
+    operator: str | None = OperatorOption,
+    skip_phi: bool = SkipPhiOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """theta-stage: fine-tune Q_theta (L_Q + beta_adv L_adv + beta_ce L_ce), phi frozen."""
+    _run("theta", _config(config, sets, _ablation_sets(operator, skip_phi)), resume, quiet)
+
+
+@train_app.command("all")
+def all_cmd(
+    config: str = ConfigOption,
+    sets: list[str] = SetOption,
+    resume: bool = ResumeOption,
+    operator: str | None = OperatorOption,
+    skip_phi: bool = SkipPhiOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """collect -> featurize -> phi -> theta; the run's checkpoint lands in RUN_DIR/checkpoint."""
+    _run("all", _config(config, sets, _ablation_sets(operator, skip_phi)), resume, quiet)

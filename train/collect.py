@@ -1,0 +1,420 @@
+"""collect: sample m programs per training problem from the checkpoint policy, run them in the
+sandbox, and store them with the ground-truth programs (paper, Appendix H: "Training data").
+
+A program is stored as the *actions* the policy took (its completion tokens, ending at EOS, at
+the end of a fenced code block, or at the length limit) together with the code extracted from
+them and the terminal reward of running that code. Identical action sequences of a problem are
+stored once with a ``count``; identical code is executed once. Ground truths are written the way
+the policy would have written them (:func:`bcoder.solve.completion_for`) and, like imported
+programs (:func:`import_programs`: anyone's programs, from a jsonl), executed the same way.
+
+Shards hold ``collect.shard_problems`` problems each; problem k of the ordered problem list goes
+to shard ``k // shard_problems``, and every problem samples with its own seed, so a resumed run
+skips the finished shards and produces exactly what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bcoder.errors import BcoderError
+from bcoder.results import Progress
+from bcoder.spec import Problem
+from bcoder.train.config import TrainConfig
+from bcoder.train.data import ShardStore, collect_features
+
+EventFn = Callable[[Any], None]
+
+
+@dataclass
+class Program:
+    """One collected (or imported) program of a problem, before execution."""
+
+    problem_id: str
+    source: str  # sample | ground_truth | import
+    prompt_ids: list[int]
+    action_ids: list[int]
+    completion: str
+    code: str
+    finish_reason: str
+    count: int = 1
+    outcome: str = ""
+    reward: float = 0.0
+
+
+@dataclass
+class CollectSummary:
+    """What a collect (or import) call did."""
+
+    problems: int = 0  # problems in the configured set
+    skipped_no_tests: list[str] = field(default_factory=list)  # problems without tests
+    shards_written: int = 0
+    shards_skipped: int = 0  # already finished by an earlier run
+    programs: int = 0  # rows written (unique programs)
+    samples: int = 0  # programs sampled (with duplicates)
+    outcomes: dict[str, int] = field(default_factory=dict)  # over sampled programs, by count
+    seconds: float = 0.0
+
+
+def problem_seed(seed: int, problem_id: str) -> int:
+    """A per-problem sampling seed, independent of the order problems are processed in."""
+    return int(hashlib.sha1(f"{seed}:{problem_id}".encode()).hexdigest()[:12], 16)
+
+
+def load_training_problems(cfg: TrainConfig) -> list[Problem]:
+    """The configured problems in file order (split, ids and limit applied)."""
+    from bcoder.problems import load_problems
+
+    data = cfg.data
+    problems = list(load_problems(data.dataset, split=data.split, ids=data.ids or None))
+    if data.limit:
+        problems = problems[: data.limit]
+    if not problems:
+        raise BcoderError(f"no problems in {data.dataset!r} (split={data.split}, ids={data.ids})")
+    return problems
+
+
+class Prompter:
+    """Prompts and ground-truth completions in the policy's own format (as bcoder.solve does)."""
+
+    def __init__(self, tokenizer: Any, cfg: TrainConfig, is_seq2seq: bool):
+        self.tokenizer, self.cfg, self.is_seq2seq = tokenizer, cfg, is_seq2seq
+
+    def family(self, problem: Problem) -> str:
+        from bcoder.prompts import prompt_family
+
+        if self.cfg.data.prompt_family != "auto":
+            return self.cfg.data.prompt_family
+        return prompt_family(problem, None if self.is_seq2seq else self.tokenizer)
+
+    def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
+        """(family, prompt text, prompt ids)."""
+        from bcoder.prompts import build_prompt
+
+        family = self.family(problem)
+        text = build_prompt(problem, family, self.tokenizer, self.cfg.data.max_source_tokens)
+        ids = self.tokenizer(text, add_special_tokens=family != "chat").input_ids
+        return family, text, list(ids)
+
+    def actions_for(self, code: str, family: str, prompt: str) -> tuple[list[int], str, str]:
+        """(action ids, completion, finish reason) of ``code`` written as the policy would.
+
+        Chat answers end at the closing fence (where sampling stops); others end with EOS.
+        """
+        from bcoder.solve import completion_for
+
+        tok = self.tokenizer
+        code = code.replace("\r\n", "\n").replace("\r", "\n")
+        completion = completion_for(code, family, prompt)
+        ids = tok(completion, add_special_tokens=False).input_ids
+        reason = "code_block_end" if family == "chat" else "eos"
+        if family != "chat":
+            ids = ids + [tok.eos_token_id]
+        limit = self.cfg.data.max_target_tokens
+        if len(ids) > limit:
+            ids, reason = ids[:limit], "length"
+        return ids or [tok.eos_token_id], completion, reason
+
+
+def _eos_ids(tokenizer: Any, lm: Any) -> tuple[int, ...]:
+    from bcoder.solve import _TURN_ENDS
+
+    ids: set[int] = set()
+    gen = getattr(lm, "generation_config", None)
+    for x in (tokenizer.eos_token_id, getattr(gen, "eos_token_id", None)):
+        ids.update(x if isinstance(x, list) else [] if x is None else [x])
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in _TURN_ENDS if t in vocab)
+    return tuple(sorted(ids))
+
+
+def sample_programs(
+    qmodel: Any, tokenizer: Any, prompter: Prompter, problem: Problem, seed: int
+) -> list[Program]:
+    """m samples of the checkpoint policy for ``problem``, merged by identical actions."""
+    from bcoder.extract import extract_code
+    from bcoder.sampling import DecodeOptions, FenceStop, sample
+
+    cfg = prompter.cfg.collect
+    family, _, prompt_ids = prompter.prompt(problem)
+    lm = qmodel.lm
+    fence = None
+    if family == "chat":
+        vocab = lm.get_output_embeddings().weight.shape[0]
+        fence = FenceStop(tokenizer, vocab, next(qmodel.parameters()).device)
+    options = DecodeOptions(
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_new_tokens=prompter.cfg.data.max_target_tokens,
+        eos_ids=_eos_ids(tokenizer, lm),
+        fence=fence,
+    )
+    merged: dict[tuple[int, ...], Program] = {}
+    pad_id = tokenizer.pad_token_id
+    for gen in sample(
+        qmodel,
+        prompt_ids,
+        cfg.samples_per_problem,
+        options,
+        pad_id,
+        batch_size=cfg.batch_size,
+        seed=problem_seed(seed, problem.id),
+    ):
+        key = tuple(gen.action_ids)
+        if key in merged:
+            merged[key].count += 1
+            continue
+        completion = tokenizer.decode(gen.action_ids, skip_special_tokens=True)
+        code = extract_code(completion, problem, family)
+        merged[key] = Program(
+            problem.id, "sample", prompt_ids, gen.action_ids, completion, code, gen.finish_reason
+        )
+    return list(merged.values())
+
+
+def written_programs(
+    prompter: Prompter, problem: Problem, codes: Iterable[str], source: str
+) -> list[Program]:
+    """Programs written elsewhere (ground truths, imports) as actions of the policy, merged."""
+    family, text, prompt_ids = prompter.prompt(problem)
+    merged: dict[tuple[int, ...], Program] = {}
+    for code in codes:
+        ids, completion, reason = prompter.actions_for(code, family, text)
+        if tuple(ids) in merged:
+            merged[tuple(ids)].count += 1
+            continue
+        code_n = code.replace("\r\n", "\n").replace("\r", "\n")
+        merged[tuple(ids)] = Program(
+            problem.id, source, prompt_ids, ids, completion, code_n, reason
+        )
+    return list(merged.values())
+
+
+def execute(programs: list[Program], problems: dict[str, Problem], executor: Any) -> None:
+    """Fill outcome and reward of each program; identical code of a problem runs once."""
+    from bcoder.solve import code_key
+
+    jobs: list[tuple[str, Any]] = []
+    index: dict[tuple[str, str], int] = {}
+    slot: list[int] = []
+    for p in programs:
+        key = (p.problem_id, code_key(p.code))
+        if key not in index:
+            index[key] = len(jobs)
+            jobs.append((p.code, problems[p.problem_id].tests))
+        slot.append(index[key])
+    results: dict[int, Any] = dict(executor.run_many(jobs)) if jobs else {}
+    for p, j in zip(programs, slot, strict=True):
+        p.outcome, p.reward = str(results[j].outcome), float(results[j].reward)
+
+
+def _rows(programs: list[Program]) -> dict[str, list]:
+    return {
+        "problem_id": [p.problem_id for p in programs],
+        "source": [p.source for p in programs],
+        "is_ground_truth": [p.source == "ground_truth" for p in programs],
+        "prompt_ids": [p.prompt_ids for p in programs],
+        "action_ids": [p.action_ids for p in programs],
+        "completion": [p.completion for p in programs],
+        "code": [p.code for p in programs],
+        "count": [p.count for p in programs],
+        "outcome": [p.outcome for p in programs],
+        "reward": [p.reward for p in programs],
+        "finish_reason": [p.finish_reason for p in programs],
+    }
+
+
+def _tally(summary: CollectSummary, programs: list[Program]) -> None:
+    summary.programs += len(programs)
+    for p in programs:
+        if p.source != "ground_truth":
+            summary.samples += p.count
+            summary.outcomes[p.outcome] = summary.outcomes.get(p.outcome, 0) + p.count
+
+
+@contextlib.contextmanager
+def _executor(cfg: TrainConfig, executor: Any):
+    if executor is not None:
+        yield executor
+        return
+    from bcoder.execution import Executor
+
+    kwargs: dict[str, Any] = {"timeout": cfg.collect.timeout}
+    if cfg.collect.workers:
+        kwargs["workers"] = cfg.collect.workers
+    with Executor(**kwargs) as ex:
+        yield ex
+
+
+def _check_meta(store: ShardStore, meta: dict[str, Any], what: str) -> None:
+    old = store.meta()
+    if old and any(old.get(k) != v for k, v in meta.items()):
+        changed = ", ".join(k for k, v in meta.items() if old.get(k) != v)
+        raise BcoderError(
+            f"{store.root}: this run's {what} was made with different settings ({changed}); "
+            "use a new run.dir"
+        )
+
+
+def collect(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    qmodel: Any,
+    tokenizer: Any,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    executor: Any = None,
+    on_event: EventFn | None = None,
+) -> CollectSummary:
+    """Sample, execute and store programs for every configured problem (shards not yet done).
+
+    ``qmodel`` is a BCoderModel whose policy is the checkpoint (any mode at initialisation);
+    with ``world`` > 1, process ``rank`` does the shards ``k`` with ``k % world == rank``.
+    """
+    t0 = time.perf_counter()
+    emit = on_event or (lambda _e: None)
+    store = ShardStore(Path(run_dir) / "data" / "collect")
+    problems = load_training_problems(cfg)
+    c = cfg.collect
+    meta = {
+        "model": cfg.model.name,
+        "problems": hashlib.sha1(json.dumps([p.id for p in problems]).encode()).hexdigest(),
+        "samples_per_problem": c.samples_per_problem,
+        "temperature": c.temperature,
+        "top_p": c.top_p,
+        "seed": cfg.run.seed,
+        "shard_problems": c.shard_problems,
+        "max_target_tokens": cfg.data.max_target_tokens,
+    }
+    _check_meta(store, meta, "collected data")
+    if rank == 0:
+        store.set_meta(meta)
+    summary = CollectSummary(problems=len(problems))
+    prompter = Prompter(tokenizer, cfg, qmodel.is_seq2seq)
+    done = store.names()
+    chunks = [problems[i : i + c.shard_problems] for i in range(0, len(problems), c.shard_problems)]
+    finished = 0
+    with _executor(cfg, executor) as ex:
+        for k, chunk in enumerate(chunks):
+            name = f"shard-{k:05d}"
+            if k % world != rank:
+                continue
+            if name in done:
+                summary.shards_skipped += 1
+                finished += len(chunk)
+                emit(Progress("collect", finished, len(problems), f"{name} already done"))
+                continue
+            programs: list[Program] = []
+            for problem in chunk:
+                if problem.tests is None:
+                    summary.skipped_no_tests.append(problem.id)
+                    continue
+                if c.samples_per_problem:
+                    seed = cfg.run.seed
+                    programs += sample_programs(qmodel, tokenizer, prompter, problem, seed)
+                if c.ground_truth and problem.solutions:
+                    gts = problem.solutions[: c.max_ground_truths or None]
+                    programs += written_programs(prompter, problem, gts, "ground_truth")
+                finished += 1
+                emit(Progress("collect", finished, len(problems), f"sampled {problem.id}"))
+            by_id = {p.id: p for p in chunk}
+            to_run = [p for p in programs if p.source != "ground_truth" or c.execute_ground_truth]
+            execute(to_run, by_id, ex)
+            for p in programs:
+                if p.source == "ground_truth" and not c.execute_ground_truth:
+                    p.outcome, p.reward = "pass", 1.0
+            problem_ids = [p.id for p in chunk]
+            store.write(name, _rows(programs), collect_features(), problems=problem_ids)
+            summary.shards_written += 1
+            _tally(summary, programs)
+            emit(Progress("collect", finished, len(problems), f"wrote {name}"))
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def read_imports(path: str | Path) -> dict[str, list[str]]:
+    """Programs to import, grouped by problem: a jsonl of ``{"problem_id": ..., "code": ...}``
+    (``task_id`` / ``id`` are accepted for the id, ``completion`` for the code)."""
+    path = Path(path)
+    out: dict[str, list[str]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise BcoderError(f"{path}: cannot read ({err})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise BcoderError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+        pid = next((row[k] for k in ("problem_id", "task_id", "id") if k in row), None)
+        code = row.get("code", row.get("completion"))
+        if pid is None or not isinstance(code, str):
+            raise BcoderError(f"{path}:{n}: need 'problem_id' and 'code'")
+        out.setdefault(str(pid), []).append(code)
+    return out
+
+
+def import_programs(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    path: str | Path,
+    tokenizer: Any,
+    *,
+    is_seq2seq: bool = False,
+    executor: Any = None,
+    on_event: EventFn | None = None,
+) -> CollectSummary:
+    """Import off-policy programs from a jsonl: tokenise them as the policy's actions, execute
+    them, and store them as ``source="import"`` shards (one per ``shard_problems`` problems)."""
+    from bcoder.extract import extract_code
+    from bcoder.problems import load_problems
+
+    t0 = time.perf_counter()
+    emit = on_event or (lambda _e: None)
+    wanted = read_imports(path)
+    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
+    lookup: dict[str, Problem] = {}
+    for p in load_problems(cfg.data.dataset, ids=list(wanted)):
+        # the file may name a problem by Problem.id ("mbpp/601") or by its dataset id ("601")
+        lookup[p.id] = lookup[str(p.metadata.get("dataset_id", p.id))] = p
+    missing = [pid for pid in wanted if pid not in lookup]
+    if missing:
+        raise BcoderError(f"{path}: unknown problem ids in {cfg.data.dataset}: {missing[:5]}")
+    store = ShardStore(Path(run_dir) / "data" / "collect")
+    prompter = Prompter(tokenizer, cfg, is_seq2seq)
+    ids = sorted(wanted)
+    size = cfg.collect.shard_problems
+    summary = CollectSummary(problems=len(ids))
+    done = store.names()
+    with _executor(cfg, executor) as ex:
+        for k in range(0, len(ids), size):
+            name = f"import-{digest}-{k // size:05d}"
+            if name in done:
+                summary.shards_skipped += 1
+                continue
+            programs: list[Program] = []
+            for pid in ids[k : k + size]:
+                problem = lookup[pid]
+                if problem.tests is None:
+                    summary.skipped_no_tests.append(problem.id)
+                    continue
+                family = prompter.family(problem)
+                codes = [extract_code(c, problem, family) or c for c in wanted[pid]]
+                programs += written_programs(prompter, problem, codes, "import")
+            execute(programs, {p.problem_id: lookup[p.problem_id] for p in programs}, ex)
+            store.write(name, _rows(programs), collect_features(), problems=ids[k : k + size])
+            summary.shards_written += 1
+            _tally(summary, programs)
+            emit(Progress("import", min(k + size, len(ids)), len(ids), f"wrote {name}"))
+    summary.seconds = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,119 @@
+"""Is training healthy? Figures computed at every evaluation and at the end of each stage.
+
+On held-out problems (never trained on):
+
+- ``heldout/td``: the TD error (the stage's TD loss, no gradient) -- should fall, and be well
+  below the error of a constant value.
+- ``heldout/value_saturated_frac``: the fraction of states whose V sits at the cap R_max (within
+  0.01). A value head stuck at u = 0 (no gradient: softabs'(0) = 0) shows up as ~1.0.
+- ``heldout/argmax_agreement``: how often the learned policy's argmax equals the checkpoint's
+  (1.0 by construction in the phi-stage and in head mode; falls as lora/full theta learns).
+- ``heldout/R~/<outcome>``: the mean recovered reward R~ = sum_t (Q(s_t, a_t) - gamma V(s_{t+1}))
+  of the held-out programs of each true outcome (count-weighted, as they were sampled), with
+  ``heldout/n/<outcome>``; ``heldout/R~_ordered`` is 1.0 when correct programs score highest and
+  compile errors lowest (the paper's Figure 3), else 0.0.
+
+``train/td`` is the same TD error on (a fixed subset of) the training programs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from bcoder import rl
+from bcoder.train.data import TrainingData
+from bcoder.train.objectives import SATURATION_EPS
+
+OUTCOMES = ("pass", "fail", "runtime_error", "compile_error")
+
+
+@torch.no_grad()
+def td_and_rewards(
+    objective: Any,
+    data: TrainingData,
+    rows: Sequence[int],
+    columns: Sequence[str],
+    pad_id: int,
+    device: Any,
+    batch_size: int = 16,
+) -> dict[str, np.ndarray]:
+    """Per program: TD error, R~, saturated and agreeing states, token count. Shapes: (N,)."""
+    rows = list(rows)
+    lengths = data.action_ids.lengths()[rows]
+    order = np.argsort(-lengths, kind="stable")
+    out = {k: np.zeros(len(rows)) for k in ("td", "reward", "saturated", "agree", "tokens")}
+    gamma, r_max = objective.model.config.gamma, objective.model.config.r_max
+    for start in range(0, len(rows), batch_size):
+        idx = order[start : start + batch_size]
+        batch = data.collate([rows[i] for i in idx], pad_id, columns)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        x = objective.quantities(batch)
+        m = x["mask"].float()
+        n = m.sum(dim=1).clamp(min=1)
+        td = ((x["q"] - x["targets"]) ** 2 * m).sum(dim=1) / n
+        reward = rl.cumulative_reward(x["q"], x["value"], x["mask"], gamma)
+        saturated = ((x["value"] >= r_max - SATURATION_EPS).float() * m).sum(dim=1)
+        if "argmax" in x:
+            agree = ((x["argmax"] == batch["ckpt_argmax"]).float() * m).sum(dim=1)
+        else:  # the phi-stage's policy is the checkpoint's
+            agree = m.sum(dim=1)
+        for key, val in (("td", td), ("reward", reward), ("saturated", saturated)):
+            out[key][idx] = val.float().cpu().numpy()
+        out["agree"][idx] = agree.cpu().numpy()
+        out["tokens"][idx] = m.sum(dim=1).cpu().numpy()
+    return out
+
+
+def summarize(
+    values: dict[str, np.ndarray], data: TrainingData, rows: Sequence[int], prefix: str
+) -> dict[str, float]:
+    """Aggregate per-program figures into the diagnostics named in the module docstring."""
+    rows = list(rows)
+    if not rows:
+        return {}
+    tokens = values["tokens"].sum()
+    d = {
+        f"{prefix}/td": float(values["td"].mean()),
+        f"{prefix}/value_saturated_frac": float(values["saturated"].sum() / max(tokens, 1)),
+        f"{prefix}/argmax_agreement": float(values["agree"].sum() / max(tokens, 1)),
+    }
+    outcome, count = data.outcome[rows], data.count[rows].astype(float)
+    means = {}
+    for name in OUTCOMES:
+        sel = outcome == name
+        if sel.any():
+            means[name] = float((values["reward"][sel] * count[sel]).sum() / count[sel].sum())
+            d[f"{prefix}/R~/{name}"] = means[name]
+            d[f"{prefix}/n/{name}"] = float(count[sel].sum())
+    if len(means) >= 2:
+        top = "pass" not in means or means["pass"] == max(means.values())
+        bottom = "compile_error" not in means or means["compile_error"] == min(means.values())
+        d[f"{prefix}/R~_ordered"] = float(top and bottom)
+    return d
+
+
+def diagnose(
+    objective: Any,
+    data: TrainingData,
+    heldout_rows: Sequence[int],
+    train_rows: Sequence[int],
+    columns: Sequence[str],
+    pad_id: int,
+    device: Any,
+    batch_size: int = 16,
+    max_train_rows: int = 256,
+) -> dict[str, float]:
+    """Held-out diagnostics plus the TD error on a fixed subset of the training programs."""
+    d: dict[str, float] = {}
+    if len(heldout_rows):
+        v = td_and_rewards(objective, data, heldout_rows, columns, pad_id, device, batch_size)
+        d.update(summarize(v, data, heldout_rows, "heldout"))
+    subset = list(train_rows)[:: max(1, len(train_rows) // max_train_rows)][:max_train_rows]
+    if subset:
+        v = td_and_rewards(objective, data, subset, columns, pad_id, device, batch_size)
+        d["train/td"] = float(v["td"].mean())
+    return d

@@ -1,0 +1,279 @@
+"""featurize: the frozen per-token quantities, computed once (DESIGN section 2, "Precompute once").
+
+Per action token of every collected program, from one teacher-forced forward of the checkpoint:
+
+    ckpt_adv[t]    = A_ckpt(s_t, a_t) = alpha * (l_ckpt(s_t, a_t) - max_b l_ckpt(s_t, b))  float32
+    ckpt_argmax[t] = argmax_b l_ckpt(s_t, b), the conservative operator's target action     int32
+    hidden[t]      = the last hidden state at s_t, head mode only                 float16 (T*H)
+
+and after the phi-stage (:func:`compute_values`), ``u_phi[t]``, the raw phi head output at s_t.
+
+Why one teacher-forced pass instead of reading these off the collection's decode loop: ground
+truths and imported programs were never decoded, so they need this pass anyway; the decode loop
+keeps no hidden states (and scores nothing outside head mode); and a single parallel pass over a
+finished program costs a small fraction of the token-by-token decode that produced it (the
+timings of a run show it), while giving exactly the numbers ``BCoderModel.run_lm`` -- used by
+training and by solve-time scoring -- computes, not KV-cache decode numbers that differ in low
+precision. Hidden states are stored as float16 (10 mantissa bits; the last hidden state of a
+causal LM is normalised, so its range fits; values are clamped to the float16 range).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bcoder import rl
+from bcoder.model import ActionBatch, BCoderModel
+from bcoder.results import Progress
+from bcoder.train.config import TrainConfig
+from bcoder.train.data import ShardStore, TrainingData
+
+EventFn = Callable[[Any], None]
+F16_MAX = 65504.0
+
+
+@dataclass
+class FeaturizeSummary:
+    shards_written: int = 0
+    shards_skipped: int = 0
+    programs: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def lm_hidden(model: BCoderModel, role: str, batch: ActionBatch) -> torch.Tensor:
+    """The last hidden state at each state s_t of the ``role`` LM, without the full LM head.
+
+    Same alignment as ``BCoderModel.run_lm`` (causal: s_t read at position P-1+t), but only
+    the last position's logits are computed, which saves the (B, T, V) projection.
+    Shape: -> (B, T, H).
+    """
+    if model.is_seq2seq:
+        return model.run_lm(role, batch)[1]  # type: ignore[arg-type]
+    lm, ctx = model._lm_for(role)  # type: ignore[arg-type]
+    P, T = batch.prompt_ids.shape[1], batch.action_ids.shape[1]
+    with ctx:
+        ids = torch.cat([batch.prompt_ids, batch.action_ids], dim=1)  # (B, P+T)
+        attn = torch.cat([batch.prompt_mask, batch.action_mask], dim=1)
+        pos = (attn.cumsum(dim=1) - 1).clamp(min=0)
+        out = lm(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=pos,
+            output_hidden_states=True,
+            use_cache=False,
+            logits_to_keep=1,
+        )
+    return out.hidden_states[-1][:, P - 1 : P - 1 + T]  # (B, T, H)
+
+
+def _batches(lengths: np.ndarray, size: int) -> list[list[int]]:
+    """Row indices grouped by similar length (less padding), longest first."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + size].tolist() for i in range(0, len(order), size)]
+
+
+def _to_batch(ds_rows: dict[str, list], rows: list[int], pad_id: int, device: Any) -> ActionBatch:
+    from bcoder.model import make_batch
+
+    prompts = [ds_rows["prompt_ids"][i] for i in rows]
+    actions = [ds_rows["action_ids"][i] for i in rows]
+    return make_batch(prompts, actions, pad_id, str(device))
+
+
+def features_meta(cfg: TrainConfig, model: BCoderModel) -> dict[str, Any]:
+    return {
+        "base_fingerprint": model.config.base_fingerprint,
+        "alpha": cfg.model.alpha,
+        "hidden": cfg.model.mode == "head",
+        "hidden_dtype": cfg.featurize.hidden_dtype,
+    }
+
+
+@torch.no_grad()
+def featurize(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    ckpt: BCoderModel,
+    pad_id: int,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    on_event: EventFn | None = None,
+) -> FeaturizeSummary:
+    """Compute ckpt_adv, ckpt_argmax (and hidden in head mode) for every collected shard not
+    featurized yet. ``ckpt`` is any BCoderModel over the checkpoint (its "ckpt" role is used).
+
+    When the stored features were made with other settings (another base, alpha or mode), they
+    are all recomputed.
+    """
+    t0 = time.perf_counter()
+    emit = on_event or (lambda _e: None)
+    data = Path(run_dir) / "data"
+    collect, feats = ShardStore(data / "collect"), ShardStore(data / "features")
+    meta = features_meta(cfg, ckpt)
+    old = feats.meta()
+    stale = bool(old) and any(old.get(k) != v for k, v in meta.items())
+    if stale:
+        emit(Progress("featurize", 0, 1, "settings changed: recomputing all features"))
+        if rank == 0:
+            feats.clear()
+    done = set() if stale else feats.names()
+    shards = collect.shards()
+    device = next(ckpt.parameters()).device
+    ckpt.eval()
+    summary = FeaturizeSummary()
+    dtype = np.float16 if cfg.featurize.hidden_dtype == "float16" else np.float32
+    hidden_size = 0
+    for k, entry in enumerate(shards):
+        name = entry["name"]
+        if k % world != rank:
+            continue
+        if name in done:
+            summary.shards_skipped += 1
+            continue
+        ds = collect.load(name)
+        table = ds.data.table
+        cols = {c: table.column(c).to_pylist() for c in ("prompt_ids", "action_ids")}
+        n = len(ds)
+        adv: list[Any] = [None] * n
+        argmax: list[Any] = [None] * n
+        hidden: list[Any] = [None] * n
+        lengths = np.array([len(a) for a in cols["action_ids"]])
+        for rows in _batches(lengths, cfg.featurize.batch_size):
+            batch = _to_batch(cols, rows, pad_id, device)
+            logits, h = ckpt.run_lm("ckpt", batch)  # (B, T, V), (B, T, H)
+            a = rl.taken(rl.advantage(logits.float(), cfg.model.alpha), batch.action_ids)
+            best = logits.argmax(dim=-1)  # (B, T)
+            hidden_size = h.shape[-1]
+            for b, i in enumerate(rows):
+                t = int(lengths[i])
+                adv[i] = a[b, :t].cpu().numpy().astype(np.float32)
+                argmax[i] = best[b, :t].cpu().numpy().astype(np.int32)
+                if meta["hidden"]:
+                    hb = h[b, :t].float().clamp(-F16_MAX, F16_MAX).cpu().numpy()
+                    hidden[i] = hb.astype(dtype).reshape(-1)
+            summary.tokens += int(lengths[rows].sum())
+        rows_out: dict[str, list] = {"ckpt_adv": adv, "ckpt_argmax": argmax}
+        if meta["hidden"]:
+            rows_out["hidden"] = hidden
+        feats.write(name, rows_out, _features(meta["hidden"], cfg.featurize.hidden_dtype))
+        summary.shards_written += 1
+        summary.programs += n
+        emit(Progress("featurize", k + 1, len(shards), f"wrote {name}"))
+    if rank == 0:
+        feats.set_meta({**meta, "hidden_size": hidden_size or _hidden_size(ckpt)})
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _hidden_size(model: BCoderModel) -> int:
+    return int(model.lm.get_input_embeddings().weight.shape[1])
+
+
+def _features(hidden: bool, hidden_dtype: str):
+    from datasets import Features, Sequence, Value
+
+    f = {"ckpt_adv": Sequence(Value("float32")), "ckpt_argmax": Sequence(Value("int32"))}
+    if hidden:
+        f["hidden"] = Sequence(Value(hidden_dtype))
+    return Features(f)
+
+
+def values_fresh(run_dir: str | Path, tag: str) -> bool:
+    """True when data/values holds u_phi of the phi weights ``tag`` for every collected shard."""
+    root = Path(run_dir) / "data"
+    values = ShardStore(root / "values")
+    return (
+        values.meta().get("phi") == tag and values.names() >= ShardStore(root / "collect").names()
+    )
+
+
+def ensure_values(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    model: BCoderModel,
+    tag: str,
+    pad_id: int,
+    *,
+    data: TrainingData | None = None,
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+    on_event: EventFn | None = None,
+) -> bool:
+    """Make data/values hold u_phi(s_t) of ``model``'s phi for every program; True if computed.
+
+    ``tag`` names the phi weights; values of other weights (or incomplete ones) are recomputed.
+    Head mode reads the stored hidden states (no LM pass); lora / full run the phi LM once.
+    Every process must call this (``barrier`` synchronises them).
+    """
+    root = Path(run_dir) / "data"
+    values = ShardStore(root / "values")
+    if values_fresh(run_dir, tag):
+        return False
+    fresh = values.meta().get("phi") == tag
+    if rank == 0 and not fresh:
+        values.clear()
+    barrier()
+    done = values.names() if fresh else set()
+    _compute_values(cfg, root, model, pad_id, data, done, rank, world, on_event)
+    barrier()
+    if rank == 0:
+        values.set_meta({"phi": tag})
+    barrier()
+    return True
+
+
+@torch.no_grad()
+def _compute_values(
+    cfg: TrainConfig,
+    root: Path,
+    model: BCoderModel,
+    pad_id: int,
+    data: TrainingData | None,
+    done: set[str],
+    rank: int,
+    world: int,
+    on_event: EventFn | None,
+) -> None:
+    from datasets import Features, Sequence, Value
+
+    emit = on_event or (lambda _e: None)
+    collect, values = ShardStore(root / "collect"), ShardStore(root / "values")
+    head = cfg.model.mode == "head"
+    if data is None:
+        data = TrainingData.load(root, need=("hidden",) if head else ())
+    device = next(model.parameters()).device
+    model.eval()
+    start = 0
+    shards = collect.shards()
+    for k, entry in enumerate(shards):
+        n = int(entry["rows"])
+        rows_all = list(range(start, start + n))
+        start += n
+        if k % world != rank or entry["name"] in done:
+            continue
+        out: list[Any] = [None] * n
+        lengths = data.action_ids.lengths()[rows_all]
+        for local in _batches(lengths, cfg.featurize.batch_size):
+            rows = [rows_all[i] for i in local]
+            b = data.collate(rows, pad_id, ["hidden"] if head else [])
+            if head:
+                hid = b["hidden"].to(device)  # (B, T, H)
+            else:
+                fields = ("prompt_ids", "prompt_mask", "action_ids", "action_mask")
+                hid = lm_hidden(model, "phi", ActionBatch(*(b[f].to(device) for f in fields)))
+            u = model.phi_head(hid).float().cpu().numpy()  # (B, T)
+            for j, i in enumerate(local):
+                out[i] = u[j, : int(lengths[i])].astype(np.float32)
+        feats = Features({"u_phi": Sequence(Value("float32"))})
+        values.write(entry["name"], {"u_phi": out}, feats)
+        emit(Progress("values", k + 1, len(shards), f"wrote {entry['name']}"))

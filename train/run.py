@@ -1,0 +1,131 @@
+"""The stages as one recipe: collect -> featurize -> phi -> theta (``bcoder train all``).
+
+Each function is one stage, resumable on its own: collect and featurize skip finished shards,
+phi and theta continue from their last checkpoint with ``resume`` (and refuse to overwrite a
+started stage without it). Every call writes the resolved config into the run directory and adds
+its wall time to ``stages.json``. Progress and metrics reach the caller through ``on_event``
+(:class:`bcoder.results.Progress`, :class:`bcoder.train.loop.Metrics`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bcoder.model import BCoderModel, QConfig
+from bcoder.train import setup
+from bcoder.train.config import TrainConfig
+
+EventFn = Callable[[Any], None]
+STAGES = ("collect", "featurize", "phi", "theta")
+
+
+def _checkpoint_policy(cfg: TrainConfig, device: Any) -> tuple[BCoderModel, Any]:
+    """The checkpoint policy as a head-mode Q-model (no adapters or copies are needed to
+    sample from or featurize with the checkpoint, whatever the training mode)."""
+    base, tokenizer, _ = setup.load_base(cfg, device)
+    qmodel = BCoderModel(
+        base, QConfig(mode="head", alpha=cfg.model.alpha, base_model=cfg.model.name)
+    )
+    return qmodel.to(device).eval(), tokenizer
+
+
+def run_collect(
+    cfg: TrainConfig, accelerator: Any, *, on_event: EventFn | None = None
+) -> dict[str, Any]:
+    """Sample and execute programs for every configured problem; returns the summary."""
+    from bcoder.train.collect import collect
+
+    root = setup.write_config(cfg, accelerator.is_main_process)
+    qmodel, tokenizer = _checkpoint_policy(cfg, accelerator.device)
+    summary = collect(
+        cfg,
+        root,
+        qmodel,
+        tokenizer,
+        rank=accelerator.process_index,
+        world=accelerator.num_processes,
+        on_event=on_event,
+    )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and summary.shards_written:
+        setup.record_time(root, "collect", summary.seconds, programs=summary.programs)
+    return asdict(summary)
+
+
+def run_import(
+    cfg: TrainConfig, path: str | Path, accelerator: Any, *, on_event: EventFn | None = None
+) -> dict[str, Any]:
+    """Import off-policy programs from a jsonl (main process only; others wait)."""
+    from bcoder.train.collect import import_programs
+
+    root = setup.write_config(cfg, accelerator.is_main_process)
+    summary: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        _, tokenizer, info = setup.load_base(cfg, "cpu")
+        result = import_programs(
+            cfg, root, path, tokenizer, is_seq2seq=info["is_seq2seq"], on_event=on_event
+        )
+        setup.record_time(root, "import", result.seconds, programs=result.programs)
+        summary = asdict(result)
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def run_featurize(
+    cfg: TrainConfig, accelerator: Any, *, on_event: EventFn | None = None
+) -> dict[str, Any]:
+    """Compute the frozen per-token features of every collected shard not done yet."""
+    from bcoder.train.featurize import featurize
+
+    root = setup.write_config(cfg, accelerator.is_main_process)
+    qmodel, tokenizer = _checkpoint_policy(cfg, accelerator.device)
+    summary = featurize(
+        cfg,
+        root,
+        qmodel,
+        int(tokenizer.pad_token_id),
+        rank=accelerator.process_index,
+        world=accelerator.num_processes,
+        on_event=on_event,
+    )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and summary.shards_written:
+        setup.record_time(root, "featurize", summary.seconds, tokens=summary.tokens)
+    return asdict(summary)
+
+
+def run_phi(
+    cfg: TrainConfig, accelerator: Any, *, resume: bool = False, on_event: EventFn | None = None
+) -> dict[str, float]:
+    from bcoder.train.phi import run_phi as _run
+
+    setup.write_config(cfg, accelerator.is_main_process)
+    return _run(cfg, accelerator, resume=resume, on_event=on_event)
+
+
+def run_theta(
+    cfg: TrainConfig, accelerator: Any, *, resume: bool = False, on_event: EventFn | None = None
+) -> dict[str, float]:
+    from bcoder.train.theta import run_theta as _run
+
+    setup.write_config(cfg, accelerator.is_main_process)
+    return _run(cfg, accelerator, resume=resume, on_event=on_event)
+
+
+def run_all(
+    cfg: TrainConfig, accelerator: Any, *, resume: bool = False, on_event: EventFn | None = None
+) -> dict[str, Any]:
+    """collect -> featurize -> phi (unless theta.skip_phi) -> theta; returns each stage's result."""
+    results: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    results["collect"] = run_collect(cfg, accelerator, on_event=on_event)
+    results["featurize"] = run_featurize(cfg, accelerator, on_event=on_event)
+    if not cfg.theta.skip_phi:
+        results["phi"] = run_phi(cfg, accelerator, resume=resume, on_event=on_event)
+    results["theta"] = run_theta(cfg, accelerator, resume=resume, on_event=on_event)
+    results["seconds"] = time.perf_counter() - t0
+    return results

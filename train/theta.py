@@ -1,0 +1,160 @@
+"""The theta-stage (paper, sections 4.3-4.4 and Algorithm 1): fine-tune Q_theta, phi frozen.
+
+setup   the phi-stage's model (or, with ``theta.skip_phi``, an untrained value head started
+        where the phi-stage would start); the residual head h1 - h2 := 0, l_theta = l_ckpt,
+        so Q_theta = Q_phi at initialisation
+loop    L_ft = L_Q + beta_adv L_adv + beta_ce L_ce  (AdamW, peak lr 3e-5, linear decay, no
+        warm-up, weight decay 0.05); u_phi and the target actions come from featurize, so a
+        step is one forward/backward of the theta model
+after   the final checkpoint is copied to ``<run>/checkpoint`` (``bcoder solve --checkpoint``)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from bcoder.errors import BcoderError
+from bcoder.fsutil import atomic_dir, atomic_write_text
+from bcoder.model import BCoderModel
+from bcoder.train import setup
+from bcoder.train.config import TrainConfig
+from bcoder.train.data import TrainingData
+from bcoder.train.diagnostics import diagnose
+from bcoder.train.featurize import ensure_values
+from bcoder.train.loop import StageRun, latest_checkpoint, train_stage
+from bcoder.train.objectives import ThetaObjective, set_trainable
+from bcoder.train.phi import weights_tag
+
+EventFn = Callable[[Any], None]
+
+
+def initial_model(cfg: TrainConfig, base: Any, data: TrainingData, train_rows: Any) -> BCoderModel:
+    """The theta-stage's starting point: phi/final, or an untrained head with ``skip_phi``."""
+    root = setup.run_dir(cfg)
+    if cfg.theta.skip_phi:
+        model = BCoderModel(base, setup.qconfig(cfg))
+        model.phi_head.start_at(setup.initial_value(cfg, data, train_rows), cfg.model.r_max)
+    else:
+        phi_final = root / "phi" / "final"
+        if not (phi_final / "bcoder_config.json").is_file():
+            raise BcoderError(
+                f"{phi_final}: no phi-stage result; run `bcoder train phi` first "
+                "(or theta with --skip-phi for the ablation)"
+            )
+        model = BCoderModel.from_checkpoint(phi_final, base)
+    model.sync_residual()  # h2 := h1, so V_theta = V_phi
+    return model
+
+
+def stage_name(cfg: TrainConfig) -> str:
+    """``theta``, or ``theta-optimality`` / ``theta-skip-phi`` for the ablations, so that they
+    run beside the default in the same run directory, on the same data."""
+    name = "theta"
+    if cfg.theta.operator != "conservative":
+        name += f"-{cfg.theta.operator}"
+    if cfg.theta.skip_phi:
+        name += "-skip-phi"
+    return name
+
+
+def phi_tag(cfg: TrainConfig, model: BCoderModel) -> str:
+    """What u_phi must have been computed with: phi/final's weights, or the untrained head."""
+    if cfg.theta.skip_phi:
+        bias = float(model.phi_head.net[-1].bias)
+        return f"untrained:{cfg.model.mode}:{bias:.9g}"
+    return weights_tag(setup.run_dir(cfg) / "phi" / "final")
+
+
+def run_theta(
+    cfg: TrainConfig, accelerator: Any, *, resume: bool = False, on_event: EventFn | None = None
+) -> dict[str, float]:
+    """Fine-tune Q_theta; write theta/final, theta/diagnostics.json and <run>/checkpoint
+    (ablations: theta-optimality/, theta-skip-phi/ and checkpoint-*)."""
+    t0 = time.perf_counter()
+    root = setup.run_dir(cfg)
+    stage_dir = root / stage_name(cfg)
+    if setup.check_stage_dir(stage_dir, resume):
+        _export(root, stage_dir, accelerator)
+        path = stage_dir / "diagnostics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+    device = accelerator.device
+    base, tokenizer, _ = setup.load_base(cfg, device, trainable_lm=True)
+    pad_id = int(tokenizer.pad_token_id)
+    columns = setup.stage_columns(cfg.model.mode, "theta")
+    pre = [c for c in columns if c != "u_phi"]
+    data = TrainingData.load(root / "data", need=pre)
+    train_rows, held_rows = setup.split_rows(cfg, data)
+    torch.manual_seed(cfg.run.seed)
+    ckpt = latest_checkpoint(stage_dir) if resume else None
+    if ckpt is not None:  # phi is frozen in this stage: the checkpoint's phi is phi/final's
+        model = BCoderModel.from_checkpoint(ckpt / "model", base).to(device)
+    else:
+        model = initial_model(cfg, base, data, train_rows).to(device)
+    ensure_values(
+        cfg,
+        root,
+        model,
+        phi_tag(cfg, model),
+        pad_id,
+        data=data,
+        rank=accelerator.process_index,
+        world=accelerator.num_processes,
+        barrier=accelerator.wait_for_everyone,
+        on_event=on_event,
+    )
+    data = TrainingData.load(root / "data", need=columns)
+    params = set_trainable(model, "theta")
+    if cfg.model.gradient_checkpointing and cfg.model.mode != "head":
+        setup.enable_gradient_checkpointing(model)
+    t = cfg.theta
+    objective = ThetaObjective(model, t.beta_adv, t.beta_ce, t.operator)
+
+    def evaluate() -> dict[str, float]:
+        return diagnose(objective, data, held_rows, train_rows, columns, pad_id, device)
+
+    run = StageRun(
+        "theta",
+        t,
+        model,
+        objective,
+        params,
+        columns,
+        evaluate,
+        extra={"train_config": cfg.to_dict()},
+    )
+    sampler = setup.make_sampler(cfg, t, data, train_rows, offset=2)
+    if accelerator.is_main_process and ckpt is None:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stage_dir / "initial.json", json.dumps(evaluate(), indent=1))
+    accelerator.wait_for_everyone()
+    diagnostics = train_stage(
+        run,
+        data,
+        sampler,
+        accelerator,
+        stage_dir,
+        pad_id,
+        resume_from=ckpt,
+        tensorboard=cfg.run.tensorboard,
+        on_event=on_event,
+    )
+    if accelerator.is_main_process:
+        atomic_write_text(stage_dir / "diagnostics.json", json.dumps(diagnostics, indent=1))
+        setup.record_time(root, "theta", time.perf_counter() - t0, steps=t.steps)
+    _export(root, stage_dir, accelerator)
+    return diagnostics
+
+
+def _export(root: Any, stage_dir: Any, accelerator: Any) -> None:
+    """Copy theta/final to <run>/checkpoint (an ablation's to <run>/checkpoint-<ablation>)."""
+    if accelerator.is_main_process:
+        target = root / stage_dir.name.replace("theta", "checkpoint", 1)
+        with atomic_dir(target) as tmp:
+            shutil.copytree(stage_dir / "final", tmp, dirs_exist_ok=True)
+    accelerator.wait_for_everyone()
