@@ -79,7 +79,8 @@ def run_tests(
 
     def full_done(i: int, res: Any) -> None:
         c = candidates[i]
-        c.outcome, c.true_reward, c.tests = res.outcome, float(res.reward), list(res.tests)
+        c.outcome = str(getattr(res.outcome, "value", res.outcome))  # Outcome is a str enum
+        c.true_reward, c.tests = float(res.reward), list(res.tests)
         progress()
 
     def example_done(i: int, res: Any) -> None:

@@ -1,0 +1,184 @@
+"""solve() end to end on tiny local models: events, ranking, merging, tests in the sandbox,
+checkpoints, score_codes / rank_programs, the store round trip, cancellation."""
+
+import threading
+
+import pytest
+import torch
+
+from bcoder.errors import BcoderError
+from bcoder.model import BCoderModel, QConfig
+from bcoder.rerank import rank_programs, read_candidates
+from bcoder.results import CandidateReady, Progress, SolveResult
+from bcoder.scoring import score_tokens
+from bcoder.solve import Cancelled, Engine, SolveSettings, code_key, score_codes, solve
+from bcoder.spec import Problem
+from bcoder.spec import TestSpec as Spec  # (not a test class)
+from bcoder.store import Store
+
+TWO_SUM = Spec(
+    inputs=([[2, 7, 11, 15], 9], [[3, 2, 4], 6]), outputs=([0, 1], [1, 2]), fn_name="two_sum"
+)
+CORRECT = (
+    "def two_sum(nums, target):\n"
+    "    for i in range(len(nums)):\n"
+    "        for j in range(i + 1, len(nums)):\n"
+    "            if nums[i] + nums[j] == target:\n"
+    "                return [i, j]\n"
+)
+
+
+def _problem(tests=None, examples=None):
+    return Problem(
+        id="two_sum", source="text", text="Write two_sum(nums, target).", tests=tests,
+        example_tests=examples, entry_point="two_sum",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return Engine.load(str(tiny_model_dir))
+
+
+def _settings(model, **kw):
+    return SolveSettings(
+        model=str(model), **{"n": 6, "max_new_tokens": 16, "run_tests": False, **kw}
+    )
+
+
+def _check_scores(engine, result):
+    """The stored per-token values equal a fresh forward of the Q-model on the same tokens."""
+    _, _, prompt_ids = engine.prompt(_problem())
+    for c in result.candidates:
+        ids = [t.token_id for t in c.tokens]
+        fresh = score_tokens(engine.qmodel, [prompt_ids], [ids], engine.pad_id)[0]
+        assert torch.allclose(torch.tensor([t.v for t in c.tokens]), fresh.value, atol=1e-4)
+        assert torch.allclose(
+            torch.tensor([t.advantage for t in c.tokens]), fresh.advantage, atol=1e-4
+        )
+        assert c.reward == pytest.approx(sum(t.reward for t in c.tokens), abs=1e-4)
+
+
+def test_solve_causal_end_to_end(engine, tiny_model_dir):
+    events = []
+    result = solve(_problem(), engine, _settings(tiny_model_dir), on_event=events.append)
+    rewards = [c.reward for c in result.candidates]
+    assert rewards == sorted(rewards, reverse=True)
+    assert sum(c.count for c in result.candidates) == 6
+    assert len({code_key(c.code) for c in result.candidates}) == len(result.candidates)
+    ready = [e for e in events if isinstance(e, CandidateReady)]
+    assert len(ready) == len(result.candidates)
+    gen = [e for e in events if isinstance(e, Progress) and e.stage == "generate"]
+    assert gen[-1].done == gen[-1].total == 6
+    assert result.heads == "init" and result.settings["prompt_family"] == "chat"
+    for c in result.candidates:
+        assert c.outcome is None and c.finish_reason in ("eos", "code_block_end", "length")
+        assert all(t.v == pytest.approx(1.0) for t in c.tokens)  # untrained heads: V = R_max
+    _check_scores(engine, result)
+
+
+def test_solve_seq2seq_end_to_end(tiny_seq2seq_dir):
+    engine = Engine.load(str(tiny_seq2seq_dir))
+    assert engine.qmodel.is_seq2seq
+    result = solve(_problem(), engine, _settings(tiny_seq2seq_dir, n=3, temperature=1.0))
+    assert result.settings["prompt_family"] == "apps"  # plain prompt, no chat turns
+    assert sum(c.count for c in result.candidates) == 3
+    rewards = [c.reward for c in result.candidates]
+    assert rewards == sorted(rewards, reverse=True)
+    assert all(len(c.tokens) > 0 for c in result.candidates)
+
+
+def test_identical_programs_are_merged(engine, tiny_model_dir):
+    result = solve(_problem(), engine, _settings(tiny_model_dir, n=4, temperature=0.0))
+    assert len(result.candidates) == 1 and result.candidates[0].count == 4
+
+
+def test_seeds_reproducible(engine, tiny_model_dir):
+    def run(seed):
+        settings = _settings(tiny_model_dir, n=3, max_new_tokens=8, seed=seed, temperature=1.0)
+        r = solve(_problem(), engine, settings)
+        return [(c.completion, c.count, round(c.reward, 6)) for c in r.candidates]
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_cancel_raises_promptly(engine, tiny_model_dir):
+    cancel = threading.Event()
+    seen = []
+
+    def on_event(e):
+        seen.append(e)
+        if isinstance(e, Progress) and e.stage == "generate" and e.message == "3 tokens":
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        solve(_problem(), engine, _settings(tiny_model_dir, max_new_tokens=200), on_event=on_event,
+              cancel=cancel)  # fmt: skip
+    steps = [e for e in seen if isinstance(e, Progress) and e.message.endswith("tokens")]
+    assert len(steps) == 3
+
+
+def test_tests_run_in_the_sandbox_and_store_round_trip(engine, tiny_model_dir, tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    settings = _settings(tiny_model_dir, run_tests=True, timeout=2.0)
+    result = solve(_problem(tests=TWO_SUM), engine, settings, store=store)
+    assert result.run_id
+    for c in result.candidates:  # garbage from a random model, but every one has a verdict
+        assert c.outcome in ("fail", "runtime_error", "compile_error")
+        assert c.true_reward in (-0.3, -0.6, -1.0) and c.tests
+    again = store.get(result.run_id)
+    assert again.to_dict() == result.to_dict()
+    assert SolveResult.from_dict(result.to_dict()).to_dict() == result.to_dict()
+
+
+def test_score_codes_and_filter_examples(engine):
+    problem = _problem(tests=TWO_SUM, examples=Spec(inputs=([[3, 3], 6],), outputs=([0, 1],),
+                                                        fn_name="two_sum"))  # fmt: skip
+    wrong = "def two_sum(nums, target):\n    return [1, 0]\n"
+    cands = score_codes(problem, engine, [wrong, CORRECT])
+    assert [c.code for c in cands] == [wrong, CORRECT]
+    text = "".join(t.text for t in cands[1].tokens)
+    assert text.startswith("```python\n") and text.endswith("```")  # chat prompts: a fenced block
+    assert cands[1].finish_reason == "code_block_end"
+    result = rank_programs(problem, engine, [wrong, CORRECT, CORRECT + "\n"], filter_examples=True,
+                           timeout=2.0)  # fmt: skip
+    assert len(result.candidates) == 1
+    best = result.candidates[0]
+    assert best.count == 2 and best.passed_examples is True and best.outcome == "pass"
+    assert best.reward == pytest.approx(cands[1].reward, abs=1e-5)
+
+
+def test_lora_checkpoint_scored_by_one_forward(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    qmodel = BCoderModel(base, QConfig(mode="lora", lora_r=4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in qmodel.phi_head.parameters():
+            p.normal_(0, 0.5)
+    qmodel.save_checkpoint(tmp_path / "ckpt")
+    engine = Engine.load(str(tiny_model_dir), str(tmp_path / "ckpt"))
+    assert engine.heads == str(tmp_path / "ckpt") and not engine.qmodel.single_pass
+    result = solve(_problem(), engine, _settings(tiny_model_dir, n=3, temperature=1.0))
+    values = [t.v for c in result.candidates for t in c.tokens]
+    assert max(values) < 1.0 and len(set(values)) > 1  # trained-looking heads, not the init
+    _check_scores(engine, result)
+
+
+def test_settings_are_validated():
+    for bad in ({"n": 0}, {"temperature": -1}, {"top_p": 0}, {"max_new_tokens": 0}, {"model": ""}):
+        with pytest.raises(BcoderError):
+            SolveSettings(**bad)
+
+
+def test_read_candidates(tmp_path):
+    f = tmp_path / "c.jsonl"
+    f.write_text('{"problem": "a.txt", "code": "x = 1"}\n\n{"code": "y = 2"}\n')
+    assert read_candidates(f, "b.txt") == [("a.txt", ["x = 1"]), ("b.txt", ["y = 2"])]
+    with pytest.raises(BcoderError, match='no "problem"'):
+        read_candidates(f)
+    f.write_text('{"problem": "a.txt", "code": 3}\n')
+    with pytest.raises(BcoderError, match=r"c.jsonl:1"):
+        read_candidates(f)
