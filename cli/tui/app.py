@@ -209,7 +209,7 @@ class BcoderTui(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
-            return action in {"quit", "command_palette", "pop_screen"} or None
+            return action in {"quit", "command_palette", "pop_screen"}
         if action == "cancel":
             return self.generating
         if action == "generate":

@@ -131,4 +131,8 @@ def format_value(value: float) -> str:
     """A signed value in a fixed width of 6 (``+0.123``, ``-12.35``)."""
     if not math.isfinite(value):
         return f"{value!s:>6}"
-    return f"{value:+.3f}" if abs(value) < 10 else f"{value:+.2f}"[:6]
+    if abs(value) < 9.9995:
+        return f"{value:+.3f}"
+    if abs(value) < 999.95:
+        return f"{value:+.2f}"[:6]
+    return f"{value:+.0e}".replace("e+0", "e+").replace("e-0", "e-").rjust(6)[:6]

@@ -2,7 +2,8 @@
 
 Each row shows, for line i of each program, a bar of the summed r~ of the tokens that start on that
 line (diverging from the centre: left and orange-red for negative, right and blue for positive) and
-the code itself. Sparklines above show the whole per-line curve of each candidate.
+the code itself. A one-line curve above each side shows the whole program at a glance, on the same
+scale for both candidates.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -18,7 +20,8 @@ from textual.geometry import Size
 from textual.screen import Screen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import Footer, Label, Sparkline
+from textual.widget import Widget
+from textual.widgets import Footer, Label
 
 from bcoder.cli.tui import colors
 from bcoder.cli.tui.layout import Layout, layout_candidate, line_sums
@@ -26,6 +29,7 @@ from bcoder.results import Candidate
 
 BAR = 9  # cells per bar; the middle cell is zero
 EIGHTHS = " ▏▎▍▌▋▊▉█"
+LEVELS = "▁▂▃▄▅▆▇█"
 
 
 def bar_cells(value: float, limit: float, half: int = BAR // 2) -> tuple[str, str]:
@@ -45,6 +49,33 @@ def bar_cells(value: float, limit: float, half: int = BAR // 2) -> tuple[str, st
     return (" " * (half - cells) + "█" * cells), " " * half
 
 
+def curve_text(values: list[float], limit: float, width: int) -> Text:
+    """A one-line curve of ``values`` in ``width`` cells: height = |mean| of each bucket of lines
+    relative to ``limit``, colour = sign (the heatmap's palette)."""
+    text = Text()
+    if not values or width <= 0:
+        return text
+    cells = min(width, len(values))
+    for i in range(cells):
+        bucket = values[i * len(values) // cells : (i + 1) * len(values) // cells] or [0.0]
+        mean = sum(bucket) / len(bucket)
+        height = min(1.0, abs(mean) / limit) if limit > 0 else 0.0
+        char = LEVELS[min(len(LEVELS) - 1, int(height * len(LEVELS)))]
+        text.append(char, style=colors.POSITIVE if mean > 0 else colors.NEGATIVE)
+    return text
+
+
+class Curve(Widget):
+    """One candidate's per-line r~ as a one-line curve, resampled to the widget's width."""
+
+    def __init__(self, values: list[float], limit: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.values, self.limit = values, limit
+
+    def render(self) -> Text:
+        return curve_text(self.values, self.limit, self.size.width)
+
+
 class CompareView(ScrollView):
     """Rows of ``line | bar A | code A ┃ bar B | code B``; one scroll position for both sides."""
 
@@ -60,6 +91,7 @@ class CompareView(ScrollView):
     def _side(self, side: int, line: int, width: int) -> list[Segment]:
         layout, sums = self.layouts[side], self.sums[side]
         base = self.rich_style
+        dim = base + Style(dim=True)
         if line >= len(layout.lines):
             return [Segment(" " * width, base)]
         left, right = bar_cells(sums[line], self.limit)
@@ -67,9 +99,9 @@ class CompareView(ScrollView):
         code_width = max(0, width - BAR - 1)
         text = text[:code_width].ljust(code_width)
         return [
-            Segment(left, Style(color=colors.NEGATIVE)),
-            Segment("│", Style(dim=True)),
-            Segment(right, Style(color=colors.POSITIVE)),
+            Segment(left, base + Style(color=colors.NEGATIVE)),
+            Segment("│", dim),
+            Segment(right, base + Style(color=colors.POSITIVE)),
             Segment(" ", base),
             Segment(text, base),
         ]
@@ -84,7 +116,7 @@ class CompareView(ScrollView):
         side_width = max(0, (width - len(number) - 1) // 2)
         segments = [Segment(number, self.rich_style + Style(dim=True))]
         segments += self._side(0, line, side_width)
-        segments.append(Segment("┃", Style(dim=True)))
+        segments.append(Segment("┃", self.rich_style + Style(dim=True)))
         segments += self._side(1, line, side_width)
         return Strip(segments).crop_extend(0, width, self.rich_style)
 
@@ -107,7 +139,7 @@ class CompareScreen(Screen[None]):
                         f"#{rank} R~ {cand.reward:+.3f} {cand.outcome or 'untested'}",
                         classes="compare-label",
                     )
-                    yield Sparkline(view.sums[side] or [0.0], classes="compare-spark")
+                    yield Curve(view.sums[side], view.limit, classes="compare-curve")
         yield view
         yield Footer()
 

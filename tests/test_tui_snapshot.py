@@ -1,0 +1,32 @@
+"""Snapshots of the TUI at 80x24: the main screen with the heatmap, another metric, the comparison.
+
+Update after an intended change with ``pytest tests/test_tui_snapshot.py --snapshot-update`` and
+look at the SVGs (tests/__snapshots__/test_tui_snapshot/) before committing them.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_tui_data import synthetic_result
+
+from bcoder.cli.tui.app import BcoderTui
+from bcoder.store import Store
+
+
+@pytest.fixture
+def app(tokenizer, tmp_path) -> BcoderTui:
+    return BcoderTui(result=synthetic_result(tokenizer), store=Store(tmp_path / "runs.sqlite"))
+
+
+def test_main_screen_heatmap(app, snap_compare):
+    assert snap_compare(app, terminal_size=(80, 24))
+
+
+def test_advantage_metric_and_token_cursor(app, snap_compare):
+    # second candidate, colour by A, cursor on the 6th token of the code view
+    keys = ["down", "a", "tab", "tab", "right", "right", "right", "right", "right"]
+    assert snap_compare(app, press=keys, terminal_size=(80, 24))
+
+
+def test_compare_screen(app, snap_compare):
+    assert snap_compare(app, press=["down", "down", "c"], terminal_size=(80, 24))
