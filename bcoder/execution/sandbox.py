@@ -215,10 +215,12 @@ def rlimits_command(slot: int, scratch: str) -> list[str]:
         "--scratch",
         scratch,
     ]
-    if _is_root() and _tree_readable_by_others(sys.prefix):
-        uid = sandbox_uid(slot)
+    if _is_root():  # never run programs as root; drop after preloading when Python sits in a
+        uid = sandbox_uid(slot)  # directory only root can read (then other imports fail)
         os.chown(scratch, uid, uid)
         argv += ["--uid", str(uid)]
+        if not _tree_readable_by_others(sys.prefix):
+            argv.append("--drop-late")
     return argv
 
 
@@ -243,11 +245,17 @@ def level_available(level: str) -> bool:
             return False
         argv = bwrap_command(0, 8)
         return _probe(argv[: argv.index("--") + 1] + [exe, "-I", "-c", "pass"])
-    if level == "unshare":
+    if level == "unshare":  # start a real worker: the zygote builds its own root here
         if not shutil.which("unshare"):
             return False
-        argv = unshare_command(0, 8)
-        return _probe([*argv[: argv.index("--") + 1], exe, "-I", "-c", "pass"])
+        worker = Worker(0, "unshare", 8)
+        try:
+            worker.start()
+            return worker.request({"op": "ping"}, 20).get("pong") is True
+        except (WorkerDied, OSError):
+            return False
+        finally:
+            worker.kill()
     raise BcoderError(f"unknown isolation level {level!r} (choose from {', '.join(LEVELS)})")
 
 

@@ -98,7 +98,7 @@ def _enc(v: Any, depth: int, budget: _Budget, handles: Any) -> Any:
         return {"c": [v.real, v.imag]}
     # Subclasses of plain types: take the builtin value with the base type's C methods.
     for base, reduce in _REDUCERS:
-        if isinstance(v, base):
+        if issubclass(t, base):
             return _enc(reduce(v), depth, budget, handles)
     module = getattr(t, "__module__", "")
     if module == "numpy" and hasattr(v, "tolist"):  # numpy scalars and arrays

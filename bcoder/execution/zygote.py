@@ -13,6 +13,7 @@ dumpable (its memory and fds are out of its children's reach through ``/proc`` o
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -25,7 +26,6 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import contextlib
 
 import harness
 import wire
@@ -64,7 +64,8 @@ def drop_privileges(uid: int) -> None:
     """Become ``uid`` with no capabilities at all (bounding, inheritable, ambient included)."""
     for cap in range(64):
         _LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
-    os.setgroups([])
+    with contextlib.suppress(PermissionError):  # denied in a user namespace without groups
+        os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
@@ -414,17 +415,29 @@ _ENTRY = {"stdio": harness.run_stdio, "call": harness.run_calls}
 
 
 def main(argv: list[str]) -> None:
-    scratch, uid, pid1 = "/tmp", None, False
+    opts = {
+        "--scratch": "/tmp",
+        "--uid": None,
+        "--userns-uid": None,
+        "--jail": None,
+        "--stage": None,
+        "--scratch-mb": "128",
+    }
     it = iter(argv)
+    pid1 = "--pid1" in argv
     for arg in it:
-        if arg == "--scratch":
-            scratch = next(it)
-        elif arg == "--uid":
-            uid = int(next(it))
-        elif arg == "--pid1":
-            pid1 = True
-    if uid is not None and os.getuid() != uid:
-        drop_privileges(uid)
+        if arg in opts:
+            opts[arg] = next(it)
+    if opts["--jail"] is not None:  # the unshare level: build our own root, then drop
+        import jail
+
+        jail.enter(opts["--jail"].split(":"), opts["--stage"], int(opts["--scratch-mb"]))
+        if opts["--userns-uid"] is not None:
+            jail.new_userns(int(opts["--userns-uid"]))
+            drop_privileges(int(opts["--userns-uid"]))
+    uid = opts["--uid"]
+    if uid is not None and "--drop-late" not in argv:
+        drop_privileges(int(uid))
     _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     if not pid1:
         _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -432,9 +445,15 @@ def main(argv: list[str]) -> None:
     for name in PRELOAD:
         with contextlib.suppress(Exception):
             __import__(name)
+    if "fractions" in sys.modules and "math" in sys.modules:  # gone in Python 3.9; old code uses it
+        fractions = sys.modules["fractions"]
+        fractions.gcd = getattr(fractions, "gcd", sys.modules["math"].gcd)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()  # the first seeding is slow (~0.1 s): pay it once
-    Zygote(scratch, pid1).serve()
+    if uid is not None and "--drop-late" in argv:
+        drop_privileges(int(uid))
+        _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    Zygote(opts["--scratch"], pid1).serve()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""``bcoder check PROGRAM.py --tests TESTS.json | --problem FILE:ID``: run one program's tests."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bcoder.errors import BcoderError
+
+_STYLE = {
+    "pass": "green",
+    "fail": "red",
+    "runtime_error": "magenta",
+    "compile_error": "yellow",
+    "skipped": "dim",
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+
+
+def _read_program(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BcoderError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise BcoderError(f"{p}: is a directory, not a program") from None
+    except UnicodeDecodeError:
+        raise BcoderError(f"{p}: not UTF-8 text") from None
+
+
+def _load_tests(tests: Path | None, problem: str | None) -> tuple[Any, str]:
+    """The TestSpec to run and a label saying where it came from."""
+    from bcoder.spec import TestSpec
+
+    if problem is None:
+        if tests is None:
+            raise BcoderError("give the tests: --tests TESTS.json or --problem FILE:ID")
+        return TestSpec.load(tests), str(tests)
+    from bcoder.problems import load_problem
+
+    prob = load_problem(problem, tests=tests)
+    if prob.tests is None:
+        raise BcoderError(f"{problem}: the problem has no tests")
+    return prob.tests, prob.id
+
+
+def check(
+    program: str = typer.Argument(..., help="The program file (- reads standard input)."),
+    tests: Path | None = typer.Option(None, "--tests", "-t", help="Tests JSON (a TestSpec)."),
+    problem: str | None = typer.Option(
+        None, "--problem", "-p", help="A dataset problem: FILE.jsonl:ID or DATASET:ID."
+    ),
+    timeout: float = typer.Option(4.0, "--timeout", min=0.01, help="Seconds per test."),
+    memory_mb: int = typer.Option(1024, "--memory-mb", min=16, help="Memory per program (MB)."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing test."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Run a program against unit tests in the sandbox: outcome, reward and each test's verdict.
+
+    Exits 0 whenever the check ran, whatever the verdict.
+    """
+    from bcoder.execution import Executor
+
+    code = _read_program(program)
+    spec, source = _load_tests(tests, problem)
+    warnings: list[str] = []
+    with Executor(
+        workers=1,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        stop_on_failure=fail_fast,
+        on_warning=warnings.append,
+    ) as ex:
+        result = ex.run(code, spec)
+    if as_json:
+        out = {"program": program, "tests_from": source, **result.to_dict()}
+        if warnings:
+            out["warnings"] = warnings
+        typer.echo(json.dumps(out, ensure_ascii=False))
+        return
+    _render(result, program, source, warnings)
+
+
+def _render(result: Any, program: str, source: str, warnings: list[str]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    console = Console()
+    for w in warnings:
+        console.print(f"[bold red]warning:[/] {escape(w)}")
+    outcome = result.outcome.value
+    console.print(
+        f"[bold {_STYLE[outcome]}]{outcome}[/]  reward {result.reward:+.1f}  ·  "
+        f"{result.passed}/{len(result.tests)} tests passed  ·  {result.time:.2f} s  ·  "
+        f"sandbox: {result.isolation}"
+    )
+    console.print(f"[dim]{escape(program)} against {escape(source)}[/]")
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("verdict")
+    table.add_column("time", justify="right")
+    table.add_column("detail", overflow="fold")
+    for i, t in enumerate(result.tests, 1):
+        table.add_row(
+            str(i),
+            f"[{_STYLE.get(t.verdict, 'white')}]{t.verdict}[/]",
+            f"{t.time:.3f}s" if t.verdict != "skipped" else "",
+            escape(t.detail),
+        )
+    console.print(table)
+    bad = next((t for t in result.tests if t.verdict not in ("pass", "skipped")), None)
+    if bad is not None:
+        for name, text in (("stdout", bad.stdout), ("stderr", bad.stderr)):
+            if text.strip():
+                shown = "\n".join(text.splitlines()[-15:])
+                console.print(
+                    Panel(
+                        escape(shown),
+                        title=f"first failing test: {name}",
+                        title_align="left",
+                        border_style="dim",
+                    )
+                )

@@ -1,0 +1,126 @@
+"""``bcoder doctor``: which sandbox is in force for generated programs, and what is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (r.stdout or r.stderr).strip().splitlines()[0] if r.returncode == 0 else None
+
+
+def diagnose(smoke: bool = True) -> dict[str, Any]:
+    """The isolation level, each mechanism's availability, what is missing, and a smoke test."""
+    from bcoder.execution.sandbox import LEVELS, isolation_level, level_available
+
+    report: dict[str, Any] = {
+        "platform": sys.platform,
+        "python": sys.version.split()[0],
+        "running_as_root": os.geteuid() == 0,
+    }
+    report["bwrap"] = shutil.which("bwrap")
+    report["bwrap_version"] = _version(["bwrap", "--version"]) if report["bwrap"] else None
+    report["unshare"] = shutil.which("unshare")
+    report["available"] = {lv: level_available(lv) for lv in LEVELS}
+    missing = []
+    if not report["bwrap"]:
+        missing.append("bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)")
+    elif not report["available"]["bubblewrap"]:
+        missing.append(
+            "working bubblewrap: user namespaces may be disabled "
+            "(sysctl kernel.unprivileged_userns_clone=1)"
+        )
+    if not report["available"]["unshare"] and not report["available"]["bubblewrap"]:
+        missing.append("unshare with user namespaces (util-linux)")
+    report["missing"] = missing
+    try:
+        report["level"] = isolation_level()
+    except Exception as err:  # BCODER_SANDBOX names a level that does not work here
+        report["level"], report["error"] = None, str(err)
+        return report
+    if smoke:
+        report["smoke_test"] = _smoke(report["level"])
+    return report
+
+
+def _smoke(level: str) -> dict[str, Any]:
+    from bcoder.execution import Executor
+    from bcoder.spec import TestSpec
+
+    probe = (
+        "import os\nst = open('/proc/self/status').read()\n"
+        "caps = [l.split()[1] for l in st.splitlines() if l.startswith('CapEff')]\n"
+        "print(os.getuid(), caps[0], len(os.environ))\n"
+    )
+    spec = TestSpec(inputs=("",), outputs=("",))
+    with Executor(workers=1, level=level, on_warning=lambda _m: None) as ex:
+        res = ex.run(probe, spec)
+    out = res.tests[0].stdout.split() if res.tests else []
+    ok = len(out) == 3 and out[0] != "0" and int(out[1], 16) == 0
+    return {
+        "ran": bool(out),
+        "uid": out[0] if out else None,
+        "capabilities": out[1] if len(out) > 1 else None,
+        "unprivileged": ok,
+        "seconds": round(res.time, 3),
+    }
+
+
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    no_smoke: bool = typer.Option(False, "--no-smoke", help="Skip running a test program."),
+) -> None:
+    """Show the sandbox in force for generated programs and what is missing for full isolation."""
+    report = diagnose(smoke=not no_smoke)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    level = report.get("level")
+    style = {"bubblewrap": "green", "unshare": "yellow"}.get(level or "", "bold red")
+    console.print(f"isolation level: [{style}]{level or 'none'}[/]")
+    if report.get("error"):
+        console.print(f"[bold red]error:[/] {escape(report['error'])}")
+    if level == "rlimits-only":
+        console.print(
+            "[bold red]WARNING: no namespaces: generated programs can read your files "
+            "and reach the network; they only get resource limits.[/]"
+        )
+    for lv, ok in report["available"].items():
+        console.print(f"  {lv:<13} {'[green]available[/]' if ok else '[red]not available[/]'}")
+    console.print(
+        f"  bwrap: {report['bwrap_version'] or 'not found'}; "
+        f"unshare: {report['unshare'] or 'not found'}; "
+        f"running as root: {report['running_as_root']}"
+    )
+    smoke = report.get("smoke_test")
+    if smoke:
+        verdict = "[green]ok[/]" if smoke["unprivileged"] else "[bold red]NOT unprivileged[/]"
+        console.print(
+            f"  test program: uid {smoke['uid']}, capabilities {smoke['capabilities']}"
+            f" -> {verdict} ({smoke['seconds']} s)"
+        )
+    if report["missing"]:
+        console.print("missing:")
+        for m in report["missing"]:
+            console.print(f"  - {escape(m)}")
+    else:
+        console.print("nothing missing")
