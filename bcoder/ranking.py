@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from bcoder.cancel import check
 from bcoder.results import Candidate, Progress
-from bcoder.sampling import Cancelled
 from bcoder.spec import Problem, TestSpec
 
 
@@ -47,8 +47,7 @@ def _run(
 ) -> None:
     for index, res in executor.run_many([(code, spec) for code in codes]):
         on_done(index, res)
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("cancelled")
+        check(cancel)
 
 
 def run_tests(

