@@ -183,6 +183,35 @@ async def test_copy_save_and_compare(stored, tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_run_tests_of_the_selected_candidate(stored):
+    """t runs the selected candidate in the sandbox; the verdicts show and reach the store."""
+    store, run_id = stored
+    app = BcoderTui(result=store.get(run_id), store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        codes = [c.code for c in app.candidates]
+        good = next(i for i, c in enumerate(codes) if "return a + b" in c)
+        bad = next(i for i, c in enumerate(codes) if "print(" in c)
+        table = app.query_one(CandidateTable)
+        table.focus()
+        for index, outcome in ((good, "pass"), (bad, "fail")):
+            table.move_cursor(row=index)
+            await pilot.pause()
+            assert app.selected == index
+            await pilot.press("t")
+            await wait_for(pilot, lambda i=index: app.candidates[i].outcome is not None, 60)
+            cand = app.candidates[index]
+            assert cand.outcome == outcome
+            assert cand.true_reward == (1.0 if outcome == "pass" else -0.3)
+            tests = app.query_one("#tests-table")
+            assert tests.row_count == 2  # both asserts, each with its verdict
+            assert outcome in text_of(app, "#tests-summary")
+            assert str(table.get_cell_at((index, 2))) == ("✓" if outcome == "pass" else "✗")
+        saved = store.get(run_id).candidates
+        assert saved[good].outcome == "pass" and saved[bad].outcome == "fail"
+        assert len(saved[bad].tests) == 2 and saved[bad].tests[0].verdict in {"pass", "fail"}
+
+
+@pytest.mark.asyncio
 async def test_command_palette_lists_the_actions(stored):
     store, run_id = stored
     app = BcoderTui(result=store.get(run_id), store=store)

@@ -91,34 +91,36 @@ class BcoderTui(App[None]):
         self.status = ""  # last message of a generation: done, cancelled, error
         self._cancel = threading.Event()
         self._engines: dict[tuple, Any] = {}
-        self._main_screen: Screen | None = None
 
     # -- layout --------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        # kept as attributes: worker callbacks and messages may arrive while a dialog is on top
+        self.table = CandidateTable(id="candidates")
+        self.tests_panel = TestsPanel(id="tests")
+        self.view = HeatmapView(id="code")
+        self.progress_row = Horizontal(id="progress-row")
+        self.progress_label = Label("", id="progress-label")
+        self.progress_bar = ProgressBar(id="progress", show_eta=False)
+        self.details = Static(id="details")
+        self.legend = Static(id="legend")
         yield Header()
         with Horizontal(id="body"):
             with Vertical(id="left"):
-                yield CandidateTable(id="candidates")
-                yield TestsPanel(id="tests")
-            yield HeatmapView(id="code")
-        with Horizontal(id="progress-row"):
-            yield Label("", id="progress-label")
-            yield ProgressBar(id="progress", show_eta=False)
-        yield Static(id="details")
-        yield Static(id="legend")
+                yield self.table
+                yield self.tests_panel
+            yield self.view
+        with self.progress_row:
+            yield self.progress_label
+            yield self.progress_bar
+        yield self.details
+        yield self.legend
         yield Footer(compact=True)
 
-    @property
-    def main(self) -> Screen:
-        """The main screen (queries go there even while a dialog is on top)."""
-        return self._main_screen or self.screen
-
     def on_mount(self) -> None:
-        self._main_screen = self.screen
-        self.main.query_one("#candidates").border_title = "candidates"
-        self.main.query_one("#tests").border_title = "tests"
-        self.main.query_one("#progress-row").display = False
+        self.table.border_title = "candidates"
+        self.tests_panel.border_title = "tests"
+        self.progress_row.display = False
         self._refresh_all()
         self.theme_changed_signal.subscribe(self, lambda _theme: self._update_legend())
         if self.autostart:
@@ -139,7 +141,7 @@ class BcoderTui(App[None]):
         if keep is not None and keep in self.candidates:
             self.selected = self.candidates.index(keep)
         self.selected = max(0, min(self.selected, len(self.candidates) - 1))
-        self.main.query_one(CandidateTable).set_candidates(self.candidates, self.selected)
+        self.table.set_candidates(self.candidates, self.selected)
         self._show_selected()
         self._update_titles()
         self._update_legend()
@@ -152,20 +154,20 @@ class BcoderTui(App[None]):
         run = self.result.run_id if self.result and self.result.run_id else "unsaved"
         self.title = f"bcoder · {info.get('id', 'no problem')}"
         self.sub_title = " · ".join(x for x in (str(model or ""), run, self.status) if x)
-        self.main.query_one("#candidates").border_subtitle = f"{len(self.candidates)}"
+        self.table.border_subtitle = f"{len(self.candidates)}"
 
     def _update_legend(self) -> None:
-        view = self.main.query_one(HeatmapView)
+        view = self.view
         text = legend_text(self.metric, self.limits.get(self.metric, 1.0), base_colour(view))
-        self.main.query_one("#legend", Static).update(text)
+        self.legend.update(text)
 
     def _show_selected(self) -> None:
         cand = self.selected_candidate
-        view = self.main.query_one(HeatmapView)
+        view = self.view
         view.metric = self.metric
         view.show(cand, self.limits)
         has_tests = bool(self.problem and self.problem.tests)
-        self.main.query_one(TestsPanel).show(cand, has_tests)
+        self.tests_panel.show(cand, has_tests)
         if cand is None:
             hint = "generating…" if self.generating else "no candidates — g generates, o opens"
             view.border_title = hint
@@ -187,16 +189,16 @@ class BcoderTui(App[None]):
             self._show_selected()
 
     def on_heatmap_view_token_changed(self, event: HeatmapView.TokenChanged) -> None:
-        view = self.main.query_one(HeatmapView)
+        view = self.view
         text = details_text(event.token, event.index, len(view.tokens))
-        self.main.query_one("#details", Static).update(text)
+        self.details.update(text)
 
     def watch_metric(self) -> None:
         if self.is_mounted:
             self._show_selected_metric()
 
     def _show_selected_metric(self) -> None:
-        view = self.main.query_one(HeatmapView)
+        view = self.view
         view.metric = self.metric
         view.border_subtitle = (
             f"colour: {colors.METRICS[self.metric][1]} (m)" if view.candidate else ""
@@ -204,7 +206,7 @@ class BcoderTui(App[None]):
         self._update_legend()
 
     def watch_generating(self, generating: bool) -> None:
-        self.main.query_one("#progress-row").display = generating
+        self.progress_row.display = generating
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -276,20 +278,20 @@ class BcoderTui(App[None]):
         self.status = "generating"
         self._cancel = threading.Event()
         self.generating = True
-        self.main.query_one("#progress-label", Label).update("starting…")
-        self.main.query_one(ProgressBar).update(total=None, progress=0)
+        self.progress_label.update("starting…")
+        self.progress_bar.update(total=None, progress=0)
         self._refresh_all()
         self._solve(self.problem, self.solve_settings(), self._cancel)
 
     def action_cancel(self) -> None:
         if self.generating:
             self._cancel.set()
-            self.main.query_one("#progress-label", Label).update("cancelling…")
+            self.progress_label.update("cancelling…")
 
-    def _post(self, callback, *args) -> None:
+    def _post(self, callback, *args, **kwargs) -> None:
         """Run ``callback`` on the app's thread; quietly drop it once the app has gone."""
         with contextlib.suppress(RuntimeError):
-            self.call_from_thread(callback, *args)
+            self.call_from_thread(callback, *args, **kwargs)
 
     @work(thread=True, exclusive=True, group="solve", exit_on_error=False)
     def _solve(self, problem: Problem, settings: dict[str, Any], cancel: threading.Event) -> None:
@@ -340,8 +342,8 @@ class BcoderTui(App[None]):
             label = f"{event.stage} {event.done}/{event.total}" if event.total else event.stage
             if event.message:
                 label += f" · {event.message}"
-            self.main.query_one("#progress-label", Label).update(label[:40] + "  (x cancels)")
-            self.main.query_one(ProgressBar).update(total=event.total or None, progress=event.done)
+            self.progress_label.update(label[:40] + "  (x cancels)")
+            self.progress_bar.update(total=event.total or None, progress=event.done)
         elif isinstance(event, CandidateReady):
             keep = self.selected_candidate
             self.candidates.append(event.candidate)
@@ -423,16 +425,22 @@ class BcoderTui(App[None]):
     def _run_tests(self, cand: Candidate, problem: Problem) -> None:
         from bcoder.execution import Executor
 
-        try:
-            with Executor() as executor:
-                outcome = executor.run(cand.code, problem.tests)
+        timeout = float(self.solve_settings().get("timeout") or 4.0)
+
+        def warn(message: str) -> None:
+            self._post(self.notify, message, severity="warning", timeout=10)
+
+        try:  # every test, not only up to the first failure: the panel lists them all
+            with Executor(workers=1, timeout=timeout, stop_on_failure=False, on_warning=warn) as ex:
+                outcome = ex.run(cand.code, problem.tests)
         except BcoderError as err:
             self._post(self.notify, f"tests: {err}", severity="error")
             return
         self._post(self._tested, cand, outcome)
 
     def _tested(self, cand: Candidate, outcome: Any) -> None:
-        cand.outcome, cand.true_reward = outcome.outcome, outcome.reward
+        cand.outcome = getattr(outcome.outcome, "value", outcome.outcome)
+        cand.true_reward = float(outcome.reward)
         cand.tests = list(outcome.tests)
         if self.result is not None and self.result.run_id and cand in self.candidates:
             try:

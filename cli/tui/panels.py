@@ -33,9 +33,8 @@ def badge(outcome: str | None) -> Text:
 class CandidateTable(DataTable):
     """Candidates best first: rank, R~, outcome badge, length in tokens, duplicates merged."""
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = True
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.add_column("#", width=3, key="rank")
         self.add_column("R~", width=7, key="reward")
         self.add_column("ok", width=2, key="outcome")
@@ -82,20 +81,22 @@ def first_line(text: str) -> str:
 class TestsPanel(Vertical):
     """The selected candidate's test results: a summary line and one row per test."""
 
-    def compose(self) -> ComposeResult:
-        yield Static(id="tests-summary")
-        yield DataTable(id="tests-table", cursor_type="row", zebra_stripes=True)
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.summary = Static(id="tests-summary")
+        self.table = table = DataTable(id="tests-table", cursor_type="row", zebra_stripes=True)
         table.add_column("#", width=2, key="n")
         table.add_column("verdict", width=7, key="verdict")
         table.add_column("time", width=5, key="time")
         table.add_column("detail", key="detail")
 
+    def compose(self) -> ComposeResult:
+        yield self.summary
+        yield self.table
+
     def show(self, candidate: Candidate | None, has_tests: bool) -> None:
-        self.query_one("#tests-summary", Static).update(summary_text(candidate, has_tests))
-        table = self.query_one(DataTable)
+        self.summary.update(summary_text(candidate, has_tests))
+        table = self.table
         table.clear()
         tests: list[TestOutcome] = candidate.tests if candidate else []
         for i, test in enumerate(tests, start=1):
