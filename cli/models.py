@@ -136,7 +136,8 @@ def verify(
             ok = verify_cached(n, on_progress)
         dt = time.perf_counter() - t0
         if ok is None:
-            typer.echo(f"{n}: not cached" if name or n in PRESETS else f"{n}: nothing to verify")
+            hub_only = n in PRESETS and PRESETS[n].artifact is None
+            typer.echo(f"{n}: hub model, nothing to verify" if hub_only else f"{n}: not cached")
         elif ok:
             typer.echo(f"{n}: ok ({dt:.1f} s)")
         else:
