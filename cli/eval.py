@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ def evaluate(
     paper: bool = typer.Option(False, "--paper", help="Show the paper's numbers beside."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the CIs."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    generate_only: bool = typer.Option(
+        False, "--generate-only", help="Sample and score only; a later --resume executes."
+    ),
 ) -> None:
     """Sample M candidates per problem, score and run them, and report pass@k (see the README)."""
     if ctx.invoked_subcommand is not None:
@@ -76,8 +80,16 @@ def evaluate(
     )
     with _progress() as on_event:
         outcome = run_eval(
-            settings, out, resume=resume, shard=parse_shard(shard), on_event=on_event
+            settings,
+            out,
+            resume=resume,
+            shard=parse_shard(shard),
+            on_event=on_event,
+            execute=not generate_only,
         )
+    if generate_only:
+        typer.echo("sampled and scored; to execute, run the same command with --resume", err=True)
+        return
     if outcome.missing:
         typer.echo(
             f"{len(outcome.done_now)} problems done here; {len(outcome.missing)} of "
@@ -129,40 +141,65 @@ def _show(report: dict[str, Any], run_dir: Path, as_json: bool) -> None:
     )
 
 
+_SHORT = {
+    "unranked": "unranked",
+    "ranked_reward": "R~ (B-Coder)",
+    "ranked_mean_logprob": "mean logprob",
+    "ranked_sum_logprob": "sum logprob",
+    "ranked_random": "random",
+    "filtered_reward": "filtered, R~",
+    "upper_bound": "upper bound",
+}
+
+
 def _tables(report: dict[str, Any]) -> list[Any]:
     from rich.table import Table
 
-    from bcoder.evaluate.markdown import metrics_rows
+    from bcoder.evaluate.markdown import metrics_rows, pct
 
     ks = [str(k) for k in report["config"]["ks"]]
     fig = report["figures"]
-    tables = []
-    for group, methods in fig["metrics"].items():
-        n = next(iter(methods["unranked"].values()))["n"]
-        samples = ", ".join(map(str, fig["samples"]))
-        table = Table(title=f"pass@k (%) - {group}: {n} problems, M = {samples}; [95% CI]")
-        table.add_column("method")
-        for kk in ks:
-            table.add_column(f"pass@{kk}", justify="right")
-        for row in metrics_rows(methods, ks):
-            table.add_row(*row)
-        tables.append(table)
+    metrics = fig["metrics"]
+    n = next(iter(metrics["all"]["unranked"].values()))["n"]
+    samples = ", ".join(map(str, fig["samples"]))
+    overall = Table(title=f"pass@k (%) over {n} problems, M = {samples} [95% bootstrap CI]")
+    overall.add_column("method", no_wrap=True)
+    for k in ks:
+        overall.add_column(f"pass@{k}", justify="right", no_wrap=True)
+    for row in metrics_rows(metrics["all"], ks, _SHORT):
+        overall.add_row(*row)
+    tables = [overall]
+    groups = [g for g in metrics if g != "all"]
+    if groups:
+        per = Table(title="pass@k (%) per difficulty")
+        per.add_column("method", no_wrap=True)
+        for g in groups:
+            for k in ks:
+                per.add_column(f"{g[:5]}@{k}", justify="right", no_wrap=True)
+        for method in metrics["all"]:
+            cells = [
+                pct(metrics[g].get(method, {}).get(k, {}).get("value")) for g in groups for k in ks
+            ]
+            per.add_row(_SHORT[method], *cells)
+        tables.append(per)
     if report.get("paper"):
-        table = Table(title="the PAPER's published numbers (Yu et al., ICLR 2024) vs this run")
-        for col in ("paper table", "method", "k", "difficulty", "paper", "this run", "setting"):
+        table = Table(
+            title="the PAPER's published numbers (Yu et al., ICLR 2024) beside this run",
+            caption="paper: its own backbone, m and temperature (settings in report.md)",
+        )
+        for col in ("paper table", "method", "k", "difficulty", "paper", "this run"):
             table.add_column(col)
         for r in report["paper"]:
             run = "-" if r["run"] is None else f"{r['run']:.2f}"
             table.add_row(
-                r["table"], r["method"], str(r["k"]), r["difficulty"], f"{r['paper']:.2f}", run,
-                r["setting"],
-            )  # fmt: skip
+                r["table"], r["method"], str(r["k"]), r["difficulty"], f"{r['paper']:.2f}", run
+            )
         tables.append(table)
     return tables
 
 
 class _progress:
-    """A rich progress display fed by Progress events: problems, then the current stage."""
+    """Progress from Progress events: a rich display on a terminal, else a line per problem."""
 
     def __enter__(self):
         from rich.console import Console
@@ -174,22 +211,31 @@ class _progress:
             TimeElapsedColumn,
         )
 
+        console = Console(stderr=True)
+        self.live = console.is_terminal
+        self.t0 = time.perf_counter()
         self.bar = Progress(
             TextColumn("[bold]{task.fields[stage]:<9}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.description}"),
-            console=Console(stderr=True),
+            console=console,
             transient=False,
         )
         self.tasks: dict[str, Any] = {}
-        self.bar.__enter__()
+        if self.live:
+            self.bar.__enter__()
         return self.on_event
 
     def on_event(self, ev: Any) -> None:
         stage = getattr(ev, "stage", None)
         if stage is None:
+            return
+        if not self.live:  # a log file: one line per finished problem
+            if stage == "problems" and ev.done > 0:
+                elapsed = time.perf_counter() - self.t0
+                typer.echo(f"[{ev.done}/{ev.total}] {ev.message} done ({elapsed:.0f} s)", err=True)
             return
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(ev.message, total=ev.total or None, stage=stage)
@@ -201,4 +247,5 @@ class _progress:
         )
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
+        if self.live:
+            self.bar.__exit__(*exc)

@@ -26,9 +26,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def metrics_rows(group: dict[str, Any], ks: list[str]) -> list[list[str]]:
-    """One row per method present in a group: label, then a cell per k."""
-    return [[METHOD_LABELS[m], *(cell(group[m].get(k)) for k in ks)] for m in METHODS if m in group]
+def metrics_rows(
+    group: dict[str, Any], ks: list[str], labels: dict[str, str] = METHOD_LABELS
+) -> list[list[str]]:
+    """One row per method present in a group: label, then a cell per k.
+
+    A method computed over fewer problems (the example-filtered one: only problems that have
+    example tests) says over how many."""
+    n_all = next(iter(group["unranked"].values()))["n"] if "unranked" in group else None
+    rows = []
+    for m in METHODS:
+        if m not in group:
+            continue
+        n = next(iter(group[m].values()))["n"]
+        label = labels[m] + (f" ({n} problems)" if n != n_all else "")
+        rows.append([label, *(cell(group[m].get(k)) for k in ks)])
+    return rows
 
 
 def _seconds(x: float | None) -> str:

@@ -4,6 +4,7 @@ Layout of a run directory::
 
     config.json              the resolved configuration, data and model identity (first process)
     selection.json           the problem ids of the latest invocation, in order (what a report covers)
+    samples/<slug>.json.gz   a problem's sampled and scored candidates, not yet executed
     problems/<slug>.json.gz  one ProblemRecord per finished problem (atomic: present means complete)
     report.json, report.md   every figure, and the Markdown tables
     plots/*.png              R~ density by outcome, pass@k against m, calibration
@@ -114,13 +115,14 @@ def slug(problem_id: str) -> str:
     return f"{readable}-{hashlib.sha1(problem_id.encode()).hexdigest()[:8]}"
 
 
-def record_path(run_dir: Path, problem_id: str) -> Path:
-    return run_dir / "problems" / f"{slug(problem_id)}.json.gz"
+def record_path(run_dir: Path, problem_id: str, stage: str = "problems") -> Path:
+    """Where a problem's record lives: ``problems/`` (complete) or ``samples/`` (not executed)."""
+    return run_dir / stage / f"{slug(problem_id)}.json.gz"
 
 
-def write_record(run_dir: Path, record: ProblemRecord) -> Path:
+def write_record(run_dir: Path, record: ProblemRecord, stage: str = "problems") -> Path:
     """Write a problem's record through a temporary file and a rename (present = complete)."""
-    path = record_path(run_dir, record.problem_id)
+    path = record_path(run_dir, record.problem_id, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = gzip.compress(json.dumps(record.to_dict(), separators=(",", ":")).encode(), mtime=0)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
@@ -144,8 +146,8 @@ def read_record(path: Path) -> ProblemRecord:
         raise BcoderError(f"{path}: unreadable problem record ({err}); delete it to redo") from None
 
 
-def has_record(run_dir: Path, problem_id: str) -> bool:
-    return record_path(run_dir, problem_id).is_file()
+def has_record(run_dir: Path, problem_id: str, stage: str = "problems") -> bool:
+    return record_path(run_dir, problem_id, stage).is_file()
 
 
 def load_records(run_dir: Path, problem_ids: list[str]) -> tuple[list[ProblemRecord], list[str]]:

@@ -3,8 +3,10 @@
     outcome = run_eval(EvalSettings(dataset="mbpp", limit=50, samples=8), Path("runs/mbpp"))
     outcome.report["figures"]["metrics"]["all"]["ranked_reward"]["1"]["value"]
 
-Resumable: a problem whose record file exists is never redone, so an interrupted run continues
-where it stopped (``resume=True``), and a run with a larger ``--limit`` only adds problems.
+Two stages per problem, each kept in its own atomic file: sampling and scoring (``samples/``, the
+costly part), then execution in the sandbox (``problems/``, the complete record). Resumable: what
+has a file is never redone, so an interrupted run continues where it stopped (``resume=True``), and
+a run with a larger ``--limit`` only adds problems.
 Shardable: ``shard=(i, n)`` takes the problems at positions i, i+n, i+2n, ... of the selection;
 processes sharing a run directory agree through ``config.json``, and whichever finds every record
 present writes the report (``write_report`` does it later for a directory, too).
@@ -15,6 +17,7 @@ depend on the selection, the shard or the order in which problems run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -32,6 +35,8 @@ from bcoder.evaluate.records import (
     ProblemRecord,
     has_record,
     load_records,
+    read_record,
+    record_path,
     sha256_file,
     write_record,
 )
@@ -40,7 +45,7 @@ from bcoder.results import Progress
 from bcoder.spec import Problem
 
 EventFn = Callable[[Any], None]
-CONFIG, SELECTION, MODEL = "config.json", "selection.json", "model.json"
+CONFIG, SELECTION, MODEL, SAMPLES = "config.json", "selection.json", "model.json", "samples"
 
 
 @dataclass
@@ -118,24 +123,22 @@ def prepare_run_dir(
     return config
 
 
-def _record(
-    problem: Problem, candidates: list[Any], timings: dict[str, float], wall: float
-) -> ProblemRecord:
+def _record(problem: Problem, candidates: list[Any], timings: dict[str, float]) -> ProblemRecord:
     return ProblemRecord(
         problem_id=problem.id,
         difficulty=problem.difficulty,
         has_example_tests=problem.example_tests is not None,
         candidates=[CandidateRecord.from_candidate(c) for c in candidates],
-        timings={**{k: float(v) for k, v in timings.items() if k != "load"}, "total": wall},
+        timings={k: float(v) for k, v in timings.items() if k != "load"},
     )
 
 
-def _solve_problem(
-    problem: Problem, engine: Any, settings: EvalSettings, executor: Any, emit: EventFn, cancel
+def _sample_problem(
+    problem: Problem, engine: Any, settings: EvalSettings, emit: EventFn, cancel
 ) -> ProblemRecord:
+    """M samples of a problem, scored and merged (counted), not executed."""
     from bcoder.solve import SolveSettings, solve
 
-    t0 = time.perf_counter()
     solve_settings = SolveSettings(
         model=settings.model,
         checkpoint=settings.checkpoint,
@@ -145,20 +148,19 @@ def _solve_problem(
         max_new_tokens=settings.max_new_tokens,
         seed=problem_seed(settings.seed, problem.id),
         batch_size=settings.batch_size,
-        run_tests=True,
+        run_tests=False,
         filter_examples=False,
         timeout=settings.timeout,
     )
-    result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel, executor=executor)
-    return _record(problem, result.candidates, result.timings, time.perf_counter() - t0)
+    result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel)
+    return _record(problem, result.candidates, result.timings)
 
 
-def _rank_only_problem(
-    problem: Problem, codes: list[str], engine: Any, settings: EvalSettings, executor: Any, emit
+def _score_problem(
+    problem: Problem, codes: list[str], engine: Any, settings: EvalSettings
 ) -> ProblemRecord:
-    """Score another model's programs (duplicates merged and counted), then run their tests."""
-    from bcoder.ranking import rank, run_tests
-    from bcoder.solve import SolveSettings, code_key, score_codes
+    """Another model's programs for a problem, scored (duplicates merged and counted)."""
+    from bcoder.solve import code_key, score_codes
 
     t0 = time.perf_counter()
     distinct: dict[str, str] = {}
@@ -172,11 +174,34 @@ def _rank_only_problem(
     )
     for cand, key in zip(candidates, distinct, strict=True):
         cand.count = counts[key]
-    t1 = time.perf_counter()
-    run_settings = SolveSettings(model=settings.model, timeout=settings.timeout)
-    candidates = rank(run_tests(problem, candidates, run_settings, executor, emit))
-    t2 = time.perf_counter()
-    return _record(problem, candidates, {"score": t1 - t0, "execute": t2 - t1}, t2 - t0)
+    return _record(problem, candidates, {"score": time.perf_counter() - t0})
+
+
+def execute_record(
+    problem: Problem,
+    record: ProblemRecord,
+    settings: EvalSettings,
+    executor: Any,
+    emit: EventFn,
+    cancel: threading.Event | None = None,
+) -> ProblemRecord:
+    """Run every candidate's tests (and example tests) in the sandbox; fill the verdicts."""
+    from bcoder.ranking import run_tests
+    from bcoder.results import Candidate
+    from bcoder.solve import SolveSettings
+
+    t0 = time.perf_counter()
+    cands = [Candidate(code=c.code, completion="") for c in record.candidates]
+    run_settings = SolveSettings(model=settings.model, timeout=settings.timeout, run_tests=True)
+    run_tests(problem, cands, run_settings, executor, emit, cancel)
+    for rec, cand in zip(record.candidates, cands, strict=True):
+        rec.outcome, rec.true_reward = cand.outcome, cand.true_reward
+        rec.passed_examples = cand.passed_examples
+    record.timings["execute"] = time.perf_counter() - t0
+    record.timings["total"] = sum(
+        record.timings.get(k, 0.0) for k in ("generate", "score", "execute")
+    )
+    return record
 
 
 def read_rank_only(path: Path, problems: list[Problem]) -> dict[str, list[str]]:
@@ -220,8 +245,13 @@ def run_eval(
     on_event: EventFn | None = None,
     cancel: threading.Event | None = None,
     engine: Any = None,
+    execute: bool = True,
 ) -> EvalOutcome:
-    """Evaluate the selection into ``run_dir``; write the report once every problem is done."""
+    """Evaluate the selection into ``run_dir``; write the report once every problem is done.
+
+    With ``execute=False`` only sampling and scoring run (kept in ``samples/``); a later run
+    executes them without sampling again. ``engine`` reuses a loaded :class:`bcoder.solve.Engine`.
+    """
     emit = on_event or (lambda _e: None)
     t_start = time.perf_counter()
     data_path, problems = select_problems(settings)
@@ -244,13 +274,21 @@ def run_eval(
     }
     prepare_run_dir(run_dir, config, resume, sharded=shard[1] > 1)
     ids = [p.id for p in problems]
-    selection = {"problem_ids": ids, "ks": settings.ks, "bootstrap": settings.bootstrap}
+    selection = {
+        "problem_ids": ids,
+        "ks": settings.ks,
+        "bootstrap": settings.bootstrap,
+        "limit": settings.limit,
+        "ids": settings.ids,
+    }
     atomic_write_text(run_dir / SELECTION, json.dumps(selection, indent=1) + "\n")
     mine = [p for i, p in enumerate(problems) if i % shard[1] == shard[0]]
     todo = [p for p in mine if not has_record(run_dir, p.id)]
     outcome = EvalOutcome(run_dir, ids)
     if todo:
-        _run_problems(settings, run_dir, todo, codes_by_problem, engine, emit, cancel, outcome)
+        _run_problems(
+            settings, run_dir, todo, codes_by_problem, engine, emit, cancel, outcome, execute
+        )
     _, outcome.missing = load_records(run_dir, ids)
     outcome.wall_seconds = time.perf_counter() - t_start
     if not outcome.missing:
@@ -269,27 +307,43 @@ def _run_problems(
     emit: EventFn,
     cancel: threading.Event | None,
     outcome: EvalOutcome,
+    execute: bool,
 ) -> None:
-    from bcoder.execution import Executor
-    from bcoder.solve import Engine
+    """Sample (or score) what has no samples file yet, then execute what has no record yet."""
+    unsampled = [p for p in todo if not has_record(run_dir, p.id, SAMPLES)]
+    if unsampled and engine is None:
+        from bcoder.solve import Engine
 
-    if engine is None:
         engine = Engine.load(
             settings.model, settings.checkpoint, dtype=settings.dtype, device=settings.device,
             on_event=emit,
         )  # fmt: skip
-    model_info = {**engine.info, "heads": engine.heads}
-    atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
-    with Executor(workers=settings.workers, timeout=settings.timeout) as executor:
+    if engine is not None:
+        model_info = {**engine.info, "heads": engine.heads}
+        atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
+    with contextlib.ExitStack() as stack:
+        executor = None
+        if execute:
+            from bcoder.execution import Executor
+
+            executor = stack.enter_context(
+                Executor(workers=settings.workers, timeout=settings.timeout)
+            )
         for n, problem in enumerate(todo):
             if cancel is not None and cancel.is_set():
                 break
             emit(Progress("problems", n, len(todo), problem.id))
-            if settings.rank_only:
-                codes = codes_by_problem[problem.id]
-                record = _rank_only_problem(problem, codes, engine, settings, executor, emit)
+            if has_record(run_dir, problem.id, SAMPLES):
+                record = read_record(record_path(run_dir, problem.id, SAMPLES))
             else:
-                record = _solve_problem(problem, engine, settings, executor, emit, cancel)
-            write_record(run_dir, record)
-            outcome.done_now.append(problem.id)
+                if settings.rank_only:
+                    codes = codes_by_problem[problem.id]
+                    record = _score_problem(problem, codes, engine, settings)
+                else:
+                    record = _sample_problem(problem, engine, settings, emit, cancel)
+                write_record(run_dir, record, SAMPLES)
+            if executor is not None:
+                record = execute_record(problem, record, settings, executor, emit, cancel)
+                write_record(run_dir, record)
+                outcome.done_now.append(problem.id)
             emit(Progress("problems", n + 1, len(todo), problem.id))

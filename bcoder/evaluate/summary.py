@@ -64,7 +64,8 @@ def build_report(
         )
     if not records:
         raise BcoderError(f"{run_dir}: no problem has results yet")
-    settings = dict(config["settings"])
+    settings = dict(config["settings"])  # as first run, with the latest selection's choices
+    settings.update({key: selection.get(key) for key in ("limit", "ids", "bootstrap")})
     settings["ks"] = sorted(set(ks or selection["ks"]))
     model = _read(run_dir / "model.json") or {}
     figures = compute_figures(records, settings["ks"], settings["seed"], selection["bootstrap"])

@@ -1,0 +1,173 @@
+"""bcoder eval end to end on a tiny model and a few MBPP problems: records, report, resume, shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_eval_report import naive_ci, naive_values
+
+from bcoder.evaluate import EvalSettings, run_eval, write_report
+from bcoder.evaluate.records import load_records
+
+MBPP = ("11", "12", "13")
+SAMPLING = ["--samples", "3", "--k", "1,2", "--max-new-tokens", "16", "--batch-size", "3"]
+
+
+def bcoder(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bcoder", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def mbpp(shared_data) -> Path:
+    return shared_data / "mbpp" / "mbpp.jsonl"
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    from bcoder.solve import Engine
+
+    return Engine.load(str(tiny_model_dir))
+
+
+def _candidates_file(path: Path, mbpp: Path) -> Path:
+    """Programs 'from another model': right, duplicated, wrong, crashing and broken ones."""
+    rows = {}
+    for line in mbpp.read_text().splitlines():
+        row = json.loads(line)
+        if str(row["task_id"]) in MBPP:
+            rows[str(row["task_id"])] = row
+    lines = []
+    for tid, row in rows.items():
+        good = row["code"].replace("\r\n", "\n")
+        name = row["test_list"][0].split("assert ", 1)[1].split("(", 1)[0].strip()
+        for code in (
+            good,
+            f"def {name}(*args):\n    return None\n",  # wrong answer
+            good,  # a duplicate of the right one
+            f"def {name}(*args):\n    raise ValueError('no')\n",  # runtime error
+            f"def {name}(*args)\n    return 1\n",  # does not compile
+        ):
+            lines.append(json.dumps({"problem_id": tid, "code": code}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_rank_only_report_figures_recomputed_from_records(tmp_path, mbpp, tiny_model_dir, engine):
+    cands = _candidates_file(tmp_path / "cands.jsonl", mbpp)
+    settings = EvalSettings(
+        dataset=str(mbpp), ids=list(MBPP), ks=[1, 2, 5], model=str(tiny_model_dir),
+        rank_only=str(cands), bootstrap=200, seed=2,
+    )  # fmt: skip
+    out = run_eval(settings, tmp_path / "run", engine=engine)
+    assert out.missing == [] and out.report is not None
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    records, _ = load_records(tmp_path / "run", out.problem_ids)
+    assert [r.problem_id for r in records] == [f"mbpp/{t}" for t in MBPP]
+    for r in records:  # verdicts from the sandbox, duplicates merged and counted
+        assert r.n_samples == 5 and len(r.candidates) == 4 and r.has_example_tests
+        by_outcome = {c.outcome: c for c in r.candidates}
+        assert set(by_outcome) == {"pass", "fail", "runtime_error", "compile_error"}
+        assert by_outcome["pass"].count == 2 and by_outcome["pass"].true_reward == 1.0
+        assert by_outcome["compile_error"].true_reward == -1.0
+        assert by_outcome["pass"].passed_examples is True
+        assert by_outcome["fail"].passed_examples is False
+        for c in r.candidates:  # per-token values kept, and they add up to R~
+            assert c.n_tokens == len(c.tokens["r"]) > 0
+            assert sum(c.tokens["r"]) == pytest.approx(c.reward, abs=1e-3 * c.n_tokens)
+    metrics = report["figures"]["metrics"]
+    assert list(metrics) == ["all"]
+    for k in (1, 2, 5):
+        naive = [naive_values(r, k, seed=2) for r in records]
+        for method, by_k in metrics["all"].items():
+            vals = [v[method] for v in naive]
+            assert by_k[str(k)]["value"] == pytest.approx(np.mean(vals), abs=1e-12), (method, k)
+            assert by_k[str(k)]["ci"] == pytest.approx(naive_ci(vals, 200, 2), abs=1e-12)
+    assert metrics["all"]["unranked"]["1"]["value"] == pytest.approx(2 / 5)
+    assert metrics["all"]["upper_bound"]["1"]["value"] == 1.0
+    assert metrics["all"]["filtered_reward"]["1"]["value"] == 1.0  # only the right one passes ex.
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "ranked by R~ (B-Coder)" in md and "ranked by mean log-prob" in md
+    assert report["data"]["sha256"] and report["model"]["name"]
+    assert report["timings"]["problems"] == 3 and report["timings"]["score"] > 0
+    for name in report["plots"]:
+        png = (tmp_path / "run" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 15_000
+    # The report command recomputes the same figures, and labels the paper's numbers.
+    res = bcoder("eval", "report", str(tmp_path / "run"), "--paper")
+    assert res.returncode == 0, res.stderr
+    assert "PAPER" in res.stdout and "Table 4" in res.stdout
+    again = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert again["figures"] == report["figures"]
+    assert any(r["table"] == "Table 4" and r["run"] is not None for r in again["paper"])
+
+
+def _figures(run_dir: Path) -> dict:
+    return json.loads((run_dir / "report.json").read_text())["figures"]
+
+
+def test_interrupted_limited_and_sharded_runs_give_the_same_report(
+    tmp_path, mbpp, tiny_model_dir, engine
+):
+    common = ["eval", "-d", str(mbpp), "--limit", "3", "--model", str(tiny_model_dir), *SAMPLING]
+    res = bcoder(*common, "--out", str(tmp_path / "full"))
+    assert res.returncode == 0, res.stderr
+    reference = _figures(tmp_path / "full")
+    assert reference["problems"] == 3 and reference["samples"] == [3]
+
+    # Killed for real after its first problem, then resumed.
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bcoder", *common, "--out", str(run)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 200
+    while not list((run / "problems").glob("*.json.gz")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = list((run / "problems").glob("*.json.gz"))
+    assert 1 <= len(done) < 3 and not (run / "report.json").exists()
+    res = bcoder(*common, "--out", str(run))
+    assert res.returncode == 2 and "--resume" in res.stderr  # no silent overwrite
+    res = bcoder(*common, "--out", str(run), "--resume")
+    assert res.returncode == 0, res.stderr
+    assert _figures(run) == reference
+
+    # In-process: a run limited to one problem, then extended; and two shards.
+    base = dict(dataset=str(mbpp), samples=3, ks=[1, 2], model=str(tiny_model_dir),
+                max_new_tokens=16, batch_size=3)  # fmt: skip
+    run_eval(EvalSettings(**base, limit=1), tmp_path / "grown", engine=engine)
+    out = run_eval(EvalSettings(**base, limit=3), tmp_path / "grown", engine=engine, resume=True)
+    assert len(out.done_now) == 2 and _figures(tmp_path / "grown") == reference
+    first = run_eval(
+        EvalSettings(**base, limit=3), tmp_path / "shards", engine=engine, shard=(0, 2)
+    )
+    assert first.report is None and len(first.missing) == 1
+    with pytest.raises(Exception, match="no results yet"):
+        write_report(tmp_path / "shards")
+    second = run_eval(
+        EvalSettings(**base, limit=3), tmp_path / "shards", engine=engine, shard=(1, 2)
+    )
+    assert second.report is not None and _figures(tmp_path / "shards") == reference
+
+
+def test_cli_errors_are_one_line(tmp_path, mbpp):
+    res = bcoder("eval", "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and res.stderr.startswith("error:") and "--dataset" in res.stderr
+    res = bcoder("eval", "-d", str(mbpp), "--samples", "2", "--k", "1,5", "--out", str(tmp_path))
+    assert res.returncode == 2 and "larger than --samples" in res.stderr
+    res = bcoder("eval", "-d", str(mbpp), "--k", "one", "--out", str(tmp_path / "y"))
+    assert res.returncode == 2 and "--k" in res.stderr
+    res = bcoder("eval", "report", str(tmp_path))
+    assert res.returncode == 2 and "not an eval run directory" in res.stderr
+    assert "Traceback" not in res.stderr
