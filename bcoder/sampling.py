@@ -222,6 +222,38 @@ class _Seq2Seq:
         self.mask = self.mask[rows]
 
 
+class _Recorder:
+    """The raw per-step statistics of in-loop scoring, kept with as few tensor ops per step as
+    possible (the loop is the hot path); turned into StepScores once a row finishes."""
+
+    def __init__(self, B: int, T: int, hidden: torch.Tensor, device: torch.device):
+        self.stats = torch.zeros((B, T, 3), device=device)  # l(s_t, a_t), max l(s_t), logsumexp
+        self.preferred = torch.zeros((B, T), dtype=torch.long, device=device)
+        self.hidden = torch.zeros((B, T, hidden.shape[-1]), dtype=hidden.dtype, device=device)
+
+    def record(
+        self, rows: torch.Tensor, t: int, logits: torch.Tensor, taken: torch.Tensor,
+        hidden: torch.Tensor,
+    ) -> None:  # fmt: skip
+        """Shapes: rows (b,), logits (b, V) float, taken (b,), hidden (b, H)."""
+        best, argmax = logits.max(dim=-1)
+        chosen = logits.gather(-1, taken[:, None]).squeeze(-1)
+        self.stats[rows, t] = torch.stack([chosen, best, logits.logsumexp(dim=-1)], dim=-1)
+        self.preferred[rows, t] = argmax
+        self.hidden[rows, t] = hidden
+
+    def scores(self, qmodel: BCoderModel, row: int, n: int) -> StepScores:
+        """A, V, log-prob and preferred token of the first ``n`` actions of ``row``."""
+        chosen, best, lse = self.stats[row, :n].unbind(dim=-1)  # (n,) each
+        value = qmodel.value_from_hidden(self.hidden[row, :n])  # V(s_t), (n,)
+        return StepScores(
+            advantage=(qmodel.config.alpha * (chosen - best)).cpu(),
+            value=value.float().cpu(),
+            logprob=(chosen - lse).cpu(),
+            preferred=self.preferred[row, :n].cpu(),
+        )
+
+
 @dataclass
 class DecodeOptions:
     """How to decode (validated by the caller's settings)."""
@@ -262,20 +294,13 @@ def decode(
     device = logits.device
     active = torch.arange(B, device=device)  # original row of each batch row
     tokens = torch.zeros((B, T), dtype=torch.long, device=device)
-    if options.score:
-        bufs = {k: torch.zeros((B, T), device=device) for k in ("advantage", "value", "logprob")}
-        preferred = torch.zeros((B, T), dtype=torch.long, device=device)
+    recorder = _Recorder(B, T, hidden, device) if options.score else None
     eos = torch.tensor(options.eos_ids or (-1,), device=device)
-    alpha = qmodel.config.alpha
     for t in range(T):
         nxt = sample_next(logits, options.temperature, options.top_p, generator)  # (b,)
         tokens[active, t] = nxt
-        if options.score:
-            chosen = logits.gather(-1, nxt[:, None]).squeeze(-1)  # l(s_t, a_t)
-            bufs["advantage"][active, t] = alpha * (chosen - logits.max(dim=-1).values)
-            bufs["logprob"][active, t] = chosen - logits.logsumexp(dim=-1)
-            bufs["value"][active, t] = qmodel.value_from_hidden(hidden).float()
-            preferred[active, t] = logits.argmax(dim=-1)
+        if recorder is not None:
+            recorder.record(active, t, logits, nxt, hidden)
         done = torch.isin(nxt, eos)
         reasons = [FINISH_EOS if d else "" for d in done.tolist()]
         if options.fence is not None:
@@ -289,12 +314,7 @@ def decode(
         finished = [r for r, x in enumerate(reasons) if x]
         for r in finished:
             row = int(active[r])
-            scores = None
-            if options.score:
-                scores = StepScores(
-                    *(bufs[k][row, : t + 1].cpu() for k in ("advantage", "value", "logprob")),
-                    preferred=preferred[row, : t + 1].cpu(),
-                )
+            scores = recorder.scores(qmodel, row, t + 1) if recorder is not None else None
             yield Generation(
                 first_index + row, prompts[row], tokens[row, : t + 1].tolist(), reasons[r], scores
             )
