@@ -25,7 +25,9 @@ from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, Stati
 
 from bcoder.cli.tui import colors
 from bcoder.cli.tui.compare import CompareScreen
+from bcoder.cli.tui.generate import generate
 from bcoder.cli.tui.heatmap import HeatmapView, base_colour, details_text, legend_text
+from bcoder.cli.tui.palette import palette_commands
 from bcoder.cli.tui.panels import CandidateTable, TestsPanel
 from bcoder.cli.tui.problem_io import open_request, problem_dict, problem_from_dict
 from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen
@@ -58,7 +60,6 @@ class BcoderTui(App[None]):
         Binding("y", "copy", "Copy"),
         Binding("s", "save", "Save"),
         Binding("p", "problem", "Problem"),
-        Binding("tab", "focus_next", "Focus", show=False),
     ]
 
     metric: reactive[str] = reactive("reward")
@@ -138,8 +139,8 @@ class BcoderTui(App[None]):
             )
             for m in colors.METRICS
         }
-        if keep is not None and keep in self.candidates:
-            self.selected = self.candidates.index(keep)
+        if (index := self.rank_of(keep)) is not None:
+            self.selected = index
         self.selected = max(0, min(self.selected, len(self.candidates) - 1))
         self.table.set_candidates(self.candidates, self.selected)
         self._show_selected()
@@ -179,6 +180,10 @@ class BcoderTui(App[None]):
             )
             view.border_subtitle = f"colour: {colors.METRICS[self.metric][1]} (m)"
 
+    def rank_of(self, cand: Candidate | None) -> int | None:
+        """The position of ``cand`` (this very object) in the ranked list, or None."""
+        return next((i for i, c in enumerate(self.candidates) if c is cand), None)
+
     @property
     def selected_candidate(self) -> Candidate | None:
         return self.candidates[self.selected] if self.candidates else None
@@ -190,7 +195,7 @@ class BcoderTui(App[None]):
 
     def on_heatmap_view_token_changed(self, event: HeatmapView.TokenChanged) -> None:
         view = self.view
-        text = details_text(event.token, event.index, len(view.tokens))
+        text = details_text(event.token, event.index, len(view.tokens), view.candidate is not None)
         self.details.update(text)
 
     def watch_metric(self) -> None:
@@ -295,39 +300,13 @@ class BcoderTui(App[None]):
 
     @work(thread=True, exclusive=True, group="solve", exit_on_error=False)
     def _solve(self, problem: Problem, settings: dict[str, Any], cancel: threading.Event) -> None:
-        from dataclasses import fields
-
-        from bcoder.solve import Cancelled, Engine, SolveSettings, solve
-
-        known = {f.name for f in fields(SolveSettings)}
-        config = SolveSettings(**{k: v for k, v in settings.items() if k in known})
+        from bcoder.solve import Cancelled
 
         def on_event(event: object) -> None:
             self._post(self._on_event, event)
 
         try:
-            key = (config.model, config.checkpoint, config.dtype, config.device)
-            if key not in self._engines:
-                self._post(self._on_event, Progress("load", 0, 0, f"loading {config.model}"))
-                self._engines[key] = Engine.load(
-                    config.model,
-                    checkpoint=config.checkpoint,
-                    dtype=config.dtype,
-                    device=config.device,
-                    on_event=on_event,
-                )
-            if cancel.is_set():
-                raise Cancelled()
-            result = solve(
-                problem,
-                self._engines[key],
-                config,
-                on_event=on_event,
-                cancel=cancel,
-                store=self.store,
-            )
-            if result.run_id is None:
-                self.store.save(result)
+            result = generate(problem, settings, self._engines, self.store, on_event, cancel)
         except Cancelled:
             self._post(self._finished, None, "cancelled")
         except BcoderError as err:
@@ -342,7 +321,7 @@ class BcoderTui(App[None]):
             label = f"{event.stage} {event.done}/{event.total}" if event.total else event.stage
             if event.message:
                 label += f" · {event.message}"
-            self.progress_label.update(label[:40] + "  (x cancels)")
+            self.progress_label.update(label[:48])
             self.progress_bar.update(total=event.total or None, progress=event.done)
         elif isinstance(event, CandidateReady):
             keep = self.selected_candidate
@@ -378,11 +357,11 @@ class BcoderTui(App[None]):
         if len(self.candidates) < 2:
             self.notify("need two candidates to compare", severity="warning")
             return
-        a = self.marked if self.marked in self.candidates else self.candidates[0]
+        a = self.marked if self.rank_of(self.marked) is not None else self.candidates[0]
         b = self.selected_candidate
         if b is a:
             b = self.candidates[1] if a is self.candidates[0] else self.candidates[0]
-        ranks = (self.candidates.index(a) + 1, self.candidates.index(b) + 1)
+        ranks = (self.rank_of(a) + 1, self.rank_of(b) + 1)
         self.push_screen(CompareScreen(a, b, ranks))
 
     def action_copy(self) -> None:
@@ -442,7 +421,7 @@ class BcoderTui(App[None]):
         cand.outcome = getattr(outcome.outcome, "value", outcome.outcome)
         cand.true_reward = float(outcome.reward)
         cand.tests = list(outcome.tests)
-        if self.result is not None and self.result.run_id and cand in self.candidates:
+        if self.result is not None and self.result.run_id and self.rank_of(cand) is not None:
             try:
                 self.store.update_candidate_outcomes(self.result.run_id, self.candidates)
             except BcoderError as err:
@@ -454,36 +433,8 @@ class BcoderTui(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if screen is not self.screen_stack[0]:
-            return
-        yield SystemCommand(
-            "Open", "Open a problem file, FILE.jsonl:ID or a stored run", self.action_open
-        )
-        if self.problem is not None and not self.generating:
-            yield SystemCommand(
-                "Generate", "Sample, score and rank candidates", self.action_generate
-            )
-        if self.generating:
-            yield SystemCommand("Cancel generation", "Stop sampling", self.action_cancel)
-        for key, (_, label) in colors.METRICS.items():
-            yield SystemCommand(
-                f"Colour by {label}",
-                f"Heatmap of {label} per token",
-                lambda k=key: self.action_metric(k),
-            )
-        if self.candidates:
-            yield SystemCommand(
-                "Run tests", "Run the selected candidate's tests", self.action_run_tests
-            )
-            yield SystemCommand(
-                "Compare", "Marked (or best) vs selected, by line", self.action_compare
-            )
-            yield SystemCommand("Copy code", "Copy the selected candidate", self.action_copy)
-            yield SystemCommand(
-                "Save code", "Write the selected candidate to a file", self.action_save
-            )
-        if self.problem_info:
-            yield SystemCommand("Problem", "Show the problem statement", self.action_problem)
+        if screen is self.screen_stack[0]:
+            yield from palette_commands(self)
 
     def on_unmount(self) -> None:
         self._cancel.set()  # let a running generation stop instead of outliving the app

@@ -195,10 +195,12 @@ def legend_text(metric: str, limit: float, base: str) -> Text:
     return text
 
 
-def details_text(token: TokenScore | None, index: int, total: int) -> Text:
-    """The details line: the token under the cursor, its values and the checkpoint's choice."""
+def details_text(token: TokenScore | None, index: int, total: int, shown: bool = True) -> Text:
+    """The details line: the token under the cursor, its values and the checkpoint's choice.
+
+    ``shown``: whether a candidate is displayed at all (else the line is empty)."""
     if token is None:
-        return Text("no per-token scores for this candidate", style="dim")
+        return Text("no per-token scores for this candidate" if shown else "", style="dim")
     text = Text()
     text.append(f"tok {index + 1}/{total} ", style="dim")
     text.append(repr(token.text)[:24], style="bold")

@@ -1,0 +1,57 @@
+"""The body of the TUI's generation worker: load (once) and solve, on a worker thread.
+
+No Textual here: events go to ``on_event`` (the app forwards them with ``call_from_thread``), the
+finished run is saved in the store, and cancellation is ``cancel.set()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from bcoder.results import Progress, SolveResult
+from bcoder.spec import Problem
+from bcoder.store import Store
+
+
+def settings_from(values: dict[str, Any]) -> Any:
+    """A ``SolveSettings`` from a run's settings dict (keys it does not know are ignored)."""
+    from bcoder.solve import SolveSettings
+
+    known = {f.name for f in fields(SolveSettings)}
+    return SolveSettings(**{k: v for k, v in values.items() if k in known})
+
+
+def generate(
+    problem: Problem,
+    values: dict[str, Any],
+    engines: dict[tuple, Any],
+    store: Store,
+    on_event: Callable[[object], None],
+    cancel: threading.Event,
+) -> SolveResult:
+    """Solve ``problem`` with settings ``values``, reusing a loaded engine from ``engines``.
+
+    Returns the saved result; raises ``bcoder.solve.Cancelled`` when ``cancel`` is set.
+    """
+    from bcoder.solve import Cancelled, Engine, solve
+
+    config = settings_from(values)
+    key = (config.model, config.checkpoint, config.dtype, config.device)
+    if key not in engines:
+        on_event(Progress("load", 0, 0, f"loading {config.model}"))
+        engines[key] = Engine.load(
+            config.model,
+            checkpoint=config.checkpoint,
+            dtype=config.dtype,
+            device=config.device,
+            on_event=on_event,
+        )
+    if cancel.is_set():  # loading cannot be interrupted; stop before sampling
+        raise Cancelled("cancelled")
+    result = solve(problem, engines[key], config, on_event=on_event, cancel=cancel, store=store)
+    if result.run_id is None:
+        store.save(result)
+    return result

@@ -1,0 +1,37 @@
+"""The TUI's entries in the command palette (ctrl+p), next to Textual's own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from textual.app import SystemCommand
+
+from bcoder.cli.tui import colors
+
+if TYPE_CHECKING:
+    from bcoder.cli.tui.app import BcoderTui
+
+
+def palette_commands(app: BcoderTui) -> Iterator[SystemCommand]:
+    """The actions that make sense in the app's current state."""
+    yield SystemCommand(
+        "Open", "Open a problem file, FILE.jsonl:ID or a stored run", app.action_open
+    )
+    if app.problem is not None and not app.generating:
+        yield SystemCommand("Generate", "Sample, score and rank candidates", app.action_generate)
+    if app.generating:
+        yield SystemCommand("Cancel generation", "Stop sampling", app.action_cancel)
+    for key, (_, label) in colors.METRICS.items():
+        yield SystemCommand(
+            f"Colour by {label}",
+            f"Heatmap of {label} per token",
+            lambda k=key: app.action_metric(k),
+        )
+    if app.candidates:
+        yield SystemCommand("Run tests", "Run the selected candidate's tests", app.action_run_tests)
+        yield SystemCommand("Compare", "Marked (or best) vs selected, by line", app.action_compare)
+        yield SystemCommand("Copy code", "Copy the selected candidate", app.action_copy)
+        yield SystemCommand("Save code", "Write the selected candidate to a file", app.action_save)
+    if app.problem_info:
+        yield SystemCommand("Problem", "Show the problem statement", app.action_problem)
