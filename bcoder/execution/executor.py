@@ -187,7 +187,10 @@ class Executor:
                 body = dict(
                     req.body, code=code, limits=self.limits.for_request(n_items, worker.hello)
                 )
-                resp = worker.request(body, self.limits.timeout * (n_items + 2) + 30)
+                extra = None
+                if body["op"] == "judge":  # the test code goes to the judge process only
+                    extra = {k: body.pop(k) for k in ("setup", "statements")}
+                resp = worker.request(body, self.limits.timeout * (n_items + 2) + 30, extra)
                 if resp.get("recycle"):
                     worker.kill()
                 return resp

@@ -22,9 +22,13 @@ from typing import Any, NoReturn
 
 import wire
 
+# A private copy of the builtins for the harness's own functions (see wire.py).
+__builtins__ = dict(builtins.__dict__)
+
 # Child fds: 0-2 stdio, 3 results (calls / verdicts), 4 compile status; judge mode adds the
 # request pipe (the judge writes fd 5, the server reads its own fd 5) and the answer pipe (fd 6).
-RESULT_FD, STATUS_FD, REQ_FD, RESP_FD = 3, 4, 5, 6
+# The judge also gets the parent's channel as fd 7, to read the test code from.
+RESULT_FD, STATUS_FD, REQ_FD, RESP_FD, CHANNEL_FD = 3, 4, 5, 6, 7
 MAX_MSG = 300
 
 # The names the APPS harness provides to every program (it prepends these imports), so that
@@ -413,6 +417,10 @@ def judge(req: dict[str, Any]) -> NoReturn:
     The judge is a fresh fork of the zygote: no program code ever runs in this process, so its
     verdicts (written on fd 3, which the program never holds) cannot be forged.
     """
+    tests = wire.read_frame(CHANNEL_FD)  # the test code, straight from the parent
+    os.close(CHANNEL_FD)
+    wire.write_frame(RESULT_FD, {"loaded": True})
+    req = {**req, **tests}
     client = _Client()
     g: dict[str, Any] = {"__name__": "__test__", "__builtins__": _LazyBuiltins(client)}
     setup_error = None

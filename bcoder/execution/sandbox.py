@@ -321,13 +321,16 @@ class Worker:
             raise WorkerDied(f"the {self.level} sandbox did not start")
         self.hello = hello
 
-    def request(self, req: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send one request; the answer, or WorkerDied (the worker is then killed)."""
+    def request(
+        self, req: dict[str, Any], timeout: float, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Send one request (and an ``extra`` frame read by the judge); the answer, or
+        WorkerDied (the worker is then killed)."""
         if not self.alive:
             raise WorkerDied("worker not running")
         assert self.proc is not None and self.proc.stdin is not None
         try:
-            self.proc.stdin.write(wire.frame(req))
+            self.proc.stdin.write(wire.frame(req) + (wire.frame(extra) if extra else b""))
             self.proc.stdin.flush()
             resp = self._read(time.monotonic() + timeout)
         except (OSError, ValueError) as err:

@@ -19,10 +19,15 @@ Frames: a 4-byte big-endian length, then that many bytes of UTF-8 JSON.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import os
 import struct
 from typing import Any
+
+# A private copy of the builtins for the functions below: a program that patches
+# ``builtins.isinstance`` (or ``type``, ``len``...) in its own process does not reach them.
+__builtins__ = dict(builtins.__dict__)
 
 MAX_DEPTH = 100  # nesting levels kept; deeper values are opaque
 MAX_ITEMS = 2_000_000  # elements per encoded value
@@ -179,17 +184,41 @@ def _parse_int(s: str) -> int:
     return int(s)
 
 
+def _no_default(obj: Any) -> Any:
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+# The C encoder, made once: unlike json.dumps it does not look up (patchable) builtins such as
+# isinstance each time, so a program that patches builtins does not break its own answers.
+_C_ENCODE = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+    if getattr(json.encoder, "c_make_encoder", None)
+    else None
+)
+
+
 def dumps(obj: Any) -> bytes:
     """One frame body: compact JSON (NaN and infinities allowed, as Python writes them)."""
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(obj, 0)).encode("ascii")
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
 def loads(raw: bytes | str) -> Any:
     """Parse a frame body; raises ValueError on anything malformed."""
     try:
-        return json.loads(raw, parse_int=_parse_int)
-    except (RecursionError, UnicodeDecodeError, TypeError) as err:
+        text = raw.decode("utf-8") if type(raw) is bytes else raw
+        obj, end = _DECODER.raw_decode(text)  # the C scanner: no patchable builtins involved
+    except (RecursionError, UnicodeDecodeError, TypeError, AttributeError) as err:
         raise ValueError(str(err)) from None
+    if text[end:].strip():
+        raise ValueError("extra data after the value")
+    return obj
 
 
 def frame(obj: Any) -> bytes:

@@ -31,6 +31,7 @@ import harness
 import wire
 
 PRELOAD = (
+    "ast",
     "json",
     "re",
     "string",
@@ -107,6 +108,9 @@ class Zygote:
             except Exception as e:  # a bug or an exhausted sandbox: report, and get replaced
                 resp = {"error": f"{type(e).__name__}: {e}"[:500], "recycle": True}
             wire.write_frame(self.chan_out, resp)
+            if resp.get("exit_now"):  # the channel may be out of step: let the parent replace us
+                return
+            del req, resp  # no earlier program's code or output stays alive for the next one
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         if req.get("op") == "ping":
@@ -123,18 +127,33 @@ class Zygote:
         }
         t0 = time.monotonic()
         if op == "judge":
+            # The judge starts first and reads the test code itself from the channel (a second
+            # frame this process never reads), so that no copy of it is in the memory the
+            # program process is forked from.
             req_r, req_w = os.pipe()
             resp_r, resp_w = os.pipe()
-            fdmap.update({3: os.open(os.devnull, os.O_WRONLY), 5: req_r, 6: resp_w})
-            server = self.spawn(fdmap, harness.serve, req, lim)
             null = os.open(os.devnull, os.O_RDWR)
-            main = self.spawn(
-                {0: null, 1: null, 2: null, 3: pipes["result"][1], 5: req_w, 6: resp_r},
-                harness.judge,
-                req,
-                lim,
-            )
-            for fd in (req_r, req_w, resp_r, resp_w, null, fdmap[3]):
+            jmap = {
+                0: null,
+                1: null,
+                2: pipes["err"][1],
+                3: pipes["result"][1],
+                5: req_w,
+                6: resp_r,
+            }
+            main = self.spawn({**jmap, 7: self.chan_in}, harness.judge, req, lim)
+            if not _loaded(pipes["result"][0]):
+                self.kill_all()
+                os.close(pipes["err"][1])
+                why = os.read(pipes["err"][0], 4096).decode("utf-8", "replace")
+                return {
+                    "error": f"the judge did not start {why}",
+                    "recycle": True,
+                    "exit_now": True,
+                }
+            fdmap.update({3: null, 5: req_r, 6: resp_w})
+            server = self.spawn(fdmap, harness.serve, req, lim)
+            for fd in (req_r, req_w, resp_r, resp_w, null):
                 os.close(fd)
         else:
             main = server = self.spawn(fdmap, _ENTRY[op], req, lim)
@@ -266,6 +285,16 @@ def _remove(path: str) -> None:
             os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _loaded(fd: int) -> bool:
+    """Wait for the judge's first frame, saying it has read the test code."""
+    if not selectors.select.select([fd], [], [], 10)[0]:
+        return False
+    try:
+        return wire.read_frame(fd, 4096) == {"loaded": True}
+    except (ValueError, OSError):
+        return False
 
 
 def _wipe_ipc() -> None:
