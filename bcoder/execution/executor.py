@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ class _Spawner(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="bcoder-sandbox-spawner", daemon=True)
         self.jobs: queue.Queue[tuple[Worker, Future[None]] | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.stopped = False
 
     def run(self) -> None:
         while (job := self.jobs.get()) is not None:
@@ -85,8 +88,22 @@ class _Spawner(threading.Thread):
 
     def start_worker(self, worker: Worker) -> None:
         fut: Future[None] = Future()
-        self.jobs.put((worker, fut))
+        with self.lock:  # jobs queued before stop() are still served (the queue is FIFO)
+            if self.stopped:
+                raise WorkerDied("the executor is closed")
+            self.jobs.put((worker, fut))
         fut.result()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            self.jobs.put(None)
+
+
+def _shutdown(workers: list[Worker], spawner: _Spawner) -> None:
+    spawner.stop()
+    for w in workers:
+        w.kill()
 
 
 class Executor:
@@ -121,6 +138,8 @@ class Executor:
         self._spawner = _Spawner()
         self._spawner.start()
         self._closed = False
+        # Workers die with this object even when close() is forgotten.
+        self._finalizer = weakref.finalize(self, _shutdown, self.workers, self._spawner)
         if self.level == "rlimits-only":
             (on_warning or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3)))(WEAK_WARNING)
 
@@ -132,12 +151,8 @@ class Executor:
 
     def close(self) -> None:
         """Kill every worker (and everything inside them)."""
-        if self._closed:
-            return
         self._closed = True
-        for w in self.workers:
-            w.kill()
-        self._spawner.jobs.put(None)
+        self._finalizer()
 
     # ---- one program ----
 
@@ -196,6 +211,8 @@ class Executor:
                 return resp
             except WorkerDied as err:
                 worker.kill()
+                if self._closed:
+                    raise BcoderError("the executor was closed while running a program") from None
                 if attempt:
                     return {"error": f"the sandbox worker failed ({err})"}
         raise AssertionError("unreachable")

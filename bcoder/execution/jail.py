@@ -3,7 +3,7 @@
 Stdlib only (runs in the sandbox). ``unshare`` gives the zygote fresh mount, pid, network, IPC
 and UTS namespaces (and, for a normal user, a user namespace where it is root); ``enter`` then
 builds a new root like bubblewrap's: read-only binds of the system and Python directories, a
-size-limited tmpfs at /tmp, a few device nodes, /proc of the new pid namespace, and chroots into
+size-limited tmpfs at /tmp, a few device nodes, /proc of the new pid namespace, and pivots into
 it. ``drop`` then leaves the zygote without any capability, as an unprivileged uid.
 """
 
@@ -15,7 +15,7 @@ import os
 _LIBC = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
-CLONE_NEWUSER = 0x10000000
+CLONE_NEWUSER, MNT_DETACH = 0x10000000, 2
 DEVICES = ("null", "zero", "full", "random", "urandom")
 # statvfs flags that must be kept when remounting a bind mount inside a user namespace.
 _KEEP = {
@@ -70,7 +70,11 @@ def enter(binds: list[str], stage: str, scratch_mb: int) -> None:
     os.makedirs(root + "/proc", exist_ok=True)
     _mount("/proc", root + "/proc", None, MS_BIND | MS_REC, None)  # the new pid namespace's
     _mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
-    os.chroot(root)
+    # pivot_root, not chroot: the old root is detached entirely (and a chrooted process could
+    # not create the user namespace that ``new_userns`` needs).
+    os.chdir(root)
+    if _LIBC.pivot_root(b".", b".") != 0 or _LIBC.umount2(b".", MNT_DETACH) != 0:
+        raise OSError(ctypes.get_errno(), "pivot_root")
     os.chdir("/tmp")
 
 

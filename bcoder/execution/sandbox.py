@@ -97,6 +97,15 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def _privileged() -> bool:
+    """Root, and not told to use the user-namespace variants anyway.
+
+    ``BCODER_SANDBOX_USERNS=1`` makes root take the same path as a normal user (a user namespace
+    mapped onto the caller) -- for testing that path only: the caller's uid is then root.
+    """
+    return _is_root() and os.environ.get("BCODER_SANDBOX_USERNS") != "1"
+
+
 def sandbox_uid(slot: int) -> int:
     """The unprivileged uid for worker ``slot`` when running as root (no passwd entry)."""
     for uid in range(UID_BASE + slot, UID_BASE + slot + 4000, 64):
@@ -108,7 +117,7 @@ def sandbox_uid(slot: int) -> int:
 
 
 def bwrap_command(slot: int, scratch_mb: int) -> list[str]:
-    root = _is_root()
+    root = _privileged()
     args = [
         "bwrap",
         "--unshare-pid",
@@ -180,10 +189,10 @@ def bwrap_command(slot: int, scratch_mb: int) -> list[str]:
 
 def unshare_command(slot: int, scratch_mb: int) -> list[str]:
     ns = ["--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc", "--uts", "--mount-proc"]
-    user = [] if _is_root() else ["--user", "--map-root-user"]
+    user = [] if _privileged() else ["--user", "--map-root-user"]
     binds = [d for d in SYSTEM_DIRS if os.path.exists(d)] + list(ETC_FILES) + _python_dirs()
     jail = ["--jail", ":".join(binds), "--stage", stage_dir(), "--scratch-mb", str(scratch_mb)]
-    uid = ["--uid", str(sandbox_uid(slot))] if _is_root() else ["--userns-uid", "65534"]
+    uid = ["--uid", str(sandbox_uid(slot))] if _privileged() else ["--userns-uid", "65534"]
     return [
         "unshare",
         *user,
