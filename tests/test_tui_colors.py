@@ -81,7 +81,9 @@ def test_scale_limit_uses_a_quantile_and_ignores_non_finite():
     assert colors.scale_limit(values, quantile=1.0) == 100.0
     assert colors.scale_limit([-3.0, 1.0, math.inf, math.nan]) == 3.0
     assert colors.scale_limit([]) == 1.0
-    assert colors.scale_limit([0.0, 0.0]) == 1e-3  # never zero: no division by zero
+    assert colors.scale_limit([0.0, 0.0]) == 1.0  # never zero: no division by zero
+    # mostly-zero values (advantages of argmax tokens) do not shrink the scale to nothing
+    assert colors.scale_limit([0.0] * 95 + [-0.2, -0.3, -0.4, -0.5, -2.0], quantile=0.8) == 0.5
 
 
 def test_metric_value_and_format():
@@ -93,6 +95,7 @@ def test_metric_value_and_format():
         -0.3995,
     ]
     assert colors.format_value(-0.3995) == "-0.400"
+    assert colors.format_value(-0.0) == colors.format_value(-1e-9) == "+0.000"
     assert colors.format_value(12.3456) == "+12.35"
     assert colors.format_value(-123.456) == "-123.4"
     assert all(

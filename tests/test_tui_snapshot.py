@@ -23,8 +23,8 @@ def test_main_screen_heatmap(app, snap_compare):
 
 
 def test_advantage_metric_and_token_cursor(app, snap_compare):
-    # second candidate, colour by A, cursor on the 6th token of the code view
-    keys = ["down", "a", "tab", "tab", "right", "right", "right", "right", "right"]
+    # second candidate, colour by A, enter the code view, cursor on its 6th token
+    keys = ["down", "a", "enter", "right", "right", "right", "right", "right"]
     assert snap_compare(app, press=keys, terminal_size=(80, 24))
 
 

@@ -107,10 +107,10 @@ class BcoderTui(App[None]):
         self.legend = Static(id="legend")
         yield Header()
         with Horizontal(id="body"):
-            with Vertical(id="left"):
-                yield self.table
+            yield self.table
+            with Vertical(id="right"):
+                yield self.view
                 yield self.tests_panel
-            yield self.view
         with self.progress_row:
             yield self.progress_label
             yield self.progress_bar
@@ -192,6 +192,10 @@ class BcoderTui(App[None]):
         if isinstance(event.data_table, CandidateTable) and event.cursor_row != self.selected:
             self.selected = event.cursor_row
             self._show_selected()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if isinstance(event.data_table, CandidateTable):
+            self.view.focus()  # enter: from the list into the code
 
     def on_heatmap_view_token_changed(self, event: HeatmapView.TokenChanged) -> None:
         view = self.view

@@ -77,16 +77,18 @@ def text_colour(background: str) -> str:
 
 
 def scale_limit(values: Iterable[float], quantile: float = 0.98, floor: float = 1e-3) -> float:
-    """The magnitude that maps to the strongest colour: a high quantile of ``|value|``.
+    """The magnitude that maps to the strongest colour: a high quantile of the non-zero ``|value|``.
 
-    A quantile rather than the maximum, so that one extreme token does not wash out the others.
-    Non-finite values are ignored; the result is at least ``floor``.
+    A quantile rather than the maximum, so that one extreme token does not wash out the others; of
+    the non-zero values, because most advantages are exactly 0 (the sampled token was the argmax)
+    and would otherwise pull the scale to nothing. Non-finite values are ignored; the result is at
+    least ``floor``.
     """
-    mags = sorted(abs(v) for v in values if math.isfinite(v))
+    mags = sorted(abs(v) for v in values if math.isfinite(v) and abs(v) >= floor)
     if not mags:
         return 1.0
     k = min(len(mags) - 1, max(0, math.ceil(quantile * len(mags)) - 1))
-    return max(mags[k], floor)
+    return mags[k]
 
 
 def level(value: float, limit: float, steps: int = STEPS) -> int:
@@ -132,7 +134,7 @@ def format_value(value: float) -> str:
     if not math.isfinite(value):
         return f"{value!s:>6}"
     if abs(value) < 9.9995:
-        return f"{value:+.3f}"
+        return f"{value if abs(value) >= 0.0005 else 0.0:+.3f}"  # no "-0.000"
     if abs(value) < 999.95:
         return f"{value:+.2f}"[:6]
     return f"{value:+.0e}".replace("e+0", "e+").replace("e-0", "e-").rjust(6)[:6]

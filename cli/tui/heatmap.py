@@ -44,6 +44,7 @@ class HeatmapView(ScrollView, can_focus=True):
         Binding("end", "move_to(-1)", "Last token", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("escape", "app.focus('candidates')", "Back to the list", show=False),
     ]
 
     metric: reactive[str] = reactive("reward")
