@@ -88,6 +88,9 @@ def _display(main: bool, quiet: bool) -> Iterator[Callable[[Any], None]]:
     if not main or quiet:
         yield lambda _e: None
         return
+    if not console.is_terminal:  # a log file: plain lines, at most one per stage every 30 s
+        yield _plain_log(console)
+        return
     bar = Progress(
         TextColumn("[bold]{task.fields[stage]:<9}"),
         BarColumn(),
@@ -118,6 +121,37 @@ def _display(main: bool, quiet: bool) -> Iterator[Callable[[Any], None]]:
 
     with bar:
         yield on_event
+
+
+def _plain_log(console: Any) -> Callable[[Any], None]:
+    """Progress as timestamped lines with an ETA (for nohup / CI logs)."""
+    import time
+
+    from bcoder.results import Progress as ProgressEvent
+    from bcoder.train.loop import Metrics
+
+    started: dict[str, tuple[float, int]] = {}
+    last: dict[str, float] = {}
+
+    def on_event(ev: Any) -> None:
+        now = time.time()
+        stamp = time.strftime("%H:%M:%S")
+        if isinstance(ev, ProgressEvent):
+            t0, d0 = started.setdefault(ev.stage, (now, ev.done))
+            finished = ev.total and ev.done >= ev.total
+            if now - last.get(ev.stage, 0) < 30 and not finished:
+                return
+            last[ev.stage] = now
+            rate = (ev.done - d0) / max(now - t0, 1e-9)
+            eta = f"eta {(ev.total - ev.done) / rate:.0f}s" if rate > 0 and ev.total else ""
+            console.print(
+                f"{stamp} {ev.stage} {ev.done}/{ev.total} {eta} {ev.message}", highlight=False
+            )
+        elif isinstance(ev, Metrics):
+            text = " ".join(f"{k}={v:.4g}" for k, v in ev.values.items())
+            console.print(f"{stamp} {ev.stage} step {ev.step} {ev.kind}: {text}", highlight=False)
+
+    return on_event
 
 
 def _print_result(title: str, result: dict[str, Any], main: bool) -> None:

@@ -9,8 +9,9 @@ the policy would have written them (:func:`bcoder.solve.completion_for`) and, li
 programs (:func:`import_programs`: anyone's programs, from a jsonl), executed the same way.
 
 Shards hold ``collect.shard_problems`` problems each; problem k of the ordered problem list goes
-to shard ``k // shard_problems``, and every problem samples with its own seed, so a resumed run
-skips the finished shards and produces exactly what an uninterrupted one would have.
+to shard ``k // shard_problems``, and each shard samples from its own seed, so a resumed run
+skips the finished shards and produces exactly what an uninterrupted one would have (and a run
+that adds problems, e.g. a larger ``data.limit``, keeps the shards it already has).
 """
 
 from __future__ import annotations
@@ -136,46 +137,64 @@ def _eos_ids(tokenizer: Any, lm: Any) -> tuple[int, ...]:
 
 
 def sample_programs(
-    qmodel: Any, tokenizer: Any, prompter: Prompter, problem: Problem, seed: int
+    qmodel: Any,
+    tokenizer: Any,
+    prompter: Prompter,
+    problems: list[Problem],
+    seed: int,
+    on_row: Callable[[], None] | None = None,
 ) -> list[Program]:
-    """m samples of the checkpoint policy for ``problem``, merged by identical actions."""
+    """m samples of the checkpoint policy for each problem, merged by identical actions.
+
+    Rows of several problems share a decode batch (``collect.batch_size`` rows), which is what
+    makes small-batch decoding affordable; the batches of a chunk are seeded from the seed and
+    the chunk's first problem, so the same chunk always yields the same programs.
+    """
+    import torch
+
     from bcoder.extract import extract_code
-    from bcoder.sampling import DecodeOptions, FenceStop, sample
+    from bcoder.sampling import DecodeOptions, FenceStop, decode
 
     cfg = prompter.cfg.collect
-    family, _, prompt_ids = prompter.prompt(problem)
+    m = cfg.samples_per_problem
+    if not problems or not m:
+        return []
     lm = qmodel.lm
-    fence = None
-    if family == "chat":
-        vocab = lm.get_output_embeddings().weight.shape[0]
-        fence = FenceStop(tokenizer, vocab, next(qmodel.parameters()).device)
-    options = DecodeOptions(
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        max_new_tokens=prompter.cfg.data.max_target_tokens,
-        eos_ids=_eos_ids(tokenizer, lm),
-        fence=fence,
-    )
-    merged: dict[tuple[int, ...], Program] = {}
-    pad_id = tokenizer.pad_token_id
-    for gen in sample(
-        qmodel,
-        prompt_ids,
-        cfg.samples_per_problem,
-        options,
-        pad_id,
-        batch_size=cfg.batch_size,
-        seed=problem_seed(seed, problem.id),
-    ):
-        key = tuple(gen.action_ids)
-        if key in merged:
-            merged[key].count += 1
-            continue
-        completion = tokenizer.decode(gen.action_ids, skip_special_tokens=True)
-        code = extract_code(completion, problem, family)
-        merged[key] = Program(
-            problem.id, "sample", prompt_ids, gen.action_ids, completion, code, gen.finish_reason
+    device = next(qmodel.parameters()).device
+    prompts = {p.id: prompter.prompt(p) for p in problems}  # id -> (family, text, ids)
+    merged: dict[tuple[str, tuple[int, ...]], Program] = {}
+    by_id = {p.id: p for p in problems}
+    generator = torch.Generator(device=device)
+    generator.manual_seed(problem_seed(seed, problems[0].id))
+    for family in sorted({f for f, _, _ in prompts.values()}):
+        rows = [pid for p in problems for pid in [p.id] * m if prompts[p.id][0] == family]
+        fence = None
+        if family == "chat":
+            fence = FenceStop(tokenizer, lm.get_output_embeddings().weight.shape[0], device)
+        options = DecodeOptions(
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=prompter.cfg.data.max_target_tokens,
+            eos_ids=_eos_ids(tokenizer, lm),
+            fence=fence,
         )
+        for start in range(0, len(rows), cfg.batch_size):
+            batch = rows[start : start + cfg.batch_size]
+            ids = [prompts[pid][2] for pid in batch]
+            gens = decode(qmodel, ids, options, tokenizer.pad_token_id, generator=generator)
+            for gen in sorted(gens, key=lambda g: g.index):
+                pid = batch[gen.index]
+                key = (pid, tuple(gen.action_ids))
+                if on_row is not None:
+                    on_row()
+                if key in merged:
+                    merged[key].count += 1
+                    continue
+                text = tokenizer.decode(gen.action_ids, skip_special_tokens=True)
+                code = extract_code(text, by_id[pid], family)
+                merged[key] = Program(
+                    pid, "sample", ids[gen.index], gen.action_ids, text, code, gen.finish_reason
+                )
     return list(merged.values())
 
 
@@ -212,7 +231,8 @@ def execute(programs: list[Program], problems: dict[str, Problem], executor: Any
         slot.append(index[key])
     results: dict[int, Any] = dict(executor.run_many(jobs)) if jobs else {}
     for p, j in zip(programs, slot, strict=True):
-        p.outcome, p.reward = str(results[j].outcome), float(results[j].reward)
+        outcome = results[j].outcome
+        p.outcome, p.reward = str(getattr(outcome, "value", outcome)), float(results[j].reward)
 
 
 def _rows(programs: list[Program]) -> dict[str, list]:
@@ -253,6 +273,19 @@ def _executor(cfg: TrainConfig, executor: Any):
         yield ex
 
 
+class _RowProgress:
+    """Progress in problems while a shard's rows are being sampled."""
+
+    def __init__(self, emit: EventFn, before: int, total: int, per_problem: int, name: str):
+        self.emit, self.before, self.total, self.name = emit, before, total, name
+        self.per_problem, self.rows = max(1, per_problem), 0
+
+    def __call__(self) -> None:
+        self.rows += 1
+        done = self.before + self.rows // self.per_problem
+        self.emit(Progress("collect", done, self.total, f"sampling {self.name}"))
+
+
 def _check_meta(store: ShardStore, meta: dict[str, Any], what: str) -> None:
     old = store.meta()
     if old and any(old.get(k) != v for k, v in meta.items()):
@@ -286,7 +319,6 @@ def collect(
     c = cfg.collect
     meta = {
         "model": cfg.model.name,
-        "problems": hashlib.sha1(json.dumps([p.id for p in problems]).encode()).hexdigest(),
         "samples_per_problem": c.samples_per_problem,
         "temperature": c.temperature,
         "top_p": c.top_p,
@@ -299,7 +331,10 @@ def collect(
         store.set_meta(meta)
     summary = CollectSummary(problems=len(problems))
     prompter = Prompter(tokenizer, cfg, qmodel.is_seq2seq)
-    done = store.names()
+    seed = cfg.run.seed
+    emit(Progress("collect", 0, len(problems), "starting"))
+    # a shard is done when it covers exactly its chunk (a changed problem list redoes the rest)
+    done = {s["name"]: s.get("problems") for s in store.shards()}
     chunks = [problems[i : i + c.shard_problems] for i in range(0, len(problems), c.shard_problems)]
     finished = 0
     with _executor(cfg, executor) as ex:
@@ -307,24 +342,20 @@ def collect(
             name = f"shard-{k:05d}"
             if k % world != rank:
                 continue
-            if name in done:
+            if done.get(name) == [p.id for p in chunk]:
                 summary.shards_skipped += 1
                 finished += len(chunk)
                 emit(Progress("collect", finished, len(problems), f"{name} already done"))
                 continue
-            programs: list[Program] = []
-            for problem in chunk:
-                if problem.tests is None:
-                    summary.skipped_no_tests.append(problem.id)
-                    continue
-                if c.samples_per_problem:
-                    seed = cfg.run.seed
-                    programs += sample_programs(qmodel, tokenizer, prompter, problem, seed)
-                if c.ground_truth and problem.solutions:
+            with_tests = [p for p in chunk if p.tests is not None]
+            summary.skipped_no_tests += [p.id for p in chunk if p.tests is None]
+            on_row = _RowProgress(emit, finished, len(problems), c.samples_per_problem, name)
+            programs = sample_programs(qmodel, tokenizer, prompter, with_tests, seed, on_row)
+            if c.ground_truth:
+                for problem in with_tests:
                     gts = problem.solutions[: c.max_ground_truths or None]
                     programs += written_programs(prompter, problem, gts, "ground_truth")
-                finished += 1
-                emit(Progress("collect", finished, len(problems), f"sampled {problem.id}"))
+            finished += len(chunk)
             by_id = {p.id: p for p in chunk}
             to_run = [p for p in programs if p.source != "ground_truth" or c.execute_ground_truth]
             execute(to_run, by_id, ex)

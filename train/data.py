@@ -294,11 +294,10 @@ class TrainingData:
             rag = self.columns[col]
             dtype = torch.long if col == "ckpt_argmax" else torch.float32
             t = torch.zeros((B, T, *rag.values.shape[1:]), dtype=dtype)
+            np_dtype = np.int64 if dtype == torch.long else np.float32
             for i, r in enumerate(rows):
-                v = rag.row(r)
-                t[i, : len(v)] = torch.from_numpy(
-                    np.asarray(v, dtype=np.float32 if dtype != torch.long else np.int64)
-                )
+                v = rag.row(r)  # a read-only view of the Arrow buffer: copy while converting
+                t[i, : len(v)] = torch.from_numpy(np.array(v, dtype=np_dtype))
             out[col] = t
         out["reward"] = torch.from_numpy(self.reward[rows].copy())
         out["is_ground_truth"] = torch.from_numpy(self.is_ground_truth[rows].copy())

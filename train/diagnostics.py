@@ -2,8 +2,9 @@
 
 On held-out problems (never trained on):
 
-- ``heldout/td``: the TD error (the stage's TD loss, no gradient) -- should fall, and be well
-  below the error of a constant value.
+- ``heldout/td``: the TD error as the stage's loss sees it (no gradient): ground-truth programs
+  weigh ``rho_real``, sampled ones ``1 - rho_real`` (count-weighted) -- should fall.
+  ``heldout/td_sampled`` is the TD error over the sampled programs alone, as they were sampled.
 - ``heldout/value_saturated_frac``: the fraction of states whose V sits at the cap R_max (within
   0.01). A value head stuck at u = 0 (no gradient: softabs'(0) = 0) shows up as ~1.0.
 - ``heldout/argmax_agreement``: how often the learned policy's argmax equals the checkpoint's
@@ -13,7 +14,7 @@ On held-out problems (never trained on):
   ``heldout/n/<outcome>``; ``heldout/R~_ordered`` is 1.0 when correct programs score highest and
   compile errors lowest (the paper's Figure 3), else 0.0.
 
-``train/td`` is the same TD error on (a fixed subset of) the training programs.
+``train/td`` (and ``train/td_sampled``) is the same on a fixed subset of the training programs.
 """
 
 from __future__ import annotations
@@ -68,20 +69,45 @@ def td_and_rewards(
     return out
 
 
+def mixed_td(
+    td: np.ndarray, is_gt: np.ndarray, count: np.ndarray, rho_real: float
+) -> tuple[float, float | None]:
+    """(TD error weighted as the mini-batches mix programs, TD error of the sampled programs).
+
+    Shape: td, is_gt, count (N,) -> two floats (the second None without sampled programs).
+    """
+    gen = ~is_gt
+    sampled = float((td[gen] * count[gen]).sum() / count[gen].sum()) if gen.any() else None
+    if not is_gt.any():
+        return float(sampled), sampled  # type: ignore[arg-type]
+    real = float(td[is_gt].mean())
+    if sampled is None:
+        return real, None
+    return rho_real * real + (1 - rho_real) * sampled, sampled
+
+
 def summarize(
-    values: dict[str, np.ndarray], data: TrainingData, rows: Sequence[int], prefix: str
+    values: dict[str, np.ndarray],
+    data: TrainingData,
+    rows: Sequence[int],
+    prefix: str,
+    rho_real: float = 0.5,
 ) -> dict[str, float]:
     """Aggregate per-program figures into the diagnostics named in the module docstring."""
     rows = list(rows)
     if not rows:
         return {}
     tokens = values["tokens"].sum()
+    count = data.count[rows].astype(float)
+    td, td_sampled = mixed_td(values["td"], data.is_ground_truth[rows], count, rho_real)
     d = {
-        f"{prefix}/td": float(values["td"].mean()),
+        f"{prefix}/td": td,
         f"{prefix}/value_saturated_frac": float(values["saturated"].sum() / max(tokens, 1)),
         f"{prefix}/argmax_agreement": float(values["agree"].sum() / max(tokens, 1)),
     }
-    outcome, count = data.outcome[rows], data.count[rows].astype(float)
+    if td_sampled is not None:
+        d[f"{prefix}/td_sampled"] = td_sampled
+    outcome = data.outcome[rows]
     means = {}
     for name in OUTCOMES:
         sel = outcome == name
@@ -104,16 +130,20 @@ def diagnose(
     columns: Sequence[str],
     pad_id: int,
     device: Any,
+    rho_real: float = 0.5,
     batch_size: int = 16,
-    max_train_rows: int = 256,
+    max_train_rows: int = 512,
 ) -> dict[str, float]:
     """Held-out diagnostics plus the TD error on a fixed subset of the training programs."""
     d: dict[str, float] = {}
     if len(heldout_rows):
         v = td_and_rewards(objective, data, heldout_rows, columns, pad_id, device, batch_size)
-        d.update(summarize(v, data, heldout_rows, "heldout"))
+        d.update(summarize(v, data, heldout_rows, "heldout", rho_real))
     subset = list(train_rows)[:: max(1, len(train_rows) // max_train_rows)][:max_train_rows]
     if subset:
         v = td_and_rewards(objective, data, subset, columns, pad_id, device, batch_size)
-        d["train/td"] = float(v["td"].mean())
+        gt, count = data.is_ground_truth[subset], data.count[subset].astype(float)
+        d["train/td"], sampled = mixed_td(v["td"], gt, count, rho_real)
+        if sampled is not None:
+            d["train/td_sampled"] = sampled
     return d

@@ -193,6 +193,7 @@ def train_stage(
         if cfg.max_grad_norm:
             norm = accelerator.clip_grad_norm_(run.params, cfg.max_grad_norm)
             sums["grad/norm"] = sums.get("grad/norm", 0.0) + torch.as_tensor(norm).float().cpu()
+        lr = scheduler.get_last_lr()[0]  # the rate this step used
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -207,7 +208,7 @@ def train_stage(
             values = {k: float(v) / n_steps for k, v in zip(keys, vec.tolist(), strict=True)}
             values["perf/tokens_per_s"] = float(tok) / max(dt, 1e-9)
             values["perf/step_s"] = dt / n_steps
-            values["lr"] = scheduler.get_last_lr()[0]
+            values["lr"] = lr
             if main:
                 _log(log, emit, run.name, done, values, "train")
             t_last, tokens, sums, n_steps = time.perf_counter(), 0.0, {}, 0
@@ -216,10 +217,35 @@ def train_stage(
         if done % cfg.save_every == 0 and done != cfg.steps:
             _save(run, accelerator, stage_dir, done, optimizer, scheduler, best)
     final = evaluate_and_keep_best(cfg.steps)
+    agree = _processes_agree(run, accelerator, stage_dir)
     if main:
+        final["processes/weights_agree"] = float(agree)
         run.model.save_checkpoint(stage_dir / "final", extra=_extra(run, cfg.steps))
     accelerator.wait_for_everyone()
     return final
+
+
+def weights_digest(params: list[nn.Parameter]) -> str:
+    """A hash of the trained weights' exact bytes."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for p in params:
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _processes_agree(run: StageRun, accelerator: Any, stage_dir: Path) -> bool:
+    """Whether every process ended with the same trained weights (a DDP desync shows here);
+    written to ``processes.json``."""
+    from accelerate.utils import gather_object
+
+    digests = gather_object([weights_digest(run.params)])
+    agree = len(set(digests)) == 1
+    if accelerator.is_main_process:
+        info = {"world": accelerator.num_processes, "weights_sha1": digests, "agree": agree}
+        atomic_write_text(stage_dir / "processes.json", json.dumps(info, indent=1))
+    return agree
 
 
 def _extra(run: StageRun, step: int) -> dict[str, Any]:

@@ -52,9 +52,9 @@ def run_phi(
     if setup.check_stage_dir(stage_dir, resume):
         return _finish_values(cfg, accelerator, stage_dir, None, None, on_event)
     device = accelerator.device
-    base, tokenizer, _ = setup.load_base(cfg, device, trainable_lm=True)
     columns = setup.stage_columns(cfg.model.mode, "phi")
     data = TrainingData.load(root / "data", need=columns)
+    base, tokenizer, _ = setup.load_base(cfg, device, trainable_lm=True)
     train_rows, held_rows = setup.split_rows(cfg, data)
     ckpt = latest_checkpoint(stage_dir) if resume else None
     torch.manual_seed(cfg.run.seed)
@@ -71,7 +71,9 @@ def run_phi(
     pad_id = int(tokenizer.pad_token_id)
 
     def evaluate() -> dict[str, float]:
-        return diagnose(objective, data, held_rows, train_rows, columns, pad_id, device)
+        return diagnose(
+            objective, data, held_rows, train_rows, columns, pad_id, device, cfg.phi.rho_real
+        )
 
     run = StageRun(
         "phi",

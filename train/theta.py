@@ -84,11 +84,11 @@ def run_theta(
         path = stage_dir / "diagnostics.json"
         return json.loads(path.read_text()) if path.is_file() else {}
     device = accelerator.device
-    base, tokenizer, _ = setup.load_base(cfg, device, trainable_lm=True)
-    pad_id = int(tokenizer.pad_token_id)
     columns = setup.stage_columns(cfg.model.mode, "theta")
     pre = [c for c in columns if c != "u_phi"]
     data = TrainingData.load(root / "data", need=pre)
+    base, tokenizer, _ = setup.load_base(cfg, device, trainable_lm=True)
+    pad_id = int(tokenizer.pad_token_id)
     train_rows, held_rows = setup.split_rows(cfg, data)
     torch.manual_seed(cfg.run.seed)
     ckpt = latest_checkpoint(stage_dir) if resume else None
@@ -116,7 +116,7 @@ def run_theta(
     objective = ThetaObjective(model, t.beta_adv, t.beta_ce, t.operator)
 
     def evaluate() -> dict[str, float]:
-        return diagnose(objective, data, held_rows, train_rows, columns, pad_id, device)
+        return diagnose(objective, data, held_rows, train_rows, columns, pad_id, device, t.rho_real)
 
     run = StageRun(
         "theta",

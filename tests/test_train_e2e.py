@@ -1,0 +1,304 @@
+"""bcoder train end to end on a tiny Llama built from a config and six real MBPP problems:
+collect (real sandbox) -> featurize -> phi -> theta -> a checkpoint that loads, in every mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+IDS = [601, 602, 603, 604, 605, 606]
+
+
+def tiny_sets(model_dir: Path, run_dir: Path, data: Path, mode: str = "head") -> list[str]:
+    """--set overrides for a tiny, fast run (usable in-process and on the command line)."""
+    return [
+        f"model.name={model_dir}",
+        f"model.mode={mode}",
+        f"run.dir={run_dir}",
+        "run.threads=1",
+        f"data.dataset={data / 'mbpp' / 'mbpp.jsonl'}",
+        f"data.ids={json.dumps([str(i) for i in IDS])}",
+        "data.heldout_frac=0.34",
+        "data.max_target_tokens=24",
+        "collect.samples_per_problem=3",
+        "collect.batch_size=3",
+        "collect.shard_problems=2",
+        "collect.workers=2",
+        "phi.steps=30",
+        "phi.lr=3e-3",
+        "phi.batch_size=4",
+        "phi.grad_accum=2",
+        "phi.eval_every=10",
+        "phi.save_every=10",
+        "phi.log_every=5",
+        "theta.steps=6",
+        "theta.lr=1e-3",
+        "theta.batch_size=4",
+        "theta.eval_every=3",
+        "theta.save_every=3",
+        "theta.log_every=3",
+    ]
+
+
+def config(model_dir, run_dir, data, mode="head", extra=()):
+    from bcoder.train.config import load_config
+
+    return load_config(None, tiny_sets(model_dir, run_dir, data, mode) + list(extra), env={})
+
+
+def bcoder(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "bcoder", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory, tiny_model_dir, shared_data):
+    """One collection, shared by the tests (copied into each run directory)."""
+    from bcoder.train import run, setup
+
+    root = tmp_path_factory.mktemp("collected")
+    cfg = config(tiny_model_dir, root, shared_data)
+    acc = setup.make_accelerator(cfg)
+    summary = run.run_collect(cfg, acc)
+    assert summary["shards_written"] == 3 and summary["problems"] == len(IDS)
+    return root
+
+
+def fresh_run(collected: Path, tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    shutil.copytree(collected / "data" / "collect", run_dir / "data" / "collect")
+    return run_dir
+
+
+def test_collect_stores_programs_with_outcomes_and_ground_truths(collected):
+    from bcoder.train.data import ShardStore
+
+    ds = ShardStore(collected / "data" / "collect")
+    rows = [r for s in ds.shards() for r in ds.load(s["name"]).to_list()]
+    gts = [r for r in rows if r["is_ground_truth"]]
+    samples = [r for r in rows if r["source"] == "sample"]
+    assert {r["problem_id"] for r in gts} == {f"mbpp/{i}" for i in IDS}
+    assert all(r["outcome"] == "pass" and r["reward"] == 1.0 for r in gts)  # MBPP's own code
+    assert sum(r["count"] for r in samples) == 3 * len(IDS)  # duplicates merged, counted
+    for r in samples:
+        assert r["outcome"] in ("fail", "runtime_error", "compile_error")  # a random model
+        assert round(r["reward"], 4) in (-0.3, -0.6, -1.0) and 1 <= len(r["action_ids"]) <= 24
+    keys = [(r["problem_id"], tuple(r["action_ids"])) for r in rows]
+    assert len(keys) == len(set(keys))
+
+
+def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_model_dir, shared_data):
+    from bcoder.train import run, setup
+    from bcoder.train.data import ShardStore
+
+    run_dir = fresh_run(collected, tmp_path)
+    store = ShardStore(run_dir / "data" / "collect")
+    before = store.load("shard-00001").to_dict()
+    (run_dir / "data" / "collect" / "shard-00001.json").unlink()  # killed while writing it
+    cfg = config(tiny_model_dir, run_dir, shared_data)
+    summary = run.run_collect(cfg, setup.make_accelerator(cfg))
+    assert (summary["shards_skipped"], summary["shards_written"]) == (2, 1)
+    assert store.load("shard-00001").to_dict() == before  # per-problem seeds: same programs
+
+
+@pytest.mark.parametrize("mode", ["head", "lora", "full"])
+def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_data):
+    from bcoder.model import BCoderModel, make_batch
+    from bcoder.sources import load_model_and_tokenizer
+    from bcoder.train import run, setup
+    from bcoder.train.data import TrainingData
+    from bcoder.train.featurize import ensure_values
+    from bcoder.train.objectives import PhiObjective, ThetaObjective
+    from bcoder.train.phi import weights_tag
+    from bcoder.train.theta import initial_model
+
+    run_dir = fresh_run(collected, tmp_path)
+    cfg = config(tiny_model_dir, run_dir, shared_data, mode)
+    acc = setup.make_accelerator(cfg)
+    assert run.run_featurize(cfg, acc)["shards_written"] == 3
+    data = TrainingData.load(run_dir / "data", need=setup.stage_columns(mode, "phi"))
+    assert data.has("hidden") == (mode == "head")
+    assert (data.columns["ckpt_adv"].values <= 0).all()
+
+    # the stored A_ckpt and argmax are what the checkpoint computes on the same tokens
+    base, _, _ = load_model_and_tokenizer(str(tiny_model_dir), device="cpu")
+    ref = BCoderModel(base, setup.qconfig(cfg))
+    i = int(data.action_ids.lengths().argmax())
+    batch = make_batch([data.prompt_ids.row(i).tolist()], [data.action_ids.row(i).tolist()], 0)
+    with torch.no_grad():
+        out = ref(batch, stage="phi")
+    torch.testing.assert_close(out.advantage[0], torch.from_numpy(data.columns["ckpt_adv"].row(i)))
+    assert out.ckpt_argmax[0].tolist() == data.columns["ckpt_argmax"].row(i).tolist()
+
+    # phi (that it lowers the TD error is tested on data with learnable features, below)
+    phi = run.run_phi(cfg, acc)
+    initial = json.loads((run_dir / "phi" / "initial.json").read_text())
+    assert phi["train/td"] != initial["train/td"]
+    assert phi["heldout/value_saturated_frac"] < 0.5 and phi["processes/weights_agree"] == 1.0
+    lines = [json.loads(x) for x in (run_dir / "phi" / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [x for x in lines if x["kind"] == "train"]
+    assert [x["step"] for x in train_lines] == [5, 10, 15, 20, 25, 30]
+    assert {"loss/td", "value/mean", "value/saturated_frac", "perf/tokens_per_s"} <= set(
+        train_lines[0]
+    )
+
+    # theta at initialisation: Q_theta == Q_phi on every token
+    base2, _, _ = load_model_and_tokenizer(str(tiny_model_dir), device="cpu")
+    data = TrainingData.load(run_dir / "data", need=setup.stage_columns(mode, "phi"))
+    model = initial_model(cfg, base2, data, setup.split_rows(cfg, data)[0])
+    ensure_values(cfg, run_dir, model, weights_tag(run_dir / "phi" / "final"), 0)
+    data = TrainingData.load(run_dir / "data", need=setup.stage_columns(mode, "theta"))
+    b = data.collate(list(range(8)), 0, setup.stage_columns(mode, "theta"))
+    with torch.no_grad():
+        q_phi = PhiObjective(model).quantities(b)
+        q_theta = ThetaObjective(model).quantities(b)
+    m = b["action_mask"].bool()
+    torch.testing.assert_close(q_theta["q"][m], q_phi["q"][m], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(q_theta["value"][m], q_phi["value"][m], rtol=1e-5, atol=1e-5)
+
+    theta = run.run_theta(cfg, acc)
+    assert theta["processes/weights_agree"] == 1.0 and "heldout/R~_ordered" in theta
+    lines = (run_dir / "theta" / "metrics.jsonl").read_text().splitlines()
+    last = [json.loads(x) for x in lines if '"train"' in x][-1]
+    assert {"loss/td", "loss/adv", "adv/argmax_agreement"} <= set(last)
+    assert ("loss/ce" in last) == (mode != "head")
+    assert last["lr"] == pytest.approx(1e-3 / 6)  # linear decay, no warm-up: the last step's
+
+    # the run's checkpoint loads onto the base, and its residual head has learned
+    base3, _, _ = load_model_and_tokenizer(str(tiny_model_dir), device="cpu")
+    trained = BCoderModel.from_checkpoint(run_dir / "checkpoint", base3)
+    assert trained.config.mode == mode
+    h1 = trained.residual_head.net[-1].weight
+    assert not torch.equal(h1, trained.residual_frozen.net[-1].weight)
+    stages = json.loads((run_dir / "stages.json").read_text())
+    assert {"featurize", "phi", "values", "theta"} <= set(stages)
+
+
+def write_learnable_data(run_dir: Path, hidden_size: int, seed: int = 0) -> None:
+    """Collected + featurized records whose hidden states say how the program will end.
+
+    A random tiny LM's hidden states carry nothing about outcomes, so "phi lowers the TD error"
+    is tested on records where they do: hidden = onehot(outcome) + noise, small advantages.
+    """
+    import numpy as np
+
+    from bcoder.train.data import ShardStore, collect_features
+
+    rng = np.random.default_rng(seed)
+    outcomes = {"pass": 1.0, "fail": -0.3, "runtime_error": -0.6, "compile_error": -1.0}
+    rows: dict[str, list] = {k: [] for k in collect_features()}
+    feats: dict[str, list] = {"ckpt_adv": [], "ckpt_argmax": [], "hidden": []}
+    for i in range(48):
+        name = list(outcomes)[i % 4]
+        T = int(rng.integers(4, 12))
+        rows["problem_id"].append(f"p{i % 6}")
+        rows["source"].append("ground_truth" if name == "pass" and i % 8 == 0 else "sample")
+        rows["is_ground_truth"].append(rows["source"][-1] == "ground_truth")
+        rows["prompt_ids"].append([5, 6])
+        rows["action_ids"].append(rng.integers(4, 300, T).tolist())
+        rows["completion"].append("")
+        rows["code"].append("")
+        rows["count"].append(1)
+        rows["outcome"].append(name)
+        rows["reward"].append(outcomes[name])
+        rows["finish_reason"].append("eos")
+        h = rng.normal(0, 0.1, (T, hidden_size))
+        h[:, i % 4] += 1.0
+        feats["hidden"].append(h.astype(np.float16).reshape(-1))
+        feats["ckpt_adv"].append(-rng.exponential(0.01, T).astype(np.float32))
+        feats["ckpt_argmax"].append([0] * T)
+    ShardStore(run_dir / "data" / "collect").write("shard-00000", rows, collect_features())
+    features = ShardStore(run_dir / "data" / "features")
+    features.write("shard-00000", feats)
+    features.set_meta({"hidden_size": hidden_size})
+
+
+def test_phi_lowers_the_td_error_on_its_data(tmp_path, tiny_model_dir, shared_data):
+    from bcoder.train import run, setup
+
+    run_dir = tmp_path / "learnable"
+    write_learnable_data(run_dir, hidden_size=32)
+    cfg = config(tiny_model_dir, run_dir, shared_data, "head", ["phi.steps=80", "phi.lr=5e-2"])
+    phi = run.run_phi(cfg, setup.make_accelerator(cfg))
+    initial = json.loads((run_dir / "phi" / "initial.json").read_text())
+    assert phi["train/td"] < 0.5 * initial["train/td"]
+    assert phi["heldout/td"] < 0.5 * initial["heldout/td"]  # it generalises to new problems
+    assert phi["heldout/R~_ordered"] == 1.0  # correct programs highest, compile errors lowest
+    r = {k: phi[f"heldout/R~/{k}"] for k in ("pass", "fail", "runtime_error", "compile_error")}
+    assert r["pass"] > r["fail"] > r["runtime_error"] > r["compile_error"]
+
+
+def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
+    run_dir = tmp_path / "cli-run"
+    sets = [
+        x
+        for s in tiny_sets(tiny_model_dir, run_dir, shared_data)
+        + ["data.ids=['601','602','603']", "collect.samples_per_problem=2", "data.heldout_frac=0.4"]
+        for x in ("--set", s)
+    ]
+    r = bcoder("train", "all", "--config", "smollm2-135m-head", *sets, "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run_dir / "checkpoint" / "heads.safetensors").is_file()
+    assert "heldout/td" in r.stdout and "theta" in r.stdout
+    resolved = json.loads((run_dir / "config.json").read_text())
+    assert resolved["model"]["name"] == str(tiny_model_dir) and resolved["phi"]["steps"] == 30
+
+    again = bcoder("train", "phi", "--config", "smollm2-135m-head", *sets, "--quiet")
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+
+    for flag in (["--operator", "optimality"], ["--skip-phi"]):
+        r = bcoder("train", "theta", "--config", "smollm2-135m-head", *sets, *flag, "--quiet")
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert (run_dir / "theta-optimality" / "final").is_dir()
+    assert (run_dir / "checkpoint-skip-phi" / "heads.safetensors").is_file()
+
+    solve = bcoder(
+        "solve", "mbpp:601", "--model", str(tiny_model_dir), "--checkpoint",
+        str(run_dir / "checkpoint"), "-n", "2", "--max-new-tokens", "8", "--no-tests",
+        "--no-save", "--json",
+    )  # fmt: skip
+    assert solve.returncode == 0, solve.stderr[-3000:]
+    assert json.loads(solve.stdout)["heads"] == str(run_dir / "checkpoint")
+
+
+def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, shared_data):
+    r = bcoder("train", "phi", "--config", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    r = bcoder("train", "phi", "--config", "smollm2-135m-head", "--set", "phi.lr=fast")
+    assert r.returncode == 2 and "phi.lr" in r.stderr
+    sets = ["--set", f"model.name={tiny_model_dir}", "--set", f"run.dir={tmp_path / 'empty'}"]
+    r = bcoder("train", "phi", "--config", "smollm2-135m-head", *sets)
+    assert r.returncode == 2 and "collect" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_import_off_policy_programs(collected, tmp_path, tiny_model_dir, shared_data):
+    from bcoder.train import run, setup
+    from bcoder.train.data import ShardStore
+
+    run_dir = fresh_run(collected, tmp_path)
+    mbpp = [json.loads(x) for x in (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
+    code = next(r["code"] for r in mbpp if r["task_id"] == 602)
+    path = tmp_path / "programs.jsonl"
+    rows = [{"problem_id": "602", "code": code}, {"problem_id": "mbpp/603", "code": "def f(:\n"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = config(tiny_model_dir, run_dir, shared_data)
+    summary = run.run_import(cfg, path, setup.make_accelerator(cfg))
+    assert summary["programs"] == 2 and summary["outcomes"] == {"pass": 1, "compile_error": 1}
+    store = ShardStore(run_dir / "data" / "collect")
+    names = [s["name"] for s in store.shards() if s["name"].startswith("import-")]
+    got = {r["problem_id"]: r for n in names for r in store.load(n).to_list()}
+    assert got["mbpp/602"]["source"] == "import" and not got["mbpp/602"]["is_ground_truth"]
+    assert got["mbpp/603"]["reward"] == -1.0
