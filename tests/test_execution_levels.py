@@ -8,7 +8,7 @@ import os
 import pytest
 
 from bcoder.execution import Executor, Outcome
-from bcoder.execution.sandbox import level_available
+from bcoder.execution.sandbox import level_available, sandbox_uid
 from bcoder.spec import TestSpec as Spec
 
 DOUBLE = Spec(inputs=("21\n",), outputs=("42\n",))
@@ -42,6 +42,18 @@ def _descendants(pid: int) -> int:
     return n - 1
 
 
+def _uid_processes(uid: int) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    out.append(int(name))
+            except OSError:
+                pass
+    return out
+
+
 @pytest.fixture(params=["unshare", "unshare-userns", "bubblewrap-userns", "rlimits-only"])
 def level_ex(request, monkeypatch):
     level, userns = request.param.removesuffix("-userns"), request.param.endswith("-userns")
@@ -71,11 +83,18 @@ def test_essential_verdicts_at_every_level(level_ex):
 
 
 def test_fork_bombs_leave_nothing_behind_at_every_level(level_ex):
-    _, ex, _ = level_ex
+    name, ex, _ = level_ex
     assert ex.run(FORK_BOMB, DOUBLE).outcome is Outcome.RUNTIME_ERROR
     worker = ex.workers[0]
     assert worker.alive and _descendants(worker.proc.pid) <= 2
     assert ex.run(ANSWER, DOUBLE).outcome is Outcome.PASS
+    if os.geteuid() == 0 and "userns" not in name:  # the worker's own uid: nothing survives it
+        ex.run(
+            "import os\nfor _ in range(5):\n    os.fork()\nimport time\ntime.sleep(60)\n", DOUBLE
+        )
+        uid = sandbox_uid(worker.slot)
+        worker.kill()
+        assert _uid_processes(uid) == [], f"processes of uid {uid} outlived their worker"
 
 
 def test_namespaced_levels_isolate(level_ex):

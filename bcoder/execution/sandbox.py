@@ -7,7 +7,7 @@ crashes or talks nonsense is killed (with everything inside it) and replaced.
 
 Running as root, the sandboxed code still runs as an unprivileged uid without capabilities:
 bubblewrap runs privileged without a user namespace and the zygote drops to a uid of its own
-(``UID_BASE + slot``, one per worker so that process limits are not shared); as a normal user,
+(``sandbox_uid``: one per worker, so that process limits are not shared); as a normal user,
 bubblewrap maps the user to uid 65534 inside a user namespace.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import itertools
 import os
 import pwd
 import select
@@ -106,9 +107,18 @@ def _privileged() -> bool:
     return _is_root() and os.environ.get("BCODER_SANDBOX_USERNS") != "1"
 
 
-def sandbox_uid(slot: int) -> int:
-    """The unprivileged uid for worker ``slot`` when running as root (no passwd entry)."""
-    for uid in range(UID_BASE + slot, UID_BASE + slot + 4000, 64):
+_WORKER_IDS = itertools.count()
+
+
+def sandbox_uid(n: int) -> int:
+    """The unprivileged uid of this process's worker number ``n`` when running as root.
+
+    Distinct per worker and per process (no passwd entry), so that RLIMIT_NPROC, which counts
+    per uid on the whole host, and ``kill(-1)`` never reach another worker's processes.
+    """
+    base = UID_BASE + (os.getpid() % 16384) * 1024
+    for k in range(1024):
+        uid = base + (n + k) % 1024
         try:
             pwd.getpwuid(uid)
         except KeyError:
@@ -227,7 +237,7 @@ def rlimits_command(slot: int, scratch: str) -> list[str]:
     if _is_root():  # never run programs as root; drop after preloading when Python sits in a
         uid = sandbox_uid(slot)  # directory only root can read (then other imports fail)
         os.chown(scratch, uid, uid)
-        argv += ["--uid", str(uid)]
+        argv += ["--uid", str(uid), "--own-uid"]
         if not _tree_readable_by_others(sys.prefix):
             argv.append("--drop-late")
     return argv
@@ -283,11 +293,27 @@ def isolation_level() -> str:
     return next(lv for lv in LEVELS if level_available(lv))
 
 
+def _kill_uid(uid: int) -> None:
+    """Kill every process of ``uid`` (``kill(-1)`` run as that uid reaches only those)."""
+    kill = shutil.which("kill")
+    if kill:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(
+                [kill, "-s", "KILL", "--", "-1"],
+                user=uid,
+                group=uid,
+                extra_groups=[],
+                timeout=10,
+                capture_output=True,
+            )
+
+
 class Worker:
     """One sandbox process; ``request`` is called by one thread at a time."""
 
     def __init__(self, slot: int, level: str, scratch_mb: int = 128) -> None:
-        self.slot, self.level, self.scratch_mb = slot, level, scratch_mb
+        """``slot``: the worker's place in its pool (it gets a uid of its own anyway)."""
+        self.slot, self.level, self.scratch_mb = next(_WORKER_IDS), level, scratch_mb
         self.proc: subprocess.Popen[bytes] | None = None
         self.hello: dict[str, Any] = {}
         self.requests = 0
@@ -388,6 +414,8 @@ class Worker:
                         f.close()
                 except OSError:
                     pass
+        if self.level == "rlimits-only" and _is_root():  # no pid namespace took the orphans
+            _kill_uid(sandbox_uid(self.slot))
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None

@@ -81,8 +81,8 @@ def drop_privileges(uid: int) -> None:
 
 
 class Zygote:
-    def __init__(self, scratch: str, pid1: bool) -> None:
-        self.scratch, self.pid1 = scratch, pid1
+    def __init__(self, scratch: str, pid1: bool, own_uid: bool = False) -> None:
+        self.scratch, self.pid1, self.own_uid = scratch, pid1, own_uid
         self.chan_in, self.chan_out = os.dup(0), os.dup(1)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1):
@@ -222,7 +222,8 @@ class Zygote:
 
     def kill_all(self) -> None:
         """Kill every process but this one, and reap them."""
-        if self.pid1:  # pid 1 of the namespace: kill(-1) reaches everything but itself
+        if self.pid1 or self.own_uid:  # kill(-1) reaches everything but us (pid 1 of the
+            # namespace, or the only other processes of our uid are our descendants)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(-1, signal.SIGKILL)
             while True:
@@ -232,9 +233,10 @@ class Zygote:
                     return
         for _ in range(1000):  # a subreaper: orphans come back to us; kill until none is left
             kids = [pid for pid, ppid, _ in _processes(self.page) if ppid == os.getpid()]
-            for pid in kids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            for sig in (signal.SIGSTOP, signal.SIGKILL):  # stopped processes cannot fork
+                for pid in kids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
             try:
                 while os.waitpid(-1, os.WNOHANG)[0]:
                     pass
@@ -482,7 +484,7 @@ def main(argv: list[str]) -> None:
     if uid is not None and "--drop-late" in argv:
         drop_privileges(int(uid))
         _LIBC.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    Zygote(opts["--scratch"], pid1).serve()
+    Zygote(opts["--scratch"], pid1, "--own-uid" in argv and uid is not None).serve()
 
 
 if __name__ == "__main__":
