@@ -16,11 +16,13 @@ import time
 import traceback
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
@@ -46,6 +48,15 @@ class BcoderProtocol(LanguageServerProtocol):
     pygls cancels only the request's own future; a command handler's work (a coroutine awaiting a
     worker thread) keeps running, so the job's cancel flag is set here as well.
     """
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """pygls drops a request whose params do not fit its type without answering; answer it."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as err:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                self._send_response(data["id"], error=err.to_response_error())
+            raise
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         server = self._server
@@ -84,11 +95,16 @@ class BcoderServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("bcoder", __version__, protocol_cls=BcoderProtocol, max_workers=4)
         self.settings = ServerSettings()
+        self.settings_epoch = 0  # bumped by every change, so a late answer to a pull is dropped
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcoder-work")
         self.engines = EngineCache(self.pool)
         self.jobs = Jobs()
         self.implemented: dict[tuple[str, str], Implemented] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Protocol errors (a malformed message) go to the log, not to a pop-up."""
+        self.log(f"protocol error ({source.__name__}): {error!r}", lsp.MessageType.Error)
 
     # --- messages --------------------------------------------------------------------------
 
@@ -108,24 +124,28 @@ class BcoderServer(LanguageServer):
         return {"applied": False, "error": message}
 
     def apply_settings(self, raw: Any, origin: str) -> None:
+        self.settings_epoch += 1
         new = self.settings.updated(raw)
         for warning in new.warnings:
             self.log(f"{origin}: {warning}", lsp.MessageType.Warning)
-        if new != self.settings:
-            self.log(f"settings from {origin}: {_describe(new)}")
+        changed = _changes(self.settings, new)
+        if changed:
+            self.log(f"settings from {origin}: {changed}")
         self.settings = new
 
     async def pull_settings(self) -> None:
+        """Ask the client for the ``bcoder`` section (ignored if settings are pushed meanwhile)."""
         caps = self.client_capabilities.workspace
         if caps is None or not caps.configuration:
             return
         params = lsp.ConfigurationParams(items=[lsp.ConfigurationItem(section="bcoder")])
+        epoch = self.settings_epoch
         try:
             values = await self.workspace_configuration_async(params)
         except Exception as err:  # a client that answers oddly must not stop the server
             self.log(f"workspace/configuration failed: {err}", lsp.MessageType.Warning)
             return
-        if values:
+        if values and epoch == self.settings_epoch:
             self.apply_settings(values[0], "workspace/configuration")
 
     # --- progress --------------------------------------------------------------------------
@@ -238,7 +258,8 @@ class BcoderServer(LanguageServer):
             device=settings.device,
             timeout=settings.timeout,
         )
-        if not self.engines.loaded(settings):
+        fresh = not self.engines.loaded(settings)
+        if fresh:
             self.log(f"loading model {settings.model} (first use)")
             reporter.report(f"loading model {settings.model}", force=True)
         self.engines.listen(reporter.event)
@@ -246,7 +267,7 @@ class BcoderServer(LanguageServer):
             engine = await self.wait(self.engines.get(settings), job)
         finally:
             self.engines.unlisten(reporter.event)
-        if self.engines.load_seconds is not None:
+        if fresh and self.engines.load_seconds is not None:
             self.log(f"model {settings.model} ready ({self.engines.load_seconds:.1f} s to load)")
 
         def run() -> SolveResult:
@@ -406,8 +427,10 @@ class BcoderServer(LanguageServer):
         )
 
 
-def _describe(s: ServerSettings) -> str:
-    return (
-        f"model={s.model} checkpoint={s.checkpoint} samples={s.samples} "
-        f"temperature={s.temperature} runTests={s.runTests}"
+def _changes(old: ServerSettings, new: ServerSettings) -> str:
+    """``name=value`` for each setting that differs."""
+    return " ".join(
+        f"{f.name}={getattr(new, f.name)}"
+        for f in fields(new)
+        if f.compare and getattr(old, f.name) != getattr(new, f.name)
     )

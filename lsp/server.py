@@ -137,7 +137,9 @@ def code_action(ls: BcoderServer, params: lsp.CodeActionParams) -> list[lsp.Code
         title = "B-Coder: implement from docstring"
         actions.append(
             lsp.CodeAction(
-                title, kind=ACTION_KIND, command=lsp.Command(title, IMPLEMENT, [uri, where])
+                title,
+                kind=ACTION_KIND,
+                command=lsp.Command(title, IMPLEMENT, arguments=[uri, where]),
             )
         )
     item = ls.implemented.get((uri, fn.qualname))
@@ -146,7 +148,9 @@ def code_action(ls: BcoderServer, params: lsp.CodeActionParams) -> list[lsp.Code
             f"B-Coder: next candidate (now #{item.current + 1} of {len(item.result.candidates)})"
         )
         actions.append(
-            lsp.CodeAction(title, kind=ACTION_KIND, command=lsp.Command(title, NEXT, [uri, where]))
+            lsp.CodeAction(
+                title, kind=ACTION_KIND, command=lsp.Command(title, NEXT, arguments=[uri, where])
+            )
         )
     return actions or None
 
@@ -199,10 +203,11 @@ def list_candidates(ls: BcoderServer, *args: Any) -> dict[str, Any]:
 @server.feature(CANDIDATES)
 def candidates(ls: BcoderServer, params: Any) -> list[dict[str, Any]]:
     p = _plain(params)
-    uri = p.get("textDocument", {}).get("uri") if isinstance(p, dict) else None
+    doc = p.get("textDocument") if isinstance(p, dict) else None
+    uri = doc.get("uri") if isinstance(doc, dict) else None
     if not isinstance(uri, str):
         raise JsonRpcInvalidParams("expected {textDocument: {uri}, position?}")
-    if isinstance(p.get("position"), dict):
+    if p.get("position") is not None:
         item = ls.find_implemented(uri, _position(p["position"]))
         items = [item] if item is not None else []
     else:

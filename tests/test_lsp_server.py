@@ -1,0 +1,641 @@
+"""End to end: a real LSP client (pytest-lsp) drives ``python -m bcoder lsp`` in a subprocess.
+
+The model is tiny and local: a 2-layer Llama trained here for a few seconds to answer any stub
+with one of three bodies (``return 42`` / ``return 0`` / ``return None``), so that edits are
+real Python; the untrained random tiny model serves as the slow model to cancel.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import client_capabilities, make_test_lsp_client
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+BODIES = ("    return 42\n", "    return 0\n", "    return None\n")
+LOG = ["--log-file", os.environ["BCODER_LSP_LOG"]] if os.environ.get("BCODER_LSP_LOG") else []
+RETURNS = {b.strip() for b in BODIES}
+
+SOURCE = '''import math
+
+
+def area(r):
+    """Area of a circle of radius r.
+
+    >>> area(1) > 3
+    True
+    """
+
+
+class Stack:
+    """A stack."""
+
+    def push(self, x):
+        """Push x on the stack."""
+        pass
+
+    def size(self) -> int:
+        return 0
+
+
+def outer(a):
+    def inner(b):
+        """Twice b."""
+        ...
+
+    return inner(a)
+
+
+TOTAL = 3
+'''
+
+
+def _train_echo_model(directory: Path, seed: int = 0) -> Path:
+    """A tiny causal LM that completes a Python stub with one of ``BODIES`` then EOS."""
+    import torch
+
+    from bcoder.tiny import tiny_causal_lm, tiny_tokenizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # many threads on a small model are slower, and the CPU is shared
+    try:
+        rng = random.Random(seed)
+        tok = tiny_tokenizer()
+        tok.chat_template = None  # plain completion: the stub is the prompt
+        torch.manual_seed(seed)
+        model = tiny_causal_lm(tok, seed).train()
+        names = ["f", "area", "push", "inner", "max_of_list", "size", "solve", "g"]
+        params = ["x", "a, b", "self, x", "xs", "self", "r", "b", "items: list[int]"]
+        docs = [
+            "",
+            "Return x.",
+            "Push x on the stack.",
+            "Twice b.",
+            "Area of r.\n\n    >>> f(1)\n    2\n    ",
+        ]
+        prompts = []
+        for _ in range(64):
+            head = rng.choice(["", "import math\n\n", "from typing import List\n\n"])
+            doc = rng.choice(docs)
+            text = f"{head}def {rng.choice(names)}({rng.choice(params)}):\n"
+            prompts.append(tok(text + (f'    """{doc}"""\n' if doc else "")).input_ids)
+        targets = [tok(b).input_ids + [tok.eos_token_id] for b in BODIES]
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for _ in range(70):
+            batch = [(rng.choice(prompts), rng.choice(targets)) for _ in range(12)]
+            width = max(len(p) + len(t) for p, t in batch)
+            ids = torch.full((len(batch), width), tok.pad_token_id)
+            labels = torch.full((len(batch), width), -100)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, (p, t) in enumerate(batch):
+                ids[i, : len(p) + len(t)] = torch.tensor(p + t)
+                labels[i, len(p) : len(p) + len(t)] = torch.tensor(t)
+                mask[i, : len(p) + len(t)] = 1
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval().save_pretrained(directory)
+        tok.save_pretrained(directory)
+        return directory
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def echo_model(tmp_path_factory) -> Path:
+    return _train_echo_model(tmp_path_factory.mktemp("echo-model"))
+
+
+class Docs:
+    """The client's copies of the documents it opened; applies the server's edits to them."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.text: dict[str, str] = {}
+        self.version: dict[str, int] = {}
+        self.edits: list[lsp.ApplyWorkspaceEditParams] = []
+
+    def open(self, uri: str, text: str) -> None:
+        self.text[uri], self.version[uri] = text, 1
+        self.client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "python", 1, text))
+        )
+
+    def apply(self, params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
+        self.edits.append(params)
+        changes = {}
+        for change in params.edit.document_changes or []:
+            changes.setdefault(change.text_document.uri, []).extend(change.edits)
+        for uri, edits in (params.edit.changes or {}).items():
+            changes.setdefault(uri, []).extend(edits)
+        for uri, edits in changes.items():
+            text = self.text[uri]
+            for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character))[
+                ::-1
+            ]:
+                text = _offset_edit(text, e)
+            self.text[uri] = text
+            self.version[uri] += 1
+            self.client.text_document_did_change(
+                lsp.DidChangeTextDocumentParams(
+                    lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.version[uri]),
+                    [lsp.TextDocumentContentChangeWholeDocument(text=text)],
+                )
+            )
+        return lsp.ApplyWorkspaceEditResult(applied=True)
+
+
+def _offset(text: str, pos: lsp.Position) -> int:
+    lines = text.split("\n")
+    return sum(len(line) + 1 for line in lines[: pos.line]) + pos.character  # ASCII sources
+
+
+def _offset_edit(text: str, e: lsp.TextEdit) -> str:
+    return text[: _offset(text, e.range.start)] + e.new_text + text[_offset(text, e.range.end) :]
+
+
+@pytest.fixture(scope="module")
+def server_env(tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("bcoder-home")
+    env = dict(os.environ)
+    env.update(
+        BCODER_HOME=str(home),
+        BCODER_STORE=str(home / "runs.sqlite"),
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    return env
+
+
+def settings_for(model: Path, **extra) -> dict:
+    base = {"model": str(model), "samples": 6, "maxNewTokens": 12, "runTests": False, "seed": 1}
+    return {**base, **extra}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(echo_model, server_env):
+    c = make_test_lsp_client()
+    docs = Docs(c)
+    c.docs = docs
+    c.feature(lsp.WORKSPACE_APPLY_EDIT)(lambda params: docs.apply(params))
+    c.set_configuration({"bcoder": settings_for(echo_model)})
+    await c.start_io(sys.executable, "-m", "bcoder", "lsp", *LOG, env=server_env)
+    await c.initialize_session(
+        lsp.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            initialization_options={"bcoder": {"samples": 4}},
+        )
+    )
+    # the server pulls its settings after `initialized`; wait for them before any test runs
+    await until(lambda: any("workspace/configuration" in m.message for m in c.log_messages))
+    yield c
+    await c.shutdown_session()
+    await c.stop()
+
+
+async def command(c, name: str, *args):
+    return await c.workspace_execute_command_async(
+        lsp.ExecuteCommandParams(command=name, arguments=list(args))
+    )
+
+
+async def actions(c, uri: str, line: int) -> list[str]:
+    got = await c.text_document_code_action_async(
+        lsp.CodeActionParams(
+            lsp.TextDocumentIdentifier(uri),
+            lsp.Range(lsp.Position(line, 0), lsp.Position(line, 0)),
+            lsp.CodeActionContext(diagnostics=[]),
+        )
+    )
+    return [a.title for a in got or []]
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.split("\n")) if needle in line)
+
+
+async def test_code_action_only_on_stubs(client):
+    uri = "file:///work/actions.py"
+    client.docs.open(uri, SOURCE)
+    implement = "B-Coder: implement from docstring"
+    for needle in ("def area", '"""Area of', "def push", "pass", "def inner", "...", '"""Twice'):
+        assert implement in await actions(client, uri, line_of(SOURCE, needle)), needle
+    for needle in (
+        "import math",
+        "class Stack",
+        '"""A stack',
+        "def size",
+        "return 0",
+        "def outer",
+        "TOTAL",
+    ):
+        assert implement not in await actions(client, uri, line_of(SOURCE, needle)), needle
+    # a document the client never opened: no action, no crash
+    assert await actions(client, "file:///work/never-opened.py", 0) == []
+
+
+def body_after(text: str, exact: str) -> list[str]:
+    """The lines after the first line equal to ``exact`` (stripped), up to the next blank line."""
+    lines = text.split("\n")
+    i = next(i for i, line in enumerate(lines) if line.strip() == exact) + 1
+    out = []
+    while i < len(lines) and lines[i].strip():
+        out.append(lines[i])
+        i += 1
+    return out
+
+
+async def test_implement_function_method_and_nested(client, server_env):
+    uri = "file:///work/implement.py"
+    client.docs.open(uri, SOURCE)
+    before = len(client.progress_reports)
+
+    # a top-level function: the body goes after the docstring, indented 4
+    result = await command(
+        client, "bcoder.implement", uri, {"line": line_of(SOURCE, "def area"), "character": 0}
+    )
+    assert result["applied"] is True and result["rank"] == 1, result
+    text = client.docs.text[uri]
+    (ret,) = body_after(text, '"""')  # the docstring's closing line, then the body
+    assert ret.startswith("    return") and ret.strip() in RETURNS
+    assert '"""Area of a circle of radius r.' in text and "def area(r):" in text
+
+    # a method with `pass` after its docstring: `pass` is replaced, indentation 8
+    line = line_of(text, "def push")
+    result = await command(
+        client, "bcoder.implement", {"uri": uri, "position": {"line": line, "character": 4}}
+    )
+    assert result["applied"] is True, result
+    text = client.docs.text[uri]
+    body = body_after(text, '"""Push x on the stack."""')
+    assert len(body) == 1 and body[0].startswith("        return") and body[0].strip() in RETURNS
+    assert "pass" not in text
+
+    # a nested function with `...`: indentation 8, the outer function intact
+    result = await command(
+        client, "bcoder.implement", uri, {"line": line_of(text, "def inner"), "character": 8}
+    )
+    assert result["applied"] is True, result
+    text = client.docs.text[uri]
+    body = body_after(text, '"""Twice b."""')
+    assert len(body) == 1 and body[0].startswith("        return") and "..." not in text
+    assert "    return inner(a)" in text
+
+    ast.parse(text)  # the buffer is valid Python again
+    tree = ast.parse(text)
+    names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert {"area", "push", "size", "outer", "inner"} <= names
+    for fn in (
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef) and n.name in ("area", "push", "inner")
+    ):
+        assert isinstance(fn.body[0], ast.Expr) and isinstance(
+            fn.body[1], ast.Return
+        )  # docstring kept
+
+    # work-done progress: begin ... end for each run
+    runs = list(client.progress_reports.values())[before:]
+    assert len(runs) == 3
+    for reports in runs:
+        assert isinstance(reports[0], lsp.WorkDoneProgressBegin) and reports[0].cancellable
+        assert isinstance(reports[-1], lsp.WorkDoneProgressEnd) and reports[-1].message == "done"
+
+    # every run is in the results store
+    from bcoder.store import Store
+
+    saved = {r.id for r in Store(server_env["BCODER_STORE"]).list()}
+    assert result["runId"] in saved and len(saved) >= 3
+
+
+async def until(predicate, timeout: float = 60.0, step: float = 0.05):
+    """Wait until ``predicate()`` is truthy (the server answers asynchronously)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(step)
+
+
+def push_settings(c, **values) -> None:
+    """Change settings as an editor does: its store, then a didChangeConfiguration push."""
+    for key, value in values.items():
+        c.set_configuration(value, section=f"bcoder.{key}")
+    c.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"bcoder": values})
+    )
+
+
+async def test_values_in_the_editor(client):
+    uri = "file:///work/values.py"
+    client.docs.open(uri, SOURCE)
+    result = await command(
+        client, "bcoder.implement", uri, {"line": line_of(SOURCE, "def area"), "character": 0}
+    )
+    assert result["applied"], result
+    text = client.docs.text[uri]
+    line = line_of(text, "    return")
+    col = text.split("\n")[line].index("return") + 2
+
+    got = await client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri), lsp.Position(line, col))
+    )
+    value = got.contents.value
+    assert f"#1 of {result['of']}" in value and "R~" in value and "| Q | V | A | r~ |" in value
+    nothing = await client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri), lsp.Position(0, 2))
+    )
+    assert nothing is None  # not a generated line
+
+    hints = await client.text_document_inlay_hint_async(
+        lsp.InlayHintParams(
+            lsp.TextDocumentIdentifier(uri), lsp.Range(lsp.Position(0, 0), lsp.Position(999, 0))
+        )
+    )
+    labels = [h.label for h in hints if h.position.line == line]
+    assert labels and "R~" in labels[0] and "min A" in labels[0]
+
+    (entry,) = await client.protocol.send_request_async(
+        "bcoder/candidates", {"textDocument": {"uri": uri}}
+    )
+    assert entry["qualname"] == "area" and entry["current"] == 1
+    assert entry["runId"] == result["runId"]
+    best = entry["candidates"][0]
+    assert best["rank"] == 1 and best["usable"] and best["tokens"]
+    assert best["reward"] == pytest.approx(sum(t["reward"] for t in best["tokens"]), abs=1e-4)
+    assert all(t["advantage"] <= 1e-6 for t in best["tokens"])  # A = alpha * (l - max l) <= 0
+    rewards = [c["reward"] for c in entry["candidates"]]
+    assert rewards == sorted(rewards, reverse=True)
+
+    # diagnostics mark tokens below the advantage threshold: a configuration change moves it
+    client.diagnostics.pop(uri, None)
+    push_settings(client, unsureAdvantage=0.5)  # every token has A <= 0 < 0.5
+    await until(lambda: client.diagnostics.get(uri))
+    diags = client.diagnostics[uri]
+    assert all(
+        d.severity == lsp.DiagnosticSeverity.Information and d.source == "bcoder" for d in diags
+    )
+    assert {d.range.start.line for d in diags} == {line}
+    push_settings(client, unsureAdvantage=-100.0)  # nothing is that unsure
+    await until(lambda: list(client.diagnostics.get(uri, [None])) == [])
+    push_settings(client, unsureAdvantage=-2.0)
+
+
+async def test_next_and_listed_candidates(client):
+    uri = "file:///work/next.py"
+    client.docs.open(uri, SOURCE)
+    where = {"line": line_of(SOURCE, "def area"), "character": 0}
+    first = await command(client, "bcoder.implement", uri, where)
+    assert first["applied"] and len(first["usable"]) >= 2, first
+    body = lambda: body_after(client.docs.text[uri], '"""')  # noqa: E731
+    shown = body()
+
+    titles = await actions(client, uri, where["line"])
+    assert any(t.startswith("B-Coder: next candidate") for t in titles)
+    assert "B-Coder: implement from docstring" not in titles  # it has a body now
+
+    second = await command(client, "bcoder.nextCandidate", uri, where)
+    assert second["applied"] and second["rank"] == first["usable"][1], second
+    assert body() != shown and len(body()) == 1 and body()[0].strip() in RETURNS
+
+    listed = await command(client, "bcoder.listCandidates", uri, where)
+    assert [c["rank"] for c in listed["candidates"]] == list(range(1, first["of"] + 1))
+    assert [c["current"] for c in listed["candidates"]].index(True) + 1 == second["rank"]
+    assert listed["candidates"][0]["body"].strip() == shown[0].strip()
+
+    back = await command(client, "bcoder.showCandidate", {"uri": uri, "position": where, "rank": 1})
+    assert back["rank"] == 1 and body() == shown
+
+    # once the user edits the generated lines, B-Coder does not overwrite them
+    lines = client.docs.text[uri].split("\n")
+    k = line_of(client.docs.text[uri], shown[0])
+    lines[k] = "    return 'mine'"
+    client.docs.text[uri] = "\n".join(lines)
+    client.docs.version[uri] += 1
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            lsp.VersionedTextDocumentIdentifier(uri=uri, version=client.docs.version[uri]),
+            [lsp.TextDocumentContentChangeWholeDocument(text=client.docs.text[uri])],
+        )
+    )
+    refused = await command(client, "bcoder.nextCandidate", uri, where)
+    assert refused["applied"] is False and "was edited" in refused["error"]
+    assert "return 'mine'" in client.docs.text[uri]
+
+
+async def test_user_errors_and_bad_requests(client):
+    uri = "file:///work/errors.py"
+    client.docs.open(uri, SOURCE)
+    client.messages.clear()
+
+    r = await command(
+        client, "bcoder.implement", uri, {"line": line_of(SOURCE, "TOTAL"), "character": 0}
+    )
+    assert r["applied"] is False and "not a function" in r["error"]
+    r = await command(
+        client, "bcoder.implement", uri, {"line": line_of(SOURCE, "def size"), "character": 4}
+    )
+    assert (
+        r["applied"] is False
+        and "nothing to implement" in r["error"]
+        and "Stack.size" in r["error"]
+    )
+    r = await command(
+        client, "bcoder.implement", "file:///work/not-open.py", {"line": 0, "character": 0}
+    )
+    assert r["applied"] is False and "not open" in r["error"]
+    r = await command(client, "bcoder.nextCandidate", uri, {"line": 3, "character": 0})
+    assert r["applied"] is False and "no candidates here" in r["error"]
+    shown = [m.message for m in client.messages if m.type == lsp.MessageType.Error]
+    assert len(shown) == 4 and any("not a function" in m for m in shown)
+
+    bad_commands = [
+        ("bcoder.implement", []),
+        ("bcoder.implement", [7, "x"]),
+        ("bcoder.implement", [uri, {"line": -1}]),
+        ("bcoder.showCandidate", [uri, {"line": 3}, "two"]),
+        ("bcoder.noSuchCommand", []),
+    ]
+    for name, arguments in bad_commands:
+        with pytest.raises(JsonRpcException):
+            await command(client, name, *arguments)
+    for params in ({"textDocument": 3}, None, {"textDocument": {"uri": uri}, "position": "x"}):
+        with pytest.raises(JsonRpcException):
+            await client.protocol.send_request_async("bcoder/candidates", params)
+    # the server is still up and answering
+    assert "B-Coder: implement from docstring" in await actions(
+        client, uri, line_of(SOURCE, "def area")
+    )
+
+
+async def test_missing_model_is_a_clear_error(client, echo_model):
+    uri = "file:///work/nomodel.py"
+    client.docs.open(uri, SOURCE)
+    push_settings(client, model="/nonexistent/model-dir", allowDownload=False)
+    try:
+        r = await command(client, "bcoder.implement", uri, {"line": 3, "character": 0})
+        assert r["applied"] is False and "model path not found" in r["error"], r
+        assert any("/nonexistent/model-dir" in m.message for m in client.messages)
+    finally:
+        push_settings(client, model=str(echo_model), allowDownload=True)
+
+
+async def _read_message(stdout: asyncio.StreamReader) -> dict:
+    length = 0
+    while (line := await stdout.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return json.loads(await stdout.readexactly(length))
+
+
+async def test_malformed_messages_do_not_crash_the_server(server_env):
+    """Raw JSON-RPC on stdio: garbage, wrong shapes and unknown methods get errors, not a crash."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bcoder",
+        "lsp",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=server_env,
+    )
+
+    def send(body: bytes) -> None:
+        proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    async def ask(msg_id: int, method: str, params) -> dict:
+        send(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}
+            ).encode()
+        )
+        while (answer := await asyncio.wait_for(_read_message(proc.stdout), 60)).get(
+            "id"
+        ) != msg_id:
+            pass
+        return answer
+
+    try:
+        init = await ask(1, "initialize", {"processId": None, "rootUri": None, "capabilities": {}})
+        assert "codeActionProvider" in init["result"]["capabilities"]
+        assert (
+            "bcoder.implement"
+            in init["result"]["capabilities"]["executeCommandProvider"]["commands"]
+        )
+        send(json.dumps({"jsonrpc": "2.0", "method": "initialized", "params": {}}).encode())
+        send(b"{this is not json")
+        send(
+            json.dumps(
+                {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"nope": 1}}
+            ).encode()
+        )
+        uri = "file:///work/raw.py"
+        doc = {"uri": uri, "languageId": "python", "version": 1, "text": SOURCE}
+        send(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "textDocument/didOpen",
+                    "params": {"textDocument": doc},
+                }
+            ).encode()
+        )
+        errors = [
+            ("textDocument/hover", {"textDocument": {"uri": uri}}),
+            ("textDocument/codeAction", {"textDocument": {"uri": uri}, "range": "everything"}),
+            ("workspace/executeCommand", {"command": "bcoder.implement", "arguments": "x"}),
+            ("bcoder/noSuchRequest", {}),
+        ]
+        for i, (method, params) in enumerate(errors, start=10):
+            assert "error" in await ask(i, method, params), method
+        rng = {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}}
+        ok = await ask(
+            99,
+            "textDocument/codeAction",
+            {"textDocument": {"uri": uri}, "range": rng, "context": {"diagnostics": []}},
+        )
+        assert [a["title"] for a in ok["result"]] == ["B-Coder: implement from docstring"]
+        assert proc.returncode is None
+        await ask(100, "shutdown", None)
+        send(json.dumps({"jsonrpc": "2.0", "method": "exit"}).encode())
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def new_progress(c, known: set, text: str) -> str:
+    """The token of a progress (not in ``known``) that reported a message containing ``text``."""
+
+    def found():
+        for token, reports in c.progress_reports.items():
+            if token not in known and any(
+                text in (getattr(r, "message", "") or "") for r in reports
+            ):
+                return token
+        return None
+
+    await until(found, timeout=120)
+    return found()
+
+
+async def test_cancellation_and_superseded_requests(client, tiny_model_dir, echo_model):
+    """The random tiny model writes long garbage: slow enough to cancel in three ways."""
+    uri = "file:///work/cancel.py"
+    client.docs.open(uri, SOURCE)
+    where = {"line": line_of(SOURCE, "def area"), "character": 0}
+    push_settings(client, model=str(tiny_model_dir), maxNewTokens=1500, samples=4)
+    try:
+        # $/cancelRequest: the request ends with RequestCancelled and its work stops
+        known = set(client.progress_reports)
+        params = lsp.ExecuteCommandParams(command="bcoder.implement", arguments=[uri, where])
+        pending = client.protocol.send_request(
+            "workspace/executeCommand", params, msg_id="cancel-me"
+        )
+        token = await new_progress(client, known, "generate")
+        assert any(f"loading model {tiny_model_dir}" in m.message for m in client.log_messages)
+        client.cancel_request(lsp.CancelParams(id="cancel-me"))
+        with pytest.raises(JsonRpcException, match="cancel"):
+            await asyncio.wait_for(asyncio.wrap_future(pending), 60)
+        await until(lambda: isinstance(client.progress_reports[token][-1], lsp.WorkDoneProgressEnd))
+        assert client.progress_reports[token][-1].message == "cancelled"
+
+        # window/workDoneProgress/cancel: the command answers {cancelled: true}
+        known = set(client.progress_reports)
+        task = asyncio.ensure_future(command(client, "bcoder.implement", uri, where))
+        token = await new_progress(client, known, "generate")
+        client.window_work_done_progress_cancel(lsp.WorkDoneProgressCancelParams(token=token))
+        result = await asyncio.wait_for(task, 60)
+        assert result["applied"] is False and result["cancelled"] is True, result
+
+        # a new request for the same function cancels the stale one
+        known = set(client.progress_reports)
+        first = asyncio.ensure_future(command(client, "bcoder.implement", uri, where))
+        token = await new_progress(client, known, "generate")
+        second = asyncio.ensure_future(command(client, "bcoder.implement", uri, where))
+        stale = await asyncio.wait_for(first, 60)
+        assert stale["cancelled"] is True and "superseded" in stale["reason"]
+        newer = await new_progress(client, known | {token}, "")
+        client.window_work_done_progress_cancel(lsp.WorkDoneProgressCancelParams(token=newer))
+        assert (await asyncio.wait_for(second, 60))["cancelled"] is True
+        assert client.docs.text[uri] == SOURCE  # nothing was applied
+    finally:
+        push_settings(client, model=str(echo_model), maxNewTokens=12, samples=6)
+    # the configuration change is respected: back on the echo model, a run succeeds
+    result = await command(client, "bcoder.implement", uri, where)
+    assert result["applied"] is True, result
