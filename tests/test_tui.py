@@ -303,3 +303,55 @@ def test_cli_errors_are_one_line(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error: ") and expect in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.asyncio
+async def test_type_a_statement_then_generate_again_from_the_run(tiny_model_dir, tmp_path):
+    """A statement typed into the open dialog is solved and saved; g on that run solves again."""
+    store = Store(tmp_path / "runs.sqlite")
+    settings = {"model": str(tiny_model_dir), "n": 2, "max_new_tokens": 8, "run_tests": False}
+    app = BcoderTui(settings=settings, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, OpenScreen)
+        app.screen.query_one("#open-text").text = "Print the sum of two integers read from stdin."
+        await pilot.click("#open-ok")
+        await wait_for(pilot, lambda: app.result is not None, 60)
+        assert app.problem.source == "text" and "sum of two integers" in app.problem.text
+        first = app.result.run_id
+        assert not app.generating and first
+
+        await pilot.press("p")  # the statement, in a dialog
+        shown = " ".join(str(w.render()) for w in app.screen.query("Static"))
+        assert "sum of two integers" in shown and "(text, 0 tests)" in shown
+        await pilot.press("escape")
+
+        await pilot.press("g")
+        await wait_for(pilot, lambda: app.result is not None and app.result.run_id != first, 60)
+        assert app.result.settings["n"] == 2 and app.result.settings["max_new_tokens"] == 8
+    assert {r.id for r in store.list()} == {first, app.result.run_id}
+
+
+@pytest.mark.asyncio
+async def test_theme_change_recolours_the_heatmap(stored):
+    """Colours are blended from the theme's background: a light theme gives light tints."""
+    from bcoder.cli.tui import colors
+
+    store, run_id = stored
+    app = BcoderTui(result=store.get(run_id), store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(HeatmapView)
+        dark_base = base_colour(view)
+        dark = [s.bgcolor.triplet.hex for s in view._styles]
+        app.theme = "textual-light"
+        await pilot.pause()
+        light_base = base_colour(view)
+        light = [s.bgcolor.triplet.hex for s in view._styles]
+        assert colors.luminance(light_base) > 0.5 > colors.luminance(dark_base)
+        limit = app.limits["reward"]
+        for token, d, lt in zip(view.tokens, dark, light, strict=True):
+            lvl = colors.level(token.reward, limit)
+            assert d == colors.level_colour(lvl, dark_base)
+            assert lt == colors.level_colour(lvl, light_base)
+            if abs(lvl) < colors.STEPS:  # only the palette's end colours are shared
+                assert colors.luminance(lt) > colors.luminance(d)

@@ -41,8 +41,8 @@ class OpenScreen(ModalScreen[OpenRequest | None]):
             yield Input(placeholder="tests JSON for a typed statement (optional)", id="open-tests")
             yield DataTable(id="open-runs", cursor_type="row")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Open", id="open-ok", variant="primary")
-                yield Button("Cancel", id="open-cancel")
+                yield Button("Open", id="open-ok", variant="primary", compact=True)
+                yield Button("Cancel", id="open-cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#open-text", TextArea).border_title = "…or type a problem statement"
@@ -51,7 +51,7 @@ class OpenScreen(ModalScreen[OpenRequest | None]):
         table.add_columns("run", "problem", "n", "R~ best")
         for run in self.runs:
             best = "" if run.best_reward is None else f"{run.best_reward:+.3f}"
-            table.add_row(run.id, run.title[:40] or run.problem_id, str(run.n_candidates), best)
+            table.add_row(run.id, run.title[:30] or run.problem_id, str(run.n_candidates), best)
         self.query_one("#open-ref", Input).focus()
 
     def _request(self) -> OpenRequest:
@@ -99,8 +99,8 @@ class SaveScreen(ModalScreen[str | None]):
             yield Label("Save the candidate's code to", classes="dialog-title")
             yield Input(value=self.default, id="save-path")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Save", id="save-ok", variant="primary")
-                yield Button("Cancel", id="save-cancel")
+                yield Button("Save", id="save-ok", variant="primary", compact=True)
+                yield Button("Cancel", id="save-cancel", compact=True)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip() or None)
