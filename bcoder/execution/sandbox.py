@@ -35,7 +35,7 @@ from bcoder.execution import wire
 
 LEVELS = ("bubblewrap", "unshare", "rlimits-only")
 UID_BASE = 61000
-SANDBOX_FILES = ("wire.py", "harness.py", "zygote.py", "jail.py")
+SANDBOX_FILES = ("wire.py", "harness.py", "judge.py", "watch.py", "zygote.py", "jail.py")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = (
     "/etc/ld.so.cache",

@@ -28,7 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 import harness
+import judge
 import wire
+from watch import Watch, processes
 
 PRELOAD = (
     "ast",
@@ -55,7 +57,6 @@ PRELOAD = (
     "threading",
     "numpy",
 )
-STDERR_KEEP = 8 << 10
 _LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 24, 36, 38
 MAX_ENTRIES = 20_000  # scratch entries above which the worker asks to be replaced
@@ -141,7 +142,7 @@ class Zygote:
                 5: req_w,
                 6: resp_r,
             }
-            main = self.spawn({**jmap, 7: self.chan_in}, harness.judge, req, lim)
+            main = self.spawn({**jmap, 7: self.chan_in}, judge.judge, req, lim)
             if not _loaded(pipes["result"][0]):
                 self.kill_all()
                 os.close(pipes["err"][1])
@@ -152,14 +153,14 @@ class Zygote:
                     "exit_now": True,
                 }
             fdmap.update({3: null, 5: req_r, 6: resp_w})
-            server = self.spawn(fdmap, harness.serve, req, lim)
+            server = self.spawn(fdmap, judge.serve, req, lim)
             for fd in (req_r, req_w, resp_r, resp_w, null):
                 os.close(fd)
         else:
             main = server = self.spawn(fdmap, _ENTRY[op], req, lim)
         for fd in (stdin, *(w for _, w in pipes.values())):
             os.close(fd)
-        watch = Watch(self, {k: r for k, (r, _) in pipes.items()}, main, server, lim)
+        watch = Watch(self.rss, {k: r for k, (r, _) in pipes.items()}, main, server, lim)
         resp = watch.run(t0)
         self.kill_all()
         resp["stdout"], resp["stderr"], resp["items"], resp["status"] = watch.collect()
@@ -232,7 +233,7 @@ class Zygote:
                 except ChildProcessError:
                     return
         for _ in range(1000):  # a subreaper: orphans come back to us; kill until none is left
-            kids = [pid for pid, ppid, _ in _processes(self.page) if ppid == os.getpid()]
+            kids = [pid for pid, ppid, _ in processes(self.page) if ppid == os.getpid()]
             for sig in (signal.SIGSTOP, signal.SIGKILL):  # stopped processes cannot fork
                 for pid in kids:
                     with contextlib.suppress(ProcessLookupError):
@@ -247,7 +248,7 @@ class Zygote:
 
     def rss(self) -> int:
         """Resident bytes of every process in the sandbox but this one."""
-        procs = _processes(self.page)
+        procs = processes(self.page)
         if self.pid1:
             return sum(rss for pid, _, rss in procs if pid != os.getpid())
         parent = {pid: ppid for pid, ppid, _ in procs}
@@ -315,131 +316,12 @@ def _wipe_ipc() -> None:
                 getattr(_LIBC, f"{kind}ctl")(ident, 0, None)
 
 
-def _processes(page: int) -> list[tuple[int, int, int]]:
-    """(pid, ppid, resident bytes) of every visible process."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            out.append((int(name), int(fields[1]), int(fields[21]) * page))
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
-
-
 def _vsz() -> int:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmSize:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-class Watch:
-    """Collects a request's output while enforcing wall clock, memory and output limits."""
-
-    def __init__(
-        self, zyg: Zygote, fds: dict[str, int], main: int, server: int, lim: dict[str, Any]
-    ) -> None:
-        self.zyg, self.fds, self.main, self.server, self.lim = zyg, fds, main, server, lim
-        self.buf = {k: bytearray() for k in fds}
-        self.seen = dict.fromkeys(fds, 0)
-        self.items: list[str] = []
-        self.times: list[float] = []
-        self.exit: int | None = None
-        self.signal: int | None = None
-        self.server_status: int | None = None
-        self.sel = selectors.DefaultSelector()
-        for name, fd in fds.items():
-            os.set_blocking(fd, False)
-            self.sel.register(fd, selectors.EVENT_READ, name)
-        self.pidfd = os.pidfd_open(main)
-        self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
-
-    def run(self, t0: float) -> dict[str, Any]:
-        timeout, limit = float(self.lim["timeout"]), None
-        deadline, last, next_mem = t0 + timeout, t0, t0 + 0.05
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                limit = "timeout"
-                break
-            if now >= next_mem:
-                next_mem = now + 0.1
-                if self.zyg.rss() > self.lim["rss_bytes"]:
-                    limit = "memory"
-                    break
-            for key, _ in self.sel.select(max(0.0, min(deadline, next_mem) - now)):
-                if key.data == "exit":
-                    self._reap()
-                    return self._resp(t0, None)
-                limit = self._read(key.data)
-                if key.data == "result" and len(self.items) > len(self.times):
-                    now = time.monotonic()
-                    self.times.extend([now - last] * (len(self.items) - len(self.times)))
-                    last, deadline = now, now + timeout  # each answer earns a fresh time budget
-            if limit:
-                break
-        return self._resp(t0, limit)
-
-    def _read(self, name: str) -> str | None:
-        fd = self.fds[name]
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            return None
-        if not chunk:
-            self.sel.unregister(fd)
-            return None
-        self.seen[name] += len(chunk)
-        buf = self.buf[name]
-        buf += chunk
-        if name == "err" and len(buf) > 2 * STDERR_KEEP:
-            del buf[: len(buf) - STDERR_KEEP]
-        if name == "result":
-            self.items += [b.decode("utf-8", "replace") for b in wire.split_frames(buf)]
-        cap = self.lim["stdout_max"] if name != "status" else 4096
-        return "output" if self.seen[name] > cap else None
-
-    def _reap(self) -> None:
-        _, status = os.waitpid(self.main, 0)
-        if os.WIFSIGNALED(status):
-            self.signal = os.WTERMSIG(status)
-        else:
-            self.exit = os.WEXITSTATUS(status)
-
-    def _resp(self, t0: float, limit: str | None) -> dict[str, Any]:
-        return {
-            "limit": limit,
-            "exit": self.exit,
-            "signal": self.signal,
-            "wall": time.monotonic() - t0,
-            "times": self.times,
-        }
-
-    def collect(self) -> tuple[str, str, list[str], str]:
-        """After every writer is dead: drain the pipes and return stdout, stderr, items, status."""
-        for name, fd in self.fds.items():
-            try:
-                while self.seen[name] <= self.lim["stdout_max"]:
-                    chunk = os.read(fd, 1 << 16)
-                    if not chunk:
-                        break
-                    self.seen[name] += len(chunk)
-                    self.buf[name] += chunk
-            except OSError:
-                pass
-            os.close(fd)
-        self.sel.close()
-        os.close(self.pidfd)
-        rest = wire.split_frames(self.buf["result"])
-        self.items += [b.decode("utf-8", "replace") for b in rest]
-        out = bytes(self.buf["out"][: self.lim["stdout_max"]]).decode("utf-8", "replace")
-        err = bytes(self.buf["err"][-STDERR_KEEP:]).decode("utf-8", "replace")
-        return out, err, self.items, bytes(self.buf["status"][:4096]).decode("utf-8", "replace")
 
 
 _ENTRY = {"stdio": harness.run_stdio, "call": harness.run_calls}
