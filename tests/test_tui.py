@@ -70,6 +70,10 @@ async def test_stored_run_select_candidates_and_switch_metrics(stored):
         await pilot.press("right", "right")
         assert view.cursor == 2
         assert f"tok 3/{len(view.tokens)}" in text_of(app, "#details")
+        # a click selects the token under the mouse (offset: border 1 + the line-number gutter)
+        span = view.layout_.lines[1][-1]
+        await pilot.click(HeatmapView, offset=(1 + view._gutter + span.start, 1 + 1))
+        assert view.cursor == span.token
 
         # switching the metric recolours the tokens and the legend
         strip_before = view.render_line(0)

@@ -172,8 +172,11 @@ class HeatmapView(ScrollView, can_focus=True):
             self.action_line(delta)
 
     def on_click(self, event: Click) -> None:
-        line = event.y + int(self.scroll_y)
-        column = event.x - self._gutter + int(self.scroll_x)
+        offset = event.get_content_offset(self)
+        if offset is None:  # on the border or a scrollbar
+            return
+        line = offset.y + int(self.scroll_y)
+        column = offset.x - self._gutter + int(self.scroll_x)
         span = self.layout_.span_at(line, column)
         if span is not None and span.token >= 0:
             self.cursor = span.token
