@@ -72,3 +72,10 @@ def test_a_closed_executor_refuses_work():
     e.close()
     with pytest.raises(Exception, match="closed"):
         e.run("print(1)", DOUBLE)
+
+
+def test_an_unknown_isolation_level_is_a_user_error():
+    from bcoder.errors import BcoderError
+
+    with pytest.raises(BcoderError, match="unknown isolation level"):
+        Executor(level="chroot")

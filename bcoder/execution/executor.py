@@ -27,7 +27,7 @@ from typing import Any
 from bcoder.errors import BcoderError
 from bcoder.execution import plan as planning
 from bcoder.execution.result import ExecResult
-from bcoder.execution.sandbox import Worker, WorkerDied, isolation_level
+from bcoder.execution.sandbox import Worker, WorkerDied, isolation_level, level_available
 from bcoder.results import TestOutcome
 from bcoder.spec import TestSpec
 
@@ -125,6 +125,10 @@ class Executor:
         ``level``: force an isolation level (default: the strongest available).
         ``on_warning``: receives the weak-isolation warning (default: ``warnings.warn``)."""
         self.limits = Limits(timeout=timeout, memory_mb=memory_mb, output_mb=output_mb)
+        if level is not None and not level_available(level):
+            raise BcoderError(
+                f"isolation level {level!r} is not available here (see bcoder doctor)"
+            )
         self.level = level or isolation_level()
         self.stop_on_failure = stop_on_failure
         self.recycle_after = recycle_after
