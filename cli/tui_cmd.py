@@ -53,11 +53,8 @@ def tui(
         "max_new_tokens": max_new_tokens,
         "seed": seed,
     }
+    # only what was given: it overrides a reopened run's settings (else SolveSettings' defaults)
     settings = {k: v for k, v in given.items() if v is not None}
-    if not run and "model" not in settings:
-        from bcoder.sources import DEFAULT_MODEL
-
-        settings["model"] = DEFAULT_MODEL
     results = Store(store)
     loaded_problem = loaded_run = None
     if run:

@@ -34,6 +34,7 @@ from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveS
 from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_write_text
 from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
+from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
 from bcoder.store import Store
 
@@ -149,9 +150,8 @@ class BcoderTui(App[None]):
 
     def _update_titles(self) -> None:
         info = self.problem_info
-        model = self.overrides.get("model") or (
-            self.result.settings.get("model") if self.result else ""
-        )
+        settings = self.result.settings if self.result else self.solve_settings()
+        model = settings.get("model") or DEFAULT_MODEL
         run = self.result.run_id if self.result and self.result.run_id else "unsaved"
         self.title = f"bcoder · {info.get('id', 'no problem')}"
         self.sub_title = " · ".join(x for x in (str(model or ""), run, self.status) if x)
@@ -219,7 +219,7 @@ class BcoderTui(App[None]):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
+        if len(self.screen_stack) > 1:  # a dialog or the comparison is on top
             return action in {"quit", "command_palette", "pop_screen"}
         if action == "cancel":
             return self.generating
