@@ -252,8 +252,10 @@ def solve(
         candidates = run_tests(problem, candidates, settings, executor, emit, cancel)
         timings["execute"] = time.perf_counter() - t2
     candidates = rank(candidates)
-    result_settings = {
+    result_settings = {  # what actually ran: the engine's model, heads, dtype and device
         **settings.to_dict(),
+        "model": engine.info.get("name", settings.model),
+        "checkpoint": None if engine.heads == "init" else engine.heads,
         "dtype": engine.info.get("dtype", settings.dtype),
         "device": engine.info.get("device", settings.device),
         "prompt_family": family,
