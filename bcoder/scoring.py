@@ -26,16 +26,31 @@ from bcoder.sampling import StepScores
 def token_texts(tokenizer: Any, ids: Sequence[int]) -> list[str]:
     """The text each token adds to the decoded string, special tokens included.
 
-    Decoded incrementally with a little left context (as streaming detokenizers do), so that a
-    character split across byte-level tokens appears whole at the token that completes it (the
-    earlier pieces get ""), and spaces that depend on context are right.
+    Fast path: each token decoded alone, when that concatenates to the whole decoded string (true
+    of byte-level BPE on text whose characters do not straddle tokens). Otherwise decoded
+    incrementally with a little left context (as streaming detokenizers do), so that a character
+    split across byte-level tokens appears whole at the token that completes it (the earlier
+    pieces get "") and spaces that depend on context are right.
     """
     ids = list(ids)
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # the Rust tokenizer: no overheads
+    if backend is not None:
+        pieces = backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
+        if "".join(pieces) == backend.decode(ids, skip_special_tokens=False):
+            return pieces
+
+        def decode(x: list[int]) -> str:
+            return backend.decode(x, skip_special_tokens=False)
+    else:
+
+        def decode(x: list[int]) -> str:
+            return tokenizer.decode(x, clean_up_tokenization_spaces=False)
+
     texts: list[str] = []
     prefix, read = 0, 0  # context start, and the first token whose text is not out yet
     for i in range(len(ids)):
-        before = tokenizer.decode(ids[prefix:read])
-        after = tokenizer.decode(ids[prefix : i + 1])
+        before = decode(ids[prefix:read])
+        after = decode(ids[prefix : i + 1])
         if len(after) > len(before) and not after.endswith("\ufffd"):
             texts.extend([""] * (i - read))
             texts.append(after[len(before) :])
@@ -44,6 +59,17 @@ def token_texts(tokenizer: Any, ids: Sequence[int]) -> list[str]:
             texts.extend([""] * (i - read))
             texts.append(after[len(before) :])
     return texts
+
+
+def _single_texts(tokenizer: Any, ids: list[int]) -> list[str]:
+    """Each token's text on its own (ids past the tokenizer's vocabulary give "")."""
+    n = len(tokenizer)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        texts = backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
+    else:
+        texts = [tokenizer.decode([i]) for i in ids]
+    return [t if i < n else "" for t, i in zip(texts, ids, strict=True)]
 
 
 def recovered(scores: StepScores, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,8 +95,7 @@ def make_candidate(
     """A Candidate with per-token values; ``completion`` is the decoded text without specials."""
     q, rewards = recovered(scores, gamma)
     texts = token_texts(tokenizer, action_ids)
-    preferred = tokenizer.convert_ids_to_tokens(scores.preferred.tolist())
-    pref_text = [tokenizer.convert_tokens_to_string([p]) if p else "" for p in preferred]
+    pref_text = _single_texts(tokenizer, scores.preferred.tolist())
     cols = zip(
         texts,
         action_ids,
