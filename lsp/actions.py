@@ -326,7 +326,10 @@ class BcoderServer(LanguageServer):
                 f"B-Coder: none of the {n} candidates for `{fn.qualname}` has a usable body "
                 f"(model {settings.model})"
             )
-        item = Implemented(uri, fn.qualname, fn.def_line, result, bodies, min(bodies))
+        # best by R~, except that a candidate which passed the docstring's tests goes first
+        passed = [i for i in sorted(bodies) if result.candidates[i].outcome == "pass"]
+        first = passed[0] if passed else min(bodies)
+        item = Implemented(uri, fn.qualname, fn.def_line, result, bodies, first)
         return await self.show(item, buf, fn.replace_start, fn.replace_end)
 
     async def show(

@@ -639,3 +639,23 @@ async def test_cancellation_and_superseded_requests(client, tiny_model_dir, echo
     # the configuration change is respected: back on the echo model, a run succeeds
     result = await command(client, "bcoder.implement", uri, where)
     assert result["applied"] is True, result
+
+
+ANSWER = 'def answer():\n    """The answer.\n\n    >>> answer()\n    42\n    """\n'
+
+
+async def test_docstring_examples_run_as_tests(client):
+    """With runTests, the doctest is run in the sandbox and a passing candidate is inserted."""
+    uri = "file:///work/answer.py"
+    client.docs.open(uri, ANSWER)
+    push_settings(client, runTests=True, samples=12)
+    try:
+        result = await command(client, "bcoder.implement", uri, {"line": 0, "character": 0})
+    finally:
+        push_settings(client, runTests=False, samples=6)
+    assert result["applied"] and result["outcome"] == "pass", result
+    assert body_after(client.docs.text[uri], '"""') == ["    return 42"]
+    listed = await command(client, "bcoder.listCandidates", uri, {"line": 0, "character": 0})
+    outcomes = {c["body"].strip(): c["outcome"] for c in listed["candidates"] if c["usable"]}
+    assert outcomes["return 42"] == "pass"
+    assert all(o == "fail" for b, o in outcomes.items() if b != "return 42") and len(outcomes) >= 2
