@@ -12,6 +12,8 @@ import asyncio
 import json
 import os
 import random
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -659,3 +661,41 @@ async def test_docstring_examples_run_as_tests(client):
     outcomes = {c["body"].strip(): c["outcome"] for c in listed["candidates"] if c["usable"]}
     assert outcomes["return 42"] == "pass"
     assert all(o == "fail" for b, o in outcomes.items() if b != "return 42") and len(outcomes) >= 2
+
+
+async def test_tcp_mode_and_cli_errors(server_env):
+    """``bcoder lsp --tcp HOST:PORT`` serves LSP over TCP; a bad address is a one-line error."""
+    bad = subprocess.run(
+        [sys.executable, "-m", "bcoder", "lsp", "--tcp", "nowhere"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --tcp expects HOST:PORT")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bcoder", "lsp", "--tcp", f"127.0.0.1:{port}", env=server_env
+    )
+    try:
+        for _ in range(600):
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the server never listened")
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"processId": None, "rootUri": None, "capabilities": {}},
+            }
+        ).encode()
+        writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        answer = await asyncio.wait_for(_read_message(reader), 60)
+        assert answer["id"] == 1 and answer["result"]["serverInfo"]["name"] == "bcoder"
+        writer.close()
+    finally:
+        proc.kill()
+        await proc.wait()
