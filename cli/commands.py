@@ -14,4 +14,15 @@ def register(app: typer.Typer) -> None:
 
 
 # One module per command (group); a module is added here when its command exists.
-_MODULES: list[str] = ["models", "runs", "tui_cmd", "eval", "lsp", "solve", "rank", "train", "check", "doctor"]
+_MODULES: list[str] = [
+    "models",
+    "runs",
+    "tui_cmd",
+    "eval",
+    "lsp",
+    "solve",
+    "rank",
+    "train",
+    "check",
+    "doctor",
+]
