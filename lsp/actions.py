@@ -11,6 +11,7 @@ nothing to implement) become a ``window/showMessage`` error and a result ``{"app
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -62,8 +63,9 @@ class BcoderServer(LanguageServer):
 
     def call_soon(self, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the event loop (from any thread)."""
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(fn, *args)
+        if self.loop is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: client gone
+                self.loop.call_soon_threadsafe(fn, *args)
 
     def log(self, message: str, kind: lsp.MessageType = lsp.MessageType.Info) -> None:
         log.info(message)
@@ -130,13 +132,16 @@ class BcoderServer(LanguageServer):
     async def wait(self, future: Future, job: Job) -> Any:
         """Await a worker thread's future, giving up as soon as ``job`` is cancelled."""
         wrapped = asyncio.wrap_future(future)
-        while True:
-            done, _ = await asyncio.wait({wrapped}, timeout=0.1)
-            if done:
-                return wrapped.result()
-            if job.cancel.is_set():
+        try:
+            while True:
+                done, _ = await asyncio.wait({wrapped}, timeout=0.1)
+                if done:
+                    return wrapped.result()
+                if job.cancel.is_set():
+                    raise Stopped(job.reason)
+        finally:  # abandoned (cancelled): its eventual exception is expected, not news
+            if not wrapped.done():
                 wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())
-                raise Stopped(job.reason)
 
     # --- implement -------------------------------------------------------------------------
 

@@ -255,7 +255,10 @@ def on_shutdown(ls: BcoderServer, params: Any) -> None:
 
 def start(tcp: tuple[str, int] | None = None) -> None:
     """Serve on stdio, or on TCP ``(host, port)``."""
-    if tcp is None:
-        server.start_io()
-    else:
-        server.start_tcp(*tcp)
+    try:
+        if tcp is None:
+            server.start_io()
+        else:
+            server.start_tcp(*tcp)
+    finally:  # the client went away: stop running jobs so that their threads let the process exit
+        server.jobs.cancel_all("the connection to the client closed")

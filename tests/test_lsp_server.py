@@ -699,3 +699,67 @@ async def test_tcp_mode_and_cli_errors(server_env):
     finally:
         proc.kill()
         await proc.wait()
+
+
+@pytest.mark.slow  # a fresh server loading torch: a minute on a busy 2-core machine
+async def test_server_exits_when_the_client_goes_away(server_env, tiny_model_dir):
+    """Closing stdin mid-run cancels the job, so the worker thread does not keep the process."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bcoder",
+        "lsp",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=server_env,
+    )
+
+    def send(message: dict) -> None:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    try:
+        settings = settings_for(tiny_model_dir, maxNewTokens=1900, samples=8)
+        caps = {"window": {"workDoneProgress": True}}
+        send(
+            {
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "processId": None,
+                    "rootUri": None,
+                    "capabilities": caps,
+                    "initializationOptions": {"bcoder": settings},
+                },
+            }
+        )
+        send({"method": "initialized", "params": {}})
+        uri = "file:///work/gone.py"
+        doc = {"uri": uri, "languageId": "python", "version": 1, "text": SOURCE}
+        send({"method": "textDocument/didOpen", "params": {"textDocument": doc}})
+        args = [uri, {"line": line_of(SOURCE, "def area"), "character": 0}]
+        send(
+            {
+                "id": 2,
+                "method": "workspace/executeCommand",
+                "params": {"command": "bcoder.implement", "arguments": args},
+            }
+        )
+        while True:  # answer the progress creation, wait until sampling runs
+            msg = await asyncio.wait_for(_read_message(proc.stdout), 120)
+            if msg.get("method") == "window/workDoneProgress/create":
+                send({"id": msg["id"], "result": None})
+            value = (
+                msg.get("params", {}).get("value", {}) if msg.get("method") == "$/progress" else {}
+            )
+            if "generate" in (value.get("message") or ""):
+                break
+        proc.stdin.close()
+        closed = asyncio.get_running_loop().time()
+        await asyncio.wait_for(proc.wait(), 60)
+        # sampling 8 x 1900 tokens takes minutes; the job stopped at the next token
+        assert asyncio.get_running_loop().time() - closed < 30
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
