@@ -199,10 +199,16 @@ def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = No
         _print_result(f"{stage} ({cfg.run.dir})", result, main)
 
 
+IncrementalResume = typer.Option(
+    False, "--resume", help="Accepted for symmetry: this stage always skips finished shards."
+)
+
+
 @train_app.command("collect")
 def collect_cmd(
     config: str = ConfigOption,
     sets: list[str] = SetOption,
+    resume: bool = IncrementalResume,
     quiet: bool = QuietOption,
 ) -> None:
     """Sample m programs per training problem, run them in the sandbox, store them (resumable)."""
@@ -224,6 +230,7 @@ def import_cmd(
 def featurize_cmd(
     config: str = ConfigOption,
     sets: list[str] = SetOption,
+    resume: bool = IncrementalResume,
     quiet: bool = QuietOption,
 ) -> None:
     """Compute A_ckpt, the checkpoint's argmax (and hidden states in head mode) per token."""

@@ -6,7 +6,7 @@ the end of a fenced code block, or at the length limit) together with the code e
 them and the terminal reward of running that code. Identical action sequences of a problem are
 stored once with a ``count``; identical code is executed once. Ground truths are written the way
 the policy would have written them (:func:`bcoder.solve.completion_for`) and, like imported
-programs (:func:`import_programs`: anyone's programs, from a jsonl), executed the same way.
+programs (:mod:`bcoder.train.imports`: anyone's programs, from a jsonl), executed the same way.
 
 Shards hold ``collect.shard_problems`` problems each; problem k of the ordered problem list goes
 to shard ``k // shard_problems``, and each shard samples from its own seed, so a resumed run
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -124,18 +123,6 @@ class Prompter:
         return ids or [tok.eos_token_id], completion, reason
 
 
-def _eos_ids(tokenizer: Any, lm: Any) -> tuple[int, ...]:
-    from bcoder.solve import _TURN_ENDS
-
-    ids: set[int] = set()
-    gen = getattr(lm, "generation_config", None)
-    for x in (tokenizer.eos_token_id, getattr(gen, "eos_token_id", None)):
-        ids.update(x if isinstance(x, list) else [] if x is None else [x])
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[t] for t in _TURN_ENDS if t in vocab)
-    return tuple(sorted(ids))
-
-
 def sample_programs(
     qmodel: Any,
     tokenizer: Any,
@@ -153,13 +140,14 @@ def sample_programs(
     import torch
 
     from bcoder.extract import extract_code
-    from bcoder.sampling import DecodeOptions, FenceStop, decode
+    from bcoder.sampling import DecodeOptions, decode
+    from bcoder.solve import Engine
 
     cfg = prompter.cfg.collect
     m = cfg.samples_per_problem
     if not problems or not m:
         return []
-    lm = qmodel.lm
+    engine = Engine(tokenizer, qmodel, {}, "init")  # stop tokens and fences exactly as solve's
     device = next(qmodel.parameters()).device
     prompts = {p.id: prompter.prompt(p) for p in problems}  # id -> (family, text, ids)
     merged: dict[tuple[str, tuple[int, ...]], Program] = {}
@@ -168,15 +156,12 @@ def sample_programs(
     generator.manual_seed(problem_seed(seed, problems[0].id))
     for family in sorted({f for f, _, _ in prompts.values()}):
         rows = [pid for p in problems for pid in [p.id] * m if prompts[p.id][0] == family]
-        fence = None
-        if family == "chat":
-            fence = FenceStop(tokenizer, lm.get_output_embeddings().weight.shape[0], device)
         options = DecodeOptions(
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             max_new_tokens=prompter.cfg.data.max_target_tokens,
-            eos_ids=_eos_ids(tokenizer, lm),
-            fence=fence,
+            eos_ids=engine.eos_ids(),
+            fence=engine.fence() if family == "chat" else None,  # chat prompts ask for a block
         )
         for start in range(0, len(rows), cfg.batch_size):
             batch = rows[start : start + cfg.batch_size]
@@ -235,7 +220,7 @@ def execute(programs: list[Program], problems: dict[str, Problem], executor: Any
         p.outcome, p.reward = str(getattr(outcome, "value", outcome)), float(results[j].reward)
 
 
-def _rows(programs: list[Program]) -> dict[str, list]:
+def to_columns(programs: list[Program]) -> dict[str, list]:
     return {
         "problem_id": [p.problem_id for p in programs],
         "source": [p.source for p in programs],
@@ -251,7 +236,7 @@ def _rows(programs: list[Program]) -> dict[str, list]:
     }
 
 
-def _tally(summary: CollectSummary, programs: list[Program]) -> None:
+def tally(summary: CollectSummary, programs: list[Program]) -> None:
     summary.programs += len(programs)
     for p in programs:
         if p.source != "ground_truth":
@@ -260,7 +245,7 @@ def _tally(summary: CollectSummary, programs: list[Program]) -> None:
 
 
 @contextlib.contextmanager
-def _executor(cfg: TrainConfig, executor: Any):
+def executor_for(cfg: TrainConfig, executor: Any):
     if executor is not None:
         yield executor
         return
@@ -337,7 +322,7 @@ def collect(
     done = {s["name"]: s.get("problems") for s in store.shards()}
     chunks = [problems[i : i + c.shard_problems] for i in range(0, len(problems), c.shard_problems)]
     finished = 0
-    with _executor(cfg, executor) as ex:
+    with executor_for(cfg, executor) as ex:
         for k, chunk in enumerate(chunks):
             name = f"shard-{k:05d}"
             if k % world != rank:
@@ -363,89 +348,9 @@ def collect(
                 if p.source == "ground_truth" and not c.execute_ground_truth:
                     p.outcome, p.reward = "pass", 1.0
             problem_ids = [p.id for p in chunk]
-            store.write(name, _rows(programs), collect_features(), problems=problem_ids)
+            store.write(name, to_columns(programs), collect_features(), problems=problem_ids)
             summary.shards_written += 1
-            _tally(summary, programs)
+            tally(summary, programs)
             emit(Progress("collect", finished, len(problems), f"wrote {name}"))
-    summary.seconds = time.perf_counter() - t0
-    return summary
-
-
-def read_imports(path: str | Path) -> dict[str, list[str]]:
-    """Programs to import, grouped by problem: a jsonl of ``{"problem_id": ..., "code": ...}``
-    (``task_id`` / ``id`` are accepted for the id, ``completion`` for the code)."""
-    path = Path(path)
-    out: dict[str, list[str]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise BcoderError(f"{path}: cannot read ({err})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BcoderError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        pid = next((row[k] for k in ("problem_id", "task_id", "id") if k in row), None)
-        code = row.get("code", row.get("completion"))
-        if pid is None or not isinstance(code, str):
-            raise BcoderError(f"{path}:{n}: need 'problem_id' and 'code'")
-        out.setdefault(str(pid), []).append(code)
-    return out
-
-
-def import_programs(
-    cfg: TrainConfig,
-    run_dir: str | Path,
-    path: str | Path,
-    tokenizer: Any,
-    *,
-    is_seq2seq: bool = False,
-    executor: Any = None,
-    on_event: EventFn | None = None,
-) -> CollectSummary:
-    """Import off-policy programs from a jsonl: tokenise them as the policy's actions, execute
-    them, and store them as ``source="import"`` shards (one per ``shard_problems`` problems)."""
-    from bcoder.extract import extract_code
-    from bcoder.problems import load_problems
-
-    t0 = time.perf_counter()
-    emit = on_event or (lambda _e: None)
-    wanted = read_imports(path)
-    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
-    lookup: dict[str, Problem] = {}
-    for p in load_problems(cfg.data.dataset, ids=list(wanted)):
-        # the file may name a problem by Problem.id ("mbpp/601") or by its dataset id ("601")
-        lookup[p.id] = lookup[str(p.metadata.get("dataset_id", p.id))] = p
-    missing = [pid for pid in wanted if pid not in lookup]
-    if missing:
-        raise BcoderError(f"{path}: unknown problem ids in {cfg.data.dataset}: {missing[:5]}")
-    store = ShardStore(Path(run_dir) / "data" / "collect")
-    prompter = Prompter(tokenizer, cfg, is_seq2seq)
-    ids = sorted(wanted)
-    size = cfg.collect.shard_problems
-    summary = CollectSummary(problems=len(ids))
-    done = store.names()
-    with _executor(cfg, executor) as ex:
-        for k in range(0, len(ids), size):
-            name = f"import-{digest}-{k // size:05d}"
-            if name in done:
-                summary.shards_skipped += 1
-                continue
-            programs: list[Program] = []
-            for pid in ids[k : k + size]:
-                problem = lookup[pid]
-                if problem.tests is None:
-                    summary.skipped_no_tests.append(problem.id)
-                    continue
-                family = prompter.family(problem)
-                codes = [extract_code(c, problem, family) or c for c in wanted[pid]]
-                programs += written_programs(prompter, problem, codes, "import")
-            execute(programs, {p.problem_id: lookup[p.problem_id] for p in programs}, ex)
-            store.write(name, _rows(programs), collect_features(), problems=ids[k : k + size])
-            summary.shards_written += 1
-            _tally(summary, programs)
-            emit(Progress("import", min(k + size, len(ids)), len(ids), f"wrote {name}"))
     summary.seconds = time.perf_counter() - t0
     return summary
