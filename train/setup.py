@@ -150,8 +150,12 @@ def check_stage_dir(stage_dir: Path, resume: bool) -> bool:
 
 def enable_gradient_checkpointing(model: Any) -> None:
     """Recompute activations in backward for the trainable LM(s) (lora / full)."""
-    kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
     lms = [model.lm] if model.config.mode == "lora" else [model.phi_lm, model.theta_lm]
     for lm in lms:
-        if lm is not None and hasattr(lm, "gradient_checkpointing_enable"):
-            lm.gradient_checkpointing_enable(**kwargs)
+        if lm is None:
+            continue
+        kwargs = {"use_reentrant": False}
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
