@@ -128,7 +128,11 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
 
     run_dir = fresh_run(collected, tmp_path)
     # an LM that trains moves V much faster than a head: fewer steps at a lower rate
-    extra = [] if mode == "head" else ["phi.steps=5", "phi.lr=1e-4", "phi.eval_every=0"]
+    extra = (
+        ["run.tensorboard=true"]
+        if mode == "head"
+        else ["phi.steps=5", "phi.lr=1e-4", "phi.eval_every=0"]
+    )
     cfg = config(tiny_model_dir, run_dir, shared_data, mode, extra)
     acc = setup.make_accelerator(cfg)
     assert run.run_featurize(cfg, acc)["shards_written"] == 3

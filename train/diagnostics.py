@@ -10,7 +10,8 @@ On held-out problems (never trained on):
 - ``heldout/argmax_agreement``: how often the learned policy's argmax equals the checkpoint's
   (1.0 by construction in the phi-stage and in head mode; falls as lora/full theta learns).
 - ``heldout/R~/<outcome>``: the mean recovered reward R~ = sum_t (Q(s_t, a_t) - gamma V(s_{t+1}))
-  of the held-out programs of each true outcome (count-weighted, as they were sampled), with
+  of the held-out *generated* programs of each true outcome (count-weighted, as they were
+  sampled; ground truths, which the model did not write, are ``heldout/R~/ground_truth``), with
   ``heldout/n/<outcome>``; ``heldout/R~_ordered`` is 1.0 when correct programs score highest and
   compile errors lowest (the paper's Figure 3), else 0.0.
 
@@ -107,10 +108,12 @@ def summarize(
     }
     if td_sampled is not None:
         d[f"{prefix}/td_sampled"] = td_sampled
-    outcome = data.outcome[rows]
+    outcome, gt = data.outcome[rows], data.is_ground_truth[rows]
+    if gt.any():
+        d[f"{prefix}/R~/ground_truth"] = float(values["reward"][gt].mean())
     means = {}
     for name in OUTCOMES:
-        sel = outcome == name
+        sel = (outcome == name) & ~gt  # generated programs, as candidates are at solve time
         if sel.any():
             means[name] = float((values["reward"][sel] * count[sel]).sum() / count[sel].sum())
             d[f"{prefix}/R~/{name}"] = means[name]
