@@ -235,7 +235,9 @@ class _progress:
         if not self.live:  # a log file: one line per finished problem
             if stage == "problems" and ev.done > 0:
                 elapsed = time.perf_counter() - self.t0
-                typer.echo(f"[{ev.done}/{ev.total}] {ev.message} done ({elapsed:.0f} s)", err=True)
+                typer.echo(
+                    f"[{ev.done}/{ev.total}] {ev.message} done ({elapsed:.0f} s in)", err=True
+                )
             return
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(ev.message, total=ev.total or None, stage=stage)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from test_eval_report import naive_ci, naive_values
 
+from bcoder.errors import BcoderError
 from bcoder.evaluate import EvalSettings, run_eval, write_report
 from bcoder.evaluate.records import load_records
 
@@ -21,10 +22,26 @@ MBPP = ("11", "12", "13")
 SAMPLING = ["--samples", "3", "--k", "1,2", "--max-new-tokens", "16", "--batch-size", "3"]
 
 
+# One torch thread: on a shared, busy machine a tiny model's ops are 50x slower with two (the
+# OpenMP threads wait on each other), and these tests measure correctness, not speed.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def bcoder(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bcoder", *args], capture_output=True, text=True, timeout=timeout
-    )
+        [sys.executable, "-m", "bcoder", *args],
+        capture_output=True, text=True, timeout=timeout, env=ONE_THREAD,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +79,9 @@ def _candidates_file(path: Path, mbpp: Path) -> Path:
     return path
 
 
-def test_rank_only_report_figures_recomputed_from_records(tmp_path, mbpp, tiny_model_dir, engine):
+def test_rank_only_report_figures_recomputed_from_records(
+    tmp_path, mbpp, tiny_model_dir, engine, capsys
+):
     cands = _candidates_file(tmp_path / "cands.jsonl", mbpp)
     settings = EvalSettings(
         dataset=str(mbpp), ids=list(MBPP), ks=[1, 2, 5], model=str(tiny_model_dir),
@@ -103,9 +122,15 @@ def test_rank_only_report_figures_recomputed_from_records(tmp_path, mbpp, tiny_m
         png = (tmp_path / "run" / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 15_000
     # The report command recomputes the same figures, and labels the paper's numbers.
-    res = bcoder("eval", "report", str(tmp_path / "run"), "--paper")
-    assert res.returncode == 0, res.stderr
-    assert "PAPER" in res.stdout and "Table 4" in res.stdout
+    from bcoder.cli.main import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "report", str(tmp_path / "run"), "--paper"])
+    assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    assert "PAPER" in shown
+    assert "Table 4" in shown
     again = json.loads((tmp_path / "run" / "report.json").read_text())
     assert again["figures"] == report["figures"]
     assert any(r["table"] == "Table 4" and r["run"] is not None for r in again["paper"])
@@ -118,50 +143,51 @@ def _figures(run_dir: Path) -> dict:
 def test_interrupted_limited_and_sharded_runs_give_the_same_report(
     tmp_path, mbpp, tiny_model_dir, engine
 ):
-    common = ["eval", "-d", str(mbpp), "--limit", "3", "--model", str(tiny_model_dir), *SAMPLING]
-    res = bcoder(*common, "--out", str(tmp_path / "full"))
-    assert res.returncode == 0, res.stderr
+    base = dict(dataset=str(mbpp), samples=3, ks=[1, 2], model=str(tiny_model_dir),
+                max_new_tokens=16, batch_size=3)  # fmt: skip
+    fast = {"engine": engine, "plots": False}
+    full = run_eval(EvalSettings(**base, limit=3), tmp_path / "full", **fast)
     reference = _figures(tmp_path / "full")
-    assert reference["problems"] == 3 and reference["samples"] == [3]
+    assert full.report is not None and reference["problems"] == 3 and reference["samples"] == [3]
 
-    # Killed for real after its first problem, then resumed.
+    # A real process, killed (SIGKILL) once its first problem is complete, then resumed.
     run = tmp_path / "killed"
+    cli = ["eval", "-d", str(mbpp), "--limit", "3", "--model", str(tiny_model_dir), *SAMPLING]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bcoder", *common, "--out", str(run)],
+        [sys.executable, "-m", "bcoder", *cli, "--out", str(run)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=ONE_THREAD,
     )  # fmt: skip
-    deadline = time.time() + 200
+    deadline = time.time() + 240
     while not list((run / "problems").glob("*.json.gz")) and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = list((run / "problems").glob("*.json.gz"))
-    assert 1 <= len(done) < 3 and not (run / "report.json").exists()
-    res = bcoder(*common, "--out", str(run))
-    assert res.returncode == 2 and "--resume" in res.stderr  # no silent overwrite
-    res = bcoder(*common, "--out", str(run), "--resume")
-    assert res.returncode == 0, res.stderr
-    assert _figures(run) == reference
+    assert 1 <= len(list((run / "problems").glob("*.json.gz"))) < 3
+    assert not (run / "report.json").exists()
+    resumed = run_eval(EvalSettings(**base, limit=3), run, **fast, resume=True)
+    assert 1 <= len(resumed.done_now) <= 2 and _figures(run) == reference
 
-    # In-process: a run limited to one problem, then extended; and two shards.
-    base = dict(dataset=str(mbpp), samples=3, ks=[1, 2], model=str(tiny_model_dir),
-                max_new_tokens=16, batch_size=3)  # fmt: skip
-    run_eval(EvalSettings(**base, limit=1), tmp_path / "grown", engine=engine)
-    out = run_eval(EvalSettings(**base, limit=3), tmp_path / "grown", engine=engine, resume=True)
+    # A run limited to one problem, then extended; and the same run in two shards.
+    run_eval(EvalSettings(**base, limit=1), tmp_path / "grown", **fast)
+    out = run_eval(EvalSettings(**base, limit=3), tmp_path / "grown", **fast, resume=True)
     assert len(out.done_now) == 2 and _figures(tmp_path / "grown") == reference
-    first = run_eval(
-        EvalSettings(**base, limit=3), tmp_path / "shards", engine=engine, shard=(0, 2)
-    )
+    first = run_eval(EvalSettings(**base, limit=3), tmp_path / "shards", **fast, shard=(0, 2))
     assert first.report is None and len(first.missing) == 1
-    with pytest.raises(Exception, match="no results yet"):
+    with pytest.raises(BcoderError, match="no results yet"):
         write_report(tmp_path / "shards")
-    second = run_eval(
-        EvalSettings(**base, limit=3), tmp_path / "shards", engine=engine, shard=(1, 2)
-    )
+    second = run_eval(EvalSettings(**base, limit=3), tmp_path / "shards", **fast, shard=(1, 2))
     assert second.report is not None and _figures(tmp_path / "shards") == reference
+    with pytest.raises(BcoderError, match="temperature"):  # a different run in the same place
+        run_eval(EvalSettings(**base, limit=3, temperature=0.9), run, **fast, resume=True)
 
 
 def test_cli_errors_are_one_line(tmp_path, mbpp):
+    from bcoder.evaluate.run import prepare_run_dir
+
+    prepare_run_dir(tmp_path / "old", {"settings": {}}, resume=False, sharded=False)
+    res = bcoder("eval", "-d", str(mbpp), "--out", str(tmp_path / "old"))
+    assert res.returncode == 2 and "--resume" in res.stderr  # a run is never overwritten
     res = bcoder("eval", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and res.stderr.startswith("error:") and "--dataset" in res.stderr
     res = bcoder("eval", "-d", str(mbpp), "--samples", "2", "--k", "1,5", "--out", str(tmp_path))

@@ -147,10 +147,10 @@ def comparison_rows(
 
     ``metrics`` is a report's ``metrics`` block: ``{difficulty: {method: {str(k): {"value": ...}}}}``
     with values in [0, 1]. With ``rank_only`` (the run ranks programs another model wrote) the
-    rows are Table 3's. Tables 3 and 4 keep the temperature closest to ``temperature``.
+    APPS rows are Table 3's. Tables 3 and 4 keep the temperature closest to ``temperature``.
     Each row: table, model, method, k, difficulty, paper (percent), run (percent or None), setting.
     """
-    if rank_only:  # ranking another model's programs: the paper's Table 3 (CodeRL's programs)
+    if rank_only and dataset == "apps":  # ranking another model's programs: Table 3 (CodeRL's)
         figures = [f for f in paper_figures() if f.dataset == dataset and f.table == "Table 3"]
     else:
         figures = [

@@ -195,7 +195,8 @@ def execute_record(
     run_settings = SolveSettings(model=settings.model, timeout=settings.timeout, run_tests=True)
     run_tests(problem, cands, run_settings, executor, emit, cancel)
     for rec, cand in zip(record.candidates, cands, strict=True):
-        rec.outcome, rec.true_reward = cand.outcome, cand.true_reward
+        rec.outcome = getattr(cand.outcome, "value", cand.outcome)  # a str enum -> plain str
+        rec.true_reward = cand.true_reward
         rec.passed_examples = cand.passed_examples
     record.timings["execute"] = time.perf_counter() - t0
     record.timings["total"] = sum(
@@ -246,11 +247,13 @@ def run_eval(
     cancel: threading.Event | None = None,
     engine: Any = None,
     execute: bool = True,
+    plots: bool = True,
 ) -> EvalOutcome:
     """Evaluate the selection into ``run_dir``; write the report once every problem is done.
 
     With ``execute=False`` only sampling and scoring run (kept in ``samples/``); a later run
-    executes them without sampling again. ``engine`` reuses a loaded :class:`bcoder.solve.Engine`.
+    executes them without sampling again. ``engine`` reuses a loaded :class:`bcoder.solve.Engine`;
+    ``plots=False`` skips the PNGs.
     """
     emit = on_event or (lambda _e: None)
     t_start = time.perf_counter()
@@ -294,7 +297,7 @@ def run_eval(
     if not outcome.missing:
         from bcoder.evaluate.summary import write_report
 
-        outcome.report = write_report(run_dir)
+        outcome.report = write_report(run_dir, plots=plots)
     return outcome
 
 
@@ -332,7 +335,6 @@ def _run_problems(
         for n, problem in enumerate(todo):
             if cancel is not None and cancel.is_set():
                 break
-            emit(Progress("problems", n, len(todo), problem.id))
             if has_record(run_dir, problem.id, SAMPLES):
                 record = read_record(record_path(run_dir, problem.id, SAMPLES))
             else:
