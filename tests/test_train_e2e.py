@@ -341,7 +341,7 @@ def test_killed_run_resumes_to_the_same_weights(
     from bcoder.train import run, setup
 
     if mode == "head":
-        extra = ["phi.steps=300", "phi.save_every=30", "phi.eval_every=100", "phi.log_every=50"]
+        extra = ["phi.steps=150", "phi.save_every=15", "phi.eval_every=75", "phi.log_every=25"]
     else:
         extra = ["phi.steps=12", "phi.save_every=3", "phi.eval_every=6", "phi.lr=1e-4"]
     last = int(extra[0].split("=")[1])
