@@ -64,7 +64,8 @@ class CollectSummary:
 
 
 def problem_seed(seed: int, problem_id: str) -> int:
-    """A per-problem sampling seed, independent of the order problems are processed in."""
+    """A sampling seed from the run's seed and a problem id (a shard's batches are seeded by
+    its first problem, so a shard yields the same programs whenever it is (re)collected)."""
     return int(hashlib.sha1(f"{seed}:{problem_id}".encode()).hexdigest()[:12], 16)
 
 

@@ -168,7 +168,8 @@ def train_stage(
         nonlocal best
         if main:
             run.model.eval()
-            values = run.evaluate()
+            with accelerator.autocast():  # the same precision as the training forward
+                values = run.evaluate()
             _log(log, emit, run.name, step, values, "eval")
             td = values.get("heldout/td")
             if td is not None and td < best:
@@ -212,10 +213,12 @@ def train_stage(
             if main:
                 _log(log, emit, run.name, done, values, "train")
             t_last, tokens, sums, n_steps = time.perf_counter(), 0.0, {}, 0
+        paused = time.perf_counter()
         if cfg.eval_every and done % cfg.eval_every == 0 and done != cfg.steps:
             evaluate_and_keep_best(done)
         if done % cfg.save_every == 0 and done != cfg.steps:
             _save(run, accelerator, stage_dir, done, optimizer, scheduler, best)
+        t_last += time.perf_counter() - paused  # perf/* measure training steps only
     final = evaluate_and_keep_best(cfg.steps)
     agree = _processes_agree(run, accelerator, stage_dir)
     if main:
