@@ -63,6 +63,7 @@ def render(report: dict[str, Any]) -> str:
         f"- model: `{report['model'].get('name', cfg['model'])}`"
         + (f", heads/checkpoint `{cfg['checkpoint']}`" if cfg.get("checkpoint") else "")
         + (f"; candidates from `{cfg['rank_only']}` (rank-only)" if cfg.get("rank_only") else ""),
+        *_heads(report["model"].get("heads")),
         f"- sampling: temperature {cfg['temperature']}, top-p {cfg['top_p']}, "
         f"max {cfg['max_new_tokens']} new tokens, seed {cfg['seed']}",
         f"- data: `{report['data']['path']}` (sha256 {report['data']['sha256'][:16]}…)",
@@ -124,6 +125,15 @@ def render(report: dict[str, Any]) -> str:
         header = ["paper table", "method", "k", "difficulty", "paper", "this run", "paper setting"]
         lines += _table(header, rows)
     return "\n".join(lines) + "\n"
+
+
+def _heads(heads: str | None) -> list[str]:
+    if heads != "init":
+        return [f"- value heads: `{heads}`"] if heads else []
+    return [
+        "- value heads: **init** (untrained): V is constant, so R~ = sum of advantages + const, "
+        "a likelihood-like score; train heads (`bcoder train`) to get the paper's reward model"
+    ]
 
 
 def _num(x: float | None, digits: int = 2) -> str:

@@ -162,13 +162,14 @@ def expected_ranked_pass_at_k(
     return 1.0 - none / math.comb(n, m)
 
 
-def budgets(m_max: int) -> list[int]:
-    """Ranking budgets m for the pass@k-against-m curve: powers of two up to M, and M."""
-    ms, m = [], 1
+def budgets(m_max: int, ks: Sequence[int] = ()) -> list[int]:
+    """Ranking budgets m for the pass@k-against-m curve: powers of two up to M, M, and each
+    k <= M (where its curve starts)."""
+    ms, m = {m_max, *(k for k in ks if k <= m_max)}, 1
     while m < m_max:
-        ms.append(m)
+        ms.add(m)
         m *= 2
-    return [*ms, m_max]
+    return sorted(ms)
 
 
 def pass_at_k_vs_m(records: Sequence[ProblemRecord], ks: Sequence[int]) -> dict[str, Any]:
@@ -176,7 +177,7 @@ def pass_at_k_vs_m(records: Sequence[ProblemRecord], ks: Sequence[int]) -> dict[
     for each budget m (the paper's Figure 5). Unranked pass@k does not depend on m in
     expectation (the estimator is unbiased), so it is the full-M estimate at every m."""
     m_max = min((r.n_samples for r in records), default=0)
-    ms = budgets(m_max) if m_max else []
+    ms = budgets(m_max, ks) if m_max else []
     curves: dict[str, dict[str, list[float | None]]] = {"ranked_reward": {}, "unranked": {}}
     samples = [expand(r) for r in records]
     for k in ks:

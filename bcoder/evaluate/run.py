@@ -80,7 +80,8 @@ def select_problems(settings: EvalSettings) -> tuple[Path, list[Problem]]:
         if unknown:
             raise BcoderError(f"{path}: no problem with id {', '.join(map(str, unknown[:5]))}")
     if not chosen:
-        raise BcoderError(f"{path}: no problems selected (split {settings.split!r})")
+        hint = " (try --split all)" if settings.split else ""
+        raise BcoderError(f"{path}: no problems selected (split {settings.split!r}){hint}")
     untested = [p.id for p in chosen if p.tests is None]
     if untested:
         raise BcoderError(f"{untested[0]} has no tests: eval needs problems with tests")
