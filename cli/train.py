@@ -137,6 +137,8 @@ def _plain_log(console: Any) -> Callable[[Any], None]:
         now = time.time()
         stamp = time.strftime("%H:%M:%S")
         if isinstance(ev, ProgressEvent):
+            if "already done" in ev.message:  # skipped work says nothing about the rate
+                started[ev.stage] = (now, ev.done)
             t0, d0 = started.setdefault(ev.stage, (now, ev.done))
             finished = ev.total and ev.done >= ev.total
             if now - last.get(ev.stage, 0) < 30 and not finished:
