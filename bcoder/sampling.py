@@ -232,9 +232,13 @@ class _Recorder:
         self.hidden = torch.zeros((B, T, hidden.shape[-1]), dtype=hidden.dtype, device=device)
 
     def record(
-        self, rows: torch.Tensor, t: int, logits: torch.Tensor, taken: torch.Tensor,
+        self,
+        rows: torch.Tensor,
+        t: int,
+        logits: torch.Tensor,
+        taken: torch.Tensor,
         hidden: torch.Tensor,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Shapes: rows (b,), logits (b, V) float, taken (b,), hidden (b, H)."""
         best, argmax = logits.max(dim=-1)
         chosen = logits.gather(-1, taken[:, None]).squeeze(-1)

@@ -41,9 +41,12 @@ def rank_command(
     dtype: str | None = typer.Option(None, "--dtype", help="bf16, fp16 or fp32."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda ..."),
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="Torch CPU threads (0: the idle cores)."
+    ),
 ) -> None:
-    """Re-tokenise programs (from other models or people), score them and rank them by R~."""  # fmt: skip
-    from bcoder.cli.solve import EventBar, check_color_by
+    """Re-tokenise programs (from other models or people), score them and rank them by R~."""
+    from bcoder.cli.solve import EventBar, check_color_by, set_threads
     from bcoder.problems import load_problem
     from bcoder.rerank import rank_programs, read_candidates
     from bcoder.solve import Engine
@@ -52,6 +55,7 @@ def rank_command(
     check_color_by(color_by)
     groups = read_candidates(candidates, problem)
     problems = {ref: load_problem(ref, tests if ref == problem else None) for ref, _ in groups}
+    set_threads(threads, device)
     store = None
     if not no_save:
         from bcoder.store import Store
@@ -75,7 +79,7 @@ def rank_command(
                     store=store,
                     on_event=bar,
                     source=str(candidates),
-                )  # fmt: skip
+                )
             )
     if as_json:
         sys.stdout.write(json.dumps({"results": [r.to_dict() for r in results]}) + "\n")

@@ -49,7 +49,7 @@ def value_range(values: Sequence[float], metric: str) -> tuple[float, float]:
     if not values:
         return 0.0, 1.0
     s = sorted(values)
-    lo, hi = s[int(0.05 * (len(s) - 1))], s[int(round(0.95 * (len(s) - 1)))]
+    lo, hi = s[int(0.05 * (len(s) - 1))], s[round(0.95 * (len(s) - 1))]
     if metric == "advantage":
         hi = 0.0
     if hi - lo < 1e-6:
@@ -118,8 +118,11 @@ def heads_note(result: SolveResult) -> Text:
 
 
 def ranked_table(result: SolveResult, top: int = 5) -> Table:
-    table = Table(title=f"candidates ranked by R~ (top {min(top, len(result.candidates))} "
-                  f"of {len(result.candidates)} distinct)", title_justify="left")  # fmt: skip
+    table = Table(
+        title=f"candidates ranked by R~ (top {min(top, len(result.candidates))} "
+        f"of {len(result.candidates)} distinct)",
+        title_justify="left",
+    )
     table.add_column("rank", justify="right")
     table.add_column("R~", justify="right")
     table.add_column("outcome")
@@ -128,9 +131,13 @@ def ranked_table(result: SolveResult, top: int = 5) -> Table:
     table.add_column("first line", overflow="ellipsis", no_wrap=True, max_width=60)
     for i, c in enumerate(result.candidates[:top], 1):
         table.add_row(
-            str(i), f"{c.reward:.3f}", outcome_text(c.outcome), str(c.count), str(len(c.tokens)),
+            str(i),
+            f"{c.reward:.3f}",
+            outcome_text(c.outcome),
+            str(c.count),
+            str(len(c.tokens)),
             first_line(c.code),
-        )  # fmt: skip
+        )
     return table
 
 
@@ -168,5 +175,5 @@ def render_result(
             subtitle=sub,
             title_align="left",
             subtitle_align="right",
-        )  # fmt: skip
+        )
     )

@@ -67,6 +67,17 @@ class EventBar:
         )
 
 
+def set_threads(threads: int, device: str | None) -> None:
+    """Torch CPU threads: as asked, else the idle cores (see bcoder.solve.cpu_threads)."""
+    if device and not device.startswith("cpu") and not threads:
+        return
+    import torch
+
+    from bcoder.solve import cpu_threads
+
+    torch.set_num_threads(threads or cpu_threads())
+
+
 def check_color_by(value: str) -> str:
     if value not in COLOR_BY:
         raise BcoderError(f"--color-by must be one of {', '.join(COLOR_BY)}, not {value!r}")
@@ -118,8 +129,11 @@ def solve_command(
         None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if any)."
     ),
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="Torch CPU threads (0: the idle cores)."
+    ),
 ) -> None:
-    """Sample candidate programs, rank them by the recovered reward R~ and show why."""  # fmt: skip
+    """Sample candidate programs, rank them by the recovered reward R~ and show why."""
     from bcoder.problems import load_problem
     from bcoder.solve import SolveSettings
     from bcoder.sources import DEFAULT_MODEL
@@ -127,11 +141,21 @@ def solve_command(
     check_color_by(color_by)
     prob = load_problem(problem, tests)
     settings = SolveSettings(
-        model=model or DEFAULT_MODEL, checkpoint=checkpoint, n=n, temperature=temperature,
-        top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
-        run_tests=not no_tests, filter_examples=filter_examples, dtype=dtype, device=device,
+        model=model or DEFAULT_MODEL,
+        checkpoint=checkpoint,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        batch_size=batch_size,
+        run_tests=not no_tests,
+        filter_examples=filter_examples,
+        dtype=dtype,
+        device=device,
         timeout=timeout,
-    )  # fmt: skip
+    )
+    set_threads(threads, settings.device)
     result = run_solve(prob, settings, save=not no_save)
     if as_json:
         emit_json(result)
@@ -154,7 +178,10 @@ def run_solve(prob: Any, settings: Any, *, save: bool) -> Any:
         store = Store()
     with EventBar(enabled=True) as bar:
         engine = Engine.load(
-            settings.model, settings.checkpoint, dtype=settings.dtype, device=settings.device,
+            settings.model,
+            settings.checkpoint,
+            dtype=settings.dtype,
+            device=settings.device,
             on_event=bar,
-        )  # fmt: skip
+        )
         return solve(prob, engine, settings, on_event=bar, store=store)

