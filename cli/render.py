@@ -136,7 +136,7 @@ def ranked_table(result: SolveResult, top: int = 5) -> Table:
             outcome_text(c.outcome),
             str(c.count),
             str(len(c.tokens)),
-            first_line(c.code),
+            Text(first_line(c.code)),  # Text: code like list[int] is not rich markup
         )
     return table
 

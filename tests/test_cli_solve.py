@@ -192,3 +192,26 @@ def test_solve_with_smollm2_preset(tmp_path):
     result = json.loads(out.stdout)
     assert result["settings"]["model"] == "smollm2-135m" and result["candidates"]
     assert all(c["outcome"] is not None for c in result["candidates"])
+
+
+def test_render_keeps_code_that_looks_like_markup():
+    from rich.console import Console
+
+    from bcoder.cli.render import heatmap, render_result
+    from bcoder.results import Candidate, SolveResult, TokenScore
+
+    toks = [
+        TokenScore("def f(x: list[int]):", 1, 0.5, 1.0, -0.5, -0.4, -1.0),
+        TokenScore("\n", 2, 0.9, 0.8, 0.1, 0.9, -0.1),
+    ]
+    code = "def f(x: list[int]):\n    return [b]\n"
+    result = SolveResult(
+        problem={"id": "p"},
+        settings={"model": "m"},
+        candidates=[Candidate(code=code, completion=code, tokens=toks)],
+    )
+    console = Console(width=100, record=True)
+    render_result(console, result, "q", 5)
+    text = console.export_text()
+    assert text.count("def f(x: list[int]):") == 2  # in the table and in the heatmap
+    assert heatmap(toks, "v").plain == "def f(x: list[int]):↵\n"
