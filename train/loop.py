@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_dir, atomic_write_text
 from bcoder.model import BCoderModel
 from bcoder.results import Progress
@@ -120,8 +121,12 @@ class MetricsLog:
             atomic_write_text(self.path, "".join(k + "\n" for k in kept))
         self.tb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise BcoderError(
+                    "run.tensorboard needs TensorBoard: pip install 'bcoder[tensorboard]'"
+                ) from None
             self.tb = SummaryWriter(str(stage_dir / "tb"))
 
     def write(self, line: dict[str, Any]) -> None:
