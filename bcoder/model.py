@@ -248,15 +248,20 @@ class BCoderModel(nn.Module):
         self.residual_frozen.load_state_dict(self.residual_head.state_dict())
 
     # ---- the LM pass, aligned to actions ----------------------------------------------------
-    def run_lm(self, role: Role, batch: ActionBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and last hidden state at each state s_t. Shapes: (B, T, V), (B, T, H)."""
+    def run_lm(
+        self, role: Role, batch: ActionBatch, logits: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Logits and last hidden state at each state s_t. Shapes: (B, T, V), (B, T, H).
+
+        With ``logits=False`` a causal LM skips the (B, T, V) projection and returns None for it.
+        """
         lm, ctx = self._lm_for(role)
         with ctx:
             if self.is_seq2seq:
                 return self._run_seq2seq(lm, batch)
-            return self._run_causal(lm, batch)
+            return self._run_causal(lm, batch, logits)
 
-    def _run_causal(self, lm: nn.Module, batch: ActionBatch):
+    def _run_causal(self, lm: nn.Module, batch: ActionBatch, logits: bool = True):
         P, T = batch.prompt_ids.shape[1], batch.action_ids.shape[1]
         ids = torch.cat([batch.prompt_ids, batch.action_ids], dim=1)  # (B, P+T)
         attn = torch.cat([batch.prompt_mask, batch.action_mask], dim=1)
@@ -268,11 +273,12 @@ class BCoderModel(nn.Module):
             position_ids=pos,
             output_hidden_states=True,
             use_cache=False,
-            logits_to_keep=T + 1,  # positions P-1 .. P+T-1: the states before each action
+            # positions P-1 .. P+T-1 hold the states before each action
+            logits_to_keep=T + 1 if logits else 1,
         )
-        logits = out.logits[:, :-1]  # (B, T, V): s_t is read at position P-1+t
         hidden = out.hidden_states[-1][:, P - 1 : P - 1 + T]  # (B, T, H)
-        return logits, hidden
+        # (B, T, V): s_t is read at position P-1+t
+        return (out.logits[:, :-1] if logits else None), hidden
 
     def _run_seq2seq(self, lm: nn.Module, batch: ActionBatch):
         start = lm.config.decoder_start_token_id

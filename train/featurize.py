@@ -49,29 +49,11 @@ class FeaturizeSummary:
 
 
 def lm_hidden(model: BCoderModel, role: str, batch: ActionBatch) -> torch.Tensor:
-    """The last hidden state at each state s_t of the ``role`` LM, without the full LM head.
+    """The last hidden state at each state s_t of the ``role`` LM, without the (B, T, V) logits.
 
-    Same alignment as ``BCoderModel.run_lm`` (causal: s_t read at position P-1+t), but only
-    the last position's logits are computed, which saves the (B, T, V) projection.
     Shape: -> (B, T, H).
     """
-    if model.is_seq2seq:
-        return model.run_lm(role, batch)[1]  # type: ignore[arg-type]
-    lm, ctx = model._lm_for(role)  # type: ignore[arg-type]
-    P, T = batch.prompt_ids.shape[1], batch.action_ids.shape[1]
-    with ctx:
-        ids = torch.cat([batch.prompt_ids, batch.action_ids], dim=1)  # (B, P+T)
-        attn = torch.cat([batch.prompt_mask, batch.action_mask], dim=1)
-        pos = (attn.cumsum(dim=1) - 1).clamp(min=0)
-        out = lm(
-            input_ids=ids,
-            attention_mask=attn,
-            position_ids=pos,
-            output_hidden_states=True,
-            use_cache=False,
-            logits_to_keep=1,
-        )
-    return out.hidden_states[-1][:, P - 1 : P - 1 + T]  # (B, T, H)
+    return model.run_lm(role, batch, logits=False)[1]  # type: ignore[arg-type]
 
 
 def _batches(lengths: np.ndarray, size: int) -> list[list[int]]:
