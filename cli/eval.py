@@ -47,6 +47,9 @@ def evaluate(
     paper: bool = typer.Option(False, "--paper", help="Show the paper's numbers beside."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the CIs."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch CPU threads (default: torch's choice)."
+    ),
     generate_only: bool = typer.Option(
         False, "--generate-only", help="Sample and score only; a later --resume executes."
     ),
@@ -78,6 +81,12 @@ def evaluate(
         rank_only=str(rank_only) if rank_only else None,
         bootstrap=bootstrap,
     )
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise BcoderError("--threads must be at least 1")
+        torch.set_num_threads(threads)
     with _progress() as on_event:
         outcome = run_eval(
             settings,
