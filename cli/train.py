@@ -180,6 +180,12 @@ def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = No
 
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
+    if main and cfg.theta.operator == "optimality" and cfg.model.mode == "head":
+        typer.echo(
+            "note: in head mode the theta policy is the checkpoint's, so the optimality and the "
+            "conservative operator pick the same target action (use lora or full mode)",
+            err=True,
+        )
     with _display(main, quiet) as on_event:
         if stage == "collect":
             result = run.run_collect(cfg, accelerator, on_event=on_event)
