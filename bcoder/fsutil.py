@@ -48,3 +48,34 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: str | Path, what: str) -> Iterator[None]:
+    """Hold an advisory lock on ``lock_path`` for the block; a second holder gets a clear error.
+
+    Two processes writing one run directory would mix their work, so every long job takes the
+    lock of its directory first. The lock dies with its process (even on SIGKILL), so a crashed
+    job never leaves a stale lock behind.
+    """
+    import fcntl
+
+    from bcoder.errors import BcoderError
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise BcoderError(f"{what} is in use by another process (pid {holder})") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

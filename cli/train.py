@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,7 @@ def _print_result(title: str, result: dict[str, Any], main: bool) -> None:
 
 
 def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = None) -> None:
+    from bcoder.fsutil import exclusive
     from bcoder.train import run
     from bcoder.train.setup import make_accelerator
 
@@ -186,7 +187,11 @@ def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = No
             "conservative operator pick the same target action (use lora or full mode)",
             err=True,
         )
-    with _display(main, quiet) as on_event:
+    with ExitStack() as stack:
+        if main:  # two jobs writing one run directory would mix their work
+            run_dir = Path(cfg.run.dir).expanduser()
+            stack.enter_context(exclusive(run_dir / ".lock", f"run directory {run_dir}"))
+        on_event = stack.enter_context(_display(main, quiet))
         if stage == "collect":
             result = run.run_collect(cfg, accelerator, on_event=on_event)
         elif stage == "import":

@@ -1,7 +1,12 @@
+import os
 import subprocess
 import sys
 
+import pytest
+
 from bcoder import __version__
+from bcoder.errors import BcoderError
+from bcoder.fsutil import exclusive
 
 
 def test_version_and_help():
@@ -13,3 +18,52 @@ def test_version_and_help():
         [sys.executable, "-m", "bcoder", "--help"], capture_output=True, text=True, check=True
     )
     assert "Usage" in out.stdout
+
+
+HOLD_LOCK = """
+import sys, time
+from bcoder.fsutil import exclusive
+with exclusive(sys.argv[1], "test"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _hold(lock_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_locked_run_directory_is_refused_until_its_holder_dies(tmp_path):
+    lock = tmp_path / "run" / ".lock"
+    holder = _hold(lock)
+    try:
+        match = f"in use by another process \\(pid {holder.pid}\\)"
+        with pytest.raises(BcoderError, match=match), exclusive(lock, "run"):
+            pass
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the kernel drops the lock
+        holder.wait()
+    with exclusive(lock, "run"):
+        assert lock.read_text().strip() == str(os.getpid())
+
+
+def test_train_refuses_a_run_directory_another_job_is_writing(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = _hold(run_dir / ".lock")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "bcoder", "train", "collect", "-c", "smollm2-135m-head",
+             "--set", f"run.dir={run_dir}"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert f"run directory {run_dir} is in use by another process (pid {holder.pid})" in out.stderr
+    assert not (run_dir / "data").exists()  # nothing was written

@@ -40,7 +40,7 @@ from bcoder.evaluate.records import (
     sha256_file,
     write_record,
 )
-from bcoder.fsutil import atomic_write_text
+from bcoder.fsutil import atomic_write_text, exclusive
 from bcoder.results import Progress
 from bcoder.spec import Problem
 
@@ -277,28 +277,30 @@ def run_eval(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     prepare_run_dir(run_dir, config, resume, sharded=shard[1] > 1)
-    ids = [p.id for p in problems]
-    selection = {
-        "problem_ids": ids,
-        "ks": settings.ks,
-        "bootstrap": settings.bootstrap,
-        "limit": settings.limit,
-        "ids": settings.ids,
-    }
-    atomic_write_text(run_dir / SELECTION, json.dumps(selection, indent=1) + "\n")
-    mine = [p for i, p in enumerate(problems) if i % shard[1] == shard[0]]
-    todo = [p for p in mine if not has_record(run_dir, p.id)]
-    outcome = EvalOutcome(run_dir, ids)
-    if todo:
-        _run_problems(
-            settings, run_dir, todo, codes_by_problem, engine, emit, cancel, outcome, execute
-        )
-    _, outcome.missing = load_records(run_dir, ids)
-    outcome.wall_seconds = time.perf_counter() - t_start
-    if not outcome.missing:
-        from bcoder.evaluate.summary import write_report
+    where = str(run_dir) if shard[1] == 1 else f"{run_dir} shard {shard[0]}/{shard[1]}"
+    with exclusive(run_dir / f".lock-{shard[0]}-of-{shard[1]}", where):
+        ids = [p.id for p in problems]
+        selection = {
+            "problem_ids": ids,
+            "ks": settings.ks,
+            "bootstrap": settings.bootstrap,
+            "limit": settings.limit,
+            "ids": settings.ids,
+        }
+        atomic_write_text(run_dir / SELECTION, json.dumps(selection, indent=1) + "\n")
+        mine = [p for i, p in enumerate(problems) if i % shard[1] == shard[0]]
+        todo = [p for p in mine if not has_record(run_dir, p.id)]
+        outcome = EvalOutcome(run_dir, ids)
+        if todo:
+            _run_problems(
+                settings, run_dir, todo, codes_by_problem, engine, emit, cancel, outcome, execute
+            )
+        _, outcome.missing = load_records(run_dir, ids)
+        outcome.wall_seconds = time.perf_counter() - t_start
+        if not outcome.missing:
+            from bcoder.evaluate.summary import write_report
 
-        outcome.report = write_report(run_dir, plots=plots)
+            outcome.report = write_report(run_dir, plots=plots)
     return outcome
 
 
