@@ -22,22 +22,6 @@ def rank(candidates: list[Candidate]) -> list[Candidate]:
     return sorted(candidates, key=lambda c: -c.reward)
 
 
-def problem_dict(problem: Problem) -> dict[str, Any]:
-    """The problem as stored with a result: statement, starter code and tests as JSON."""
-    return {
-        "id": problem.id,
-        "source": problem.source,
-        "text": problem.text,
-        "starter_code": problem.starter_code,
-        "entry_point": problem.entry_point,
-        "difficulty": problem.difficulty,
-        "tests": problem.tests.to_dict() if problem.tests is not None else None,
-        "example_tests": (
-            problem.example_tests.to_dict() if problem.example_tests is not None else None
-        ),
-    }
-
-
 def _run(
     executor: Any,
     codes: list[str],

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bcoder.errors import BcoderError
-from bcoder.ranking import problem_dict, rank, run_tests
+from bcoder.ranking import rank, run_tests
 from bcoder.results import Candidate, Progress, SolveResult
 from bcoder.solve import Engine, code_key, score_codes
 from bcoder.spec import Problem
@@ -98,7 +98,7 @@ def rank_programs(
         "device": engine.info.get("device"),
     }
     result = SolveResult(
-        problem=problem_dict(problem),
+        problem=problem.to_dict(),
         settings=settings,
         candidates=rank(candidates),
         heads=engine.heads,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bcoder.cancel import Cancelled
 from bcoder.errors import BcoderError
-from bcoder.ranking import problem_dict, rank, run_tests
+from bcoder.ranking import rank, run_tests
 from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
 from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
@@ -276,7 +276,7 @@ def solve(
         "model_sha256": engine.info.get("sha256"),
     }
     result = SolveResult(
-        problem=problem_dict(problem),
+        problem=problem.to_dict(),
         settings=result_settings,
         candidates=candidates,
         heads=engine.heads,

@@ -103,3 +103,31 @@ class Problem:
     split: str | None = None  # train | validation | test | prompt
     entry_point: str | None = None  # function name to implement, when known
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form kept with a run: statement, starter code and tests (no solutions)."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "text": self.text,
+            "starter_code": self.starter_code,
+            "entry_point": self.entry_point,
+            "difficulty": self.difficulty,
+            "tests": self.tests.to_dict() if self.tests is not None else None,
+            "example_tests": self.example_tests.to_dict() if self.example_tests else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Problem:
+        """Rebuild the problem of a stored run (so that it can be generated again or tested)."""
+        tests, examples = d.get("tests"), d.get("example_tests")
+        return cls(
+            id=str(d.get("id") or "problem"),
+            source=str(d.get("source") or "text"),
+            text=str(d.get("text") or ""),
+            starter_code=str(d.get("starter_code") or ""),
+            tests=TestSpec.from_dict(tests, "run tests") if tests else None,
+            example_tests=TestSpec.from_dict(examples, "run example tests") if examples else None,
+            entry_point=d.get("entry_point"),
+            difficulty=d.get("difficulty"),
+        )

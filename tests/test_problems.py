@@ -94,6 +94,18 @@ def test_apps_fields(shared_data: Path):
     assert by_id["apps/test/2638"].tests is None
 
 
+def test_the_json_form_kept_with_a_run_round_trips(shared_data: Path):
+    everything = list(load_problems(shared_data / "apps/train_150.jsonl"))
+    everything += list(load_problems(shared_data / "mbpp/mbpp.jsonl", split="prompt"))
+    for problem in everything:
+        d = json.loads(json.dumps(problem.to_dict()))
+        assert "solutions" not in d  # a run keeps the problem, never its answers
+        back = Problem.from_dict(d)
+        for name in ("id", "source", "text", "starter_code", "entry_point", "difficulty"):
+            assert getattr(back, name) == getattr(problem, name)
+        assert back.tests == problem.tests and back.example_tests == problem.example_tests
+
+
 def test_question_examples_match_the_datasets_example_tests(shared_data: Path):
     """The statement parser reproduces all 98 example-test sets of test_100 (whitespace aside)."""
     norm = lambda xs: [" ".join(x.split()) for x in xs]  # noqa: E731

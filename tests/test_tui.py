@@ -14,6 +14,7 @@ from bcoder.cli.tui.compare import CompareScreen, CompareView
 from bcoder.cli.tui.heatmap import HeatmapView, base_colour
 from bcoder.cli.tui.panels import CandidateTable
 from bcoder.cli.tui.screens import OpenScreen, SaveScreen
+from bcoder.spec import Problem
 from bcoder.store import Store
 
 SIZE = (80, 24)
@@ -249,11 +250,9 @@ async def test_long_program_renders_line_by_line(stored):
 async def test_generate_on_the_tiny_model_saves_the_run(tiny_model_dir, tmp_path):
     from test_tui_data import PROBLEM
 
-    from bcoder.cli.tui.problem_io import problem_from_dict
-
     store = Store(tmp_path / "runs.sqlite")
     settings = {"model": str(tiny_model_dir), "n": 3, "max_new_tokens": 12, "run_tests": False}
-    app = BcoderTui(problem=problem_from_dict(PROBLEM), settings=settings, store=store)
+    app = BcoderTui(problem=Problem.from_dict(PROBLEM), settings=settings, store=store)
     arrivals = []
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.generating, 10)
@@ -272,11 +271,9 @@ async def test_generate_on_the_tiny_model_saves_the_run(tiny_model_dir, tmp_path
 async def test_cancel_generation(tiny_model_dir, tmp_path):
     from test_tui_data import PROBLEM
 
-    from bcoder.cli.tui.problem_io import problem_from_dict
-
     store = Store(tmp_path / "runs.sqlite")
     settings = {"model": str(tiny_model_dir), "n": 64, "max_new_tokens": 512, "batch_size": 4}
-    app = BcoderTui(problem=problem_from_dict(PROBLEM), settings=settings, store=store)
+    app = BcoderTui(problem=Problem.from_dict(PROBLEM), settings=settings, store=store)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "generate" in text_of(app, "#progress-label"), 30)
         assert app.query_one("#progress-row").display

@@ -8,6 +8,7 @@ snapshots. ``scored_result`` runs the real scorer of bcoder.solve on the tiny mo
 from __future__ import annotations
 
 from bcoder.results import Candidate, SolveResult, TokenScore
+from bcoder.spec import Problem
 
 GAMMA = 0.999
 
@@ -81,11 +82,10 @@ def synthetic_result(tokenizer) -> SolveResult:
 
 def scored_result(model_dir) -> SolveResult:
     """PROGRAMS scored by the real engine on the tiny model, ranked by R~."""
-    from bcoder.cli.tui.problem_io import problem_from_dict
     from bcoder.solve import Engine, score_codes
 
     engine = Engine.load(str(model_dir))
-    cands = score_codes(problem_from_dict(PROBLEM), engine, PROGRAMS)
+    cands = score_codes(Problem.from_dict(PROBLEM), engine, PROGRAMS)
     cands.sort(key=lambda c: -c.reward)
     return SolveResult(
         problem=dict(PROBLEM),

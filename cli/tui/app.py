@@ -29,7 +29,7 @@ from bcoder.cli.tui.generate import generate
 from bcoder.cli.tui.heatmap import HeatmapView, base_colour, details_text, legend_text
 from bcoder.cli.tui.palette import palette_commands
 from bcoder.cli.tui.panels import CandidateTable, TestsPanel
-from bcoder.cli.tui.problem_io import open_request, problem_dict, problem_from_dict
+from bcoder.cli.tui.problem_io import open_request
 from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen
 from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_write_text
@@ -81,10 +81,10 @@ class BcoderTui(App[None]):
         self.problem = problem
         self.result = result
         self.problem_info: dict[str, Any] = (
-            result.problem if result else problem_dict(problem) if problem else {}
+            result.problem if result else problem.to_dict() if problem else {}
         )
         if result is not None and problem is None:
-            self.problem = problem_from_dict(result.problem)
+            self.problem = Problem.from_dict(result.problem)
         self.candidates: list[Candidate] = list(result.candidates) if result else []
         self.limits: dict[str, float] = {}
         self.selected = 0
@@ -259,7 +259,7 @@ class BcoderTui(App[None]):
         """Display a stored (or just finished) run."""
         self.result = result
         self.problem_info = result.problem
-        self.problem = problem_from_dict(result.problem)
+        self.problem = Problem.from_dict(result.problem)
         self.candidates = list(result.candidates)
         self.selected, self.marked, self.status = 0, None, ""
         self._refresh_all()
@@ -268,7 +268,7 @@ class BcoderTui(App[None]):
     def show_problem(self, problem: Problem) -> None:
         """Start on a new problem with no candidates yet."""
         self.problem, self.result = problem, None
-        self.problem_info = problem_dict(problem)
+        self.problem_info = problem.to_dict()
         self.candidates, self.selected, self.marked, self.status = [], 0, None, ""
         self._refresh_all()
         self.refresh_bindings()

@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bcoder.cli.tui.screens import OpenRequest
 from bcoder.errors import BcoderError
 from bcoder.results import SolveResult
 from bcoder.spec import Problem, TestSpec
 from bcoder.store import Store
-
-
-def problem_dict(problem: Problem) -> dict[str, Any]:
-    """The JSON form of a problem kept with a run (``SolveResult.problem``)."""
-    return {
-        "id": problem.id,
-        "source": problem.source,
-        "text": problem.text,
-        "starter_code": problem.starter_code,
-        "tests": problem.tests.to_dict() if problem.tests else None,
-        "example_tests": problem.example_tests.to_dict() if problem.example_tests else None,
-        "entry_point": problem.entry_point,
-        "difficulty": problem.difficulty,
-    }
-
-
-def problem_from_dict(d: dict[str, Any]) -> Problem:
-    """Rebuild the problem of a stored run (so that it can be generated again or tested)."""
-    tests = d.get("tests")
-    examples = d.get("example_tests")
-    return Problem(
-        id=str(d.get("id") or "problem"),
-        source=str(d.get("source") or "text"),
-        text=str(d.get("text") or ""),
-        starter_code=str(d.get("starter_code") or ""),
-        tests=TestSpec.from_dict(tests, "run tests") if tests else None,
-        example_tests=TestSpec.from_dict(examples, "run example tests") if examples else None,
-        entry_point=d.get("entry_point"),
-        difficulty=d.get("difficulty"),
-    )
 
 
 def open_request(request: OpenRequest, store: Store) -> tuple[Problem | None, SolveResult | None]:
