@@ -41,7 +41,7 @@ _TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endofte
 class SolveSettings:
     """How to solve: which model, how to sample, whether to test. Validated on construction."""
 
-    model: str = DEFAULT_MODEL  # model source: preset, HF id, local directory or .gguf file
+    model: str | None = None  # preset, HF id, directory or .gguf (None: see model_for)
     checkpoint: str | None = None  # B-Coder checkpoint dir (value heads/adapters); None = init
     n: int = 8  # candidates to sample
     temperature: float = 0.6  # sampling temperature (0 = greedy; the paper ranks at 0.6)
@@ -56,6 +56,8 @@ class SolveSettings:
     timeout: float = 4.0  # seconds per test in the sandbox
 
     def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = model_for(None, self.checkpoint)
         if not isinstance(self.model, str) or not self.model.strip():
             raise BcoderError("model must be a non-empty model name or path")
         if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
@@ -71,6 +73,20 @@ class SolveSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def model_for(model: str | None, checkpoint: str | None) -> str:
+    """The model to load: ``model`` when given, else the base ``checkpoint`` was trained on (so
+    that ``--checkpoint`` alone is enough), else the default model."""
+    if model:
+        return model
+    if checkpoint:
+        from bcoder.model import read_checkpoint_config
+
+        base = read_checkpoint_config(checkpoint)["config"].get("base_model")
+        if base:
+            return str(base)
+    return DEFAULT_MODEL
 
 
 class Engine:

@@ -30,7 +30,11 @@ def evaluate(
     ids: str | None = typer.Option(None, "--ids", help="Comma-separated problem ids."),
     samples: int = typer.Option(8, "--samples", "-M", help="Candidates sampled per problem (M)."),
     k: str = typer.Option("1,5", "--k", help="pass@k for these k, e.g. 1,5,10."),
-    model: str | None = typer.Option(None, "--model", help="Model preset, hub id, dir or GGUF."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the default model).",
+    ),
     checkpoint: str | None = typer.Option(None, "--checkpoint", help="B-Coder heads/adapters."),
     temperature: float = typer.Option(0.6, "--temperature", help="Sampling temperature."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
@@ -59,7 +63,7 @@ def evaluate(
         return
     from bcoder.errors import BcoderError
     from bcoder.evaluate import EvalSettings, parse_ks, parse_shard, run_eval, write_report
-    from bcoder.sources import DEFAULT_MODEL
+    from bcoder.solve import model_for
 
     if dataset is None or out is None:
         raise BcoderError("bcoder eval needs --dataset and --out (see bcoder eval --help)")
@@ -70,7 +74,7 @@ def evaluate(
         ids=[x.strip() for x in ids.split(",") if x.strip()] if ids else None,
         samples=samples,
         ks=parse_ks(k),
-        model=model or DEFAULT_MODEL,
+        model=model_for(model, checkpoint),
         checkpoint=checkpoint,
         temperature=temperature,
         top_p=top_p,

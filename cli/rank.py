@@ -20,7 +20,10 @@ def rank_command(
     ),
     tests: Path | None = typer.Option(None, "--tests", help="Tests JSON for --problem."),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Model preset, HF id, directory or .gguf."
+        None,
+        "--model",
+        "-m",
+        help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the default model).",
     ),
     checkpoint: str | None = typer.Option(
         None, "--checkpoint", "-c", help="B-Coder checkpoint dir."
@@ -49,8 +52,7 @@ def rank_command(
     from bcoder.cli.solve import EventBar, check_color_by, set_threads
     from bcoder.problems import load_problem
     from bcoder.rerank import rank_programs, read_candidates
-    from bcoder.solve import Engine
-    from bcoder.sources import DEFAULT_MODEL
+    from bcoder.solve import Engine, model_for
 
     check_color_by(color_by)
     groups = read_candidates(candidates, problem)
@@ -64,7 +66,7 @@ def rank_command(
     results = []
     with EventBar(enabled=True) as bar:
         engine = Engine.load(
-            model or DEFAULT_MODEL, checkpoint, dtype=dtype, device=device, on_event=bar
+            model_for(model, checkpoint), checkpoint, dtype=dtype, device=device, on_event=bar
         )
         for ref, codes in groups:
             results.append(

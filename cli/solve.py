@@ -99,7 +99,10 @@ def solve_command(
         None, "--tests", help="Tests JSON (inputs/outputs or asserts)."
     ),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Model preset, HF id, directory or .gguf."
+        None,
+        "--model",
+        "-m",
+        help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the default model).",
     ),
     checkpoint: str | None = typer.Option(
         None, "--checkpoint", "-c", help="B-Coder checkpoint dir (trained heads)."
@@ -136,12 +139,11 @@ def solve_command(
     """Sample candidate programs, rank them by the recovered reward R~ and show why."""
     from bcoder.problems import load_problem
     from bcoder.solve import SolveSettings
-    from bcoder.sources import DEFAULT_MODEL
 
     check_color_by(color_by)
     prob = load_problem(problem, tests)
     settings = SolveSettings(
-        model=model or DEFAULT_MODEL,
+        model=model,
         checkpoint=checkpoint,
         n=n,
         temperature=temperature,

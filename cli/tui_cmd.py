@@ -23,7 +23,10 @@ def tui(
     ),
     tests: Path | None = typer.Option(None, "--tests", help="Tests JSON for the problem."),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Model source (preset, HF id, dir, .gguf)."
+        None,
+        "--model",
+        "-m",
+        help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the default model).",
     ),
     checkpoint: str | None = typer.Option(
         None, "--checkpoint", help="B-Coder checkpoint (value heads)."
@@ -44,6 +47,10 @@ def tui(
 
     if problem and run:
         raise BcoderError("give a PROBLEM or --run ID, not both")
+    if checkpoint and not model:  # the base the checkpoint was trained on
+        from bcoder.solve import model_for
+
+        model = model_for(model, checkpoint)
     given: dict[str, Any] = {
         "model": model,
         "checkpoint": checkpoint,

@@ -11,7 +11,16 @@ from bcoder.model import BCoderModel, QConfig
 from bcoder.rerank import rank_programs, read_candidates
 from bcoder.results import CandidateReady, Progress, SolveResult
 from bcoder.scoring import score_tokens
-from bcoder.solve import Cancelled, Engine, SolveSettings, code_key, score_codes, solve
+from bcoder.solve import (
+    Cancelled,
+    Engine,
+    SolveSettings,
+    code_key,
+    model_for,
+    score_codes,
+    solve,
+)
+from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
 from bcoder.spec import TestSpec as Spec  # (not a test class)
 from bcoder.store import Store
@@ -193,3 +202,18 @@ def test_read_candidates(tmp_path):
     f.write_text('{"problem": "a.txt", "code": 3}\n')
     with pytest.raises(BcoderError, match=r"c.jsonl:1"):
         read_candidates(f)
+
+
+def test_the_model_defaults_to_the_checkpoints_base(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    BCoderModel(base, QConfig(mode="head", base_model="some/base")).save_checkpoint(
+        tmp_path / "ckpt"
+    )
+    assert model_for(None, str(tmp_path / "ckpt")) == "some/base"
+    assert model_for("other", str(tmp_path / "ckpt")) == "other"  # --model wins
+    assert model_for(None, None) == DEFAULT_MODEL
+    assert SolveSettings(checkpoint=str(tmp_path / "ckpt")).model == "some/base"
+    with pytest.raises(BcoderError, match="not a bcoder checkpoint"):
+        model_for(None, str(tmp_path))

@@ -281,13 +281,15 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     resolved = json.loads((run_dir / "config.json").read_text())
     assert resolved["theta"]["operator"] == "optimality" and resolved["theta"]["skip_phi"]
 
+    # no --model: solve loads the base the checkpoint was trained on
     solve = bcoder(
-        "solve", "mbpp:601", "--model", str(tiny_model_dir), "--checkpoint",
-        str(run_dir / "checkpoint"), "-n", "2", "--max-new-tokens", "8", "--no-tests",
-        "--no-save", "--json",
+        "solve", "mbpp:601", "--checkpoint", str(run_dir / "checkpoint"), "-n", "2",
+        "--max-new-tokens", "8", "--no-tests", "--no-save", "--json",
     )  # fmt: skip
     assert solve.returncode == 0, solve.stderr[-3000:]
-    assert json.loads(solve.stdout)["heads"] == str(run_dir / "checkpoint")
+    out = json.loads(solve.stdout)
+    assert out["heads"] == str(run_dir / "checkpoint")
+    assert out["settings"]["model"] == str(tiny_model_dir)
 
 
 def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, shared_data):
