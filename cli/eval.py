@@ -43,7 +43,7 @@ def evaluate(
     batch_size: int = typer.Option(8, "--batch-size", help="Candidates decoded together."),
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
     out: Path | None = typer.Option(None, "--out", "-o", help="The run directory."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (without --dataset: with its own settings)."),
     shard: str | None = typer.Option(None, "--shard", help="i/n: this process's share."),
     rank_only: Path | None = typer.Option(
         None, "--rank-only", help="Score and rank programs from a jsonl (problem_id, code)."
@@ -65,26 +65,29 @@ def evaluate(
     from bcoder.evaluate import EvalSettings, parse_ks, parse_shard, run_eval, write_report
     from bcoder.solve import model_for
 
-    if dataset is None or out is None:
+    if out is None or (dataset is None and not resume):
         raise BcoderError("bcoder eval needs --dataset and --out (see bcoder eval --help)")
-    settings = EvalSettings(
-        dataset=dataset,
-        split=None if split in (None, "", "all") else split,
-        limit=limit,
-        ids=[x.strip() for x in ids.split(",") if x.strip()] if ids else None,
-        samples=samples,
-        ks=parse_ks(k),
-        model=model_for(model, checkpoint),
-        checkpoint=checkpoint,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        batch_size=batch_size,
-        timeout=timeout,
-        rank_only=str(rank_only) if rank_only else None,
-        bootstrap=bootstrap,
-    )
+    if dataset is None:  # --out DIR --resume: go on with the settings DIR was started with
+        settings = EvalSettings.from_run(out)
+    else:
+        settings = EvalSettings(
+            dataset=dataset,
+            split=None if split in (None, "", "all") else split,
+            limit=limit,
+            ids=[x.strip() for x in ids.split(",") if x.strip()] if ids else None,
+            samples=samples,
+            ks=parse_ks(k),
+            model=model_for(model, checkpoint),
+            checkpoint=checkpoint,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            batch_size=batch_size,
+            timeout=timeout,
+            rank_only=str(rank_only) if rank_only else None,
+            bootstrap=bootstrap,
+        )
     if threads is not None:
         import torch
 
@@ -131,6 +134,25 @@ def report_cmd(
         raise BcoderError(f"{run_dir}: no such directory")
     report = write_report(run_dir, ks=parse_ks(k) if k else None, paper=paper, partial=partial)
     _show(report, run_dir, as_json)
+
+
+@eval_app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory written by bcoder eval."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="The jsonl to write (default: stdout)."
+    ),
+) -> None:
+    """The run's sampled programs as jsonl, a row per sample: what --rank-only reads (rank one
+    model's candidates with another's value function, the paper's Table 3)."""
+    from bcoder.evaluate.records import exported_candidates
+    from bcoder.fsutil import atomic_write_text
+
+    rows = "".join(json.dumps(row) + "\n" for row in exported_candidates(run_dir))
+    if out is None:
+        typer.echo(rows, nl=False)
+    else:
+        atomic_write_text(out, rows)
 
 
 def _show(report: dict[str, Any], run_dir: Path, as_json: bool) -> None:

@@ -134,6 +134,21 @@ def test_rank_only_report_figures_recomputed_from_records(
     again = json.loads((tmp_path / "run" / "report.json").read_text())
     assert again["figures"] == report["figures"]
     assert any(r["table"] == "Table 4" and r["run"] is not None for r in again["paper"])
+    # --out DIR --resume alone goes on with DIR's own settings (here: nothing left to do)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--out", str(tmp_path / "run"), "--resume", "--json"])
+    assert exit_info.value.code == 0
+    assert json.loads(capsys.readouterr().out)["figures"] == report["figures"]
+    # export gives back every program, a row per sample: another run's --rank-only input
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "export", str(tmp_path / "run"), "--out", str(tmp_path / "export.jsonl")])
+    assert exit_info.value.code == 0
+    exported = (tmp_path / "export.jsonl").read_text().splitlines()
+    given = [json.loads(line) for line in cands.read_text().splitlines()]
+    assert sorted((r["problem_id"], r["code"]) for r in map(json.loads, exported)) == sorted(
+        (f"mbpp/{r['problem_id']}", r["code"]) for r in given
+    )
 
 
 def _figures(run_dir: Path) -> dict:
@@ -190,6 +205,10 @@ def test_cli_errors_are_one_line(tmp_path, mbpp):
     assert res.returncode == 2 and "--resume" in res.stderr  # a run is never overwritten
     res = bcoder("eval", "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and res.stderr.startswith("error:") and "--dataset" in res.stderr
+    res = bcoder("eval", "--out", str(tmp_path / "x"), "--resume")
+    assert res.returncode == 2 and "no eval run to resume" in res.stderr
+    res = bcoder("eval", "export", str(tmp_path / "x"))
+    assert res.returncode == 2 and "not an eval run directory" in res.stderr
     res = bcoder("eval", "-d", str(mbpp), "--samples", "2", "--k", "1,5", "--out", str(tmp_path))
     assert res.returncode == 2 and "larger than --samples" in res.stderr
     res = bcoder("eval", "-d", str(mbpp), "--k", "one", "--out", str(tmp_path / "y"))

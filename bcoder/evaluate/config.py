@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from bcoder.errors import BcoderError
@@ -68,6 +70,18 @@ class EvalSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_run(cls, run_dir: Path) -> EvalSettings:
+        """The settings a run directory was started with (to go on with ``--resume`` alone)."""
+        try:
+            stored = json.loads((run_dir / "config.json").read_text())["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise BcoderError(
+                f"{run_dir}: no eval run to resume there; give --dataset to start one"
+            ) from None
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in names})
 
     def identity(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in IDENTITY_FIELDS}

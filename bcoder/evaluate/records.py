@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,24 @@ def load_records(run_dir: Path, problem_ids: list[str]) -> tuple[list[ProblemRec
         else:
             missing.append(pid)
     return records, missing
+
+
+def exported_candidates(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """Every program sampled in a run, a row per sample (``count`` rows for a merged program), as
+    ``--rank-only`` reads them: ``{"problem_id", "code"}``. Sampled but not yet executed problems
+    count too; problems not sampled yet are left out."""
+    try:
+        ids = json.loads((run_dir / "selection.json").read_text())["problem_ids"]
+    except (OSError, ValueError, KeyError) as err:
+        raise BcoderError(f"{run_dir}: not an eval run directory ({err})") from None
+    for pid in ids:
+        for stage in ("problems", "samples"):
+            path = record_path(run_dir, pid, stage)
+            if path.is_file():
+                for c in read_record(path).candidates:
+                    for _ in range(c.count):
+                        yield {"problem_id": pid, "code": c.code}
+                break
 
 
 def sha256_file(path: Path) -> str:
