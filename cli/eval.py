@@ -43,7 +43,11 @@ def evaluate(
     batch_size: int = typer.Option(8, "--batch-size", help="Candidates decoded together."),
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
     out: Path | None = typer.Option(None, "--out", "-o", help="The run directory."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (without --dataset: with its own settings)."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue the run in --out (without --dataset: with its own settings).",
+    ),
     shard: str | None = typer.Option(None, "--shard", help="i/n: this process's share."),
     rank_only: Path | None = typer.Option(
         None, "--rank-only", help="Score and rank programs from a jsonl (problem_id, code)."

@@ -112,6 +112,15 @@ def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_mode
     summary = run.run_collect(cfg, setup.make_accelerator(cfg))
     assert (summary["shards_skipped"], summary["shards_written"]) == (2, 1)
     assert store.load("shard-00001").to_dict() == before  # per-problem seeds: same programs
+    # the time and counts of every finished shard are kept, whichever invocation wrote it
+    stages = json.loads((collected / "stages.json").read_text())["collect"]
+    assert stages["runs"] == 1 and stages["shards"] == 3 and stages["seconds"] > 0
+    assert stages["programs"] == sum(
+        s["rows"] for s in ShardStore(collected / "data" / "collect").shards()
+    )
+    resumed = json.loads((run_dir / "stages.json").read_text())["collect"]
+    assert resumed["runs"] == 1 and resumed["shards"] == 1
+    assert resumed["programs"] == store.shards()[1]["rows"]
 
 
 @pytest.mark.parametrize("mode", ["head", "lora", "full"])

@@ -29,6 +29,7 @@ from bcoder.results import Progress
 from bcoder.spec import Problem
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, collect_features
+from bcoder.train.setup import StageClock
 
 EventFn = Callable[[Any], None]
 
@@ -323,6 +324,7 @@ def collect(
     done = {s["name"]: s.get("problems") for s in store.shards()}
     chunks = [problems[i : i + c.shard_problems] for i in range(0, len(problems), c.shard_problems)]
     finished = 0
+    clock = StageClock(Path(run_dir), "collect")
     with executor_for(cfg, executor) as ex:
         for k, chunk in enumerate(chunks):
             name = f"shard-{k:05d}"
@@ -350,6 +352,8 @@ def collect(
                     p.outcome, p.reward = "pass", 1.0
             problem_ids = [p.id for p in chunk]
             store.write(name, to_columns(programs), collect_features(), problems=problem_ids)
+            if rank == 0:
+                clock.lap(add={"shards": 1, "programs": len(programs)})
             summary.shards_written += 1
             tally(summary, programs)
             emit(Progress("collect", finished, len(problems), f"wrote {name}"))

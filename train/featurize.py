@@ -34,6 +34,7 @@ from bcoder.model import ActionBatch, BCoderModel
 from bcoder.results import Progress
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, TrainingData
+from bcoder.train.setup import StageClock
 
 EventFn = Callable[[Any], None]
 F16_MAX = 65504.0
@@ -114,6 +115,7 @@ def featurize(
     summary = FeaturizeSummary()
     dtype = np.float16 if cfg.featurize.hidden_dtype == "float16" else np.float32
     hidden_size = 0
+    clock = StageClock(Path(run_dir), "featurize")
     for k, entry in enumerate(shards):
         name = entry["name"]
         if k % world != rank:
@@ -147,6 +149,8 @@ def featurize(
         if meta["hidden"]:
             rows_out["hidden"] = hidden
         feats.write(name, rows_out, _features(meta["hidden"], cfg.featurize.hidden_dtype))
+        if rank == 0:
+            clock.lap(add={"shards": 1, "programs": n, "tokens": int(lengths.sum())})
         summary.shards_written += 1
         summary.programs += n
         emit(Progress("featurize", k + 1, len(shards), f"wrote {name}"))

@@ -51,8 +51,6 @@ def run_collect(
         on_event=on_event,
     )
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process and summary.shards_written:
-        setup.record_time(root, "collect", summary.seconds, programs=summary.programs)
     return asdict(summary)
 
 
@@ -93,8 +91,6 @@ def run_featurize(
         on_event=on_event,
     )
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process and summary.shards_written:
-        setup.record_time(root, "featurize", summary.seconds, tokens=summary.tokens)
     return asdict(summary)
 
 

@@ -45,13 +45,27 @@ def write_config(cfg: TrainConfig, main: bool) -> Path:
     return root
 
 
-def record_time(root: Path, stage: str, seconds: float, **info: Any) -> None:
-    """Add a stage's wall time to ``stages.json`` (a resumed stage adds up its parts)."""
+def record_time(
+    root: Path,
+    stage: str,
+    seconds: float,
+    *,
+    new_run: bool = True,
+    add: dict[str, int] | None = None,
+    **info: Any,
+) -> None:
+    """Add a stage's wall time to ``stages.json`` (a resumed stage adds up its parts).
+
+    Sharded stages call this after every shard (``new_run`` only for an invocation's first), so
+    the time and the ``add`` counts of finished shards survive a killed run.
+    """
     path = root / "stages.json"
     stages = json.loads(path.read_text()) if path.is_file() else {}
     entry = stages.get(stage, {"seconds": 0.0, "runs": 0})
     entry["seconds"] = entry["seconds"] + seconds
-    entry["runs"] = entry["runs"] + 1
+    entry["runs"] = entry["runs"] + int(new_run)
+    for key, n in (add or {}).items():
+        entry[key] = entry.get(key, 0) + n
     entry.update(info, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
     stages[stage] = entry
     atomic_write_text(path, json.dumps(stages, indent=1))
@@ -159,3 +173,17 @@ def enable_gradient_checkpointing(model: Any) -> None:
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+class StageClock:
+    """The wall time of a sharded stage, added to ``stages.json`` shard by shard (see record_time)."""
+
+    def __init__(self, root: Path, stage: str):
+        self.root, self.stage = root, stage
+        self.mark = time.perf_counter()
+        self.first = True
+
+    def lap(self, add: dict[str, int]) -> None:
+        now = time.perf_counter()
+        record_time(self.root, self.stage, now - self.mark, new_run=self.first, add=add)
+        self.mark, self.first = now, False
