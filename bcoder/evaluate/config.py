@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.errors import BcoderError
+from bcoder.evaluate.records import CONFIG
 
 # Fields that change the samples or their scores: a resumed run must agree on all of them.
 IDENTITY_FIELDS = (
@@ -75,7 +76,7 @@ class EvalSettings:
     def from_run(cls, run_dir: Path) -> EvalSettings:
         """The settings a run directory was started with (to go on with ``--resume`` alone)."""
         try:
-            stored = json.loads((run_dir / "config.json").read_text())["settings"]
+            stored = json.loads((run_dir / CONFIG).read_text())["settings"]
         except (OSError, ValueError, KeyError, TypeError):
             raise BcoderError(
                 f"{run_dir}: no eval run to resume there; give --dataset to start one"

@@ -30,6 +30,10 @@ from typing import Any
 from bcoder.errors import BcoderError
 from bcoder.results import Candidate
 
+# the layout above
+CONFIG, SELECTION, MODEL = "config.json", "selection.json", "model.json"
+PROBLEMS, SAMPLES = "problems", "samples"  # record folders: executed, sampled only
+
 RECORD_VERSION = 1
 TOKEN_COLUMNS = ("id", "q", "v", "a", "r", "logprob")  # per action token: id, Q, V, A, r~, log pi
 _DIGITS = 5  # per-token floats are rounded to 5 decimals (R~ itself is stored unrounded)
@@ -116,12 +120,12 @@ def slug(problem_id: str) -> str:
     return f"{readable}-{hashlib.sha1(problem_id.encode()).hexdigest()[:8]}"
 
 
-def record_path(run_dir: Path, problem_id: str, stage: str = "problems") -> Path:
+def record_path(run_dir: Path, problem_id: str, stage: str = PROBLEMS) -> Path:
     """Where a problem's record lives: ``problems/`` (complete) or ``samples/`` (not executed)."""
     return run_dir / stage / f"{slug(problem_id)}.json.gz"
 
 
-def write_record(run_dir: Path, record: ProblemRecord, stage: str = "problems") -> Path:
+def write_record(run_dir: Path, record: ProblemRecord, stage: str = PROBLEMS) -> Path:
     """Write a problem's record through a temporary file and a rename (present = complete)."""
     path = record_path(run_dir, record.problem_id, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +151,7 @@ def read_record(path: Path) -> ProblemRecord:
         raise BcoderError(f"{path}: unreadable problem record ({err}); delete it to redo") from None
 
 
-def has_record(run_dir: Path, problem_id: str, stage: str = "problems") -> bool:
+def has_record(run_dir: Path, problem_id: str, stage: str = PROBLEMS) -> bool:
     return record_path(run_dir, problem_id, stage).is_file()
 
 
@@ -168,11 +172,11 @@ def exported_candidates(run_dir: Path) -> Iterator[dict[str, Any]]:
     ``--rank-only`` reads them: ``{"problem_id", "code"}``. Sampled but not yet executed problems
     count too; problems not sampled yet are left out."""
     try:
-        ids = json.loads((run_dir / "selection.json").read_text())["problem_ids"]
+        ids = json.loads((run_dir / SELECTION).read_text())["problem_ids"]
     except (OSError, ValueError, KeyError) as err:
         raise BcoderError(f"{run_dir}: not an eval run directory ({err})") from None
     for pid in ids:
-        for stage in ("problems", "samples"):
+        for stage in (PROBLEMS, SAMPLES):
             path = record_path(run_dir, pid, stage)
             if path.is_file():
                 for c in read_record(path).candidates:

@@ -31,6 +31,11 @@ from typing import Any
 from bcoder.errors import BcoderError
 from bcoder.evaluate.config import IDENTITY_FIELDS, EvalSettings
 from bcoder.evaluate.records import (
+    CONFIG,
+    MODEL,
+    PROBLEMS,
+    SAMPLES,
+    SELECTION,
     CandidateRecord,
     ProblemRecord,
     has_record,
@@ -45,7 +50,6 @@ from bcoder.results import Progress
 from bcoder.spec import Problem
 
 EventFn = Callable[[Any], None]
-CONFIG, SELECTION, MODEL, SAMPLES = "config.json", "selection.json", "model.json", "samples"
 
 
 @dataclass
@@ -116,7 +120,7 @@ def prepare_run_dir(
                 f"{config['settings'].get(f)!r}: use another --out for a different run"
             )
         return old
-    if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / "problems").is_dir():
+    if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / PROBLEMS).is_dir():
         raise BcoderError(
             f"{run_dir} exists and is not an eval run directory; choose another --out"
         )

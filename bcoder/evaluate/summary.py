@@ -9,7 +9,7 @@ from typing import Any
 from bcoder.errors import BcoderError
 from bcoder.evaluate import markdown
 from bcoder.evaluate.paper import comparison_rows
-from bcoder.evaluate.records import ProblemRecord, load_records
+from bcoder.evaluate.records import CONFIG, MODEL, SELECTION, ProblemRecord, load_records
 from bcoder.evaluate.report import compute_figures
 from bcoder.fsutil import atomic_write_text
 
@@ -52,8 +52,8 @@ def build_report(
     partial: bool = False,
 ) -> tuple[dict[str, Any], list[ProblemRecord]]:
     """The report of ``run_dir`` over its latest selection (see records.py for the layout)."""
-    config = _read(run_dir / "config.json")
-    selection = _read(run_dir / "selection.json")
+    config = _read(run_dir / CONFIG)
+    selection = _read(run_dir / SELECTION)
     if config is None or selection is None:
         raise BcoderError(f"{run_dir}: not an eval run directory (no config.json)")
     records, missing = load_records(run_dir, selection["problem_ids"])
@@ -67,7 +67,7 @@ def build_report(
     settings = dict(config["settings"])  # as first run, with the latest selection's choices
     settings.update({key: selection.get(key) for key in ("limit", "ids", "bootstrap")})
     settings["ks"] = sorted(set(ks or selection["ks"]))
-    model = _read(run_dir / "model.json") or {}
+    model = _read(run_dir / MODEL) or {}
     figures = compute_figures(records, settings["ks"], settings["seed"], selection["bootstrap"])
     report: dict[str, Any] = {
         "bcoder_eval_report": 1,
