@@ -177,7 +177,7 @@ def _print_result(title: str, result: dict[str, Any], main: bool) -> None:
 def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = None) -> None:
     from bcoder.fsutil import exclusive
     from bcoder.train import run
-    from bcoder.train.setup import make_accelerator
+    from bcoder.train.setup import make_accelerator, run_dir
 
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
@@ -189,8 +189,8 @@ def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = No
         )
     with ExitStack() as stack:
         if main:  # two jobs writing one run directory would mix their work
-            run_dir = Path(cfg.run.dir).expanduser()
-            stack.enter_context(exclusive(run_dir / ".lock", f"run directory {run_dir}"))
+            root = run_dir(cfg)
+            stack.enter_context(exclusive(root / ".lock", f"run directory {root}"))
         on_event = stack.enter_context(_display(main, quiet))
         if stage == "collect":
             result = run.run_collect(cfg, accelerator, on_event=on_event)

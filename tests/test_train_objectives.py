@@ -44,6 +44,11 @@ def setup(tokenizer):
     return model, batch, lengths
 
 
+def nonzero_grads(model) -> set[str]:
+    """Names of the parameters the last backward pass gave a non-zero gradient."""
+    return {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
 def naive_theta(model, batch, lengths, operator):
     """L_Q, L_adv, L_ce by loops over programs and tokens (DESIGN section 2)."""
     from bcoder.train.objectives import action_batch
@@ -94,9 +99,7 @@ def test_theta_objective_matches_the_naive_loop(setup, operator):
     other = "optimality" if operator == "conservative" else "conservative"
     assert td != pytest.approx(naive_theta(model, batch, lengths, other)[0], rel=1e-3)
     loss.backward()
-    grads = {
-        n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
-    }
+    grads = nonzero_grads(model)
     assert grads and all("theta" in n or n.startswith("residual_head") for n in grads)
     model.zero_grad(set_to_none=True)
 
@@ -120,9 +123,7 @@ def test_phi_objective_matches_the_naive_loop(setup):
         td.append(sum(errs) / n)
     assert float(loss.detach()) == pytest.approx(sum(td) / len(td), rel=1e-4)
     loss.backward()
-    grads = {
-        n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
-    }
+    grads = nonzero_grads(model)
     assert grads and all(".phi." in n or n.startswith("phi_head") for n in grads)
     model.zero_grad(set_to_none=True)
 
