@@ -2,7 +2,9 @@
 
 Since Q/alpha and l_theta differ by a per-state constant, sampling with Q/alpha as logits is exactly
 sampling from the LM head (DESIGN section 2): the decode loop below is an ordinary KV-cached loop
-over ``qmodel.policy_lm()`` with temperature and top-p. In head mode (``qmodel.single_pass``) the
+over ``qmodel.policy_lm()`` with temperature and top-p; every step's logits go through
+``qmodel.policy_logits(logits, hidden)``, which in lmhead mode adds the logit adapter's residual
+(so the loop samples from the trained policy). With a frozen backbone (``qmodel.single_pass``) the
 loop also keeps, per action token, everything the per-token scores need -- the advantage
 A(s_t, a_t) = alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the
 very tensor ``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's
@@ -41,7 +43,7 @@ FINISH_EOS, FINISH_FENCE, FINISH_LENGTH = "eos", "code_block_end", "length"
 
 @dataclass
 class StepScores:
-    """Per action token values recorded by the decode loop (head mode). Shapes: (T,) each."""
+    """Per action token values recorded by the decode loop (head, lmhead). Shapes: (T,) each."""
 
     advantage: torch.Tensor  # A(s_t, a_t)
     value: torch.Tensor  # V_theta(s_t)
@@ -238,12 +240,14 @@ class _Recorder:
         logits: torch.Tensor,
         taken: torch.Tensor,
         hidden: torch.Tensor,
+        ckpt_logits: torch.Tensor,
     ) -> None:
-        """Shapes: rows (b,), logits (b, V) float, taken (b,), hidden (b, H)."""
-        best, argmax = logits.max(dim=-1)
+        """Shapes: rows (b,), logits (b, V) float (l_theta), taken (b,), hidden (b, H),
+        ckpt_logits (b, V) (the frozen LM's, whose argmax is the preferred token)."""
+        best = logits.max(dim=-1).values
         chosen = logits.gather(-1, taken[:, None]).squeeze(-1)
         self.stats[rows, t] = torch.stack([chosen, best, logits.logsumexp(dim=-1)], dim=-1)
-        self.preferred[rows, t] = argmax
+        self.preferred[rows, t] = ckpt_logits.argmax(dim=-1)
         self.hidden[rows, t] = hidden
 
     def scores(self, qmodel: BCoderModel, row: int, n: int) -> StepScores:
@@ -267,7 +271,7 @@ class DecodeOptions:
     max_new_tokens: int = 512
     eos_ids: tuple[int, ...] = ()
     fence: FenceStop | None = None  # stop at the end of a fenced code block
-    score: bool = False  # record StepScores (head mode only)
+    score: bool = False  # record StepScores (head and lmhead modes only)
 
 
 @torch.inference_mode()
@@ -288,12 +292,15 @@ def decode(
     each step (raises :class:`Cancelled`). Generations carry ``index = first_index + row``.
     """
     if options.score and not qmodel.single_pass:
-        raise ValueError("in-loop scoring needs head mode; score with qmodel(batch) otherwise")
+        raise ValueError(
+            "in-loop scoring needs a frozen backbone; score with qmodel(batch) otherwise"
+        )
     check(cancel)
     lm = qmodel.policy_lm()
     runner_cls = _Seq2Seq if qmodel.is_seq2seq else _Causal
-    runner = runner_cls(lm, prompts, pad_id, hidden=options.score)
-    logits, hidden = runner.first
+    runner = runner_cls(lm, prompts, pad_id, hidden=options.score or qmodel.adapts_logits)
+    raw, hidden = runner.first
+    logits = qmodel.policy_logits(raw, hidden)  # l_theta
     B, T = len(prompts), options.max_new_tokens
     device = logits.device
     active = torch.arange(B, device=device)  # original row of each batch row
@@ -304,7 +311,7 @@ def decode(
         nxt = sample_next(logits, options.temperature, options.top_p, generator)  # (b,)
         tokens[active, t] = nxt
         if recorder is not None:
-            recorder.record(active, t, logits, nxt, hidden)
+            recorder.record(active, t, logits, nxt, hidden, raw)
         done = torch.isin(nxt, eos)
         reasons = [FINISH_EOS if d else "" for d in done.tolist()]
         if options.fence is not None:
@@ -333,7 +340,8 @@ def decode(
             )
             runner.keep(keep)
             active, nxt = active[keep], nxt[keep]
-        logits, hidden = runner.step(nxt)
+        raw, hidden = runner.step(nxt)
+        logits = qmodel.policy_logits(raw, hidden)
 
 
 def sample(
