@@ -123,7 +123,7 @@ def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_mode
     assert resumed["programs"] == store.shards()[1]["rows"]
 
 
-@pytest.mark.parametrize("mode", ["head", "lora", "full"])
+@pytest.mark.parametrize("mode", ["head", "lmhead", "lora", "full"])
 def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_data):
     from bcoder.errors import BcoderError
     from bcoder.model import BCoderModel, make_batch
@@ -137,16 +137,16 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
 
     run_dir = fresh_run(collected, tmp_path)
     # an LM that trains moves V much faster than a head: fewer steps at a lower rate
-    extra = (
-        ["run.tensorboard=true"]
-        if mode == "head"
-        else ["phi.steps=5", "phi.lr=1e-4", "phi.eval_every=0"]
-    )
+    extra = {
+        "head": ["run.tensorboard=true"],
+        "lmhead": ["featurize.topk=8", "model.lora_r=4"],
+    }.get(mode, ["phi.steps=5", "phi.lr=1e-4", "phi.eval_every=0"])
     cfg = config(tiny_model_dir, run_dir, shared_data, mode, extra)
     acc = setup.make_accelerator(cfg)
     assert run.run_featurize(cfg, acc)["shards_written"] == 3
     data = TrainingData.load(run_dir / "data", need=setup.stage_columns(mode, "phi"))
-    assert data.has("hidden") == (mode == "head")
+    assert data.has("hidden") == (mode in ("head", "lmhead"))
+    assert data.has("topk_ids") == (mode == "lmhead")
     assert (data.columns["ckpt_adv"].values <= 0).all()
 
     # the stored A_ckpt and argmax are what the checkpoint computes on the same tokens
@@ -158,6 +158,12 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
         out = ref(batch, stage="phi")
     torch.testing.assert_close(out.advantage[0], torch.from_numpy(data.columns["ckpt_adv"].row(i)))
     assert out.ckpt_argmax[0].tolist() == data.columns["ckpt_argmax"].row(i).tolist()
+    if mode == "lmhead":  # the top-k, descending, the argmax first; the taken action's logit
+        top_l, top_i = out.logits[0].float().topk(8, dim=-1)
+        assert data.columns["topk_ids"].row(i).tolist() == top_i.tolist()
+        torch.testing.assert_close(torch.from_numpy(data.columns["topk_logits"].row(i)), top_l)
+        taken = out.logits[0].float().gather(-1, batch.action_ids[0, :, None])[:, 0]
+        torch.testing.assert_close(torch.from_numpy(data.columns["ckpt_logit"].row(i)), taken)
 
     # phi (that it lowers the TD error is tested on data with learnable features, below)
     phi = run.run_phi(cfg, acc)
@@ -195,6 +201,8 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     last = [json.loads(x) for x in lines if '"train"' in x][-1]
     assert {"loss/td", "loss/adv", "adv/argmax_agreement"} <= set(last)
     assert ("loss/ce" in last) == (mode != "head")
+    if mode == "lmhead":  # the adapter moved the policy: A_theta is no longer A_ckpt
+        assert last["adv/argmax_agreement"] < 1.0 or theta["heldout/argmax_agreement"] < 1.0
     assert last["lr"] == pytest.approx(1e-3 / 6)  # linear decay, no warm-up: the last step's
 
     # the run's checkpoint loads onto the base, and its residual head has learned
@@ -203,6 +211,8 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     assert trained.config.mode == mode
     h1 = trained.residual_head.net[-1].weight
     assert not torch.equal(h1, trained.residual_frozen.net[-1].weight)
+    if mode == "lmhead":
+        assert trained.logit_adapter.up.weight.abs().sum() > 0  # B moved off zero
     stages = json.loads((run_dir / "stages.json").read_text())
     assert {"featurize", "phi", "values", "theta"} <= set(stages)
 

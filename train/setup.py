@@ -12,9 +12,9 @@ import numpy as np
 
 from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_write_text
-from bcoder.model import QConfig
+from bcoder.model import FROZEN_BACKBONE, QConfig
 from bcoder.train.config import StageConfig, TrainConfig
-from bcoder.train.data import MixedSampler, TrainingData, heldout_problems
+from bcoder.train.data import TOPK_COLUMNS, MixedSampler, TrainingData, heldout_problems
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -104,7 +104,9 @@ def load_base(cfg: TrainConfig, device: Any, trainable_lm: bool = False):
 
 def stage_columns(mode: str, stage: str) -> list[str]:
     """The featurize columns a stage's batches need."""
-    if mode == "head":
+    if mode == "lmhead" and stage == "theta":  # the adapter's candidates: see bcoder.adapter
+        return ["hidden", "ckpt_adv", "ckpt_argmax", "u_phi", *TOPK_COLUMNS]
+    if mode in FROZEN_BACKBONE:
         return ["hidden", "ckpt_adv"] + (["ckpt_argmax", "u_phi"] if stage == "theta" else [])
     return ["ckpt_adv"] if stage == "phi" else ["ckpt_adv", "ckpt_argmax", "u_phi"]
 
@@ -214,7 +216,7 @@ def train_and_record(
     model, stage_cfg = objective.model, getattr(cfg, stage)
     train_rows, held_rows = rows
     params = set_trainable(model, stage)
-    if cfg.model.gradient_checkpointing and cfg.model.mode != "head":
+    if cfg.model.gradient_checkpointing and cfg.model.mode not in FROZEN_BACKBONE:
         enable_gradient_checkpointing(model)
     device, main = accelerator.device, accelerator.is_main_process
 
