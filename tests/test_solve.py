@@ -187,6 +187,29 @@ def test_lora_checkpoint_scored_by_one_forward(tiny_model_dir, tmp_path):
     _check_scores(engine, result)
 
 
+def test_lmhead_checkpoint_samples_from_the_trained_policy(engine, tiny_model_dir, tmp_path):
+    """solve with an lmhead checkpoint decodes from l_theta = l_ckpt + B A h: greedy decoding
+    follows the adapter (not the base LM), and the in-loop scores are the Q-model's."""
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    qmodel = BCoderModel(base, QConfig(mode="lmhead", lora_r=4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        qmodel.logit_adapter.up.weight.normal_(0, 0.3)
+    qmodel.save_checkpoint(tmp_path / "ckpt")
+    trained = Engine.load(str(tiny_model_dir), str(tmp_path / "ckpt"))
+    assert trained.qmodel.single_pass and trained.qmodel.adapts_logits
+    greedy = _settings(tiny_model_dir, n=1, temperature=0.0)
+    ours = solve(_problem(), trained, greedy).candidates[0]
+    base_only = solve(_problem(), engine, greedy).candidates[0]
+    assert [t.token_id for t in ours.tokens] != [t.token_id for t in base_only.tokens]
+    assert all(
+        t.advantage == pytest.approx(0.0, abs=1e-5) for t in ours.tokens
+    )  # argmax of l_theta
+    _check_scores(trained, solve(_problem(), trained, _settings(tiny_model_dir, n=3)))
+
+
 def test_settings_are_validated():
     for bad in ({"n": 0}, {"temperature": -1}, {"top_p": 0}, {"max_new_tokens": 0}, {"model": ""}):
         with pytest.raises(BcoderError):
