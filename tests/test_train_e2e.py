@@ -277,6 +277,82 @@ def test_phi_lowers_the_td_error_on_its_data(tmp_path, tiny_model_dir, shared_da
     assert r["pass"] > r["fail"] > r["runtime_error"] > r["compile_error"]
 
 
+def write_action_learnable_data(run_dir: Path, hidden_size: int, topk: int = 8) -> None:
+    """Records in which the *first action* decides the outcome: a_0 = 10 + outcome index, from
+    a start state whose hidden state is the same for every program (so no V(s_0) can tell them
+    apart), after which the hidden states show the outcome. The checkpoint likes the four first
+    tokens equally (A_ckpt(s_0, .) = 0), and later tokens carry noisy advantages, as real ones do.
+    Only a theta whose advantages learn can rank such programs by R~ (DESIGN section 2)."""
+    import numpy as np
+
+    from bcoder.train.data import ShardStore, collect_features
+
+    rng = np.random.default_rng(0)
+    outcomes = {"pass": 1.0, "fail": -0.3, "runtime_error": -0.6, "compile_error": -1.0}
+    rows: dict[str, list] = {k: [] for k in collect_features()}
+    cols = ("ckpt_adv", "ckpt_argmax", "hidden", "topk_ids", "topk_logits", "ckpt_logit")
+    feats: dict[str, list] = {k: [] for k in (*cols, "tail_lse")}
+    start_ids = [10, 11, 12, 13, 20, 21, 22, 23][:topk]
+    later_ids = list(range(2, 2 + topk))  # never taken (actions are >= 30 after a_0)
+    logits_row = -0.5 * np.arange(topk, dtype=np.float32)
+    for i in range(64):
+        k = i % 4
+        name = list(outcomes)[k]
+        T = int(rng.integers(4, 12))
+        actions = [10 + k, *rng.integers(30, 300, T - 1).tolist()]
+        rows["problem_id"].append(f"p{i // 8}")
+        rows["source"].append("ground_truth" if k == 0 and i % 8 == 0 else "sample")
+        rows["is_ground_truth"].append(rows["source"][-1] == "ground_truth")
+        rows["prompt_ids"].append([5, 6])
+        rows["action_ids"].append(actions)
+        for key, value in (("completion", ""), ("code", ""), ("count", 1), ("outcome", name)):
+            rows[key].append(value)
+        rows["reward"].append(outcomes[name])
+        rows["finish_reason"].append("eos")
+        h = rng.normal(0, 0.1, (T, hidden_size))
+        h[0, 0] += 1.0  # the start state: the same for every program
+        h[1:, 1 + k] += 1.0  # then the outcome shows
+        adv = np.concatenate([[0.0], -rng.exponential(0.3, T - 1)]).astype(np.float32)
+        top_i = np.array([start_ids] + [later_ids] * (T - 1), dtype=np.int32)
+        top_l = np.stack([np.where(np.arange(topk) < 4, 0.0, -1.0)] + [logits_row] * (T - 1))
+        feats["hidden"].append(h.astype(np.float16).reshape(-1))
+        feats["ckpt_adv"].append(adv)
+        feats["ckpt_argmax"].append(top_i[:, 0])
+        feats["topk_ids"].append(top_i.reshape(-1))
+        feats["topk_logits"].append(top_l.astype(np.float32).reshape(-1))
+        feats["ckpt_logit"].append(top_l[:, 0].astype(np.float32) + adv)
+        feats["tail_lse"].append(np.full(T, np.log(300.0) - 3.0, dtype=np.float32))
+    ShardStore(run_dir / "data" / "collect").write("shard-00000", rows, collect_features())
+    features = ShardStore(run_dir / "data" / "features")
+    features.write("shard-00000", feats)
+    features.set_meta({"hidden_size": hidden_size, "topk": topk})
+
+
+def test_only_lmhead_advantages_rank_by_the_first_action(tmp_path, tiny_model_dir, shared_data):
+    """The reason for the lmhead mode: on programs told apart only by the action a_0, the
+    theta-stage in head mode moves the held-out R~ gap between passing programs and compile
+    errors by ~(1 - gamma) sum V (its A is the checkpoint's), in lmhead mode by more than 1."""
+    from bcoder.train import run, setup
+
+    def gap(d: dict) -> float:
+        return d["heldout/R~/pass"] - d["heldout/R~/compile_error"]
+
+    moved = {}
+    for mode in ("head", "lmhead"):
+        run_dir = tmp_path / mode
+        write_action_learnable_data(run_dir, hidden_size=32)
+        extra = ["phi.steps=40", "phi.lr=5e-2", "phi.eval_every=0", "model.lora_r=4"]
+        extra += ["theta.steps=30", "theta.lr=3e-2", "theta.eval_every=0", "data.heldout_frac=0.25"]
+        cfg = config(tiny_model_dir, run_dir, shared_data, mode, extra)
+        acc = setup.make_accelerator(cfg)
+        run.run_phi(cfg, acc)
+        theta = run.run_theta(cfg, acc)
+        initial = json.loads((run_dir / "theta" / "initial.json").read_text())
+        moved[mode] = gap(theta) - gap(initial)
+    assert abs(moved["head"]) < 0.02, moved
+    assert moved["lmhead"] > 1.0, moved
+
+
 def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     run_dir = tmp_path / "cli-run"
     sets = [
