@@ -83,7 +83,7 @@ def fresh_run(collected: Path, tmp_path: Path) -> Path:
     return run_dir
 
 
-def test_collect_stores_programs_with_outcomes_and_ground_truths(collected):
+def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, shared_data):
     from bcoder.train.data import ShardStore
 
     ds = ShardStore(collected / "data" / "collect")
@@ -91,7 +91,17 @@ def test_collect_stores_programs_with_outcomes_and_ground_truths(collected):
     gts = [r for r in rows if r["is_ground_truth"]]
     samples = [r for r in rows if r["source"] == "sample"]
     assert {r["problem_id"] for r in gts} == {f"mbpp/{i}" for i in IDS}
-    assert all(r["outcome"] == "pass" and r["reward"] == 1.0 for r in gts)  # MBPP's own code
+    mbpp = [json.loads(x) for x in (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
+    solution = {f"mbpp/{r['task_id']}": r["code"].replace("\r\n", "\n") for r in mbpp}
+    cut = [r for r in gts if r["finish_reason"] == "length"]
+    assert cut  # data.max_target_tokens=24 cuts MBPP solutions
+    for r in gts:
+        if r["finish_reason"] == "length":  # labelled as the cut program it trains on
+            assert len(r["action_ids"]) == 24
+            assert solution[r["problem_id"]].startswith(r["code"].rstrip())
+            assert r["outcome"] != "pass" and r["reward"] < 0
+        else:
+            assert r["outcome"] == "pass" and r["reward"] == 1.0  # MBPP's own code
     assert sum(r["count"] for r in samples) == 3 * len(IDS)  # duplicates merged, counted
     for r in samples:
         assert r["outcome"] in ("fail", "runtime_error", "compile_error")  # a random model
