@@ -28,6 +28,7 @@ from bcoder.spec import Problem
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.model import BCoderModel
+    from bcoder.prompts import PromptSettings
     from bcoder.sampling import DecodeOptions, FenceStop, Generation, StepScores
 
 __all__ = ["Cancelled", "Engine", "SolveSettings", "score_codes", "solve"]
@@ -46,7 +47,7 @@ class SolveSettings:
     n: int = 8  # candidates to sample
     temperature: float = 0.6  # sampling temperature (0 = greedy; the paper ranks at 0.6)
     top_p: float = 0.95  # nucleus sampling mass
-    max_new_tokens: int = 512  # length limit of a completion, in tokens
+    max_new_tokens: int | None = None  # completion length limit (None: the checkpoint's, 512)
     seed: int | None = 0  # sampling seed (None: a fresh random seed)
     batch_size: int = 8  # candidates decoded at once
     run_tests: bool = True  # run the problem's tests in the sandbox, when it has tests
@@ -58,6 +59,10 @@ class SolveSettings:
     def __post_init__(self) -> None:
         if self.model is None:
             self.model = model_for(None, self.checkpoint)
+        if self.max_new_tokens is None:  # the target length the checkpoint was trained with
+            from bcoder.prompts import checkpoint_prompt_settings
+
+            self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
         if not isinstance(self.model, str) or not self.model.strip():
             raise BcoderError("model must be a non-empty model name or path")
         if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
@@ -92,11 +97,21 @@ def model_for(model: str | None, checkpoint: str | None) -> str:
 class Engine:
     """A loaded model (tokenizer + Q-model), reused across solves; safe to share between threads."""
 
-    def __init__(self, tokenizer: Any, qmodel: BCoderModel, info: dict[str, Any], heads: str):
+    def __init__(
+        self,
+        tokenizer: Any,
+        qmodel: BCoderModel,
+        info: dict[str, Any],
+        heads: str,
+        prompting: PromptSettings | None = None,
+    ):
+        from bcoder.prompts import PromptSettings
+
         self.tokenizer = tokenizer
         self.qmodel = qmodel.eval()
         self.info = info
         self.heads = heads  # "init" or the checkpoint path
+        self.prompting = prompting or PromptSettings()  # the checkpoint's family and lengths
         self.lock = threading.Lock()  # one solve at a time on the model
         self._fence: FenceStop | None = None
 
@@ -132,22 +147,28 @@ class Engine:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         info = {**info, "engine_load_seconds": time.perf_counter() - t0}  # download included
-        return cls(tokenizer, qmodel, info, checkpoint or "init")
+        from bcoder.prompts import checkpoint_prompt_settings
+
+        prompting = checkpoint_prompt_settings(checkpoint)
+        return cls(tokenizer, qmodel, info, checkpoint or "init", prompting)
 
     @property
     def pad_id(self) -> int:
         return int(self.tokenizer.pad_token_id)
 
     def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
-        """The prompt family, prompt text and prompt token ids for ``problem``."""
+        """The prompt family, prompt text and prompt token ids for ``problem``, made as the
+        checkpoint's training prompts were (its family, else the default; its source length)."""
         from bcoder.prompts import build_prompt, prompt_family
 
         tokenizer = self.tokenizer
-        if self.qmodel.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
+        if self.prompting.family != "auto":
+            family = self.prompting.family
+        elif self.qmodel.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
             family = prompt_family(problem, None)
         else:
             family = prompt_family(problem, tokenizer)
-        text = build_prompt(problem, family, tokenizer)
+        text = build_prompt(problem, family, tokenizer, self.prompting.max_source_tokens)
         ids = tokenizer(text, add_special_tokens=family != "chat").input_ids
         return family, text, list(ids)
 

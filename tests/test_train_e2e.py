@@ -219,6 +219,10 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     base3, _, _ = load_model_and_tokenizer(str(tiny_model_dir), device="cpu")
     trained = BCoderModel.from_checkpoint(run_dir / "checkpoint", base3)
     assert trained.config.mode == mode
+    # it records how its prompts and programs were made: solve / eval / TUI / LSP use that
+    from bcoder.prompts import PromptSettings, checkpoint_prompt_settings
+
+    assert checkpoint_prompt_settings(run_dir / "checkpoint") == PromptSettings("auto", 600, 24)
     h1 = trained.residual_head.net[-1].weight
     assert not torch.equal(h1, trained.residual_frozen.net[-1].weight)
     if mode == "lmhead":

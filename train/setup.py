@@ -13,6 +13,7 @@ import numpy as np
 from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_write_text
 from bcoder.model import FROZEN_BACKBONE, QConfig
+from bcoder.prompts import PromptSettings
 from bcoder.train.config import StageConfig, TrainConfig
 from bcoder.train.data import TOPK_COLUMNS, MixedSampler, TrainingData, heldout_problems
 
@@ -85,6 +86,13 @@ def qconfig(cfg: TrainConfig) -> QConfig:
         lora_dropout=m.lora_dropout,
         base_model=m.name,
     )
+
+
+def prompt_settings(cfg: TrainConfig) -> PromptSettings:
+    """How this run makes prompts and programs; every checkpoint records it, so that solve,
+    eval, the TUI and the LSP prompt and cut completions as training did."""
+    d = cfg.data
+    return PromptSettings(d.prompt_family, d.max_source_tokens, d.max_target_tokens)
 
 
 def load_base(cfg: TrainConfig, device: Any, trainable_lm: bool = False):
@@ -225,7 +233,7 @@ def train_and_record(
             objective, data, held_rows, train_rows, columns, pad_id, device, stage_cfg.rho_real
         )
 
-    extra = {"train_config": cfg.to_dict()}
+    extra = {"train_config": cfg.to_dict(), "prompt": prompt_settings(cfg).to_dict()}
     run = StageRun(stage, stage_cfg, model, objective, params, columns, evaluate, extra=extra)
     sampler = make_sampler(cfg, stage_cfg, data, train_rows, offset=SAMPLER_OFFSETS[stage])
     if main and resume_from is None:
