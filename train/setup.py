@@ -221,7 +221,7 @@ def train_and_record(
     from bcoder.train.loop import StageRun, train_stage
     from bcoder.train.objectives import set_trainable
 
-    model, stage_cfg = objective.model, getattr(cfg, stage)
+    model, stage_cfg = objective.model, getattr(cfg, stage)  # cfg.phi | cfg.theta
     train_rows, held_rows = rows
     params = set_trainable(model, stage)
     if cfg.model.gradient_checkpointing and cfg.model.mode not in FROZEN_BACKBONE:
