@@ -2,16 +2,14 @@
 
 Since Q/alpha and l_theta differ by a per-state constant, sampling with Q/alpha as logits is exactly
 sampling from the LM head (DESIGN section 2): the decode loop below is an ordinary KV-cached loop
-over ``qmodel.policy_lm()`` with temperature and top-p. In head mode (``qmodel.single_pass``) the
-loop also keeps, per action token, everything the per-token scores need -- the advantage
-A(s_t, a_t) = alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the
-very tensor ``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's
-preferred token -- so scoring needs no second pass.
-
-Causal LMs: prompts are left-padded and positions count real tokens only (as in
-``BCoderModel._run_causal``); when every row has the same prompt it is prefilled once and the
-cache repeated. Seq2seq LMs: the encoder runs once, the decoder steps with a cache from the start
-token. Rows that finish (EOS, the end of a fenced code block, or the length limit) leave the batch.
+over the policy with temperature and top-p, driven through a backend's
+:class:`~bcoder.backends.Runner` (transformers or llama.cpp: the same loop, sampler and stopping
+rules for both). In head mode (``backend.scores_in_loop``) the loop also keeps, per action token,
+everything the per-token scores need -- the advantage A(s_t, a_t) = alpha * (l(s_t, a_t) - max
+l(s_t)), the value V(s_t) from the last hidden state (the very tensor ``BCoderModel.run_lm``
+reads), the log-probability at temperature 1 and the checkpoint's preferred token -- so scoring
+needs no second pass. Rows that finish (EOS, the end of a fenced code block, or the length limit)
+leave the batch.
 """
 
 from __future__ import annotations
@@ -23,8 +21,8 @@ from typing import Any
 
 import torch
 
+from bcoder.backends.base import Backend, as_backend
 from bcoder.cancel import Cancelled, check
-from bcoder.model import BCoderModel
 
 __all__ = [
     "Cancelled",
@@ -120,108 +118,6 @@ def block_closed(text: str) -> bool:
     return False
 
 
-class _Causal:
-    """A KV-cached decoder-only LM over left-padded rows."""
-
-    def __init__(self, lm: torch.nn.Module, prompts: list[list[int]], pad_id: int, hidden: bool):
-        self.lm, self.hidden = lm, hidden
-        device = next(lm.parameters()).device
-        same = all(p == prompts[0] for p in prompts)
-        rows = prompts[:1] if same else prompts  # one shared prompt is prefilled once
-        width = max(len(p) for p in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attn = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, p in enumerate(rows):
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            attn[i, width - len(p) :] = 1
-        ids, attn = ids.to(device), attn.to(device)
-        pos = (attn.cumsum(dim=1) - 1).clamp(min=0)  # (B, P): real tokens only, as in run_lm
-        out = lm(
-            input_ids=ids,
-            attention_mask=attn,
-            position_ids=pos,
-            use_cache=True,
-            output_hidden_states=hidden,
-            logits_to_keep=1,
-        )
-        self.cache = out.past_key_values
-        self.first = self._read(out)
-        self.attn, self.next_pos = attn, pos[:, -1] + 1  # (B, P), (B,)
-        if same and len(prompts) > 1:
-            n = len(prompts)
-            self.cache.batch_repeat_interleave(n)
-            self.attn, self.next_pos = self.attn.expand(n, -1), self.next_pos.expand(n)
-            self.first = tuple(None if x is None else x.expand(n, -1) for x in self.first)
-
-    def _read(self, out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, V) and last hidden state (B, H) at the newest position."""
-        hidden = out.hidden_states[-1][:, -1] if self.hidden else None
-        return out.logits[:, -1].float(), hidden
-
-    def step(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Feed one token per row (B,); return the next state's logits and hidden state."""
-        self.attn = torch.cat([self.attn, self.attn.new_ones((self.attn.shape[0], 1))], dim=1)
-        out = self.lm(
-            input_ids=tokens[:, None],
-            attention_mask=self.attn,
-            position_ids=self.next_pos[:, None],
-            past_key_values=self.cache,
-            use_cache=True,
-            output_hidden_states=self.hidden,
-        )
-        self.cache, self.next_pos = out.past_key_values, self.next_pos + 1
-        return self._read(out)
-
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keep only ``rows`` (indices into the current batch)."""
-        self.cache.batch_select_indices(rows)
-        self.attn, self.next_pos = self.attn[rows], self.next_pos[rows]
-
-
-class _Seq2Seq:
-    """An encoder-decoder LM: the encoder once, then the decoder with a cache."""
-
-    def __init__(self, lm: torch.nn.Module, prompts: list[list[int]], pad_id: int, hidden: bool):
-        self.lm, self.hidden = lm, hidden
-        device = next(lm.parameters()).device
-        n = len(prompts)
-        same = all(p == prompts[0] for p in prompts)
-        rows = prompts[:1] if same else prompts
-        width = max(len(p) for p in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, p in enumerate(rows):  # left-padded, as make_batch does for the scoring pass
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        self.encoded = lm.get_encoder()(input_ids=ids, attention_mask=mask)
-        if same and n > 1:
-            self.encoded.last_hidden_state = self.encoded.last_hidden_state.expand(n, -1, -1)
-            mask = mask.expand(n, -1)
-        self.mask = mask
-        self.cache = None
-        start = torch.full((n,), lm.config.decoder_start_token_id, dtype=torch.long, device=device)
-        self.first = self.step(start)
-
-    def step(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.lm(
-            encoder_outputs=self.encoded,
-            attention_mask=self.mask,
-            decoder_input_ids=tokens[:, None],
-            past_key_values=self.cache,
-            use_cache=True,
-            output_hidden_states=self.hidden,
-        )
-        self.cache = out.past_key_values
-        hidden = out.decoder_hidden_states[-1][:, -1] if self.hidden else None
-        return out.logits[:, -1].float(), hidden
-
-    def keep(self, rows: torch.Tensor) -> None:
-        self.cache.batch_select_indices(rows)
-        self.encoded.last_hidden_state = self.encoded.last_hidden_state[rows]
-        self.mask = self.mask[rows]
-
-
 class _Recorder:
     """The raw per-step statistics of in-loop scoring, kept with as few tensor ops per step as
     possible (the loop is the hot path); turned into StepScores once a row finishes."""
@@ -246,12 +142,12 @@ class _Recorder:
         self.preferred[rows, t] = argmax
         self.hidden[rows, t] = hidden
 
-    def scores(self, qmodel: BCoderModel, row: int, n: int) -> StepScores:
+    def scores(self, backend: Backend, row: int, n: int) -> StepScores:
         """A, V, log-prob and preferred token of the first ``n`` actions of ``row``."""
         chosen, best, lse = self.stats[row, :n].unbind(dim=-1)  # (n,) each
-        value = qmodel.value_from_hidden(self.hidden[row, :n])  # V(s_t), (n,)
+        value = backend.value_from_hidden(self.hidden[row, :n])  # V(s_t), (n,)
         return StepScores(
-            advantage=(qmodel.config.alpha * (chosen - best)).cpu(),
+            advantage=(backend.config.alpha * (chosen - best)).cpu(),
             value=value.float().cpu(),
             logprob=(chosen - lse).cpu(),
             preferred=self.preferred[row, :n].cpu(),
@@ -272,7 +168,7 @@ class DecodeOptions:
 
 @torch.inference_mode()
 def decode(
-    qmodel: BCoderModel,
+    model: Backend | Any,
     prompts: list[list[int]],
     options: DecodeOptions,
     pad_id: int,
@@ -284,15 +180,15 @@ def decode(
 ) -> Iterator[Generation]:
     """Sample one completion per prompt row, yielding each as soon as it finishes.
 
+    ``model`` is a :class:`~bcoder.backends.Backend` (or a BCoderModel, served by transformers).
     ``on_step(step, active_rows)`` is called after every decode step; ``cancel`` is checked before
     each step (raises :class:`Cancelled`). Generations carry ``index = first_index + row``.
     """
-    if options.score and not qmodel.single_pass:
-        raise ValueError("in-loop scoring needs head mode; score with qmodel(batch) otherwise")
+    backend = as_backend(model)
+    if options.score and not backend.scores_in_loop:
+        raise ValueError("in-loop scoring needs head mode; score with backend.score() otherwise")
     check(cancel)
-    lm = qmodel.policy_lm()
-    runner_cls = _Seq2Seq if qmodel.is_seq2seq else _Causal
-    runner = runner_cls(lm, prompts, pad_id, hidden=options.score)
+    runner = backend.start(prompts, pad_id, hidden=options.score)
     logits, hidden = runner.first
     B, T = len(prompts), options.max_new_tokens
     device = logits.device
@@ -318,7 +214,7 @@ def decode(
         finished = [r for r, x in enumerate(reasons) if x]
         for r in finished:
             row = int(active[r])
-            scores = recorder.scores(qmodel, row, t + 1) if recorder is not None else None
+            scores = recorder.scores(backend, row, t + 1) if recorder is not None else None
             yield Generation(
                 first_index + row, prompts[row], tokens[row, : t + 1].tolist(), reasons[r], scores
             )
@@ -337,7 +233,7 @@ def decode(
 
 
 def sample(
-    qmodel: BCoderModel,
+    model: Backend | Any,
     prompt_ids: list[int],
     n: int,
     options: DecodeOptions,
@@ -348,9 +244,10 @@ def sample(
     on_step: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Iterator[Generation]:
-    """``n`` completions of one prompt, ``batch_size`` at a time, reproducible for a given seed."""
-    device = next(qmodel.policy_lm().parameters()).device
-    generator = torch.Generator(device=device)
+    """``n`` completions of one prompt, ``batch_size`` at a time, reproducible for a given seed
+    (within a backend: the sampler is the same, the logits of two backends differ slightly)."""
+    backend = as_backend(model)
+    generator = torch.Generator(device=backend.device)
     if seed is None:
         generator.seed()
     else:
@@ -358,7 +255,7 @@ def sample(
     for start in range(0, n, batch_size):
         rows = min(batch_size, n - start)
         yield from decode(
-            qmodel,
+            backend,
             [prompt_ids] * rows,
             options,
             pad_id,

@@ -27,6 +27,7 @@ from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
+    from bcoder.backends import Backend
     from bcoder.model import BCoderModel
     from bcoder.sampling import DecodeOptions, FenceStop, Generation, StepScores
 
@@ -51,8 +52,9 @@ class SolveSettings:
     batch_size: int = 8  # candidates decoded at once
     run_tests: bool = True  # run the problem's tests in the sandbox, when it has tests
     filter_examples: bool = False  # drop candidates that fail the example tests before ranking
-    dtype: str | None = None  # torch dtype name (None: bf16 on GPU / large models, else fp32)
+    dtype: str | None = None  # torch dtype name (None: what the hardware runs fast)
     device: str | None = None  # torch device (None: cuda when available, else cpu)
+    backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     timeout: float = 4.0  # seconds per test in the sandbox
 
     def __post_init__(self) -> None:
@@ -90,15 +92,30 @@ def model_for(model: str | None, checkpoint: str | None) -> str:
 
 
 class Engine:
-    """A loaded model (tokenizer + Q-model), reused across solves; safe to share between threads."""
+    """A loaded model (tokenizer + backend), reused across solves; safe to share between threads.
 
-    def __init__(self, tokenizer: Any, qmodel: BCoderModel, info: dict[str, Any], heads: str):
+    ``model`` is a :class:`~bcoder.backends.Backend`, or a BCoderModel (served by transformers).
+    """
+
+    def __init__(
+        self, tokenizer: Any, model: Backend | BCoderModel, info: dict[str, Any], heads: str
+    ):
+        from bcoder.backends import as_backend
+
         self.tokenizer = tokenizer
-        self.qmodel = qmodel.eval()
+        self.backend = as_backend(model)
         self.info = info
         self.heads = heads  # "init" or the checkpoint path
         self.lock = threading.Lock()  # one solve at a time on the model
         self._fence: FenceStop | None = None
+
+    @property
+    def qmodel(self) -> BCoderModel:
+        """The Q-model of the transformers backend (training and lora/full checkpoints need it)."""
+        qmodel = getattr(self.backend, "qmodel", None)
+        if qmodel is None:
+            raise BcoderError(f"the {self.backend.name} backend has no transformers Q-model")
+        return qmodel
 
     @classmethod
     def load(
@@ -108,15 +125,32 @@ class Engine:
         *,
         dtype: str | None = None,
         device: str | None = None,
+        backend: str | None = "auto",
+        threads: int = 0,
         on_event: EventFn | None = None,
         allow_download: bool = True,
     ) -> Engine:
-        """Load ``model`` (fetching it if needed) and the B-Coder heads of ``checkpoint``."""
+        """Load ``model`` (fetching it if needed) and the B-Coder heads of ``checkpoint`` on
+        ``backend`` (auto: llama.cpp for a GGUF model on a CPU, see bcoder.backends)."""
+        from bcoder.backends import choose_backend
         from bcoder.sources import resolve_source
 
-        resolve_source(model)  # fail fast (before importing torch) on a name that is no model
+        source = resolve_source(model)  # fail fast (before importing torch) on no model
         if checkpoint and not (Path(checkpoint) / "bcoder_config.json").is_file():
             raise BcoderError(f"{checkpoint}: not a bcoder checkpoint (no bcoder_config.json)")
+        gguf = source.kind == "gguf" or (
+            source.artifact is not None and source.artifact.filename.lower().endswith(".gguf")
+        )
+        name = choose_backend(backend, "gguf" if gguf else source.kind)
+        if name == "llama.cpp":
+            if device and not device.startswith("cpu"):
+                raise BcoderError("the llama.cpp backend runs on the CPU: drop --device")
+            from bcoder.backends.llama import load_llama_engine
+
+            return load_llama_engine(
+                cls, model, checkpoint, threads=threads, on_event=on_event,
+                allow_download=allow_download,
+            )  # fmt: skip
         from bcoder.model import BCoderModel, QConfig
         from bcoder.sources import load_model_and_tokenizer
 
@@ -131,8 +165,11 @@ class Engine:
         qmodel.to(info.get("device") or next(base.parameters()).device)  # heads to the device
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        info = {**info, "engine_load_seconds": time.perf_counter() - t0}  # download included
-        return cls(tokenizer, qmodel, info, checkpoint or "init")
+        info = {**info, "backend": "transformers"}
+        info["engine_load_seconds"] = time.perf_counter() - t0  # download included
+        from bcoder.backends.hf import TransformersBackend
+
+        return cls(tokenizer, TransformersBackend(qmodel, info), info, checkpoint or "init")
 
     @property
     def pad_id(self) -> int:
@@ -143,7 +180,7 @@ class Engine:
         from bcoder.prompts import build_prompt, prompt_family
 
         tokenizer = self.tokenizer
-        if self.qmodel.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
+        if self.backend.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
             family = prompt_family(problem, None)
         else:
             family = prompt_family(problem, tokenizer)
@@ -154,10 +191,9 @@ class Engine:
     def eos_ids(self) -> tuple[int, ...]:
         """Token ids that end a completion: the tokenizer's and generation config's EOS, and
         the chat template's end-of-turn token."""
-        ids: set[int] = set()
-        gen = getattr(self.qmodel.lm, "generation_config", None)
-        for x in (self.tokenizer.eos_token_id, getattr(gen, "eos_token_id", None)):
-            ids.update(x if isinstance(x, list) else [] if x is None else [x])
+        ids: set[int] = set(self.backend.generation_eos_ids())
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
         vocab = self.tokenizer.get_vocab()
         ids.update(vocab[t] for t in _TURN_ENDS if t in vocab)
         return tuple(sorted(ids))
@@ -166,9 +202,7 @@ class Engine:
         from bcoder.sampling import FenceStop
 
         if self._fence is None:
-            device = next(self.qmodel.parameters()).device
-            vocab = self.qmodel.lm.get_output_embeddings().weight.shape[0]
-            self._fence = FenceStop(self.tokenizer, vocab, device)
+            self._fence = FenceStop(self.tokenizer, self.backend.vocab_size, self.backend.device)
         return self._fence
 
     def options(self, settings: SolveSettings, family: str) -> DecodeOptions:
@@ -180,7 +214,7 @@ class Engine:
             max_new_tokens=settings.max_new_tokens,
             eos_ids=self.eos_ids(),
             fence=self.fence() if family == "chat" else None,  # chat prompts ask for a block
-            score=self.qmodel.single_pass,
+            score=self.backend.scores_in_loop,
         )
 
 
@@ -216,14 +250,13 @@ def solve(
     """Sample ``settings.n`` programs for ``problem``, score, merge, test and rank them by R~."""
     from bcoder.extract import extract_code
     from bcoder.sampling import sample
-    from bcoder.scoring import score_tokens
 
     emit = on_event or (lambda _e: None)
     timings = {"load": float(engine.info.get("engine_load_seconds") or 0.0)}
     with engine.lock:
         family, _, prompt_ids = engine.prompt(problem)
         options = engine.options(settings, family)
-        gamma = engine.qmodel.config.gamma
+        gamma = engine.backend.config.gamma
         t0 = time.perf_counter()
         emit(Progress("generate", 0, settings.n, "sampling"))
         state = {"done": 0}
@@ -234,7 +267,7 @@ def solve(
         merged: dict[str, Candidate] = {}  # code key -> candidate, in order of arrival
         unscored: dict[str, tuple[Generation, str, int]] = {}  # lora / full: scored after
         for gen in sample(
-            engine.qmodel,
+            engine.backend,
             prompt_ids,
             settings.n,
             options,
@@ -263,8 +296,7 @@ def solve(
         if unscored:
             emit(Progress("score", 0, len(unscored)))
             gens = [g for g, _, _ in unscored.values()]
-            scores = score_tokens(
-                engine.qmodel,
+            scores = engine.backend.score(
                 [g.prompt_ids for g in gens],
                 [g.action_ids for g in gens],
                 engine.pad_id,
@@ -287,6 +319,7 @@ def solve(
         "model": engine.info.get("name", settings.model),
         "checkpoint": None if engine.heads == "init" else engine.heads,
         "dtype": engine.info.get("dtype", settings.dtype),
+        "backend": engine.backend.name,
         "device": engine.info.get("device", settings.device),
         "prompt_family": family,
         "model_sha256": engine.info.get("sha256"),
@@ -335,7 +368,7 @@ def score_codes(
     for chat prompts (ending at the closing fence, as sampling does), else followed by EOS.
     Returns one Candidate per code, in the order given (not ranked, not merged).
     """
-    from bcoder.scoring import make_candidate, score_tokens
+    from bcoder.scoring import make_candidate
 
     with engine.lock:
         family, prompt, prompt_ids = engine.prompt(problem)
@@ -346,10 +379,10 @@ def score_codes(
             for c in codes
         ]
         actions = [a or [tok.eos_token_id] for a in actions]
-        scores = score_tokens(
-            engine.qmodel, [prompt_ids] * len(codes), actions, engine.pad_id, batch_size=batch_size
+        scores = engine.backend.score(
+            [prompt_ids] * len(codes), actions, engine.pad_id, batch_size=batch_size
         )
-        gamma = engine.qmodel.config.gamma
+        gamma = engine.backend.config.gamma
         reason = "code_block_end" if family == "chat" else "eos"
         return [
             make_candidate(tok, a, s, gamma, code=c, finish_reason=reason)
