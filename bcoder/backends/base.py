@@ -83,7 +83,7 @@ class Backend(ABC):
         """What is in force, for reports and ``bcoder doctor``: backend, dtype, threads, ..."""
         return {"backend": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: most backends need nothing)
         """Free native resources (a no-op where the garbage collector does it)."""
 
 
