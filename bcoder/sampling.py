@@ -188,7 +188,7 @@ def decode(
     if options.score and not backend.scores_in_loop:
         raise ValueError("in-loop scoring needs head mode; score with backend.score() otherwise")
     check(cancel)
-    runner = backend.start(prompts, pad_id, hidden=options.score)
+    runner = backend.start(prompts, pad_id, options.score, options.max_new_tokens)
     logits, hidden = runner.first
     B, T = len(prompts), options.max_new_tokens
     device = logits.device

@@ -29,7 +29,8 @@ class ServerSettings:
     runTests: bool = True
     timeout: float = 4.0  # seconds per test run
     device: str | None = None  # cpu | cuda | mps; None: the best available
-    dtype: str | None = None  # float32 | bfloat16 | float16; None: the model's default
+    dtype: str | None = None  # float32 | bfloat16 | float16; None: what the hardware runs fast
+    backend: str = "auto"  # auto | transformers | llama.cpp (auto: llama.cpp for GGUF on a CPU)
     allowDownload: bool = True
     unsureAdvantage: float = -2.0
     inlayHints: bool = True
@@ -58,7 +59,7 @@ class ServerSettings:
 
     def solve_key(self) -> tuple:
         """What the loaded engine depends on: a change reloads the model."""
-        return (self.model, self.checkpoint, self.dtype, self.device)
+        return (self.model, self.checkpoint, self.dtype, self.device, self.backend)
 
 
 class _Bad:

@@ -56,8 +56,11 @@ class Backend(ABC):
         """Rows of the LM head (may exceed the tokenizer's length)."""
 
     @abstractmethod
-    def start(self, prompts: list[list[int]], pad_id: int, hidden: bool) -> Runner:
-        """Evaluate the prompts (a prompt shared by every row once) and return the decoder."""
+    def start(
+        self, prompts: list[list[int]], pad_id: int, hidden: bool, max_new_tokens: int
+    ) -> Runner:
+        """Evaluate the prompts (a prompt shared by every row once) and return the decoder, with
+        room for ``max_new_tokens`` more tokens per row."""
 
     @abstractmethod
     def value_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:

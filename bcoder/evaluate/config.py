@@ -47,8 +47,10 @@ class EvalSettings:
     workers: int | None = None  # sandbox workers (None: the executor's default)
     rank_only: str | None = None  # jsonl of (problem id, code) from another model: score + rank
     bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
-    dtype: str | None = None
-    device: str | None = None
+    dtype: str | None = None  # torch dtype (transformers; None: what the hardware runs fast)
+    device: str | None = None  # torch device (transformers; None: cuda if any)
+    backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
+    threads: int = 0  # CPU threads of this process (0: the idle cores); not part of the run
 
     def __post_init__(self) -> None:
         if self.samples < 1 and self.rank_only is None:

@@ -326,7 +326,7 @@ def _run_problems(
 
         engine = Engine.load(
             settings.model, settings.checkpoint, dtype=settings.dtype, device=settings.device,
-            on_event=emit,
+            backend=settings.backend, threads=settings.threads, on_event=emit,
         )  # fmt: skip
     if engine is not None:
         model_info = {**engine.info, "heads": engine.heads}
