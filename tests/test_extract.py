@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bcoder.execution import Outcome
+from bcoder.execution import Executor, Outcome, isolation_level
 from bcoder.extract import extract_code, fenced_blocks
 from bcoder.problems import load_problem, load_problems
 from bcoder.spec import Problem
@@ -176,7 +176,7 @@ def test_the_prompts_imports_and_helpers_come_first_and_a_redefinition_wins():
     alone = "import math\n" + FIND_ZERO
     code = extract_code(_chat(alone), p, "chat")
     assert code.count("import math") == 1 and code.index("def poly") < code.index("def find_zero")
-    # Without the helper's name in the answer, a body-only continuation is unchanged behaviour.
+    # A body-only continuation still gets the whole starter, helpers included, put in front.
     body = FIND_ZERO.split("\n", 1)[1]
     assert extract_code(body, p, "humaneval") == p.starter_code + body
 
@@ -225,8 +225,6 @@ def test_starters_without_helpers_or_that_do_not_parse_add_nothing_else():
 
 def test_the_assembled_program_passes_in_the_sandbox_where_the_answer_alone_cannot():
     """End to end on the real HumanEval tests (judge mode: check() calls poly too)."""
-    from bcoder.execution import Executor, isolation_level
-
     if isolation_level() == "rlimits-only":
         pytest.skip("needs Linux namespaces (bubblewrap or unshare)")
     with Executor(workers=1, timeout=10.0) as ex:
