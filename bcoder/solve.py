@@ -368,6 +368,7 @@ def score_codes(
     for chat prompts (ending at the closing fence, as sampling does), else followed by EOS.
     Returns one Candidate per code, in the order given (not ranked, not merged).
     """
+    from bcoder.extract import with_prompt_definitions
     from bcoder.scoring import make_candidate
 
     with engine.lock:
@@ -385,6 +386,8 @@ def score_codes(
         gamma = engine.backend.config.gamma
         reason = "code_block_end" if family == "chat" else "eos"
         return [
-            make_candidate(tok, a, s, gamma, code=c, finish_reason=reason)
+            make_candidate(
+                tok, a, s, gamma, code=with_prompt_definitions(c, problem), finish_reason=reason
+            )
             for c, a, s in zip(codes, actions, scores, strict=True)
         ]

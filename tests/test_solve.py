@@ -2,12 +2,14 @@
 checkpoints, score_codes / rank_programs, the store round trip, cancellation."""
 
 import threading
+from pathlib import Path
 
 import pytest
 import torch
 
 from bcoder.errors import BcoderError
 from bcoder.model import BCoderModel, QConfig
+from bcoder.problems import load_problems
 from bcoder.rerank import rank_programs, read_candidates
 from bcoder.results import CandidateReady, Progress, SolveResult
 from bcoder.scoring import score_tokens
@@ -25,6 +27,7 @@ from bcoder.spec import Problem
 from bcoder.spec import TestSpec as Spec  # (not a test class)
 from bcoder.store import Store
 
+FIXTURES = Path(__file__).parent / "fixtures"
 TWO_SUM = Spec(
     inputs=([[2, 7, 11, 15], 9], [[3, 2, 4], 6]), outputs=([0, 1], [1, 2]), fn_name="two_sum"
 )
@@ -167,6 +170,22 @@ def test_score_codes_and_filter_examples(engine):
     best = result.candidates[0]
     assert best.count == 2 and best.passed_examples is True and best.outcome == "pass"
     assert best.reward == pytest.approx(cands[1].reward, abs=1e-5)
+
+
+def test_ranked_programs_are_run_and_shown_with_the_prompts_helpers(engine):
+    """A chat answer that defines only the entry point of HumanEval/10 (whose prompt defines
+    is_palindrome): rank runs and shows it after the prompt's helper, scores only the answer."""
+    problem = {p.id: p for p in load_problems(FIXTURES / "humaneval_helpers.jsonl")}["HumanEval/10"]
+    answer = (
+        "def make_palindrome(string: str) -> str:\n    for i in range(len(string)):\n"
+        "        if is_palindrome(string[i:]):\n            return string + string[:i][::-1]\n"
+        "    return string\n"
+    )
+    best = rank_programs(problem, engine, [answer], timeout=5.0).candidates[0]
+    assert best.code.startswith("def is_palindrome(string: str) -> bool:\n")
+    assert best.code.endswith("\n\n\n" + answer)
+    assert best.outcome == "pass", best.tests
+    assert "is_palindrome(string: str)" not in "".join(t.text for t in best.tokens)
 
 
 def test_lora_checkpoint_scored_by_one_forward(tiny_model_dir, tmp_path):
