@@ -98,3 +98,11 @@ class Progress:
 class CandidateReady:
     candidate: Candidate
     index: int  # order of arrival (not the rank)
+
+
+@dataclass
+class CandidateTested:
+    """The candidate of a CandidateReady has its test outcome now (filled in place)."""
+
+    candidate: Candidate
+    index: int  # order of arrival, as in its CandidateReady

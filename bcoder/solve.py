@@ -12,6 +12,7 @@ ranking by R~ -> the results store. Progress reaches the caller as
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bcoder.cancel import Cancelled
 from bcoder.errors import BcoderError
 from bcoder.ranking import rank, run_tests
-from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
+from bcoder.results import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
 
@@ -247,7 +248,11 @@ def solve(
     executor: Any = None,
     store: Any = None,
 ) -> SolveResult:
-    """Sample ``settings.n`` programs for ``problem``, score, merge, test and rank them by R~."""
+    """Sample ``settings.n`` programs for ``problem``, score, merge, test and rank them by R~.
+
+    Candidates stream: each is announced (:class:`CandidateReady`) as soon as it is scored, and
+    its tests run in the sandbox while sampling goes on (:class:`CandidateTested` when done).
+    """
     from bcoder.extract import extract_code
     from bcoder.sampling import sample
 
@@ -257,62 +262,74 @@ def solve(
         family, _, prompt_ids = engine.prompt(problem)
         options = engine.options(settings, family)
         gamma = engine.backend.config.gamma
+        n, limit = settings.n, settings.max_new_tokens
         t0 = time.perf_counter()
-        emit(Progress("generate", 0, settings.n, "sampling"))
-        state = {"done": 0}
+        emit(Progress("generate", 0, n * limit, f"0/{n} candidates"))
+        state = {"done": 0, "tokens": 0, "ended": 0}  # rows finished, tokens, rows ended this step
 
         def on_step(step: int, active: int) -> None:
-            emit(Progress("generate", state["done"], settings.n, f"{step} tokens"))
+            # Progress counts tokens: those sampled, out of those plus what the rows still running
+            # (and the rows not started) may yet take; rows that end early shrink the total.
+            state["tokens"] += active + state["ended"]
+            state["ended"] = 0
+            waiting = n - state["done"] - active
+            total = state["tokens"] + active * (limit - step) + waiting * limit
+            emit(Progress("generate", state["tokens"], total, f"{state['done']}/{n} candidates"))
 
         merged: dict[str, Candidate] = {}  # code key -> candidate, in order of arrival
         unscored: dict[str, tuple[Generation, str, int]] = {}  # lora / full: scored after
-        for gen in sample(
-            engine.backend,
-            prompt_ids,
-            settings.n,
-            options,
-            engine.pad_id,
-            batch_size=settings.batch_size,
-            seed=settings.seed,
-            on_step=on_step,
-            cancel=cancel,
-        ):
-            state["done"] += 1
-            code = extract_code(_text(engine, gen), problem, family)
-            key = code_key(code)
-            if key in merged:  # identical programs are merged and scored once
-                merged[key].count += 1
-            elif key in unscored:
-                g, c, count = unscored[key]
-                unscored[key] = (g, c, count + 1)
-            elif gen.scores is not None:  # head mode: the decode loop already scored it
-                merged[key] = _candidate(engine, gen, gen.scores, gamma, code)
+        with StreamTester(problem, settings, executor, emit, cancel) as tester:
+
+            def ready(key: str) -> None:  # test it while sampling goes on, and show it
+                shown = tester.submit(merged[key], len(merged) - 1)
                 emit(CandidateReady(merged[key], len(merged) - 1))
-            else:
-                unscored[key] = (gen, code, 1)
-            emit(Progress("generate", state["done"], settings.n, "sampling"))
-        timings["generate"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        if unscored:
-            emit(Progress("score", 0, len(unscored)))
-            gens = [g for g, _, _ in unscored.values()]
-            scores = engine.backend.score(
-                [g.prompt_ids for g in gens],
-                [g.action_ids for g in gens],
+                shown.set()
+
+            for gen in sample(
+                engine.backend,
+                prompt_ids,
+                n,
+                options,
                 engine.pad_id,
                 batch_size=settings.batch_size,
-            )
-            for (key, (gen, code, count)), sc in zip(unscored.items(), scores, strict=True):
-                merged[key] = _candidate(engine, gen, sc, gamma, code)
-                merged[key].count = count
-                emit(CandidateReady(merged[key], len(merged) - 1))
-            emit(Progress("score", len(unscored), len(unscored)))
-        timings["score"] = time.perf_counter() - t1
-    candidates = list(merged.values())
-    if settings.run_tests or settings.filter_examples:
-        t2 = time.perf_counter()
-        candidates = run_tests(problem, candidates, settings, executor, emit, cancel)
-        timings["execute"] = time.perf_counter() - t2
+                seed=settings.seed,
+                on_step=on_step,
+                cancel=cancel,
+            ):
+                state["done"] += 1
+                state["ended"] += 1
+                code = extract_code(_text(engine, gen), problem, family)
+                key = code_key(code)
+                if key in merged:  # identical programs are merged and scored once
+                    merged[key].count += 1
+                elif key in unscored:
+                    g, c, count = unscored[key]
+                    unscored[key] = (g, c, count + 1)
+                elif gen.scores is not None:  # head mode: the decode loop already scored it
+                    merged[key] = _candidate(engine, gen, gen.scores, gamma, code)
+                    ready(key)
+                else:
+                    unscored[key] = (gen, code, 1)
+            timings["generate"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            if unscored:
+                emit(Progress("score", 0, len(unscored)))
+                gens = [g for g, _, _ in unscored.values()]
+                scores = engine.backend.score(
+                    [g.prompt_ids for g in gens],
+                    [g.action_ids for g in gens],
+                    engine.pad_id,
+                    batch_size=settings.batch_size,
+                )
+                for (key, (gen, code, count)), sc in zip(unscored.items(), scores, strict=True):
+                    merged[key] = _candidate(engine, gen, sc, gamma, code)
+                    merged[key].count = count
+                    ready(key)
+                emit(Progress("score", len(unscored), len(unscored)))
+            timings["score"] = time.perf_counter() - t1
+            candidates = tester.finish(list(merged.values()))
+        if tester.active:
+            timings["execute"] = tester.waited  # test time not hidden behind sampling
     candidates = rank(candidates)
     result_settings = {  # what actually ran: the engine's model, heads, dtype and device
         **settings.to_dict(),
@@ -334,6 +351,74 @@ def solve(
     if store is not None:
         result.run_id = store.save(result)
     return result
+
+
+class StreamTester:
+    """Runs each candidate's tests in the sandbox as soon as it is ready, on one background thread,
+    while the model samples the next ones (the sandbox runs in its own processes).
+
+    Does nothing when there is nothing to run (no tests, or ``run_tests`` off and no filtering).
+    ``finish`` waits for the last runs and applies ``filter_examples``.
+    """
+
+    def __init__(
+        self, problem: Problem, settings: SolveSettings, executor: Any, emit: EventFn, cancel: Any
+    ):
+        self.problem, self.settings, self.emit, self.cancel = problem, settings, emit, cancel
+        wanted = settings.run_tests or settings.filter_examples
+        self.active = wanted and (
+            (settings.run_tests and problem.tests is not None) or problem.example_tests is not None
+        )
+        self.executor = executor
+        self.futures: list[Any] = []
+        self.done = 0
+        self.waited = 0.0  # seconds finish() waited for tests after sampling had ended
+        self._stack = contextlib.ExitStack()
+        self._pool: Any = None
+
+    def __enter__(self) -> StreamTester:
+        if self.active:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self.executor is None:
+                from bcoder.execution import Executor
+
+                self.executor = self._stack.enter_context(Executor(timeout=self.settings.timeout))
+            self._pool = self._stack.enter_context(ThreadPoolExecutor(1, "bcoder-tests"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None and exc[0] is not None:
+            for f in self.futures:
+                f.cancel()
+        self._stack.close()
+
+    def submit(self, candidate: Candidate, index: int) -> threading.Event:
+        """Start testing ``candidate``; set the returned event once its CandidateReady is out
+        (its CandidateTested waits for that, so consumers see them in that order)."""
+        shown = threading.Event()
+        if self._pool is not None:
+            self.futures.append(self._pool.submit(self._test, candidate, index, shown))
+        return shown
+
+    def _test(self, candidate: Candidate, index: int, shown: threading.Event) -> None:
+        from dataclasses import replace
+
+        one = replace(self.settings, filter_examples=False)  # filtering waits for finish()
+        run_tests(self.problem, [candidate], one, self.executor, lambda _e: None, self.cancel)
+        shown.wait()
+        self.done += 1
+        self.emit(Progress("execute", self.done, len(self.futures), "running tests"))
+        self.emit(CandidateTested(candidate, index))
+
+    def finish(self, candidates: list[Candidate]) -> list[Candidate]:
+        t0 = time.perf_counter()
+        for f in self.futures:
+            f.result()  # re-raises a failed run (Cancelled included)
+        self.waited = time.perf_counter() - t0
+        if self.active and self.settings.filter_examples:
+            candidates = [c for c in candidates if c.passed_examples is not False]
+        return candidates
 
 
 def _text(engine: Engine, gen: Generation) -> str:

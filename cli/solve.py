@@ -48,13 +48,23 @@ class EventBar:
         self.progress.stop()
 
     def __call__(self, event: Any) -> None:
-        from bcoder.results import Progress
+        from bcoder.results import CandidateTested, Progress
 
+        if isinstance(event, CandidateTested):  # candidates stream in as they are tested
+            c = event.candidate
+            self.progress.console.print(
+                f"[dim]candidate {event.index + 1}: R~ {c.reward:.3f}, {c.outcome or '-'}, "
+                f"{len(c.tokens)} tokens[/dim]",
+                highlight=False,
+            )
+            return
         if not isinstance(event, Progress):
             return
         stage, done, total = event.stage, event.done, event.total
         if stage in ("download", "verify"):
             count = f"{done / 2**20:,.0f}/{total / 2**20:,.0f} MiB" if total else ""
+        elif stage == "generate":
+            count = f"{done} tokens"
         else:
             count = f"{done}/{total}" if total > 1 else ""
         description = f"{stage:<9} {event.message}"[:70]

@@ -2,6 +2,7 @@
 checkpoints, score_codes / rank_programs, the store round trip, cancellation."""
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from bcoder.errors import BcoderError
 from bcoder.model import BCoderModel, QConfig
 from bcoder.problems import load_problems
 from bcoder.rerank import rank_programs, read_candidates
-from bcoder.results import CandidateReady, Progress, SolveResult
+from bcoder.results import CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.scoring import score_tokens
 from bcoder.solve import (
     Cancelled,
@@ -85,7 +86,13 @@ def test_solve_causal_end_to_end(engine, tiny_model_dir):
     ready = [e for e in events if isinstance(e, CandidateReady)]
     assert len(ready) == len(result.candidates)
     gen = [e for e in events if isinstance(e, Progress) and e.stage == "generate"]
-    assert gen[-1].done == gen[-1].total == 6
+    # progress counts tokens: it only grows, never passes its (shrinking) estimate, and ends
+    # at the tokens sampled, with every candidate counted
+    assert [e.done for e in gen] == sorted(e.done for e in gen)
+    assert all(e.done <= e.total for e in gen)
+    assert gen[0].total == 6 * 16  # n * max_new_tokens
+    assert gen[-1].done == gen[-1].total >= sum(c.count for c in result.candidates)
+    assert gen[-1].message == "6/6 candidates"
     assert result.heads == "init" and result.settings["prompt_family"] == "chat"
     for c in result.candidates:
         assert c.outcome is None and c.finish_reason in ("eos", "code_block_end", "length")
@@ -124,9 +131,10 @@ def test_cancel_raises_promptly(engine, tiny_model_dir):
     seen = []
 
     def on_event(e):
-        seen.append(e)
-        if isinstance(e, Progress) and e.stage == "generate" and e.message == "3 tokens":
-            cancel.set()
+        if isinstance(e, Progress) and e.stage == "generate" and e.done:  # a decode step
+            seen.append(e)
+            if len(seen) == 3:
+                cancel.set()
 
     with pytest.raises(Cancelled):
         solve(
@@ -136,8 +144,36 @@ def test_cancel_raises_promptly(engine, tiny_model_dir):
             on_event=on_event,
             cancel=cancel,
         )
-    steps = [e for e in seen if isinstance(e, Progress) and e.message.endswith("tokens")]
-    assert len(steps) == 3
+    assert len(seen) == 3
+    assert seen[-1].done == 3 * 6  # three steps of six rows
+
+
+def test_candidates_are_tested_while_sampling_goes_on(engine, tiny_model_dir):
+    """The first candidate's tests finish while the other rows are still being sampled: the event
+    callback (called on the sampling thread) holds sampling until its outcome is in, which would
+    never happen if tests only ran after sampling. CandidateTested follows its CandidateReady."""
+    order = []
+
+    def on_event(e):
+        if isinstance(e, CandidateTested):
+            order.append(("tested", e.index, e.candidate.outcome))
+        elif isinstance(e, CandidateReady):
+            order.append(("ready", e.index))
+            deadline = time.monotonic() + 60
+            while e.index == 0 and not e.candidate.outcome and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert e.candidate.outcome or e.index, "candidate 0 was not tested during sampling"
+
+    settings = _settings(tiny_model_dir, run_tests=True, timeout=2.0, max_new_tokens=24)
+    result = solve(_problem(tests=TWO_SUM), engine, settings, on_event=on_event)
+    assert order[0] == ("ready", 0)
+    first = order.index(next(x for x in order if x[0] == "tested" and x[1] == 0))
+    assert order[first][2] in ("fail", "runtime_error", "compile_error")
+    for x in order:  # each candidate's CandidateTested comes after its CandidateReady
+        if x[0] == "tested":
+            assert order.index(("ready", x[1])) < order.index(x)
+    assert len([x for x in order if x[0] == "tested"]) == len(result.candidates)
+    assert all(c.outcome for c in result.candidates)
 
 
 def test_tests_run_in_the_sandbox_and_store_round_trip(engine, tiny_model_dir, tmp_path):

@@ -33,7 +33,7 @@ from bcoder.cli.tui.problem_io import open_request
 from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen
 from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_write_text
-from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
+from bcoder.results import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
 from bcoder.store import Store
@@ -332,6 +332,8 @@ class BcoderTui(App[None]):
             self.candidates.append(event.candidate)
             self.candidates.sort(key=lambda c: c.reward, reverse=True)
             self._refresh_all(keep=keep)
+        elif isinstance(event, CandidateTested):  # its outcome is in the candidate now
+            self._refresh_all(keep=self.selected_candidate)
 
     def _finished(self, result: SolveResult | None, status: str) -> None:
         self.generating = False
