@@ -204,11 +204,8 @@ class BCoderModel(nn.Module):
         else:
             self.lm = base
             if config.mode == "full":
-                self.phi_lm = copy.deepcopy(base).requires_grad_(True)
-                self.theta_lm = copy.deepcopy(base).requires_grad_(True)
-                if self.is_seq2seq:  # the encoder is frozen and shared (DESIGN section 2)
-                    for lm in (self.phi_lm, self.theta_lm):
-                        lm.get_encoder().requires_grad_(False)
+                self.phi_lm = _trainable_copy(base, self.is_seq2seq)
+                self.theta_lm = _trainable_copy(base, self.is_seq2seq)
         self.phi_head = ValueHead(hidden_size, config.head_hidden)
         self.residual_head = ValueHead(hidden_size, config.head_hidden)  # h1, trainable
         self.residual_frozen = ValueHead(hidden_size, config.head_hidden)  # h2, a frozen copy
@@ -296,8 +293,11 @@ class BCoderModel(nn.Module):
 
     # ---- values ------------------------------------------------------------------------
     def theta_u(self, u_phi: torch.Tensor, hidden_theta: torch.Tensor) -> torch.Tensor:
-        """u_theta = u_phi + h1(h) - h2(h). Shape: (B, T), (B, T, H) -> (B, T)."""
-        return u_phi + self.residual_head(hidden_theta) - self.residual_frozen(hidden_theta)
+        """u_theta = u_phi + (h1(h) - h2(h)). Shape: (B, T), (B, T, H) -> (B, T).
+
+        The residual is taken first, so that u_theta is exactly u_phi while h1 = h2."""
+        residual = self.residual_head(hidden_theta) - self.residual_frozen(hidden_theta)
+        return u_phi + residual
 
     def value_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """V_theta(s) from the theta hidden state alone; valid in head mode (single_pass).
@@ -367,7 +367,7 @@ class BCoderModel(nn.Module):
     @classmethod
     def from_checkpoint(cls, directory: str | Path, base: nn.Module) -> BCoderModel:
         """Load a checkpoint onto ``base``; refuse it if it was trained on another base model."""
-        from safetensors.torch import load_file, load_model
+        from safetensors.torch import load_file
 
         directory = Path(directory)
         meta = read_checkpoint_config(directory)
@@ -392,8 +392,8 @@ class BCoderModel(nn.Module):
                 sd = load_file(str(directory / f"adapter_{name}.safetensors"))
                 set_peft_model_state_dict(model.lm, sd, adapter_name=name)
         elif config.mode == "full":
-            load_model(model.phi_lm, str(directory / "phi_lm.safetensors"))
-            load_model(model.theta_lm, str(directory / "theta_lm.safetensors"))
+            for name in ("phi_lm", "theta_lm"):
+                _load_lm_copy(getattr(model, name), directory / f"{name}.safetensors")
         return model
 
 
@@ -409,6 +409,44 @@ def read_checkpoint_config(directory: str | Path) -> dict:
     if meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
         raise BcoderError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
     return meta
+
+
+def _trainable_copy(base: nn.Module, is_seq2seq: bool) -> nn.Module:
+    """A trainable copy of ``base`` for phi or theta (full mode).
+
+    A seq2seq copy runs on the base's encoder, frozen and shared rather than copied (DESIGN
+    section 2), and has its own decoder, decoder input embedding and LM head. T5 ties the last two
+    to the encoder's embedding ``shared``: left tied, freezing the encoder would freeze theta's
+    output layer too. They start as copies of the base's weights, and the copy keeps the base's
+    config, whose tying flag T5 also reads to scale decoder outputs by d_model**-0.5
+    (``tie_word_embeddings`` in transformers 4, ``scale_decoder_outputs`` in 5): so the copy's
+    logits start exactly equal to the base's (folding the scale into the head would round).
+    ``tie_weights()`` (run by e.g. ``resize_token_embeddings``) would tie them back: not on a copy.
+    """
+    if not is_seq2seq:
+        return copy.deepcopy(base).requires_grad_(True)
+    encoder = base.get_encoder()
+    # deepcopy's memo maps an object to its copy: the encoder's modules and weights map to themselves
+    memo = {id(x): x for x in (*encoder.modules(), *encoder.parameters())}
+    lm = copy.deepcopy(base, memo)
+    decoder = lm.get_decoder()
+    decoder.set_input_embeddings(copy.deepcopy(decoder.get_input_embeddings()))
+    lm.set_output_embeddings(copy.deepcopy(lm.get_output_embeddings()))
+    lm.requires_grad_(True)
+    encoder.requires_grad_(False)
+    return lm
+
+
+def _load_lm_copy(lm: nn.Module, path: Path) -> None:
+    """Load a full-mode LM copy. Weights that do not fit it are a user error, not a traceback
+    (e.g. a seq2seq checkpoint from before the copies had their own LM head: train it again)."""
+    from safetensors.torch import load_model
+
+    try:
+        load_model(lm, str(path))
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())
+        raise BcoderError(f"{path}: its weights do not fit this model ({detail})") from None
 
 
 def _with_lora_adapters(base: nn.Module, config: QConfig) -> nn.Module:

@@ -112,6 +112,18 @@ def test_checkpoint_round_trip(tokenizer, kind, mode, tmp_path):
         BCoderModel.from_checkpoint(tmp_path / "ckpt", _base(tokenizer, kind, seed=5))
 
 
+def test_a_seq2seq_checkpoint_with_tied_copies_is_a_user_error(tokenizer, tmp_path):
+    """Full-mode seq2seq checkpoints saved while the copies' LM head was still tied to the
+    encoder's embedding (one tensor in the file) no longer fit: a one-line error says so."""
+    from safetensors.torch import save_model
+
+    model = _model(tokenizer, "seq2seq", "full")
+    model.save_checkpoint(tmp_path / "ckpt")
+    save_model(_base(tokenizer, "seq2seq"), str(tmp_path / "ckpt" / "theta_lm.safetensors"))
+    with pytest.raises(BcoderError, match=r"theta_lm\.safetensors: its weights do not fit"):
+        BCoderModel.from_checkpoint(tmp_path / "ckpt", _base(tokenizer, "seq2seq"))
+
+
 def test_not_a_checkpoint(tmp_path, tokenizer):
     with pytest.raises(BcoderError, match="not a bcoder checkpoint"):
         BCoderModel.from_checkpoint(tmp_path, _base(tokenizer, "causal"))
@@ -125,3 +137,37 @@ def test_start_at_sets_the_initial_value(tokenizer):
     with torch.no_grad():
         out = model(_batch(tokenizer, PROMPTS[:1], PROGRAMS[:1]))
     assert torch.allclose(out.value, torch.full_like(out.value, -0.2), atol=1e-5)
+
+
+def test_seq2seq_full_copies_start_exactly_as_the_checkpoint(tokenizer):
+    """T5 ties lm_head and the decoder's input embedding to the encoder's; the phi and theta
+    copies untie them (so theta can train its output layer) and must still give, bit for bit,
+    the checkpoint's logits: T5 scales decoder outputs by d_model**-0.5 (d_model = 32 here, not
+    a power of 4, so folding that scale into the weights would not be exact)."""
+    model = _model(tokenizer, "seq2seq", "full")
+    base, theta_lm = model.lm, model.theta_lm
+    assert theta_lm.get_encoder() is base.get_encoder()  # one frozen encoder, not three
+    for lm in (model.phi_lm, theta_lm):
+        own = lm.get_output_embeddings().weight
+        assert own is not base.get_input_embeddings().weight and own.requires_grad
+        dec = lm.get_decoder().get_input_embeddings().weight
+        assert dec is not own and dec is not base.get_input_embeddings().weight
+    batch = _batch(tokenizer, PROMPTS, PROGRAMS)
+    with torch.no_grad():
+        theta, phi = model(batch), model(batch, stage="phi")
+        dec_in = torch.roll(batch.action_ids, 1, dims=1)
+        dec_in[:, 0] = base.config.decoder_start_token_id
+        ckpt_logits = base(
+            input_ids=batch.prompt_ids,
+            attention_mask=batch.prompt_mask,
+            decoder_input_ids=dec_in,
+            decoder_attention_mask=batch.action_mask,
+        ).logits
+    assert torch.equal(theta.logits, ckpt_logits)
+    ckpt_adv = torch.gather(
+        0.8 * (ckpt_logits - ckpt_logits.max(-1, keepdim=True).values),
+        -1,
+        batch.action_ids[..., None],
+    )[..., 0]
+    assert torch.equal(theta.advantage, ckpt_adv) and torch.equal(phi.advantage, ckpt_adv)
+    assert torch.equal(theta.value, phi.value) and torch.equal(theta.q, phi.q)

@@ -9,7 +9,6 @@ after   u_phi(s_t) for every program (data/values), which the theta-stage reads 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,15 +16,13 @@ from typing import Any
 
 import torch
 
-from bcoder.fsutil import atomic_write_text
 from bcoder.model import BCoderModel
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import TrainingData
-from bcoder.train.diagnostics import diagnose
 from bcoder.train.featurize import ensure_values, values_fresh
-from bcoder.train.loop import StageRun, latest_checkpoint, train_stage
-from bcoder.train.objectives import PhiObjective, set_trainable
+from bcoder.train.loop import latest_checkpoint
+from bcoder.train.objectives import PhiObjective
 
 EventFn = Callable[[Any], None]
 
@@ -64,47 +61,21 @@ def run_phi(
         model = BCoderModel(base, setup.qconfig(cfg))
         model.phi_head.start_at(setup.initial_value(cfg, data, train_rows), cfg.model.r_max)
     model.to(device)
-    params = set_trainable(model, "phi")
-    if cfg.model.gradient_checkpointing and cfg.model.mode != "head":
-        setup.enable_gradient_checkpointing(model)
-    objective = PhiObjective(model)
     pad_id = int(tokenizer.pad_token_id)
-
-    def evaluate() -> dict[str, float]:
-        return diagnose(
-            objective, data, held_rows, train_rows, columns, pad_id, device, cfg.phi.rho_real
-        )
-
-    run = StageRun(
+    setup.train_and_record(
+        cfg,
         "phi",
-        cfg.phi,
-        model,
-        objective,
-        params,
-        columns,
-        evaluate,
-        extra={"train_config": cfg.to_dict()},
-    )
-    sampler = setup.make_sampler(cfg, cfg.phi, data, train_rows, offset=1)
-    if accelerator.is_main_process and ckpt is None:
-        initial = evaluate()  # the figures before training, for comparison
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(stage_dir / "initial.json", json.dumps(initial, indent=1))
-    accelerator.wait_for_everyone()
-    diagnostics = train_stage(
-        run,
+        PhiObjective(model),
         data,
-        sampler,
+        (train_rows, held_rows),
+        columns,
+        pad_id,
         accelerator,
         stage_dir,
-        pad_id,
         resume_from=ckpt,
-        tensorboard=cfg.run.tensorboard,
+        started=t0,
         on_event=on_event,
     )
-    if accelerator.is_main_process:
-        atomic_write_text(stage_dir / "diagnostics.json", json.dumps(diagnostics, indent=1))
-        setup.record_time(root, "phi", time.perf_counter() - t0, steps=cfg.phi.steps)
     return _finish_values(cfg, accelerator, stage_dir, model, data, on_event, pad_id)
 
 
@@ -120,8 +91,7 @@ def _finish_values(
     """Make sure data/values holds u_phi of phi/final; return the saved diagnostics."""
     root = setup.run_dir(cfg)
     t0 = time.perf_counter()
-    path = stage_dir / "diagnostics.json"
-    diagnostics = json.loads(path.read_text()) if path.is_file() else {}
+    diagnostics = setup.saved_diagnostics(stage_dir)
     tag = weights_tag(stage_dir / "final")
     if values_fresh(root, tag):
         return diagnostics

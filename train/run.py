@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +34,27 @@ def _checkpoint_policy(cfg: TrainConfig, device: Any) -> tuple[BCoderModel, Any]
     return qmodel.to(device).eval(), tokenizer
 
 
+def _on_checkpoint_policy(
+    cfg: TrainConfig, accelerator: Any, stage: Callable[..., Any]
+) -> dict[str, Any]:
+    """Collect and featurize alike: write the config, load the checkpoint policy, run
+    ``stage(root, qmodel, tokenizer, rank=, world=)`` on this process's shards, wait for the
+    other processes; returns the stage's summary as a dict."""
+    root = setup.write_config(cfg, accelerator.is_main_process)
+    qmodel, tokenizer = _checkpoint_policy(cfg, accelerator.device)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    summary = stage(root, qmodel, tokenizer, rank=rank, world=world)
+    accelerator.wait_for_everyone()
+    return asdict(summary)
+
+
 def run_collect(
     cfg: TrainConfig, accelerator: Any, *, on_event: EventFn | None = None
 ) -> dict[str, Any]:
     """Sample and execute programs for every configured problem; returns the summary."""
     from bcoder.train.collect import collect
 
-    root = setup.write_config(cfg, accelerator.is_main_process)
-    qmodel, tokenizer = _checkpoint_policy(cfg, accelerator.device)
-    summary = collect(
-        cfg,
-        root,
-        qmodel,
-        tokenizer,
-        rank=accelerator.process_index,
-        world=accelerator.num_processes,
-        on_event=on_event,
-    )
-    accelerator.wait_for_everyone()
-    return asdict(summary)
+    return _on_checkpoint_policy(cfg, accelerator, partial(collect, cfg, on_event=on_event))
 
 
 def run_import(
@@ -79,19 +82,10 @@ def run_featurize(
     """Compute the frozen per-token features of every collected shard not done yet."""
     from bcoder.train.featurize import featurize
 
-    root = setup.write_config(cfg, accelerator.is_main_process)
-    qmodel, tokenizer = _checkpoint_policy(cfg, accelerator.device)
-    summary = featurize(
-        cfg,
-        root,
-        qmodel,
-        int(tokenizer.pad_token_id),
-        rank=accelerator.process_index,
-        world=accelerator.num_processes,
-        on_event=on_event,
-    )
-    accelerator.wait_for_everyone()
-    return asdict(summary)
+    def stage(root: Path, qmodel: BCoderModel, tokenizer: Any, **shard: int) -> Any:
+        return featurize(cfg, root, qmodel, int(tokenizer.pad_token_id), on_event=on_event, **shard)
+
+    return _on_checkpoint_policy(cfg, accelerator, stage)
 
 
 def run_phi(

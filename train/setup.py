@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,12 @@ def initial_value(cfg: TrainConfig, data: TrainingData, rows: np.ndarray) -> flo
     return min(value, r_max - 0.05)
 
 
+def saved_diagnostics(stage_dir: Path) -> dict[str, float]:
+    """A finished stage's diagnostics.json ({} when it has none)."""
+    path = stage_dir / "diagnostics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def check_stage_dir(stage_dir: Path, resume: bool) -> bool:
     """True when the stage is already finished. Refuses to overwrite a started stage."""
     if (stage_dir / "final" / "bcoder_config.json").is_file():
@@ -173,6 +180,73 @@ def enable_gradient_checkpointing(model: Any) -> None:
             lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+SAMPLER_OFFSETS = {"phi": 1, "theta": 2}  # each stage draws its own order of the same rows
+
+
+def train_and_record(
+    cfg: TrainConfig,
+    stage: str,
+    objective: Any,
+    data: TrainingData,
+    rows: tuple[np.ndarray, np.ndarray],
+    columns: list[str],
+    pad_id: int,
+    accelerator: Any,
+    stage_dir: Path,
+    *,
+    resume_from: Path | None,
+    started: float,
+    on_event: Callable[[Any], None] | None = None,
+) -> dict[str, float]:
+    """What the phi- and theta-stage do once their model and data are ready.
+
+    Freeze all but what ``stage`` ("phi" | "theta") trains, evaluate on the held-out problems
+    before training (``initial.json``, not again on resume), run the loop, then write
+    ``diagnostics.json`` and add the wall time since ``started`` to ``stages.json``. ``rows`` is
+    (training, held-out) from :func:`split_rows`. Returns the final diagnostics (main process).
+    """
+    from bcoder.train.diagnostics import diagnose
+    from bcoder.train.loop import StageRun, train_stage
+    from bcoder.train.objectives import set_trainable
+
+    model, stage_cfg = objective.model, getattr(cfg, stage)  # cfg.phi | cfg.theta
+    train_rows, held_rows = rows
+    params = set_trainable(model, stage)
+    if cfg.model.gradient_checkpointing and cfg.model.mode != "head":
+        enable_gradient_checkpointing(model)
+    device, main = accelerator.device, accelerator.is_main_process
+
+    def evaluate() -> dict[str, float]:
+        return diagnose(
+            objective, data, held_rows, train_rows, columns, pad_id, device, stage_cfg.rho_real
+        )
+
+    extra = {"train_config": cfg.to_dict()}
+    run = StageRun(stage, stage_cfg, model, objective, params, columns, evaluate, extra=extra)
+    sampler = make_sampler(cfg, stage_cfg, data, train_rows, offset=SAMPLER_OFFSETS[stage])
+    if main and resume_from is None:
+        initial = evaluate()  # the figures before training, for comparison
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stage_dir / "initial.json", json.dumps(initial, indent=1))
+    accelerator.wait_for_everyone()
+    diagnostics = train_stage(
+        run,
+        data,
+        sampler,
+        accelerator,
+        stage_dir,
+        pad_id,
+        resume_from=resume_from,
+        tensorboard=cfg.run.tensorboard,
+        on_event=on_event,
+    )
+    if main:
+        atomic_write_text(stage_dir / "diagnostics.json", json.dumps(diagnostics, indent=1))
+        seconds = time.perf_counter() - started
+        record_time(run_dir(cfg), stage, seconds, steps=stage_cfg.steps)
+    return diagnostics
 
 
 class StageClock:

@@ -11,7 +11,6 @@ after   the final checkpoint is copied to ``<run>/checkpoint`` (``bcoder solve -
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -20,15 +19,14 @@ from typing import Any
 import torch
 
 from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_dir, atomic_write_text
+from bcoder.fsutil import atomic_dir
 from bcoder.model import BCoderModel
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import TrainingData
-from bcoder.train.diagnostics import diagnose
 from bcoder.train.featurize import ensure_values
-from bcoder.train.loop import StageRun, latest_checkpoint, train_stage
-from bcoder.train.objectives import ThetaObjective, set_trainable
+from bcoder.train.loop import latest_checkpoint
+from bcoder.train.objectives import ThetaObjective
 from bcoder.train.phi import weights_tag
 
 EventFn = Callable[[Any], None]
@@ -81,8 +79,7 @@ def run_theta(
     stage_dir = root / stage_name(cfg)
     if setup.check_stage_dir(stage_dir, resume):
         _export(root, stage_dir, accelerator)
-        path = stage_dir / "diagnostics.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return setup.saved_diagnostics(stage_dir)
     device = accelerator.device
     columns = setup.stage_columns(cfg.model.mode, "theta")
     pre = [c for c in columns if c != "u_phi"]
@@ -109,44 +106,21 @@ def run_theta(
         on_event=on_event,
     )
     data = TrainingData.load(root / "data", need=columns)
-    params = set_trainable(model, "theta")
-    if cfg.model.gradient_checkpointing and cfg.model.mode != "head":
-        setup.enable_gradient_checkpointing(model)
     t = cfg.theta
-    objective = ThetaObjective(model, t.beta_adv, t.beta_ce, t.operator)
-
-    def evaluate() -> dict[str, float]:
-        return diagnose(objective, data, held_rows, train_rows, columns, pad_id, device, t.rho_real)
-
-    run = StageRun(
+    diagnostics = setup.train_and_record(
+        cfg,
         "theta",
-        t,
-        model,
-        objective,
-        params,
-        columns,
-        evaluate,
-        extra={"train_config": cfg.to_dict()},
-    )
-    sampler = setup.make_sampler(cfg, t, data, train_rows, offset=2)
-    if accelerator.is_main_process and ckpt is None:
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(stage_dir / "initial.json", json.dumps(evaluate(), indent=1))
-    accelerator.wait_for_everyone()
-    diagnostics = train_stage(
-        run,
+        ThetaObjective(model, t.beta_adv, t.beta_ce, t.operator),
         data,
-        sampler,
+        (train_rows, held_rows),
+        columns,
+        pad_id,
         accelerator,
         stage_dir,
-        pad_id,
         resume_from=ckpt,
-        tensorboard=cfg.run.tensorboard,
+        started=t0,
         on_event=on_event,
     )
-    if accelerator.is_main_process:
-        atomic_write_text(stage_dir / "diagnostics.json", json.dumps(diagnostics, indent=1))
-        setup.record_time(root, "theta", time.perf_counter() - t0, steps=t.steps)
     _export(root, stage_dir, accelerator)
     return diagnostics
 
