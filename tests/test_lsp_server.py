@@ -793,6 +793,7 @@ async def test_server_exits_when_the_client_goes_away(server_env, tiny_model_dir
             await proc.wait()
 
 
+@pytest.mark.slow  # a fresh server loading torch, like the test above
 async def test_shutdown_while_a_job_runs(server_env, tiny_model_dir):
     """Quitting the editor mid-run: ``shutdown`` answers without an error and the process exits.
 
