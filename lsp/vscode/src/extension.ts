@@ -66,7 +66,7 @@ function clientOptions(): LanguageClientOptions {
 /**
  * Why `python` cannot run the server (undefined if it can): a missing interpreter, or one without
  * bcoder and its `lsp` extra. Checked before starting, because the language client would only
- * report that the server's pipe closed.
+ * report that the server's pipe closed. Exported for tests/test_lsp_vscode.py.
  */
 export function whyNotRunnable(python: string): Promise<string | undefined> {
   return new Promise((resolve) => {
