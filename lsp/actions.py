@@ -57,6 +57,7 @@ class BcoderServer(LanguageServer):
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Protocol errors (a malformed message) go to the log, not to a pop-up."""
+        self.protocol.answer_unreadable(error)
         self.log(f"protocol error ({source.__name__}): {error!r}", lsp.MessageType.Error)
 
     # --- messages --------------------------------------------------------------------------
