@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.errors import BcoderError
+from bcoder.fsutil import read_text
 from bcoder.problem_formats import (
     RowError,
     apps_id,
@@ -264,10 +265,7 @@ def _single_file(path: Path, name: str | None, tests: str | Path | None) -> Prob
     """A plain-text statement (.txt/.md) or a Python stub (.py), with tests given or beside it."""
     tests_path = Path(tests) if tests is not None else _sibling_tests(path)
     spec = TestSpec.load(tests_path) if tests_path is not None else None
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise BcoderError(f"{path}: cannot read ({err})") from None
+    source = read_text(path)
     if path.suffix == ".py":
         pid = f"{path.stem}:{name}" if name else path.stem
         problem = python_stub(source, pid, name, where=str(path))

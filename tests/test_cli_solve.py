@@ -146,11 +146,16 @@ def test_rank_candidates_file(tiny_model_dir, env, tmp_path, monkeypatch):
         (["solve", EXAMPLES / "two_sum.txt", "--color-by", "x"], "--color-by"),
         (["solve", EXAMPLES / "two_sum.txt", "-n", 0], "at least 1"),
         (["rank", "missing.jsonl", "--problem", EXAMPLES / "two_sum.txt"], "no such file"),
+        (["solve", EXAMPLES / "two_sum.txt", "--tests", "DIR"], "DIR: is a directory"),
+        (["solve", "LATIN1"], "latin1.txt: not UTF-8 text"),
     ],
 )
 def test_error_paths(args, message, env, tmp_path):
-    args = [tmp_path / "bad.json" if a == "BAD" else a for a in args]
     (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "latin1.txt").write_bytes("Print café.\n".encode("latin-1"))
+    subst = {"BAD": "bad.json", "DIR": "DIR", "LATIN1": "latin1.txt"}
+    args = [tmp_path / subst[a] if isinstance(a, str) and a in subst else a for a in args]
     out = bcoder(*args, env=env, timeout=120)
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("error: ") and message in out.stderr

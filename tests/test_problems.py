@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -153,6 +154,15 @@ def test_dataset_names(shared_data: Path, tmp_path: Path, monkeypatch):
     assert resolve_dataset("apps/test_10") == shared_data / "apps/test_10.jsonl"
     with pytest.raises(BcoderError, match="BCODER_DATA"):
         resolve_dataset("no-such-dataset")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_a_file_without_read_permission_is_a_one_line_error(tmp_path: Path):
+    statement = tmp_path / "problem.txt"
+    statement.write_text("Print 1.\n")
+    statement.chmod(0)
+    with pytest.raises(BcoderError, match="problem.txt: permission denied"):
+        load_problem(statement)
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:
