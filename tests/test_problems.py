@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -154,6 +155,12 @@ def test_dataset_names(shared_data: Path, tmp_path: Path, monkeypatch):
     assert resolve_dataset("apps/test_10") == shared_data / "apps/test_10.jsonl"
     with pytest.raises(BcoderError, match="BCODER_DATA"):
         resolve_dataset("no-such-dataset")
+    # A path is a file that does not exist, not an unknown dataset.
+    with pytest.raises(BcoderError, match=r"^path/that/does/not/exist\.jsonl: no such file \(nor"):
+        resolve_dataset("path/that/does/not/exist.jsonl")
+    gone = tmp_path / "gone.jsonl"
+    with pytest.raises(BcoderError, match=f"^{re.escape(str(gone))}: no such file$"):
+        load_problems(gone)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
@@ -161,7 +168,7 @@ def test_a_file_without_read_permission_is_a_one_line_error(tmp_path: Path):
     statement = tmp_path / "problem.txt"
     statement.write_text("Print 1.\n")
     statement.chmod(0)
-    with pytest.raises(BcoderError, match="problem.txt: permission denied"):
+    with pytest.raises(BcoderError, match=r"problem\.txt: permission denied"):
         load_problem(statement)
 
 
