@@ -32,7 +32,9 @@ def evaluate(
     limit: int | None = typer.Option(None, "--limit", help="The first N problems only."),
     ids: str | None = typer.Option(None, "--ids", help="Comma-separated problem ids."),
     samples: int = typer.Option(8, "--samples", "-M", help="Candidates sampled per problem (M)."),
-    k: str = typer.Option("1,5", "--k", help="pass@k for these k, e.g. 1,5,10."),
+    k: str | None = typer.Option(
+        None, "--k", help="pass@k for these k, e.g. 1,5,10 (default: 1,5, those <= M)."
+    ),
     model: opt.Model = None,
     checkpoint: opt.Checkpoint = None,
     backend: opt.Backend = "auto",
@@ -80,7 +82,7 @@ def evaluate(
             limit=limit,
             ids=[x.strip() for x in ids.split(",") if x.strip()] if ids else None,
             samples=samples,
-            ks=parse_ks(k),
+            ks=parse_ks(k) if k is not None else None,
             model=model_for(model, checkpoint),
             checkpoint=checkpoint,
             temperature=temperature,

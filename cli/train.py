@@ -55,6 +55,19 @@ def _config(config: str, sets: list[str] | None, extra: list[str] | None = None)
     return load_config(config, [*(sets or []), *(extra or [])])
 
 
+def _check_inputs(cfg: Any, programs: Path | None = None) -> None:
+    """Read what the stage reads before the model is loaded (or downloaded): a missing or
+    unreadable file, an unknown dataset or split fails at once."""
+    from bcoder.fsutil import read_text
+    from bcoder.problems import load_problems
+
+    if programs is not None:
+        read_text(programs)
+    # Raises on the call (not while iterating) for a missing path, dataset or split; an import
+    # takes its problems from every split.
+    load_problems(cfg.data.dataset, split=None if programs is not None else cfg.data.split)
+
+
 def _ablation_sets(operator: str | None, skip_phi: bool) -> list[str]:
     out = []
     if operator is not None:
@@ -225,7 +238,9 @@ def collect_cmd(
     quiet: bool = QuietOption,
 ) -> None:
     """Sample m programs per training problem, run them in the sandbox, store them (resumable)."""
-    _run("collect", _config(config, sets), False, quiet)
+    cfg = _config(config, sets)
+    _check_inputs(cfg)
+    _run("collect", cfg, False, quiet)
 
 
 @train_app.command("import")
@@ -236,7 +251,9 @@ def import_cmd(
     quiet: bool = QuietOption,
 ) -> None:
     """Import off-policy programs (anyone's), executed and stored like collected ones."""
-    _run("import", _config(config, sets), False, quiet, path)
+    cfg = _config(config, sets)
+    _check_inputs(cfg, path)
+    _run("import", cfg, False, quiet, path)
 
 
 @train_app.command("featurize")
@@ -284,4 +301,6 @@ def all_cmd(
     quiet: bool = QuietOption,
 ) -> None:
     """collect -> featurize -> phi -> theta; the run's checkpoint lands in RUN_DIR/checkpoint."""
-    _run("all", _config(config, sets, _ablation_sets(operator, skip_phi)), resume, quiet)
+    cfg = _config(config, sets, _ablation_sets(operator, skip_phi))
+    _check_inputs(cfg)
+    _run("all", cfg, resume, quiet)

@@ -211,8 +211,20 @@ def test_cli_errors_are_one_line(tmp_path, mbpp):
     assert res.returncode == 2 and "not an eval run directory" in res.stderr
     res = bcoder("eval", "-d", str(mbpp), "--samples", "2", "--k", "1,5", "--out", str(tmp_path))
     assert res.returncode == 2 and "larger than --samples" in res.stderr
+    # -M 1 alone is a valid run (the default k are those that fit M): the missing file is the error
+    res = bcoder("eval", "-d", str(tmp_path / "no/such.jsonl"), "-M", "1", "--out", str(tmp_path))
+    assert res.returncode == 2 and res.stderr.strip().endswith("no/such.jsonl: no such file")
     res = bcoder("eval", "-d", str(mbpp), "--k", "one", "--out", str(tmp_path / "y"))
     assert res.returncode == 2 and "--k" in res.stderr
     res = bcoder("eval", "report", str(tmp_path))
     assert res.returncode == 2 and "not an eval run directory" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_default_k_are_the_defaults_that_fit_m():
+    assert EvalSettings(dataset="mbpp", samples=1).ks == [1]
+    assert EvalSettings(dataset="mbpp", samples=4).ks == [1]
+    assert EvalSettings(dataset="mbpp", samples=5).ks == [1, 5]
+    assert EvalSettings(dataset="mbpp", samples=0, rank_only="c.jsonl").ks == [1, 5]
+    with pytest.raises(BcoderError, match="--k 5 is larger than --samples 1"):
+        EvalSettings(dataset="mbpp", samples=1, ks=[1, 5])  # an explicit k stays an error

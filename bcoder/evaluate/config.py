@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ IDENTITY_FIELDS = (
     "rank_only",
     "timeout",
 )
+DEFAULT_KS = (1, 5)  # pass@k reported when --k is not given (each k <= M)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class EvalSettings:
     limit: int | None = None  # the first N problems of the selection
     ids: list[str] | None = None  # only these problem ids (dataset ids or Problem.id)
     samples: int = 8  # M: candidates sampled per problem
-    ks: list[int] = field(default_factory=lambda: [1, 5])  # pass@k for these k
+    ks: list[int] | None = None  # pass@k for these k (None: those of DEFAULT_KS that fit M)
     model: str = "qwen2.5-coder-1.5b"  # a preset, hub id, local dir or GGUF file
     checkpoint: str | None = None  # trained B-Coder heads / adapters (None: initialisation)
     temperature: float = 0.6  # sampling temperature (the paper's ranking setting)
@@ -55,6 +56,8 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.samples < 1 and self.rank_only is None:
             raise BcoderError(f"--samples must be at least 1 (got {self.samples})")
+        if self.ks is None:  # the defaults that fit M: -M 1 alone is a valid run
+            self.ks = [k for k in DEFAULT_KS if self.rank_only or k <= self.samples]
         if not self.ks or any(k < 1 for k in self.ks):
             raise BcoderError(f"--k must list positive integers (got {self.ks})")
         self.ks = sorted(set(self.ks))
