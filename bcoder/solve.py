@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bcoder.cancel import Cancelled
 from bcoder.errors import BcoderError
-from bcoder.ranking import rank, run_tests
+from bcoder.ranking import checkpoint_ranker, rank, run_tests
 from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
 from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
@@ -219,6 +219,7 @@ def solve(
     from bcoder.scoring import score_tokens
 
     emit = on_event or (lambda _e: None)
+    ranker = checkpoint_ranker(engine.heads)  # the checkpoint's choice; a bad name fails now
     timings = {"load": float(engine.info.get("engine_load_seconds") or 0.0)}
     with engine.lock:
         family, _, prompt_ids = engine.prompt(problem)
@@ -281,11 +282,12 @@ def solve(
         t2 = time.perf_counter()
         candidates = run_tests(problem, candidates, settings, executor, emit, cancel)
         timings["execute"] = time.perf_counter() - t2
-    candidates = rank(candidates)
+    candidates = rank(candidates, ranker)
     result_settings = {  # what actually ran: the engine's model, heads, dtype and device
         **settings.to_dict(),
         "model": engine.info.get("name", settings.model),
         "checkpoint": None if engine.heads == "init" else engine.heads,
+        "ranker": ranker,
         "dtype": engine.info.get("dtype", settings.dtype),
         "device": engine.info.get("device", settings.device),
         "prompt_family": family,
