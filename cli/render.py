@@ -119,7 +119,7 @@ def heads_note(result: SolveResult) -> Text:
 
 def ranked_table(result: SolveResult, top: int = 5) -> Table:
     table = Table(
-        title=f"candidates ranked by R~ (top {min(top, len(result.candidates))} "
+        title=f"candidates ranked by {result.ranker} (top {min(top, len(result.candidates))} "
         f"of {len(result.candidates)} distinct)",
         title_justify="left",
     )
