@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from bcoder.cancel import Cancelled
 from bcoder.errors import BcoderError
-from bcoder.ranking import rank, run_tests
+from bcoder.ranking import checkpoint_ranker, rank, run_tests
 from bcoder.results import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
@@ -257,6 +257,7 @@ def solve(
     from bcoder.sampling import sample
 
     emit = on_event or (lambda _e: None)
+    ranker = checkpoint_ranker(engine.heads)  # the checkpoint's choice; a bad name fails now
     timings = {"load": float(engine.info.get("engine_load_seconds") or 0.0)}
     with engine.lock:
         family, _, prompt_ids = engine.prompt(problem)
@@ -330,11 +331,12 @@ def solve(
             candidates = tester.finish(list(merged.values()))
         if tester.active:
             timings["execute"] = tester.waited  # test time not hidden behind sampling
-    candidates = rank(candidates)
+    candidates = rank(candidates, ranker)
     result_settings = {  # what actually ran: the engine's model, heads, dtype and device
         **settings.to_dict(),
         "model": engine.info.get("name", settings.model),
         "checkpoint": None if engine.heads == "init" else engine.heads,
+        "ranker": ranker,
         "dtype": engine.info.get("dtype", settings.dtype),
         "backend": engine.backend.name,
         "device": engine.info.get("device", settings.device),

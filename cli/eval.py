@@ -184,6 +184,9 @@ def _show(report: dict[str, Any], run_dir: Path, as_json: bool) -> None:
 _SHORT = {
     "unranked": "unranked",
     "ranked_reward": "R~ (B-Coder)",
+    "ranked_terminal": "terminal Q",
+    "ranked_tests_first": "tests, then R~",
+    "ranked_tests_first_terminal": "tests, then terminal Q",
     "ranked_mean_logprob": "mean logprob",
     "ranked_sum_logprob": "sum logprob",
     "ranked_random": "random",

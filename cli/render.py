@@ -123,7 +123,8 @@ def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) ->
     shown = result.candidates[:top]
     table = Table(
         title=title
-        or f"candidates ranked by R~ (top {len(shown)} of {len(result.candidates)} distinct)",
+        or f"candidates ranked by {result.ranker} (top {len(shown)} of {len(result.candidates)} "
+        "distinct)",
         title_justify="left",
     )
     for name in ("rank", "R~", "outcome", "count", "tokens"):

@@ -246,6 +246,7 @@ class BcoderServer(LanguageServer):
         self.log(
             f"{problem.id}: {len(result.candidates)} candidates in {time.monotonic() - start:.1f} s"
             f" ({', '.join(f'{k} {v:.1f}s' for k, v in result.timings.items())})"
+            f", ranked by {result.ranker}"
         )
         await self._save(result)
         return result
@@ -284,7 +285,7 @@ class BcoderServer(LanguageServer):
                 f"B-Coder: none of the {n} candidates for `{fn.qualname}` has a usable body "
                 f"(model {settings.model})"
             )
-        # best by R~, except that a candidate which passed the docstring's tests goes first
+        # best by the ranker, except that a candidate which passed the docstring's tests goes first
         passed = [i for i in sorted(bodies) if result.candidates[i].outcome == "pass"]
         first = passed[0] if passed else min(bodies)
         item = Implemented(uri, fn.qualname, fn.def_line, result, bodies, first)
@@ -331,6 +332,7 @@ class BcoderServer(LanguageServer):
             "qualname": item.qualname,
             "rank": item.current + 1,
             "of": len(item.result.candidates),
+            "ranker": item.result.ranker,
             "reward": c.reward,
             "outcome": c.outcome,
             "runId": item.result.run_id,

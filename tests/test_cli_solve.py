@@ -61,6 +61,7 @@ def test_solve_json_schema_and_store(tiny_model_dir, env):
     assert set(result) >= {"problem", "settings", "candidates", "run_id"}
     assert result["problem"]["id"] == "two_sum" and result["problem"]["tests"]["fn_name"]
     assert result["settings"]["n"] == 3 and result["settings"]["model"] == str(tiny_model_dir)
+    assert result["settings"]["ranker"] == "reward"  # no checkpoint: the paper's R~
     cands = result["candidates"]
     assert cands and sum(c["count"] for c in cands) == 3
     assert [c["reward"] for c in cands] == sorted((c["reward"] for c in cands), reverse=True)
@@ -104,7 +105,7 @@ def test_solve_tables_and_heatmap(tiny_model_dir, env, monkeypatch):
     assert out.exit_code == 0, out.output
     text = out.stdout
     assert "untrained initialisation" in text
-    assert "ranked by R~" in text and "best candidate, coloured by advantage" in text
+    assert "ranked by reward" in text and "best candidate, coloured by advantage" in text
     assert "A(s_t, a_t) = Q - V" in text  # the legend names the metric
     assert not Path(env["BCODER_STORE"]).exists()
 
@@ -135,6 +136,29 @@ def test_rank_candidates_file(tiny_model_dir, env, tmp_path, monkeypatch):
     outcomes = {c["outcome"]: c["count"] for c in result["candidates"]}
     assert outcomes == {"pass": 2, "fail": 1}
     assert result["run_id"]
+
+
+def test_solve_ranks_by_the_checkpoints_ranker_and_says_so(
+    tiny_model_dir, env, tmp_path, monkeypatch
+):
+    from transformers import AutoModelForCausalLM
+
+    from bcoder.model import BCoderModel, QConfig
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    qmodel = BCoderModel(base, QConfig(mode="head", base_model=str(tiny_model_dir)))
+    qmodel.save_checkpoint(tmp_path / "ckpt", extra={"ranker": "terminal"})
+    args = ["solve", EXAMPLES / "two_sum.txt", "--checkpoint", tmp_path / "ckpt", "-n", 3,
+            "--max-new-tokens", 12, "--no-tests", "--no-save"]  # fmt: skip
+    out = invoke(*args, "--json", monkeypatch=monkeypatch, env=env)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["settings"]["ranker"] == "terminal"
+    terminal = [c["tokens"][-1]["q"] for c in result["candidates"]]
+    assert terminal == sorted(terminal, reverse=True)
+    out = invoke(*args, monkeypatch=monkeypatch, env=env)
+    assert out.exit_code == 0, out.output
+    assert "candidates ranked by terminal" in out.stdout
 
 
 @pytest.mark.parametrize(

@@ -270,6 +270,8 @@ async def test_implement_function_method_and_nested(client, server_env):
         client, "bcoder.implement", uri, {"line": line_of(SOURCE, "def area"), "character": 0}
     )
     assert result["applied"] is True and result["rank"] == 1, result
+    assert result["ranker"] == "reward"  # no checkpoint: R~; the log says so too
+    assert any("ranked by reward" in m.message for m in client.log_messages)
     text = client.docs.text[uri]
     (ret,) = body_after(text, '"""')  # the docstring's closing line, then the body
     assert ret.startswith("    return") and ret.strip() in RETURNS

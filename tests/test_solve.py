@@ -94,6 +94,7 @@ def test_solve_causal_end_to_end(engine, tiny_model_dir):
     assert gen[-1].done == gen[-1].total >= sum(c.count for c in result.candidates)
     assert gen[-1].message == "6/6 candidates"
     assert result.heads == "init" and result.settings["prompt_family"] == "chat"
+    assert result.ranker == result.settings["ranker"] == "reward"  # no checkpoint: R~
     for c in result.candidates:
         assert c.outcome is None and c.finish_reason in ("eos", "code_block_end", "length")
         assert all(t.v == pytest.approx(1.0) for t in c.tokens)  # untrained heads: V = R_max
@@ -272,3 +273,44 @@ def test_the_model_defaults_to_the_checkpoints_base(tmp_path, tiny_model_dir):
     assert SolveSettings(checkpoint=str(tmp_path / "ckpt")).model == "some/base"
     with pytest.raises(BcoderError, match="not a bcoder checkpoint"):
         model_for(None, str(tmp_path))
+
+
+def _head_checkpoint(tiny_model_dir, path, **extra):
+    """A head-mode checkpoint with random (trained-looking) value heads and ``extra`` fields."""
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    qmodel = BCoderModel(base, QConfig(mode="head"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in qmodel.phi_head.parameters():
+            p.normal_(0, 0.5)
+    qmodel.save_checkpoint(path, extra=extra)
+    return str(path)
+
+
+def test_the_checkpoints_ranker_orders_solve_and_rank(tiny_model_dir, tmp_path):
+    ckpt = _head_checkpoint(tiny_model_dir, tmp_path / "ckpt", ranker="terminal")
+    engine = Engine.load(str(tiny_model_dir), ckpt)
+    result = solve(_problem(), engine, _settings(tiny_model_dir, n=8, temperature=1.5))
+    assert result.ranker == result.settings["ranker"] == "terminal"
+    terminal = [c.tokens[-1].q for c in result.candidates]
+    assert len(terminal) >= 2 and terminal == sorted(terminal, reverse=True)
+    codes = [CORRECT, "def two_sum(a, b):\n    return [0, 1]\n", "x = 1\n", "pass\n", "1 +"]
+    ranked = rank_programs(_problem(), engine, codes, run_tests_=False)
+    assert ranked.ranker == ranked.settings["ranker"] == "terminal"
+    terminal = [c.tokens[-1].q for c in ranked.candidates]
+    assert terminal == sorted(terminal, reverse=True)
+    rewards = [c.reward for c in ranked.candidates]
+    assert rewards != sorted(rewards, reverse=True)  # R~ would have ordered them otherwise
+    again = Store(tmp_path / "runs.sqlite")
+    assert again.get(again.save(result)).ranker == "terminal"  # the store keeps it
+
+
+def test_a_checkpoint_with_an_unknown_ranker_fails_before_sampling(tiny_model_dir, tmp_path):
+    ckpt = _head_checkpoint(tiny_model_dir, tmp_path / "ckpt", ranker="best")
+    engine = Engine.load(str(tiny_model_dir), ckpt)
+    events = []
+    with pytest.raises(BcoderError, match="unknown ranker 'best'"):
+        solve(_problem(), engine, _settings(tiny_model_dir), on_event=events.append)
+    assert events == []  # nothing was sampled

@@ -42,7 +42,7 @@ class EvalSettings:
     temperature: float = 0.6  # sampling temperature (the paper's ranking setting)
     top_p: float = 0.95
     max_new_tokens: int = 512
-    seed: int = 0  # sampling seed (per problem: seed + problem index), and the random baseline
+    seed: int = 0  # sampling seed (per problem: seed + problem index), and the bootstrap's
     batch_size: int = 8  # rows decoded together
     timeout: float = 4.0  # seconds per test run in the sandbox
     workers: int | None = None  # sandbox workers (None: the executor's default)

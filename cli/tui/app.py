@@ -154,7 +154,8 @@ class BcoderTui(App[None]):
         model = settings.get("model") or DEFAULT_MODEL
         run = self.result.run_id if self.result and self.result.run_id else "unsaved"
         self.title = f"bcoder · {info.get('id', 'no problem')}"
-        self.sub_title = " · ".join(x for x in (str(model or ""), run, self.status) if x)
+        ranked = f"ranked by {self.result.ranker}" if self.result else ""
+        self.sub_title = " · ".join(x for x in (str(model or ""), ranked, run, self.status) if x)
         self.table.border_subtitle = f"{len(self.candidates)}"
 
     def _update_legend(self) -> None:
