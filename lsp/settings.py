@@ -32,6 +32,7 @@ class ServerSettings:
     dtype: str | None = None  # float32 | bfloat16 | float16; None (or ""): what runs fast here
     backend: str = "auto"  # auto | transformers | llama.cpp (auto: llama.cpp for GGUF on a CPU)
     allowDownload: bool = True
+    fastPath: bool = False  # insert the first candidate that passes the docstring's tests at once
     unsureAdvantage: float = -2.0
     inlayHints: bool = True
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)

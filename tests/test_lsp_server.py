@@ -693,6 +693,29 @@ async def test_docstring_examples_run_as_tests(client):
     assert all(o == "fail" for b, o in outcomes.items() if b != "return 42") and len(outcomes) >= 2
 
 
+async def test_fast_path_inserts_the_first_passing_candidate(client):
+    """With fastPath, the body goes in as soon as one candidate passes the docstring's tests; the
+    rest of the candidates keep coming, and next candidate then steps through all of them."""
+    uri = "file:///work/fast.py"
+    client.docs.open(uri, ANSWER)
+    where = {"line": 0, "character": 0}
+    push_settings(client, runTests=True, samples=48, fastPath=True)
+    try:
+        first = await command(client, "bcoder.implement", uri, where)
+        assert first["applied"] and first["outcome"] == "pass", first
+        assert first.get("pending") is True and first["of"] == 1, first
+        assert body_after(client.docs.text[uri], '"""') == ["    return 42"]
+        await until(lambda: any("candidates are in" in m.message for m in client.log_messages))
+    finally:
+        push_settings(client, runTests=False, samples=6, fastPath=False)
+    listed = await command(client, "bcoder.listCandidates", uri, where)
+    assert len(listed["candidates"]) >= 2
+    current = next(c for c in listed["candidates"] if c["current"])
+    assert current["body"].strip() == "return 42" and current["outcome"] == "pass"
+    nxt = await command(client, "bcoder.nextCandidate", uri, where)
+    assert nxt["applied"] and body_after(client.docs.text[uri], '"""') != ["    return 42"]
+
+
 async def test_tcp_mode_and_cli_errors(server_env):
     """``bcoder lsp --tcp HOST:PORT`` serves LSP over TCP; a bad address is a one-line error."""
     bad = subprocess.run(
