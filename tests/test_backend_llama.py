@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -184,3 +185,51 @@ def test_solve_on_llama_cpp_end_to_end(pair, tmp_path, monkeypatch):
     forced = _solve([*args, "--backend", "transformers", "--max-new-tokens", "16", "--json"], env)
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert json.loads(forced.stdout)["settings"]["backend"] == "transformers"
+
+
+def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data):
+    """`bcoder train` with model.backend=llama.cpp: collect samples on llama.cpp, and featurize
+    (head mode) stores A_ckpt, the preferred token and hidden states that match the
+    transformers backend's on the same programs; the stages' checkpoints name the backend."""
+    import shutil
+
+    from test_train_e2e import config
+
+    from bcoder.train import run, setup
+    from bcoder.train.data import ShardStore
+
+    _, _, path, _ = pair
+    cfg = config(path, tmp_path / "llama", shared_data, extra=["model.backend=llama.cpp"])
+    acc = setup.make_accelerator(cfg)
+    collected = run.run_collect(cfg, acc)
+    assert collected["shards_written"] == 3 and collected["samples"] > 0
+    run.run_featurize(cfg, acc)
+    ref_dir = tmp_path / "transformers"
+    shutil.copytree(tmp_path / "llama" / "data" / "collect", ref_dir / "data" / "collect")
+    ref_cfg = config(path, ref_dir, shared_data, extra=["model.backend=transformers"])
+    run.run_featurize(ref_cfg, acc)
+    got, ref = (ShardStore(d / "data" / "features") for d in (tmp_path / "llama", ref_dir))
+    assert got.meta()["backend"] == "llama.cpp" and ref.meta()["backend"] == "transformers"
+    for shard in got.names():
+        a, b = got.load(shard), ref.load(shard)
+        for x, y in zip(a["ckpt_adv"], b["ckpt_adv"], strict=True):
+            assert np.allclose(x, y, atol=2e-2)
+        # float16 storage, and transformers reads the GGUF through its bf16 copy
+        for x, y in zip(a["hidden"], b["hidden"], strict=True):
+            x, y = (
+                np.asarray(x, np.float32).reshape(-1, 64),
+                np.asarray(y, np.float32).reshape(-1, 64),
+            )
+            cos = (x * y).sum(-1) / np.linalg.norm(x, axis=-1) / np.linalg.norm(y, axis=-1)
+            assert cos.min() > 0.999 and np.abs(x - y).max() < 0.05
+        agree = np.mean(
+            [
+                np.mean(np.equal(x, y))
+                for x, y in zip(a["ckpt_argmax"], b["ckpt_argmax"], strict=True)
+            ]
+        )
+        assert agree > 0.95  # a random model has near-ties; bf16 weights on one side
+    results = run.run_phi(cfg, acc)
+    assert results
+    meta = json.loads((tmp_path / "llama" / "phi" / "final" / "bcoder_config.json").read_text())
+    assert meta["features_backend"] == "llama.cpp"

@@ -88,6 +88,8 @@ class LlamaModel:
         self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
         self.n_embd = int(ll.llama_model_n_embd(self.model))
         self.n_ctx_train = int(ll.llama_model_n_ctx_train(self.model))
+        st = self.path.stat()  # identity of the weights, for stored features (no hashing)
+        self.fingerprint = f"gguf:{self.path.name}:{st.st_size}"
         self.threads = threads or _default_threads()
         self.ctx: Any = None
         self.ctx_seqs = self.ctx_per_seq = 0
@@ -341,6 +343,21 @@ class LlamaBackend(Backend):
                         preferred=torch.from_numpy(argmax.astype(np.int64)),
                     )
         return out  # type: ignore[return-value]
+
+    def features(
+        self, prompts: Sequence[Sequence[int]], actions: Sequence[Sequence[int]]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """What ``bcoder train featurize`` stores, per program: A_ckpt(s_t, a_t) (T,), the
+        checkpoint's preferred token (T,) and the final hidden state (T, H)."""
+        out: list[Any] = [None] * len(actions)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(tuple(p), []).append(i)
+        for prompt, rows in groups.items():
+            stats = self._teacher_forced(list(prompt), [list(actions[i]) for i in rows])
+            for i, (chosen, best, _lse, argmax, hidden) in zip(rows, stats, strict=True):
+                out[i] = (self.config.alpha * (chosen - best), argmax, hidden)
+        return out
 
     def _teacher_forced(self, prompt: list[int], actions: list[list[int]]) -> list[tuple]:
         """Per program: l(s_t, a_t), max_b l(s_t, b), logsumexp, argmax and hidden, each (T,)."""
