@@ -120,6 +120,8 @@ class Reporter:
 
     def event(self, event: Any) -> None:
         if isinstance(event, Progress):
-            pct = int(100 * event.done / event.total) if event.total else None
+            # one bar: the tokens sampled (tests run beside them and only leave a message)
+            counted = event.stage != "execute"
+            pct = int(100 * event.done / event.total) if event.total and counted else None
             text = f"{event.stage}: {event.done}/{event.total}"
             self.report(text + (f" ({event.message})" if event.message else ""), pct)
