@@ -136,10 +136,14 @@ class _Recorder:
     """The raw per-step statistics of in-loop scoring, kept with as few tensor ops per step as
     possible (the loop is the hot path); turned into StepScores once a row finishes."""
 
-    def __init__(self, B: int, T: int, hidden: torch.Tensor, device: torch.device):
+    def __init__(self, B: int, T: int, hidden: torch.Tensor | None, device: torch.device):
         self.stats = torch.zeros((B, T, 3), device=device)  # l(s_t, a_t), max l(s_t), logsumexp
         self.preferred = torch.zeros((B, T), dtype=torch.long, device=device)
-        self.hidden = torch.zeros((B, T, hidden.shape[-1]), dtype=hidden.dtype, device=device)
+        self.hidden = (  # None when V does not depend on the state (untrained heads)
+            None
+            if hidden is None
+            else torch.zeros((B, T, hidden.shape[-1]), dtype=hidden.dtype, device=device)
+        )
 
     def record(
         self,
@@ -147,19 +151,23 @@ class _Recorder:
         t: int,
         logits: torch.Tensor,
         taken: torch.Tensor,
-        hidden: torch.Tensor,
+        hidden: torch.Tensor | None,
     ) -> None:
         """Shapes: rows (b,), logits (b, V) float, taken (b,), hidden (b, H)."""
         best, argmax = logits.max(dim=-1)
         chosen = logits.gather(-1, taken[:, None]).squeeze(-1)
         self.stats[rows, t] = torch.stack([chosen, best, logits.logsumexp(dim=-1)], dim=-1)
         self.preferred[rows, t] = argmax
-        self.hidden[rows, t] = hidden
+        if self.hidden is not None:
+            self.hidden[rows, t] = hidden
 
     def scores(self, backend: Backend, row: int, n: int) -> StepScores:
         """A, V, log-prob and preferred token of the first ``n`` actions of ``row``."""
         chosen, best, lse = self.stats[row, :n].unbind(dim=-1)  # (n,) each
-        value = backend.value_from_hidden(self.hidden[row, :n])  # V(s_t), (n,)
+        if self.hidden is None:  # V is the same in every state
+            value = torch.full((n,), float(backend.constant_value()))  # type: ignore[arg-type]
+        else:
+            value = backend.value_from_hidden(self.hidden[row, :n])  # V(s_t), (n,)
         return StepScores(
             advantage=(backend.config.alpha * (chosen - best)).cpu(),
             value=value.float().cpu(),
@@ -202,7 +210,9 @@ def decode(
     if options.score and not backend.scores_in_loop:
         raise ValueError("in-loop scoring needs head mode; score with backend.score() otherwise")
     check(cancel)
-    runner = backend.start(prompts, pad_id, options.score, options.max_new_tokens)
+    # hidden states only when V depends on them (a runtime may skip computing them otherwise)
+    hidden = options.score and backend.constant_value() is None
+    runner = backend.start(prompts, pad_id, hidden, options.max_new_tokens)
     logits, hidden = runner.first
     B, T = len(prompts), options.max_new_tokens
     device = logits.device

@@ -233,3 +233,20 @@ def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data):
     assert results
     meta = json.loads((tmp_path / "llama" / "phi" / "final" / "bcoder_config.json").read_text())
     assert meta["features_backend"] == "llama.cpp"
+
+
+def test_untrained_heads_need_no_hidden_states(pair, tokenizer):
+    """Untrained heads give V = R_max in every state, so sampling asks llama.cpp for no hidden
+    states (they cost ~9% of a decode step) and still scores as the teacher-forced pass does."""
+    _, llama, _, _ = pair
+    plain = LlamaBackend(llama.lm, QConfig(mode="head", alpha=0.8))
+    assert plain.constant_value() == 1.0 and llama.constant_value() is None
+    prompt = tokenizer(PROMPT).input_ids
+    assert plain.start([prompt], 0, False, 4).first[1] is None
+    options = DecodeOptions(temperature=1.0, max_new_tokens=8, score=True)
+    gens = list(sample(plain, prompt, 2, options, 0, seed=1))
+    forced = plain.score([g.prompt_ids for g in gens], [g.action_ids for g in gens], 0)
+    for g, f in zip(gens, forced, strict=True):
+        assert torch.equal(g.scores.value, torch.ones(len(g.action_ids)))
+        assert torch.allclose(f.value, g.scores.value)
+        assert torch.allclose(g.scores.advantage, f.advantage, atol=1e-4)

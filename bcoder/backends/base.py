@@ -78,6 +78,11 @@ class Backend(ABC):
         """Teacher-forced per-token A, V, log-prob and preferred token of given programs, in the
         order given."""
 
+    def constant_value(self) -> float | None:
+        """V when it is the same in every state (untrained heads: R_max), else None. The decode
+        loop then asks the runner for no hidden states."""
+        return None
+
     def generation_eos_ids(self) -> list[int]:
         """End-of-sequence ids the model's own generation config names (beyond the tokenizer's)."""
         return []

@@ -59,6 +59,14 @@ class ValueHeads(nn.Module):
             getattr(model, name).load_state_dict(sd)
         return model, meta
 
+    def constant_value(self) -> float | None:
+        """R_max when every head's output layer is zero (untrained heads: u = 0 in every state,
+        so V = R_max - softabs(0) = R_max), else None."""
+        last = [getattr(self, name).net[-1] for name in HEAD_NAMES]
+        if all(not m.weight.any() and not m.bias.any() for m in last):
+            return float(self.config.r_max)
+        return None
+
     @torch.no_grad()
     def value(self, hidden: torch.Tensor) -> torch.Tensor:
         """V_theta(s). Shape: hidden (..., H) -> (...)."""
