@@ -11,8 +11,10 @@ Rules, in order:
    the whole does not parse (the smallest cut that parses; otherwise every prose line at both
    ends goes). Code is never edited, reindented or reordered.
 4. A completion that continues the starter code (its first line is indented and it does not
-   define the entry point, e.g. a HumanEval body) gets the starter code put in front; a complete
-   function whose starter had imports (``from typing import List``) gets the missing import lines.
+   define the entry point, e.g. a HumanEval body) gets the starter code put in front. A program
+   that defines the entry point itself gets the starter's own definitions that it lacks
+   (:func:`with_prompt_definitions`: imports, helper functions and classes, constants; e.g.
+   ``is_palindrome`` of HumanEval/10, which asks for ``make_palindrome``).
 
 So every line of the result comes from the completion or the problem's starter code.
 """
@@ -20,6 +22,7 @@ So every line of the result comes from the completion or the problem's starter c
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -144,10 +147,6 @@ def strip_prose(text: str) -> str:
     return "\n".join(lines[lead : len(lines) - trail])
 
 
-def _imports(code: str) -> list[str]:
-    return [ln for ln in code.split("\n") if re.match(r"(import|from)\s+\w", ln)]
-
-
 def _with_starter(code: str, problem: Problem | None, family: str | None) -> str:
     if problem is None or not problem.starter_code.strip():
         return code
@@ -157,10 +156,168 @@ def _with_starter(code: str, problem: Problem | None, family: str | None) -> str
         if not defines(starter, entry) and not starter.rstrip().endswith(":"):
             return code  # the starter is not a signature to continue
         return starter.rstrip() + "\n" + code
-    missing = [ln for ln in _imports(starter) if ln not in code.split("\n")]
-    if missing and defines(code, entry):
-        return "\n".join(missing) + "\n" + code
-    return code
+    return with_prompt_definitions(code, problem)
+
+
+# --- the prompt's own definitions ----------------------------------------------------------
+
+_DEFINITION = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Assign,
+    ast.AnnAssign,
+)
+# Nodes with a scope of their own: names bound inside them are not the module's.
+_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def _bound_names(node: ast.stmt) -> set[str]:
+    """The module-level names a top-level statement binds (not those inside its functions)."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {a.asname or a.name.split(".")[0] for a in node.names if a.name != "*"}
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    names: set[str] = set()
+    todo: list[ast.AST] = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            names.add(n.id)
+        elif n is not node and isinstance(n, ast.stmt) and isinstance(n, _DEFINITION):
+            names |= _bound_names(n)  # a def or import inside an if / try block
+        elif not isinstance(n, _SCOPES):
+            todo.extend(ast.iter_child_nodes(n))
+    return names
+
+
+def _used_when_defined(node: ast.stmt) -> set[str]:
+    """Names a definition reads while it is being defined (decorators, defaults, annotations,
+    base classes, class bodies, assigned values): these must exist before it."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        args = node.args
+        every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+        parts = [*node.decorator_list, *args.defaults, *args.kw_defaults, node.returns]
+        parts += [a.annotation for a in every if a is not None]
+    elif isinstance(node, ast.ClassDef):
+        parts = [*node.decorator_list, *node.bases, *node.keywords]
+        return {n for p in parts for n in _loads(p)}.union(
+            *(_used_when_defined(s) for s in node.body)
+        )
+    else:
+        parts = [node]
+    return {n for p in parts if p is not None for n in _loads(p)}
+
+
+def _loads(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _is_future(node: ast.stmt) -> bool:
+    return isinstance(node, ast.ImportFrom) and node.module == "__future__"
+
+
+def _first_line(node: ast.stmt) -> int:
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)])
+
+
+def _defines_entry(node: ast.stmt, entry: str | None) -> bool:
+    """Whether ``node`` is (or holds, as ``class Solution`` does) the entry point's definition."""
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return bool(entry) and any(isinstance(n, kinds) and n.name == entry for n in ast.walk(node))
+
+
+def _parse_starter(starter: str, entry: str | None) -> tuple[list[ast.stmt], list[str], int]:
+    """The starter's top-level statements before the entry point's definition, its lines, and
+    the index of the line where that definition starts (the number of lines when it has none).
+
+    A starter usually ends with the entry point's ``def`` line (HumanEval's signature, a
+    LeetCode ``class Solution``): it is parsed with a ``pass`` body added, else as the longest
+    run of leading lines that parses (the rest being the signature).
+    """
+    text = starter.replace("\r\n", "\n").rstrip()
+    lines = text.split("\n")
+    indent = lines[-1][: len(lines[-1]) - len(lines[-1].lstrip())]
+    prefixes = ("\n".join(lines[:k]) for k in range(min(len(lines), 200) - 1, 0, -1))
+    for n, source in enumerate(itertools.chain([text, f"{text}\n{indent}    pass"], prefixes)):
+        try:
+            nodes = ast.parse(source).body
+        except (SyntaxError, ValueError):
+            continue
+        target = next((i for i, node in enumerate(nodes) if _defines_entry(node, entry)), None)
+        if target is None and n == 1 and nodes:  # the def we gave a body, whatever its name
+            target = len(nodes) - 1
+        if target is not None:
+            return nodes[:target], lines, _first_line(nodes[target]) - 1
+        return nodes, lines, len(source.split("\n")) if n > 1 else len(lines)
+    return [], lines, len(lines)
+
+
+def with_prompt_definitions(code: str, problem: Problem | None) -> str:
+    """``code`` with the problem's own definitions that it does not make put in front.
+
+    A starter (HumanEval prompt, editor file, LeetCode stub) may define what the entry point
+    relies on: imports (``from typing import List``), helper functions and classes, constants.
+    A chat model often answers with the entry point alone; the program that is run and shown is
+    then the starter's top-level imports, functions, classes and assignments from before the
+    entry point, in the starter's order and with its comments and spacing, followed by the
+    answer (after its ``from __future__`` imports, which must come first). A definition the
+    answer makes itself is left out -- the answer's wins -- unless a kept one needs it while
+    being defined (a decorator, a base class), since the answer's comes only after. Nothing is
+    added to a program that does not parse or does not define the entry point; a program that
+    already has every definition is returned unchanged (so this may be applied twice).
+    """
+    if (
+        problem is None
+        or not problem.starter_code.strip()
+        or not defines(code, problem.entry_point)
+    ):
+        return code
+    try:
+        answer = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code
+    nodes, lines, stop = _parse_starter(problem.starter_code, problem.entry_point)
+    pool = [n for n in nodes if isinstance(n, _DEFINITION) and _bound_names(n)]
+    have = set().union(*(_bound_names(n) for n in answer.body))
+    keep = [n for n in pool if _bound_names(n) - have]
+    while True:  # what the kept ones use while being defined stays too
+        needed = set().union(*(_used_when_defined(n) for n in keep))
+        more = [n for n in pool if n not in keep and _bound_names(n) & needed]
+        if not more:
+            break
+        keep += more
+    if not keep:
+        return code
+    keep.sort(key=pool.index)
+    keep.sort(key=lambda n: not _is_future(n))  # stable: __future__ imports first
+    out: list[str] = []
+    for node in keep:
+        i = nodes.index(node)
+        start = _first_line(node)
+        gap = lines[(nodes[i - 1].end_lineno or 0) if i else 0 : start - 1]
+        if not out:  # no blank lines before the first one
+            gap = gap[next((k for k, ln in enumerate(gap) if ln.strip()), len(gap)) :]
+        out += gap + lines[start - 1 : node.end_lineno]
+    gap = lines[nodes[-1].end_lineno or 0 : stop] if stop < len(lines) else ["", ""]
+    prelude = "\n".join(out) + "\n" * (1 + sum(not line.strip() for line in gap))
+    futures = [n.end_lineno or n.lineno for n in answer.body if _is_future(n)]
+    split = max(futures, default=0)  # the answer's ``from __future__`` imports stay first
+    code_lines = code.split("\n")
+    before = "".join(line + "\n" for line in code_lines[:split])
+    return before + prelude + "\n".join(code_lines[split:])
 
 
 def extract_code(completion: str, problem: Problem | None = None, family: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Atomic writes: what the user made is never left half-written."""
+"""Files: atomic writes (what the user made is never left half-written), reading a file the user
+named (a bad path is a one-line error), and run-directory locks."""
 
 from __future__ import annotations
 
@@ -48,6 +49,30 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of a file the user named.
+
+    Every path a command reads from its arguments comes through here, so whatever is wrong with
+    one (missing, a directory, no permission, not UTF-8, ...) is a :class:`BcoderError` that says
+    which on one line, never a traceback.
+    """
+    from bcoder.errors import BcoderError
+
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BcoderError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BcoderError(f"{path}: is a directory, not a file") from None
+    except PermissionError:
+        raise BcoderError(f"{path}: permission denied") from None
+    except UnicodeDecodeError as err:
+        raise BcoderError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise BcoderError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 @contextlib.contextmanager

@@ -32,8 +32,8 @@ from bcoder.sources import (
 )
 
 _MARKER = "bcoder-converted.json"
-# Models at least this large default to bfloat16 on CPU (measured: Qwen 1.5B prefill ~100 tok/s
-# in bf16, 2-5x slower in float32); smaller ones keep float32.
+# On a CPU with native bf16 (see bcoder.hardware), models at least this large default to bfloat16;
+# smaller ones, and every model on a CPU without it, run in float32.
 BF16_MIN_PARAMS = 300_000_000
 
 
@@ -150,12 +150,15 @@ def parse_dtype(dtype: Any) -> Any:
 
 
 def default_dtype(n_params: int, device: str) -> Any:
-    """bf16 (or fp16 on GPUs without bf16) for large models, float32 for small ones on CPU."""
+    """bf16 (or fp16 on GPUs without bf16) on a GPU; on a CPU, bf16 for large models only where
+    the CPU computes bf16 natively (:func:`bcoder.hardware.default_cpu_dtype_name`), else fp32."""
     import torch
+
+    from bcoder.hardware import default_cpu_dtype_name
 
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if n_params >= BF16_MIN_PARAMS else torch.float32
+    return parse_dtype(default_cpu_dtype_name(n_params, BF16_MIN_PARAMS)[0])
 
 
 def _count_params(directory: Path, config: Any) -> int:
@@ -238,8 +241,7 @@ def load_model_and_tokenizer(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Load ``(model, tokenizer, info)`` for any model source, fetching it first if needed.
 
-    ``dtype`` (torch dtype or name) defaults to bf16 for models of 300M+ parameters on CPU and
-    float32 below; ``device`` defaults to cuda when available, else cpu. ``info`` holds ``name``,
+    ``dtype`` (torch dtype or name) defaults to what the device runs fast (:func:`default_dtype`); ``device`` defaults to cuda when available, else cpu. ``info`` holds ``name``,
     ``kind``, ``path`` (the source file or directory), ``loaded_from``, ``sha256`` (None when
     unknown), ``is_seq2seq``, ``dtype``, ``device``, ``n_params``, ``converted`` (this load wrote
     the fast-loading copy) and ``load_seconds``.

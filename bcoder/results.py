@@ -67,11 +67,17 @@ class SolveResult:
     """A problem, the settings used, and its candidates best first."""
 
     problem: dict[str, Any]  # id, source, text, starter_code, tests (TestSpec dict or None)
-    settings: dict[str, Any]  # model, checkpoint, n, temperature, top_p, seed, ...
+    settings: dict[str, Any]  # model, checkpoint, ranker, n, temperature, top_p, seed, ...
     candidates: list[Candidate] = field(default_factory=list)  # ranked, best first
     heads: str = "init"  # "init" (no trained heads: Q = A_ckpt + V at initialisation) or a path
     timings: dict[str, float] = field(default_factory=dict)  # load, generate, score, execute (s)
     run_id: str | None = None  # set once saved in the results store
+
+    @property
+    def ranker(self) -> str:
+        """The name of the ranker that ordered the candidates (``bcoder.ranking.RANKERS``), kept
+        in ``settings``; runs saved before there were several rankers were ranked by R~."""
+        return str(self.settings.get("ranker") or "reward")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -98,3 +104,11 @@ class Progress:
 class CandidateReady:
     candidate: Candidate
     index: int  # order of arrival (not the rank)
+
+
+@dataclass
+class CandidateTested:
+    """The candidate of a CandidateReady has its test outcome now (filled in place)."""
+
+    candidate: Candidate
+    index: int  # order of arrival, as in its CandidateReady

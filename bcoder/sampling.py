@@ -2,18 +2,16 @@
 
 Since Q/alpha and l_theta differ by a per-state constant, sampling with Q/alpha as logits is exactly
 sampling from the LM head (DESIGN section 2): the decode loop below is an ordinary KV-cached loop
-over ``qmodel.policy_lm()`` with temperature and top-p; every step's logits go through
-``qmodel.policy_logits(logits, hidden)``, which in lmhead mode adds the logit adapter's residual
-(so the loop samples from the trained policy). With a frozen backbone (``qmodel.single_pass``) the
-loop also keeps, per action token, everything the per-token scores need -- the advantage
-A(s_t, a_t) = alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the
-very tensor ``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's
-preferred token -- so scoring needs no second pass.
-
-Causal LMs: prompts are left-padded and positions count real tokens only (as in
-``BCoderModel._run_causal``); when every row has the same prompt it is prefilled once and the
-cache repeated. Seq2seq LMs: the encoder runs once, the decoder steps with a cache from the start
-token. Rows that finish (EOS, the end of a fenced code block, or the length limit) leave the batch.
+over the policy with temperature and top-p, driven through a backend's
+:class:`~bcoder.backends.Runner` (transformers or llama.cpp: the same loop, sampler and stopping
+rules for both). Every step's logits go through ``backend.policy_logits(logits, hidden)``, which
+in lmhead mode adds the logit adapter's residual, so the loop samples from the trained policy
+l_theta. With a frozen backbone (``backend.scores_in_loop``: head and lmhead modes) the loop also
+keeps, per action token, everything the per-token scores need -- the advantage A(s_t, a_t) =
+alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the very tensor
+``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's preferred
+token -- so scoring needs no second pass. Rows that finish (EOS, the end of a fenced code block,
+or the length limit) leave the batch.
 """
 
 from __future__ import annotations
@@ -25,8 +23,8 @@ from typing import Any
 
 import torch
 
+from bcoder.backends.base import Backend, as_backend
 from bcoder.cancel import Cancelled, check
-from bcoder.model import BCoderModel
 
 __all__ = [
     "Cancelled",
@@ -39,6 +37,9 @@ __all__ = [
 ]
 
 FINISH_EOS, FINISH_FENCE, FINISH_LENGTH = "eos", "code_block_end", "length"
+# Top-p sampling looks at this many most likely tokens first; it sorts the whole vocabulary (~25 ms
+# a row for 150k tokens) only when they hold less than top_p of the probability.
+NUCLEUS_K = 256
 
 
 @dataclass
@@ -81,11 +82,22 @@ def sample_next(
 ) -> torch.Tensor:
     """Draw one token per row from softmax(logits / temperature) after top-p; greedy at 0.
 
+    The same distribution as ``top_p_filter`` then softmax over the whole vocabulary, drawn from
+    the top NUCLEUS_K tokens when they cover the nucleus (the usual case).
     Shape: logits (B, V) float -> (B,) long.
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = top_p_filter(logits / temperature, top_p).softmax(dim=-1)
+    scaled = logits / temperature
+    if top_p < 1.0:  # the nucleus usually lies in the top few hundred tokens: no full sort then
+        top, ids = scaled.topk(min(NUCLEUS_K, scaled.shape[-1]), dim=-1)  # (B, K), descending
+        probs = (top - scaled.logsumexp(dim=-1, keepdim=True)).exp()  # true probabilities
+        if bool((probs.sum(dim=-1) >= top_p).all()):  # then top_p_filter keeps only these
+            mass_before = probs.cumsum(dim=-1) - probs
+            kept = top.masked_fill(mass_before > top_p, float("-inf")).softmax(dim=-1)
+            choice = torch.multinomial(kept, 1, generator=generator)  # (B, 1)
+            return ids.gather(-1, choice).squeeze(-1)
+    probs = top_p_filter(scaled, top_p).softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -122,116 +134,18 @@ def block_closed(text: str) -> bool:
     return False
 
 
-class _Causal:
-    """A KV-cached decoder-only LM over left-padded rows."""
-
-    def __init__(self, lm: torch.nn.Module, prompts: list[list[int]], pad_id: int, hidden: bool):
-        self.lm, self.hidden = lm, hidden
-        device = next(lm.parameters()).device
-        same = all(p == prompts[0] for p in prompts)
-        rows = prompts[:1] if same else prompts  # one shared prompt is prefilled once
-        width = max(len(p) for p in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attn = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, p in enumerate(rows):
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            attn[i, width - len(p) :] = 1
-        ids, attn = ids.to(device), attn.to(device)
-        pos = (attn.cumsum(dim=1) - 1).clamp(min=0)  # (B, P): real tokens only, as in run_lm
-        out = lm(
-            input_ids=ids,
-            attention_mask=attn,
-            position_ids=pos,
-            use_cache=True,
-            output_hidden_states=hidden,
-            logits_to_keep=1,
-        )
-        self.cache = out.past_key_values
-        self.first = self._read(out)
-        self.attn, self.next_pos = attn, pos[:, -1] + 1  # (B, P), (B,)
-        if same and len(prompts) > 1:
-            n = len(prompts)
-            self.cache.batch_repeat_interleave(n)
-            self.attn, self.next_pos = self.attn.expand(n, -1), self.next_pos.expand(n)
-            self.first = tuple(None if x is None else x.expand(n, -1) for x in self.first)
-
-    def _read(self, out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, V) and last hidden state (B, H) at the newest position."""
-        hidden = out.hidden_states[-1][:, -1] if self.hidden else None
-        return out.logits[:, -1].float(), hidden
-
-    def step(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Feed one token per row (B,); return the next state's logits and hidden state."""
-        self.attn = torch.cat([self.attn, self.attn.new_ones((self.attn.shape[0], 1))], dim=1)
-        out = self.lm(
-            input_ids=tokens[:, None],
-            attention_mask=self.attn,
-            position_ids=self.next_pos[:, None],
-            past_key_values=self.cache,
-            use_cache=True,
-            output_hidden_states=self.hidden,
-        )
-        self.cache, self.next_pos = out.past_key_values, self.next_pos + 1
-        return self._read(out)
-
-    def keep(self, rows: torch.Tensor) -> None:
-        """Keep only ``rows`` (indices into the current batch)."""
-        self.cache.batch_select_indices(rows)
-        self.attn, self.next_pos = self.attn[rows], self.next_pos[rows]
-
-
-class _Seq2Seq:
-    """An encoder-decoder LM: the encoder once, then the decoder with a cache."""
-
-    def __init__(self, lm: torch.nn.Module, prompts: list[list[int]], pad_id: int, hidden: bool):
-        self.lm, self.hidden = lm, hidden
-        device = next(lm.parameters()).device
-        n = len(prompts)
-        same = all(p == prompts[0] for p in prompts)
-        rows = prompts[:1] if same else prompts
-        width = max(len(p) for p in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, p in enumerate(rows):  # left-padded, as make_batch does for the scoring pass
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        self.encoded = lm.get_encoder()(input_ids=ids, attention_mask=mask)
-        if same and n > 1:
-            self.encoded.last_hidden_state = self.encoded.last_hidden_state.expand(n, -1, -1)
-            mask = mask.expand(n, -1)
-        self.mask = mask
-        self.cache = None
-        start = torch.full((n,), lm.config.decoder_start_token_id, dtype=torch.long, device=device)
-        self.first = self.step(start)
-
-    def step(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.lm(
-            encoder_outputs=self.encoded,
-            attention_mask=self.mask,
-            decoder_input_ids=tokens[:, None],
-            past_key_values=self.cache,
-            use_cache=True,
-            output_hidden_states=self.hidden,
-        )
-        self.cache = out.past_key_values
-        hidden = out.decoder_hidden_states[-1][:, -1] if self.hidden else None
-        return out.logits[:, -1].float(), hidden
-
-    def keep(self, rows: torch.Tensor) -> None:
-        self.cache.batch_select_indices(rows)
-        self.encoded.last_hidden_state = self.encoded.last_hidden_state[rows]
-        self.mask = self.mask[rows]
-
-
 class _Recorder:
     """The raw per-step statistics of in-loop scoring, kept with as few tensor ops per step as
     possible (the loop is the hot path); turned into StepScores once a row finishes."""
 
-    def __init__(self, B: int, T: int, hidden: torch.Tensor, device: torch.device):
+    def __init__(self, B: int, T: int, hidden: torch.Tensor | None, device: torch.device):
         self.stats = torch.zeros((B, T, 3), device=device)  # l(s_t, a_t), max l(s_t), logsumexp
         self.preferred = torch.zeros((B, T), dtype=torch.long, device=device)
-        self.hidden = torch.zeros((B, T, hidden.shape[-1]), dtype=hidden.dtype, device=device)
+        self.hidden = (  # None when V does not depend on the state (untrained heads)
+            None
+            if hidden is None
+            else torch.zeros((B, T, hidden.shape[-1]), dtype=hidden.dtype, device=device)
+        )
 
     def record(
         self,
@@ -239,23 +153,27 @@ class _Recorder:
         t: int,
         logits: torch.Tensor,
         taken: torch.Tensor,
-        hidden: torch.Tensor,
+        hidden: torch.Tensor | None,
         ckpt_logits: torch.Tensor,
     ) -> None:
-        """Shapes: rows (b,), logits (b, V) float (l_theta), taken (b,), hidden (b, H),
+        """Shapes: rows (b,), logits (b, V) float (l_theta), taken (b,), hidden (b, H) or None,
         ckpt_logits (b, V) (the frozen LM's, whose argmax is the preferred token)."""
         best = logits.max(dim=-1).values
         chosen = logits.gather(-1, taken[:, None]).squeeze(-1)
         self.stats[rows, t] = torch.stack([chosen, best, logits.logsumexp(dim=-1)], dim=-1)
         self.preferred[rows, t] = ckpt_logits.argmax(dim=-1)
-        self.hidden[rows, t] = hidden
+        if self.hidden is not None:
+            self.hidden[rows, t] = hidden
 
-    def scores(self, qmodel: BCoderModel, row: int, n: int) -> StepScores:
+    def scores(self, backend: Backend, row: int, n: int) -> StepScores:
         """A, V, log-prob and preferred token of the first ``n`` actions of ``row``."""
         chosen, best, lse = self.stats[row, :n].unbind(dim=-1)  # (n,) each
-        value = qmodel.value_from_hidden(self.hidden[row, :n])  # V(s_t), (n,)
+        if self.hidden is None:  # V is the same in every state
+            value = torch.full((n,), float(backend.constant_value()))  # type: ignore[arg-type]
+        else:
+            value = backend.value_from_hidden(self.hidden[row, :n])  # V(s_t), (n,)
         return StepScores(
-            advantage=(qmodel.config.alpha * (chosen - best)).cpu(),
+            advantage=(backend.config.alpha * (chosen - best)).cpu(),
             value=value.float().cpu(),
             logprob=(chosen - lse).cpu(),
             preferred=self.preferred[row, :n].cpu(),
@@ -276,7 +194,7 @@ class DecodeOptions:
 
 @torch.inference_mode()
 def decode(
-    qmodel: BCoderModel,
+    model: Backend | Any,
     prompts: list[list[int]],
     options: DecodeOptions,
     pad_id: int,
@@ -288,19 +206,22 @@ def decode(
 ) -> Iterator[Generation]:
     """Sample one completion per prompt row, yielding each as soon as it finishes.
 
+    ``model`` is a :class:`~bcoder.backends.Backend` (or a BCoderModel, served by transformers).
     ``on_step(step, active_rows)`` is called after every decode step; ``cancel`` is checked before
     each step (raises :class:`Cancelled`). Generations carry ``index = first_index + row``.
     """
-    if options.score and not qmodel.single_pass:
+    backend = as_backend(model)
+    if options.score and not backend.scores_in_loop:
         raise ValueError(
-            "in-loop scoring needs a frozen backbone; score with qmodel(batch) otherwise"
+            "in-loop scoring needs a frozen backbone; score with backend.score() otherwise"
         )
     check(cancel)
-    lm = qmodel.policy_lm()
-    runner_cls = _Seq2Seq if qmodel.is_seq2seq else _Causal
-    runner = runner_cls(lm, prompts, pad_id, hidden=options.score or qmodel.adapts_logits)
+    # hidden states only when V or the logit adapter depends on them (a runtime may skip
+    # computing them otherwise)
+    hidden = (options.score and backend.constant_value() is None) or backend.adapts_logits
+    runner = backend.start(prompts, pad_id, hidden, options.max_new_tokens)
     raw, hidden = runner.first
-    logits = qmodel.policy_logits(raw, hidden)  # l_theta
+    logits = backend.policy_logits(raw, hidden)  # l_theta
     B, T = len(prompts), options.max_new_tokens
     device = logits.device
     active = torch.arange(B, device=device)  # original row of each batch row
@@ -325,7 +246,7 @@ def decode(
         finished = [r for r, x in enumerate(reasons) if x]
         for r in finished:
             row = int(active[r])
-            scores = recorder.scores(qmodel, row, t + 1) if recorder is not None else None
+            scores = recorder.scores(backend, row, t + 1) if recorder is not None else None
             yield Generation(
                 first_index + row, prompts[row], tokens[row, : t + 1].tolist(), reasons[r], scores
             )
@@ -341,11 +262,11 @@ def decode(
             runner.keep(keep)
             active, nxt = active[keep], nxt[keep]
         raw, hidden = runner.step(nxt)
-        logits = qmodel.policy_logits(raw, hidden)
+        logits = backend.policy_logits(raw, hidden)
 
 
 def sample(
-    qmodel: BCoderModel,
+    model: Backend | Any,
     prompt_ids: list[int],
     n: int,
     options: DecodeOptions,
@@ -356,9 +277,10 @@ def sample(
     on_step: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Iterator[Generation]:
-    """``n`` completions of one prompt, ``batch_size`` at a time, reproducible for a given seed."""
-    device = next(qmodel.policy_lm().parameters()).device
-    generator = torch.Generator(device=device)
+    """``n`` completions of one prompt, ``batch_size`` at a time, reproducible for a given seed
+    (within a backend: the sampler is the same, the logits of two backends differ slightly)."""
+    backend = as_backend(model)
+    generator = torch.Generator(device=backend.device)
     if seed is None:
         generator.seed()
     else:
@@ -366,7 +288,7 @@ def sample(
     for start in range(0, n, batch_size):
         rows = min(batch_size, n - start)
         yield from decode(
-            qmodel,
+            backend,
             [prompt_ids] * rows,
             options,
             pad_id,

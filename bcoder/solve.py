@@ -12,6 +12,7 @@ ranking by R~ -> the results store. Progress reaches the caller as
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -21,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from bcoder.cancel import Cancelled
 from bcoder.errors import BcoderError
-from bcoder.ranking import rank, run_tests
-from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
+from bcoder.ranking import checkpoint_ranker, rank, run_tests
+from bcoder.results import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
+    from bcoder.backends import Backend
     from bcoder.model import BCoderModel
-    from bcoder.prompts import PromptSettings
     from bcoder.sampling import DecodeOptions, FenceStop, Generation, StepScores
 
 __all__ = ["Cancelled", "Engine", "SolveSettings", "score_codes", "solve"]
@@ -52,8 +53,9 @@ class SolveSettings:
     batch_size: int = 8  # candidates decoded at once
     run_tests: bool = True  # run the problem's tests in the sandbox, when it has tests
     filter_examples: bool = False  # drop candidates that fail the example tests before ranking
-    dtype: str | None = None  # torch dtype name (None: bf16 on GPU / large models, else fp32)
+    dtype: str | None = None  # torch dtype name (None: what the hardware runs fast)
     device: str | None = None  # torch device (None: cuda when available, else cpu)
+    backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     timeout: float = 4.0  # seconds per test in the sandbox
 
     def __post_init__(self) -> None:
@@ -95,25 +97,33 @@ def model_for(model: str | None, checkpoint: str | None) -> str:
 
 
 class Engine:
-    """A loaded model (tokenizer + Q-model), reused across solves; safe to share between threads."""
+    """A loaded model (tokenizer + backend), reused across solves; safe to share between threads.
+
+    ``model`` is a :class:`~bcoder.backends.Backend`, or a BCoderModel (served by transformers).
+    """
 
     def __init__(
-        self,
-        tokenizer: Any,
-        qmodel: BCoderModel,
-        info: dict[str, Any],
-        heads: str,
-        prompting: PromptSettings | None = None,
+        self, tokenizer: Any, model: Backend | BCoderModel, info: dict[str, Any], heads: str
     ):
-        from bcoder.prompts import PromptSettings
+        from bcoder.backends import as_backend
+        from bcoder.prompts import checkpoint_prompt_settings
 
         self.tokenizer = tokenizer
-        self.qmodel = qmodel.eval()
+        self.backend = as_backend(model)
         self.info = info
         self.heads = heads  # "init" or the checkpoint path
-        self.prompting = prompting or PromptSettings()  # the checkpoint's family and lengths
+        # the prompt family and lengths the checkpoint was trained with (defaults without one)
+        self.prompting = checkpoint_prompt_settings(None if heads == "init" else heads)
         self.lock = threading.Lock()  # one solve at a time on the model
         self._fence: FenceStop | None = None
+
+    @property
+    def qmodel(self) -> BCoderModel:
+        """The Q-model of the transformers backend (training and lora/full checkpoints need it)."""
+        qmodel = getattr(self.backend, "qmodel", None)
+        if qmodel is None:
+            raise BcoderError(f"the {self.backend.name} backend has no transformers Q-model")
+        return qmodel
 
     @classmethod
     def load(
@@ -123,15 +133,32 @@ class Engine:
         *,
         dtype: str | None = None,
         device: str | None = None,
+        backend: str | None = "auto",
+        threads: int = 0,
         on_event: EventFn | None = None,
         allow_download: bool = True,
     ) -> Engine:
-        """Load ``model`` (fetching it if needed) and the B-Coder heads of ``checkpoint``."""
+        """Load ``model`` (fetching it if needed) and the B-Coder heads of ``checkpoint`` on
+        ``backend`` (auto: llama.cpp for a GGUF model on a CPU, see bcoder.backends)."""
+        from bcoder.backends import choose_backend
         from bcoder.sources import resolve_source
 
-        resolve_source(model)  # fail fast (before importing torch) on a name that is no model
+        source = resolve_source(model)  # fail fast (before importing torch) on no model
         if checkpoint and not (Path(checkpoint) / "bcoder_config.json").is_file():
             raise BcoderError(f"{checkpoint}: not a bcoder checkpoint (no bcoder_config.json)")
+        gguf = source.kind == "gguf" or (
+            source.artifact is not None and source.artifact.filename.lower().endswith(".gguf")
+        )
+        name = choose_backend(backend, "gguf" if gguf else source.kind)
+        if name == "llama.cpp":
+            if device and not device.startswith("cpu"):
+                raise BcoderError("the llama.cpp backend runs on the CPU: drop --device")
+            from bcoder.backends.llama import load_llama_engine
+
+            return load_llama_engine(
+                cls, model, checkpoint, threads=threads, on_event=on_event,
+                allow_download=allow_download,
+            )  # fmt: skip
         from bcoder.model import BCoderModel, QConfig
         from bcoder.sources import load_model_and_tokenizer
 
@@ -146,11 +173,11 @@ class Engine:
         qmodel.to(info.get("device") or next(base.parameters()).device)  # heads to the device
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        info = {**info, "engine_load_seconds": time.perf_counter() - t0}  # download included
-        from bcoder.prompts import checkpoint_prompt_settings
+        info = {**info, "backend": "transformers"}
+        info["engine_load_seconds"] = time.perf_counter() - t0  # download included
+        from bcoder.backends.hf import TransformersBackend
 
-        prompting = checkpoint_prompt_settings(checkpoint)
-        return cls(tokenizer, qmodel, info, checkpoint or "init", prompting)
+        return cls(tokenizer, TransformersBackend(qmodel, info), info, checkpoint or "init")
 
     @property
     def pad_id(self) -> int:
@@ -164,7 +191,7 @@ class Engine:
         tokenizer = self.tokenizer
         if self.prompting.family != "auto":
             family = self.prompting.family
-        elif self.qmodel.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
+        elif self.backend.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
             family = prompt_family(problem, None)
         else:
             family = prompt_family(problem, tokenizer)
@@ -175,10 +202,9 @@ class Engine:
     def eos_ids(self) -> tuple[int, ...]:
         """Token ids that end a completion: the tokenizer's and generation config's EOS, and
         the chat template's end-of-turn token."""
-        ids: set[int] = set()
-        gen = getattr(self.qmodel.lm, "generation_config", None)
-        for x in (self.tokenizer.eos_token_id, getattr(gen, "eos_token_id", None)):
-            ids.update(x if isinstance(x, list) else [] if x is None else [x])
+        ids: set[int] = set(self.backend.generation_eos_ids())
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
         vocab = self.tokenizer.get_vocab()
         ids.update(vocab[t] for t in _TURN_ENDS if t in vocab)
         return tuple(sorted(ids))
@@ -187,9 +213,7 @@ class Engine:
         from bcoder.sampling import FenceStop
 
         if self._fence is None:
-            device = next(self.qmodel.parameters()).device
-            vocab = self.qmodel.lm.get_output_embeddings().weight.shape[0]
-            self._fence = FenceStop(self.tokenizer, vocab, device)
+            self._fence = FenceStop(self.tokenizer, self.backend.vocab_size, self.backend.device)
         return self._fence
 
     def options(self, settings: SolveSettings, family: str) -> DecodeOptions:
@@ -201,7 +225,7 @@ class Engine:
             max_new_tokens=settings.max_new_tokens,
             eos_ids=self.eos_ids(),
             fence=self.fence() if family == "chat" else None,  # chat prompts ask for a block
-            score=self.qmodel.single_pass,
+            score=self.backend.scores_in_loop,
         )
 
 
@@ -234,80 +258,97 @@ def solve(
     executor: Any = None,
     store: Any = None,
 ) -> SolveResult:
-    """Sample ``settings.n`` programs for ``problem``, score, merge, test and rank them by R~."""
+    """Sample ``settings.n`` programs for ``problem``, score, merge, test and rank them by R~.
+
+    Candidates stream: each is announced (:class:`CandidateReady`) as soon as it is scored, and
+    its tests run in the sandbox while sampling goes on (:class:`CandidateTested` when done).
+    """
     from bcoder.extract import extract_code
     from bcoder.sampling import sample
-    from bcoder.scoring import score_tokens
 
     emit = on_event or (lambda _e: None)
+    ranker = checkpoint_ranker(engine.heads)  # the checkpoint's choice; a bad name fails now
     timings = {"load": float(engine.info.get("engine_load_seconds") or 0.0)}
     with engine.lock:
         family, _, prompt_ids = engine.prompt(problem)
         options = engine.options(settings, family)
-        gamma = engine.qmodel.config.gamma
+        gamma = engine.backend.config.gamma
+        n, limit = settings.n, settings.max_new_tokens
         t0 = time.perf_counter()
-        emit(Progress("generate", 0, settings.n, "sampling"))
-        state = {"done": 0}
+        emit(Progress("generate", 0, n * limit, f"0/{n} candidates"))
+        state = {"done": 0, "tokens": 0, "ended": 0}  # rows finished, tokens, rows ended this step
 
         def on_step(step: int, active: int) -> None:
-            emit(Progress("generate", state["done"], settings.n, f"{step} tokens"))
+            # Progress counts tokens: those sampled, out of those plus what the rows still running
+            # (and the rows not started) may yet take; rows that end early shrink the total.
+            state["tokens"] += active + state["ended"]
+            state["ended"] = 0
+            waiting = n - state["done"] - active
+            total = state["tokens"] + active * (limit - step) + waiting * limit
+            emit(Progress("generate", state["tokens"], total, f"{state['done']}/{n} candidates"))
 
         merged: dict[str, Candidate] = {}  # code key -> candidate, in order of arrival
         unscored: dict[str, tuple[Generation, str, int]] = {}  # lora / full: scored after
-        for gen in sample(
-            engine.qmodel,
-            prompt_ids,
-            settings.n,
-            options,
-            engine.pad_id,
-            batch_size=settings.batch_size,
-            seed=settings.seed,
-            on_step=on_step,
-            cancel=cancel,
-        ):
-            state["done"] += 1
-            code = extract_code(_text(engine, gen), problem, family)
-            key = code_key(code)
-            if key in merged:  # identical programs are merged and scored once
-                merged[key].count += 1
-            elif key in unscored:
-                g, c, count = unscored[key]
-                unscored[key] = (g, c, count + 1)
-            elif gen.scores is not None:  # head mode: the decode loop already scored it
-                merged[key] = _candidate(engine, gen, gen.scores, gamma, code)
+        with StreamTester(problem, settings, executor, emit, cancel) as tester:
+
+            def ready(key: str) -> None:  # test it while sampling goes on, and show it
+                shown = tester.submit(merged[key], len(merged) - 1)
                 emit(CandidateReady(merged[key], len(merged) - 1))
-            else:
-                unscored[key] = (gen, code, 1)
-            emit(Progress("generate", state["done"], settings.n, "sampling"))
-        timings["generate"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        if unscored:
-            emit(Progress("score", 0, len(unscored)))
-            gens = [g for g, _, _ in unscored.values()]
-            scores = score_tokens(
-                engine.qmodel,
-                [g.prompt_ids for g in gens],
-                [g.action_ids for g in gens],
+                shown.set()
+
+            for gen in sample(
+                engine.backend,
+                prompt_ids,
+                n,
+                options,
                 engine.pad_id,
                 batch_size=settings.batch_size,
-            )
-            for (key, (gen, code, count)), sc in zip(unscored.items(), scores, strict=True):
-                merged[key] = _candidate(engine, gen, sc, gamma, code)
-                merged[key].count = count
-                emit(CandidateReady(merged[key], len(merged) - 1))
-            emit(Progress("score", len(unscored), len(unscored)))
-        timings["score"] = time.perf_counter() - t1
-    candidates = list(merged.values())
-    if settings.run_tests or settings.filter_examples:
-        t2 = time.perf_counter()
-        candidates = run_tests(problem, candidates, settings, executor, emit, cancel)
-        timings["execute"] = time.perf_counter() - t2
-    candidates = rank(candidates)
+                seed=settings.seed,
+                on_step=on_step,
+                cancel=cancel,
+            ):
+                state["done"] += 1
+                state["ended"] += 1
+                code = extract_code(_text(engine, gen), problem, family)
+                key = code_key(code)
+                if key in merged:  # identical programs are merged and scored once
+                    merged[key].count += 1
+                elif key in unscored:
+                    g, c, count = unscored[key]
+                    unscored[key] = (g, c, count + 1)
+                elif gen.scores is not None:  # head mode: the decode loop already scored it
+                    merged[key] = _candidate(engine, gen, gen.scores, gamma, code)
+                    ready(key)
+                else:
+                    unscored[key] = (gen, code, 1)
+            timings["generate"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            if unscored:
+                emit(Progress("score", 0, len(unscored)))
+                gens = [g for g, _, _ in unscored.values()]
+                scores = engine.backend.score(
+                    [g.prompt_ids for g in gens],
+                    [g.action_ids for g in gens],
+                    engine.pad_id,
+                    batch_size=settings.batch_size,
+                )
+                for (key, (gen, code, count)), sc in zip(unscored.items(), scores, strict=True):
+                    merged[key] = _candidate(engine, gen, sc, gamma, code)
+                    merged[key].count = count
+                    ready(key)
+                emit(Progress("score", len(unscored), len(unscored)))
+            timings["score"] = time.perf_counter() - t1
+            candidates = tester.finish(list(merged.values()))
+        if tester.active:
+            timings["execute"] = tester.waited  # test time not hidden behind sampling
+    candidates = rank(candidates, ranker)
     result_settings = {  # what actually ran: the engine's model, heads, dtype and device
         **settings.to_dict(),
         "model": engine.info.get("name", settings.model),
         "checkpoint": None if engine.heads == "init" else engine.heads,
+        "ranker": ranker,
         "dtype": engine.info.get("dtype", settings.dtype),
+        "backend": engine.backend.name,
         "device": engine.info.get("device", settings.device),
         "prompt_family": family,
         "model_sha256": engine.info.get("sha256"),
@@ -322,6 +363,74 @@ def solve(
     if store is not None:
         result.run_id = store.save(result)
     return result
+
+
+class StreamTester:
+    """Runs each candidate's tests in the sandbox as soon as it is ready, on one background thread,
+    while the model samples the next ones (the sandbox runs in its own processes).
+
+    Does nothing when there is nothing to run (no tests, or ``run_tests`` off and no filtering).
+    ``finish`` waits for the last runs and applies ``filter_examples``.
+    """
+
+    def __init__(
+        self, problem: Problem, settings: SolveSettings, executor: Any, emit: EventFn, cancel: Any
+    ):
+        self.problem, self.settings, self.emit, self.cancel = problem, settings, emit, cancel
+        wanted = settings.run_tests or settings.filter_examples
+        self.active = wanted and (
+            (settings.run_tests and problem.tests is not None) or problem.example_tests is not None
+        )
+        self.executor = executor
+        self.futures: list[Any] = []
+        self.done = 0
+        self.waited = 0.0  # seconds finish() waited for tests after sampling had ended
+        self._stack = contextlib.ExitStack()
+        self._pool: Any = None
+
+    def __enter__(self) -> StreamTester:
+        if self.active:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self.executor is None:
+                from bcoder.execution import Executor
+
+                self.executor = self._stack.enter_context(Executor(timeout=self.settings.timeout))
+            self._pool = self._stack.enter_context(ThreadPoolExecutor(1, "bcoder-tests"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None and exc[0] is not None:
+            for f in self.futures:
+                f.cancel()
+        self._stack.close()
+
+    def submit(self, candidate: Candidate, index: int) -> threading.Event:
+        """Start testing ``candidate``; set the returned event once its CandidateReady is out
+        (its CandidateTested waits for that, so consumers see them in that order)."""
+        shown = threading.Event()
+        if self._pool is not None:
+            self.futures.append(self._pool.submit(self._test, candidate, index, shown))
+        return shown
+
+    def _test(self, candidate: Candidate, index: int, shown: threading.Event) -> None:
+        from dataclasses import replace
+
+        one = replace(self.settings, filter_examples=False)  # filtering waits for finish()
+        run_tests(self.problem, [candidate], one, self.executor, lambda _e: None, self.cancel)
+        shown.wait()
+        self.done += 1
+        self.emit(Progress("execute", self.done, len(self.futures), "running tests"))
+        self.emit(CandidateTested(candidate, index))
+
+    def finish(self, candidates: list[Candidate]) -> list[Candidate]:
+        t0 = time.perf_counter()
+        for f in self.futures:
+            f.result()  # re-raises a failed run (Cancelled included)
+        self.waited = time.perf_counter() - t0
+        if self.active and self.settings.filter_examples:
+            candidates = [c for c in candidates if c.passed_examples is not False]
+        return candidates
 
 
 def _text(engine: Engine, gen: Generation) -> str:
@@ -356,7 +465,8 @@ def score_codes(
     for chat prompts (ending at the closing fence, as sampling does), else followed by EOS.
     Returns one Candidate per code, in the order given (not ranked, not merged).
     """
-    from bcoder.scoring import make_candidate, score_tokens
+    from bcoder.extract import with_prompt_definitions
+    from bcoder.scoring import make_candidate
 
     with engine.lock:
         family, prompt, prompt_ids = engine.prompt(problem)
@@ -367,12 +477,14 @@ def score_codes(
             for c in codes
         ]
         actions = [a or [tok.eos_token_id] for a in actions]
-        scores = score_tokens(
-            engine.qmodel, [prompt_ids] * len(codes), actions, engine.pad_id, batch_size=batch_size
+        scores = engine.backend.score(
+            [prompt_ids] * len(codes), actions, engine.pad_id, batch_size=batch_size
         )
-        gamma = engine.qmodel.config.gamma
+        gamma = engine.backend.config.gamma
         reason = "code_block_end" if family == "chat" else "eos"
         return [
-            make_candidate(tok, a, s, gamma, code=c, finish_reason=reason)
+            make_candidate(
+                tok, a, s, gamma, code=with_prompt_definitions(c, problem), finish_reason=reason
+            )
             for c, a, s in zip(codes, actions, scores, strict=True)
         ]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bcoder.errors import BcoderError
+from bcoder.fsutil import read_text
 
 TestKind = Literal["stdio", "call", "assert"]
 
@@ -78,12 +79,10 @@ class TestSpec:
     @classmethod
     def load(cls, path: str | Path) -> TestSpec:
         """Read a tests JSON file; errors name the file."""
-        path = Path(path)
+        text = read_text(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise BcoderError(f"{path}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
             raise BcoderError(f"{path}: not valid JSON ({err})") from None
         return cls.from_dict(data, where=str(path))
 

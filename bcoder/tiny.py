@@ -6,6 +6,7 @@ lines of Python, and the models are random-weight Llama (causal) and T5 (seq2seq
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 CHAT_TEMPLATE = (
@@ -101,3 +102,75 @@ def save_tiny_model(directory: str | Path, kind: str = "causal", seed: int = 0) 
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def _rope_permute(w, n_head: int):
+    """Rows of a q/k projection reordered from Hugging Face's rotate-half rotary layout to the
+    adjacent-pairs layout that llama.cpp's "llama" architecture uses. Shape: (out, in) kept."""
+    out = w.shape[0]
+    return w.reshape(n_head, 2, out // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_llama_gguf(model, tokenizer, path: str | Path) -> Path:
+    """Write a Llama-architecture Hugging Face causal LM and its byte-level BPE tokenizer as an
+    F32 GGUF file that llama.cpp (and transformers) can load: the tiny models of the tests, with
+    the same weights on both backends."""
+    import gguf
+    import numpy as np
+
+    cfg = model.config
+    path = Path(path)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("bcoder-tiny")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    w.add_rope_freq_base(float(getattr(cfg, "rope_theta", None) or 10000.0))
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    # The tokenizer: byte-level BPE ("gpt2" in GGUF), ids in order, special tokens as controls.
+    vocab = tokenizer.get_vocab()
+    by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+    specials = set(tokenizer.all_special_tokens) | {
+        t for t in vocab if t.startswith("<|") and t.endswith("|>")
+    }
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([t for t, _ in by_id])
+    w.add_token_types(
+        [gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t, _ in by_id]
+    )
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    w.add_eos_token_id(tokenizer.eos_token_id)
+    if tokenizer.pad_token_id is not None:
+        w.add_pad_token_id(tokenizer.pad_token_id)
+    w.add_add_bos_token(False)
+    if tokenizer.chat_template:
+        w.add_chat_template(tokenizer.chat_template)
+    sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    H, KV = cfg.num_attention_heads, cfg.num_key_value_heads
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        names = {
+            "attn_norm": "input_layernorm", "attn_output": "self_attn.o_proj",
+            "attn_v": "self_attn.v_proj", "ffn_norm": "post_attention_layernorm",
+            "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+        }  # fmt: skip
+        w.add_tensor(f"blk.{i}.attn_q.weight", _rope_permute(sd[p + "self_attn.q_proj.weight"], H))
+        w.add_tensor(f"blk.{i}.attn_k.weight", _rope_permute(sd[p + "self_attn.k_proj.weight"], KV))
+        for ours, theirs in names.items():
+            w.add_tensor(f"blk.{i}.{ours}.weight", np.ascontiguousarray(sd[p + theirs + ".weight"]))
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    w.add_tensor("output.weight", sd["lm_head.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

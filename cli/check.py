@@ -27,15 +27,9 @@ def register(app: typer.Typer) -> None:
 def _read_program(path: str) -> str:
     if path == "-":
         return sys.stdin.read()
-    p = Path(path)
-    try:
-        return p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BcoderError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise BcoderError(f"{p}: is a directory, not a program") from None
-    except UnicodeDecodeError:
-        raise BcoderError(f"{p}: not UTF-8 text") from None
+    from bcoder.fsutil import read_text
+
+    return read_text(path)
 
 
 def _load_tests(tests: Path | None, problem: str | None) -> tuple[Any, str]:

@@ -1,4 +1,5 @@
-"""``bcoder doctor``: which sandbox is in force for generated programs, and what is missing."""
+"""``bcoder doctor``: the sandbox in force for generated programs, the inference set-up (backend,
+dtype, threads, and why), and what is missing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from typing import Any
 
 import typer
+
+from bcoder.cli import options as opt
 
 
 def register(app: typer.Typer) -> None:
@@ -58,6 +61,67 @@ def diagnose(smoke: bool = True) -> dict[str, Any]:
     return report
 
 
+def inference(model: str | None = None, backend: str = "auto") -> dict[str, Any]:
+    """The backend, dtype and threads a solve would use here, each with the reason."""
+    from bcoder.backends.base import choose_backend, llama_cpp_available
+    from bcoder.errors import BcoderError
+    from bcoder.hardware import cpu_info, default_cpu_dtype_name
+    from bcoder.loading import BF16_MIN_PARAMS
+    from bcoder.solve import cpu_threads
+    from bcoder.sources import DEFAULT_MODEL, resolve_source
+
+    model = model or DEFAULT_MODEL
+    cuda = _cuda()
+    out: dict[str, Any] = {"model": model, "cuda": cuda, "llama_cpp": llama_cpp_version()}
+    try:
+        src = resolve_source(model)
+        gguf = src.kind == "gguf" or bool(src.artifact and src.artifact.filename.endswith(".gguf"))
+        out["backend"] = choose_backend(backend, "gguf" if gguf else src.kind, cuda=cuda)
+    except BcoderError as err:
+        out["backend"], out["backend_why"] = None, str(err)
+        return out
+    if backend not in ("auto", None):
+        out["backend_why"] = "asked for"
+    elif out["backend"] == "llama.cpp":
+        out["backend_why"] = "a GGUF model on a machine without a CUDA GPU"
+    elif gguf and not llama_cpp_available():
+        out["backend_why"] = "llama-cpp-python is not installed (bash scripts/install.sh)"
+    else:
+        out["backend_why"] = "a CUDA GPU" if cuda else "not a GGUF model"
+    info = cpu_info()
+    out["cpu_native_bf16"] = info.native_bf16
+    if out["backend"] == "llama.cpp":
+        out["dtype"], out["dtype_why"] = "gguf", "the GGUF file's own (quantized) weights"
+    elif cuda:
+        out["dtype"], out["dtype_why"] = "bfloat16 or float16", "a CUDA GPU"
+    else:
+        name, why = default_cpu_dtype_name(BF16_MIN_PARAMS, BF16_MIN_PARAMS)
+        out["dtype"] = "bfloat16 (float32 under 300M parameters)" if info.native_bf16 else name
+        out["dtype_why"] = why.split(": ", 1)[1]
+    out["threads"] = cpu_threads()
+    out["threads_why"] = (
+        f"the idle cores of {os.cpu_count()} (1-minute load {os.getloadavg()[0]:.1f})"
+    )
+    return out
+
+
+def llama_cpp_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("llama_cpp_python")
+    except Exception:
+        return None
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def _smoke(level: str) -> dict[str, Any]:
     from bcoder.execution import Executor
     from bcoder.spec import TestSpec
@@ -84,9 +148,12 @@ def _smoke(level: str) -> dict[str, Any]:
 def doctor(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     no_smoke: bool = typer.Option(False, "--no-smoke", help="Skip running a test program."),
+    model: opt.Model = None,
+    backend: opt.Backend = "auto",
 ) -> None:
-    """Show the sandbox in force for generated programs and what is missing for full isolation."""
+    """Show the sandbox in force, and the backend, dtype and threads a solve would use, and why."""
     report = diagnose(smoke=not no_smoke)
+    report["inference"] = inference(model, backend)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -118,6 +185,13 @@ def doctor(
             f"  test program: uid {smoke['uid']}, capabilities {smoke['capabilities']}"
             f" -> {verdict} ({smoke['seconds']} s)"
         )
+    inf = report["inference"]
+    console.print(f"inference ({escape(inf['model'])}):")
+    console.print(f"  backend: {inf['backend']} ({escape(inf['backend_why'])})")
+    if inf["backend"]:
+        console.print(f"  dtype:   {inf['dtype']} ({escape(inf['dtype_why'])})")
+        console.print(f"  threads: {inf['threads']} ({escape(inf['threads_why'])})")
+    console.print(f"  llama-cpp-python: {inf['llama_cpp'] or 'not installed'}")
     if report["missing"]:
         console.print("missing:")
         for m in report["missing"]:

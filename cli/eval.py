@@ -9,6 +9,9 @@ from typing import Any
 
 import typer
 
+from bcoder.cli import options as opt
+from bcoder.cli.options import set_threads
+
 eval_app = typer.Typer(
     help="Evaluate a model on a dataset: pass@k unranked, ranked by R~ and by baselines.",
     invoke_without_command=True,
@@ -29,13 +32,14 @@ def evaluate(
     limit: int | None = typer.Option(None, "--limit", help="The first N problems only."),
     ids: str | None = typer.Option(None, "--ids", help="Comma-separated problem ids."),
     samples: int = typer.Option(8, "--samples", "-M", help="Candidates sampled per problem (M)."),
-    k: str = typer.Option("1,5", "--k", help="pass@k for these k, e.g. 1,5,10."),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the default model).",
+    k: str | None = typer.Option(
+        None, "--k", help="pass@k for these k, e.g. 1,5,10 (default: 1,5, those <= M)."
     ),
-    checkpoint: str | None = typer.Option(None, "--checkpoint", help="B-Coder heads/adapters."),
+    model: opt.Model = None,
+    checkpoint: opt.Checkpoint = None,
+    backend: opt.Backend = "auto",
+    dtype: opt.Dtype = None,
+    device: opt.Device = None,
     temperature: float = typer.Option(0.6, "--temperature", help="Sampling temperature."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
     max_new_tokens: int | None = typer.Option(
@@ -59,9 +63,7 @@ def evaluate(
     paper: bool = typer.Option(False, "--paper", help="Show the paper's numbers beside."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the CIs."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    threads: int | None = typer.Option(
-        None, "--threads", help="torch CPU threads (default: torch's choice)."
-    ),
+    threads: opt.Threads = 0,
     generate_only: bool = typer.Option(
         False, "--generate-only", help="Sample and score only; a later --resume executes."
     ),
@@ -84,7 +86,7 @@ def evaluate(
             limit=limit,
             ids=[x.strip() for x in ids.split(",") if x.strip()] if ids else None,
             samples=samples,
-            ks=parse_ks(k),
+            ks=parse_ks(k) if k is not None else None,
             model=model_for(model, checkpoint),
             checkpoint=checkpoint,
             temperature=temperature,
@@ -95,13 +97,12 @@ def evaluate(
             timeout=timeout,
             rank_only=str(rank_only) if rank_only else None,
             bootstrap=bootstrap,
+            backend=backend,
+            dtype=dtype,
+            device=device,
         )
-    if threads is not None:
-        import torch
-
-        if threads < 1:
-            raise BcoderError("--threads must be at least 1")
-        torch.set_num_threads(threads)
+    settings.threads = threads
+    set_threads(threads, settings.device)
     with _progress() as on_event:
         outcome = run_eval(
             settings,
@@ -187,6 +188,9 @@ def _show(report: dict[str, Any], run_dir: Path, as_json: bool) -> None:
 _SHORT = {
     "unranked": "unranked",
     "ranked_reward": "R~ (B-Coder)",
+    "ranked_terminal": "terminal Q",
+    "ranked_tests_first": "tests, then R~",
+    "ranked_tests_first_terminal": "tests, then terminal Q",
     "ranked_mean_logprob": "mean logprob",
     "ranked_sum_logprob": "sum logprob",
     "ranked_random": "random",

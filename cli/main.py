@@ -48,8 +48,24 @@ def _register() -> None:
 _register()
 
 
+def quiet_libraries() -> None:
+    """Deprecation notices of the libraries bcoder uses (transformers, peft, torch, ...) are for
+    their developers, not for a user's terminal or editor log: hide them when bcoder runs as a
+    program (tests and library use still see them). BCODER_WARNINGS=1 shows them."""
+    import os
+    import warnings
+
+    if os.environ.get("BCODER_WARNINGS") == "1":
+        return
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(?!bcoder)")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
+    quiet_libraries()
     try:
         app(args=argv, prog_name="bcoder")
     except BcoderError as err:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from bcoder.cli import options as opt
+
 
 def register(app: typer.Typer) -> None:
     app.command("rank")(rank_command)
@@ -19,15 +21,8 @@ def rank_command(
         None, "--problem", "-p", help="The problem of lines without one."
     ),
     tests: Path | None = typer.Option(None, "--tests", help="Tests JSON for --problem."),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the default model).",
-    ),
-    checkpoint: str | None = typer.Option(
-        None, "--checkpoint", "-c", help="B-Coder checkpoint dir."
-    ),
+    model: opt.Model = None,
+    checkpoint: opt.Checkpoint = None,
     top: int = typer.Option(5, "--top", "-k", min=1, help="Rows in each ranked table."),
     color_by: str = typer.Option(
         "reward", "--color-by", help="Heatmap metric: q, v, advantage or reward."
@@ -41,15 +36,15 @@ def rank_command(
         False, "--no-save", help="Do not save the runs in the results store."
     ),
     as_json: bool = typer.Option(False, "--json", help='Print one JSON object {"results": [...]}.'),
-    dtype: str | None = typer.Option(None, "--dtype", help="bf16, fp16 or fp32."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda ..."),
+    backend: opt.Backend = "auto",
+    dtype: opt.Dtype = None,
+    device: opt.Device = None,
+    threads: opt.Threads = 0,
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
-    threads: int = typer.Option(
-        0, "--threads", min=0, help="Torch CPU threads (0: the idle cores)."
-    ),
 ) -> None:
     """Re-tokenise programs (from other models or people), score them and rank them by R~."""
-    from bcoder.cli.solve import EventBar, check_color_by, set_threads
+    from bcoder.cli.options import set_threads
+    from bcoder.cli.solve import EventBar, check_color_by, notice
     from bcoder.problems import load_problem
     from bcoder.rerank import rank_programs, read_candidates
     from bcoder.solve import Engine, model_for
@@ -66,8 +61,15 @@ def rank_command(
     results = []
     with EventBar(enabled=True) as bar:
         engine = Engine.load(
-            model_for(model, checkpoint), checkpoint, dtype=dtype, device=device, on_event=bar
+            model_for(model, checkpoint),
+            checkpoint,
+            dtype=dtype,
+            device=device,
+            backend=backend,
+            threads=threads,
+            on_event=bar,
         )
+        notice(engine)
         for ref, codes in groups:
             results.append(
                 rank_programs(

@@ -117,28 +117,39 @@ def heads_note(result: SolveResult) -> Text:
     return Text(f"heads: {result.heads}", style="dim")
 
 
-def ranked_table(result: SolveResult, top: int = 5) -> Table:
+def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) -> Table:
+    """The candidates best first. The numbers and the outcome are never cut: at 80 columns or
+    fewer the first line of code alone gives way (ellipsis)."""
+    shown = result.candidates[:top]
     table = Table(
-        title=f"candidates ranked by R~ (top {min(top, len(result.candidates))} "
-        f"of {len(result.candidates)} distinct)",
+        title=title
+        or f"candidates ranked by {result.ranker} (top {len(shown)} of {len(result.candidates)} "
+        "distinct)",
         title_justify="left",
     )
-    table.add_column("rank", justify="right")
-    table.add_column("R~", justify="right")
-    table.add_column("outcome")
-    table.add_column("count", justify="right")
-    table.add_column("tokens", justify="right")
-    table.add_column("first line", overflow="ellipsis", no_wrap=True, max_width=60)
-    for i, c in enumerate(result.candidates[:top], 1):
+    for name in ("rank", "R~", "outcome", "count", "tokens"):
+        table.add_column(name, justify="left" if name == "outcome" else "right", no_wrap=True)
+    table.add_column(shrinking("first line"), max_width=60)
+    for i, c in enumerate(shown, 1):
         table.add_row(
             str(i),
             f"{c.reward:.3f}",
             outcome_text(c.outcome),
             str(c.count),
             str(len(c.tokens)),
-            Text(first_line(c.code)),  # Text: code like list[int] is not rich markup
+            shrinking(first_line(c.code)),
         )
     return table
+
+
+def shrinking(text: str) -> Text:
+    """A header or cell of the column that gives way when a table is too wide.
+
+    rich narrows the columns that may wrap (``no_wrap=False``) before any other, so that
+    column is declared wrappable and every other one ``no_wrap``; its text cuts the line with
+    an ellipsis instead of wrapping it. As Text, code such as ``list[int]`` is not rich markup.
+    """
+    return Text(text, no_wrap=True, overflow="ellipsis")
 
 
 def render_result(

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 runs_app = typer.Typer(help="Saved solve runs (the results store).", no_args_is_help=True)
 
-_OUTCOME_STYLE = {
-    "pass": "green",
-    "fail": "red",
-    "runtime_error": "magenta",
-    "compile_error": "yellow",
-}
 StoreOption = typer.Option(None, "--store", help="The store file (default: $BCODER_STORE).")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs")
-
-
-def _outcome(outcome: str | None) -> str:
-    if outcome is None:
-        return "[dim]-[/]"
-    return f"[{_OUTCOME_STYLE.get(outcome, 'white')}]{outcome}[/]"
-
-
-def _first_line(code: str) -> str:
-    for line in code.splitlines():
-        if line.strip():
-            return line.strip()[:60]
-    return ""
 
 
 @runs_app.command("list")
@@ -49,31 +31,47 @@ def list_runs(
         typer.echo(json.dumps([r.to_dict() for r in runs], indent=2, ensure_ascii=False))
         return
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if not runs:
         console.print("no runs yet: `bcoder solve PROBLEM` saves one")
         return
-    table = Table(title=f"runs ({Store(store).path})" if store else "runs")
-    for col, kw in [
-        ("id", {"no_wrap": True}),
-        ("created", {"no_wrap": True}),
-        ("problem", {"max_width": 40, "overflow": "ellipsis", "no_wrap": True}),
-        ("model", {}),
-        ("n", {"justify": "right"}),
-        ("best R~", {"justify": "right"}),
-        ("outcome", {}),
-    ]:
-        table.add_column(col, **kw)
+    title = f"runs ({Store(store).path})" if store else "runs"
+    console.print(runs_table(runs, title, console.width))
+
+
+# Below this many columns the created column is left out: the id starts with the same time.
+_CREATED_FROM_WIDTH = 120
+
+
+def runs_table(runs: list[Any], title: str, width: int) -> Any:
+    """The runs, newest first. The id (what ``runs show`` takes), n, best R~ and the outcome are
+    never cut; the problem and the model give way (see :func:`bcoder.cli.render.shrinking`)."""
+    from rich.table import Table
+
+    from bcoder.cli.render import outcome_text, shrinking
+
+    created = width >= _CREATED_FROM_WIDTH
+    table = Table(title=title)
+    table.add_column("id", no_wrap=True)
+    if created:
+        table.add_column("created", no_wrap=True)
+    table.add_column(shrinking("problem"), max_width=40)
+    table.add_column(shrinking("model"))
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("best R~", justify="right", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
     for r in runs:
         problem = f"{r.problem_id}: {r.title}" if r.problem_id else r.title
         reward = "-" if r.best_reward is None else f"{r.best_reward:.3f}"
-        table.add_row(
-            r.id, r.created_iso, problem, r.model, str(r.n_candidates), reward,
-            _outcome(r.best_outcome),
-        )  # fmt: skip
-    console.print(table)
+        cells = [
+            r.id,
+            *([r.created_iso] if created else []),
+            shrinking(problem),
+            shrinking(r.model),
+        ]
+        table.add_row(*cells, str(r.n_candidates), reward, outcome_text(r.best_outcome))
+    return table
 
 
 @runs_app.command("show")
@@ -92,7 +90,8 @@ def show(
     from rich.console import Console
     from rich.panel import Panel
     from rich.syntax import Syntax
-    from rich.table import Table
+
+    from bcoder.cli.render import ranked_table
 
     console = Console()
     p = result.problem
@@ -105,22 +104,7 @@ def show(
     console.print(f"{settings}  [bold]heads[/]={result.heads}")
     if result.timings:
         console.print("  ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()), style="dim")
-    table = Table(title="candidates, best first")
-    for col, kw in [
-        ("rank", {"justify": "right"}),
-        ("R~", {"justify": "right"}),
-        ("outcome", {}),
-        ("tokens", {"justify": "right"}),
-        ("count", {"justify": "right"}),
-        ("first line", {"overflow": "ellipsis", "no_wrap": True}),
-    ]:
-        table.add_column(col, **kw)
-    for i, c in enumerate(result.candidates, 1):
-        table.add_row(
-            str(i), f"{c.reward:.3f}", _outcome(c.outcome), str(len(c.tokens)), str(c.count),
-            _first_line(c.code),
-        )  # fmt: skip
-    console.print(table)
+    console.print(ranked_table(result, len(result.candidates), title="candidates, best first"))
     if result.candidates:
         best = result.candidates[0]
         console.print(Syntax(best.code, "python", line_numbers=True), style="")

@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from bcoder.cli import options as opt
+from bcoder.cli.options import set_threads
 from bcoder.errors import BcoderError
 
 COLOR_BY = ("q", "v", "advantage", "reward")
@@ -46,13 +48,23 @@ class EventBar:
         self.progress.stop()
 
     def __call__(self, event: Any) -> None:
-        from bcoder.results import Progress
+        from bcoder.results import CandidateTested, Progress
 
+        if isinstance(event, CandidateTested):  # candidates stream in as they are tested
+            c = event.candidate
+            self.progress.console.print(
+                f"[dim]candidate {event.index + 1}: R~ {c.reward:.3f}, {c.outcome or '-'}, "
+                f"{len(c.tokens)} tokens[/dim]",
+                highlight=False,
+            )
+            return
         if not isinstance(event, Progress):
             return
         stage, done, total = event.stage, event.done, event.total
         if stage in ("download", "verify"):
             count = f"{done / 2**20:,.0f}/{total / 2**20:,.0f} MiB" if total else ""
+        elif stage == "generate":
+            count = f"{done} tokens"
         else:
             count = f"{done}/{total}" if total > 1 else ""
         description = f"{stage:<9} {event.message}"[:70]
@@ -67,15 +79,12 @@ class EventBar:
         )
 
 
-def set_threads(threads: int, device: str | None) -> None:
-    """Torch CPU threads: as asked, else the idle cores (see bcoder.solve.cpu_threads)."""
-    if device and not device.startswith("cpu") and not threads:
-        return
-    import torch
+def notice(engine: Any) -> None:
+    """A one-line note on stderr when the engine has one (heads served on another backend)."""
+    if text := engine.info.get("notice"):
+        from rich.console import Console
 
-    from bcoder.solve import cpu_threads
-
-    torch.set_num_threads(threads or cpu_threads())
+        Console(stderr=True).print(f"[dim]note: {text}[/dim]")
 
 
 def check_color_by(value: str) -> str:
@@ -98,15 +107,8 @@ def solve_command(
     tests: Path | None = typer.Option(
         None, "--tests", help="Tests JSON (inputs/outputs or asserts)."
     ),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the default model).",
-    ),
-    checkpoint: str | None = typer.Option(
-        None, "--checkpoint", "-c", help="B-Coder checkpoint dir (trained heads)."
-    ),
+    model: opt.Model = None,
+    checkpoint: opt.Checkpoint = None,
     n: int = typer.Option(8, "-n", help="Candidates to sample."),
     top: int = typer.Option(5, "--top", "-k", min=1, help="Rows in the ranked table."),
     temperature: float = typer.Option(0.6, "--temperature", "-t", help="Sampling temperature."),
@@ -129,16 +131,11 @@ def solve_command(
         False, "--no-save", help="Do not save the run in the results store."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    dtype: str | None = typer.Option(
-        None, "--dtype", help="bf16, fp16 or fp32 (default: by size/device)."
-    ),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:1 ... (default: cuda if any)."
-    ),
+    backend: opt.Backend = "auto",
+    dtype: opt.Dtype = None,
+    device: opt.Device = None,
+    threads: opt.Threads = 0,
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
-    threads: int = typer.Option(
-        0, "--threads", min=0, help="Torch CPU threads (0: the idle cores)."
-    ),
 ) -> None:
     """Sample candidate programs, rank them by the recovered reward R~ and show why."""
     from bcoder.problems import load_problem
@@ -159,10 +156,11 @@ def solve_command(
         filter_examples=filter_examples,
         dtype=dtype,
         device=device,
+        backend=backend,
         timeout=timeout,
     )
     set_threads(threads, settings.device)
-    result = run_solve(prob, settings, save=not no_save)
+    result = run_solve(prob, settings, save=not no_save, threads=threads)
     if as_json:
         emit_json(result)
         return
@@ -173,7 +171,7 @@ def solve_command(
     render_result(Console(), result, color_by=color_by, top=top)
 
 
-def run_solve(prob: Any, settings: Any, *, save: bool) -> Any:
+def run_solve(prob: Any, settings: Any, *, save: bool, threads: int = 0) -> Any:
     """Load the engine and solve, with progress bars on stderr."""
     from bcoder.solve import Engine, solve
 
@@ -188,6 +186,9 @@ def run_solve(prob: Any, settings: Any, *, save: bool) -> Any:
             settings.checkpoint,
             dtype=settings.dtype,
             device=settings.device,
+            backend=settings.backend,
+            threads=threads,
             on_event=bar,
         )
+        notice(engine)
         return solve(prob, engine, settings, on_event=bar, store=store)

@@ -34,6 +34,12 @@ ResumeOption = typer.Option(
     False, "--resume", help="Continue a started stage from its last checkpoint."
 )
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress display.")
+BackendOption = typer.Option(
+    None,
+    "--backend",
+    help="Inference backend of collect and featurize (model.backend): auto, transformers or "
+    "llama.cpp (featurize: head mode only).",
+)
 OperatorOption = typer.Option(
     None,
     "--operator",
@@ -53,6 +59,23 @@ def _config(config: str, sets: list[str] | None, extra: list[str] | None = None)
     from bcoder.train.config import load_config
 
     return load_config(config, [*(sets or []), *(extra or [])])
+
+
+def _check_inputs(cfg: Any, programs: Path | None = None) -> None:
+    """Read what the stage reads before the model is loaded (or downloaded): a missing or
+    unreadable file, an unknown dataset or split fails at once."""
+    from bcoder.fsutil import read_text
+    from bcoder.problems import load_problems
+
+    if programs is not None:
+        read_text(programs)
+    # Raises on the call (not while iterating) for a missing path, dataset or split; an import
+    # takes its problems from every split.
+    load_problems(cfg.data.dataset, split=None if programs is not None else cfg.data.split)
+
+
+def _backend_sets(backend: str | None) -> list[str]:
+    return [] if backend is None else [f"model.backend={backend}"]
 
 
 def _ablation_sets(operator: str | None, skip_phi: bool) -> list[str]:
@@ -222,10 +245,13 @@ def collect_cmd(
     config: str = ConfigOption,
     sets: list[str] = SetOption,
     resume: bool = IncrementalResume,
+    backend: str | None = BackendOption,
     quiet: bool = QuietOption,
 ) -> None:
     """Sample m programs per training problem, run them in the sandbox, store them (resumable)."""
-    _run("collect", _config(config, sets), False, quiet)
+    cfg = _config(config, sets, _backend_sets(backend))
+    _check_inputs(cfg)
+    _run("collect", cfg, False, quiet)
 
 
 @train_app.command("import")
@@ -236,7 +262,9 @@ def import_cmd(
     quiet: bool = QuietOption,
 ) -> None:
     """Import off-policy programs (anyone's), executed and stored like collected ones."""
-    _run("import", _config(config, sets), False, quiet, path)
+    cfg = _config(config, sets)
+    _check_inputs(cfg, path)
+    _run("import", cfg, False, quiet, path)
 
 
 @train_app.command("featurize")
@@ -244,10 +272,11 @@ def featurize_cmd(
     config: str = ConfigOption,
     sets: list[str] = SetOption,
     resume: bool = IncrementalResume,
+    backend: str | None = BackendOption,
     quiet: bool = QuietOption,
 ) -> None:
     """Compute A_ckpt, the checkpoint's argmax (and hidden states, top-k logits) per token."""
-    _run("featurize", _config(config, sets), False, quiet)
+    _run("featurize", _config(config, sets, _backend_sets(backend)), False, quiet)
 
 
 @train_app.command("phi")
@@ -281,7 +310,10 @@ def all_cmd(
     resume: bool = ResumeOption,
     operator: str | None = OperatorOption,
     skip_phi: bool = SkipPhiOption,
+    backend: str | None = BackendOption,
     quiet: bool = QuietOption,
 ) -> None:
     """collect -> featurize -> phi -> theta; the run's checkpoint lands in RUN_DIR/checkpoint."""
-    _run("all", _config(config, sets, _ablation_sets(operator, skip_phi)), resume, quiet)
+    cfg = _config(config, sets, _ablation_sets(operator, skip_phi) + _backend_sets(backend))
+    _check_inputs(cfg)
+    _run("all", cfg, resume, quiet)

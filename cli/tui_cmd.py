@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from bcoder.cli import options as opt
+from bcoder.cli.options import set_threads
 from bcoder.errors import BcoderError
 
 
@@ -22,15 +24,10 @@ def tui(
         None, "--run", help="Reopen a saved run (id, prefix or 'last')."
     ),
     tests: Path | None = typer.Option(None, "--tests", help="Tests JSON for the problem."),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the default model).",
-    ),
-    checkpoint: str | None = typer.Option(
-        None, "--checkpoint", help="B-Coder checkpoint (value heads)."
-    ),
+    model: opt.Model = None,
+    checkpoint: opt.Checkpoint = None,
+    backend: opt.Backend = "auto",
+    threads: opt.Threads = 0,
     n: int | None = typer.Option(None, "-n", min=1, help="Candidates to sample."),
     temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
     top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling mass."),
@@ -59,9 +56,11 @@ def tui(
         "top_p": top_p,
         "max_new_tokens": max_new_tokens,
         "seed": seed,
+        "backend": None if backend == "auto" else backend,
     }
     # only what was given: it overrides a reopened run's settings (else SolveSettings' defaults)
     settings = {k: v for k, v in given.items() if v is not None}
+    set_threads(threads, None)
     results = Store(store)
     loaded_problem = loaded_run = None
     if run:

@@ -54,9 +54,11 @@ class BcoderServer(LanguageServer):
         self.jobs = Jobs()
         self.implemented: dict[tuple[str, str], Implemented] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Future] = set()  # fast-path completions still running
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Protocol errors (a malformed message) go to the log, not to a pop-up."""
+        self.protocol.answer_unreadable(error)
         self.log(f"protocol error ({source.__name__}): {error!r}", lsp.MessageType.Error)
 
     # --- messages --------------------------------------------------------------------------
@@ -173,9 +175,9 @@ class BcoderServer(LanguageServer):
         if stale is not None:
             self.log(f"cancelled the earlier request for {fn.qualname}: a new one replaces it")
         reporter = await self.begin_progress(f"B-Coder: {fn.qualname}", job)
-        outcome = "done"
+        outcome, rest = "done", None
         try:
-            result = await self._solve(problem, settings, job, reporter)
+            result, rest = await self._solve(problem, settings, job, reporter)
         except Stopped as stop:
             outcome = "cancelled"
             self.log(f"{fn.qualname}: {stop or 'cancelled'}")
@@ -192,13 +194,63 @@ class BcoderServer(LanguageServer):
             self.log(traceback.format_exc(), lsp.MessageType.Error)
             return self.fail(f"B-Coder: internal error: {err!r}")
         finally:
+            if rest is None:  # else the job goes on: _complete ends it
+                self.end_progress(reporter, outcome)
+                self.jobs.finish(job)
+        answer = await self._insert(uri, fn, result, settings)
+        if rest is not None:  # the fast path: the first passing candidate is in, more to come
+            task = asyncio.ensure_future(self._complete(uri, fn, rest, job, reporter))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            answer["pending"] = True
+        return answer
+
+    async def _complete(
+        self, uri: str, fn: FunctionInfo, rest: Any, job: Job, reporter: Reporter
+    ) -> None:
+        """Fast path: wait for the rest of the candidates, then let "next candidate" step through
+        all of them (the inserted one stays in the buffer)."""
+        outcome = "done"
+        try:
+            result = await rest
+        except (Stopped, asyncio.CancelledError) as stop:
+            outcome = "cancelled"
+            self.log(
+                f"{fn.qualname}: the other candidates were not finished ({stop or 'cancelled'})"
+            )
+            return
+        except Exception as err:
+            outcome = "failed"
+            self.log(
+                f"{fn.qualname}: the other candidates failed: {err!r}", lsp.MessageType.Warning
+            )
+            return
+        finally:
             self.end_progress(reporter, outcome)
             self.jobs.finish(job)
-        return await self._insert(uri, fn, result, settings)
+        item = self.implemented.get((uri, fn.qualname))
+        buf = self.document(uri)
+        if item is None or buf is None:
+            return
+        inserted = item.candidate
+        entry = result.problem.get("entry_point") or fn.name
+        bodies = usable_bodies(result, entry, buf.top_level_imports())
+        index = next((i for i, c in enumerate(result.candidates) if c is inserted), None)
+        if index is None or index not in bodies:  # keep what is in the buffer reachable
+            return
+        item.result, item.bodies, item.current = result, bodies, index
+        self.log(
+            f"{fn.qualname}: all {len(result.candidates)} candidates are in (the inserted one "
+            f"ranks #{index + 1}); next candidate steps through them"
+        )
+        self.publish(uri)
 
     async def _solve(
         self, problem: Any, settings: ServerSettings, job: Job, reporter: Reporter
-    ) -> SolveResult:
+    ) -> tuple[SolveResult, Any]:
+        """The solve result, or on the fast path (``fastPath`` with tests) possibly a result
+        holding only the first candidate that passed, and an awaitable of the full result."""
+        from bcoder.results import CandidateTested
         from bcoder.solve import Cancelled, SolveSettings, solve
 
         solve_settings = SolveSettings(
@@ -213,6 +265,7 @@ class BcoderServer(LanguageServer):
             run_tests=settings.runTests,
             dtype=settings.dtype,
             device=settings.device,
+            backend=settings.backend,
             timeout=settings.timeout,
         )
         fresh = not self.engines.loaded(settings)
@@ -227,17 +280,48 @@ class BcoderServer(LanguageServer):
         if fresh and self.engines.load_seconds is not None:
             self.log(f"model {settings.model} ready ({self.engines.load_seconds:.1f} s to load)")
 
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future = loop.create_future()  # the first candidate that passed
+        fast = settings.fastPath and problem.tests is not None
+
+        def passed(candidate: Any) -> None:
+            if not first.done():
+                first.set_result(candidate)
+
+        def on_event(event: Any) -> None:  # on the solve thread
+            reporter.event(event)
+            if fast and isinstance(event, CandidateTested) and event.candidate.outcome == "pass":
+                loop.call_soon_threadsafe(passed, event.candidate)
+
         def run() -> SolveResult:
             if not self.jobs.acquire_run(job):
                 raise Cancelled("cancelled while waiting for another run")
             try:
-                return solve(
-                    problem, engine, solve_settings, on_event=reporter.event, cancel=job.cancel
-                )
+                return solve(problem, engine, solve_settings, on_event=on_event, cancel=job.cancel)
             finally:
                 self.jobs.run_lock.release()
 
         start = time.monotonic()
+        full = asyncio.ensure_future(self._finish_solve(problem, run, job, start))
+        if fast:
+            await asyncio.wait({first, full}, return_when=asyncio.FIRST_COMPLETED)
+            if first.done() and not full.done():
+                self.log(
+                    f"{problem.id}: a candidate passed the docstring's tests after "
+                    f"{time.monotonic() - start:.1f} s: inserting it (fast path)"
+                )
+                partial = SolveResult(
+                    problem=problem.to_dict(),
+                    settings={**solve_settings.to_dict(), "fast_path": True},
+                    candidates=[first.result()],
+                    heads=engine.heads,
+                )
+                return partial, full
+        return await full, None
+
+    async def _finish_solve(self, problem: Any, run: Any, job: Job, start: float) -> SolveResult:
+        from bcoder.solve import Cancelled
+
         try:
             result = await self.wait(self.pool.submit(run), job)
         except Cancelled as err:
@@ -245,6 +329,7 @@ class BcoderServer(LanguageServer):
         self.log(
             f"{problem.id}: {len(result.candidates)} candidates in {time.monotonic() - start:.1f} s"
             f" ({', '.join(f'{k} {v:.1f}s' for k, v in result.timings.items())})"
+            f", ranked by {result.ranker}"
         )
         await self._save(result)
         return result
@@ -271,19 +356,14 @@ class BcoderServer(LanguageServer):
         if buf is None or fn is None or not fn.is_stub:
             return self.fail(f"B-Coder: `{old.qualname}` changed while B-Coder worked; not editing")
         entry = result.problem.get("entry_point") or fn.name
-        imports = buf.top_level_imports()
-        bodies = {}
-        for i, c in enumerate(result.candidates):
-            body = extract_body(c.code, entry, imports)
-            if body is not None and any(line.strip() for line in body.lines):
-                bodies[i] = body
+        bodies = usable_bodies(result, entry, buf.top_level_imports())
         if not bodies:
             n = len(result.candidates)
             return self.fail(
                 f"B-Coder: none of the {n} candidates for `{fn.qualname}` has a usable body "
                 f"(model {settings.model})"
             )
-        # best by R~, except that a candidate which passed the docstring's tests goes first
+        # best by the ranker, except that a candidate which passed the docstring's tests goes first
         passed = [i for i in sorted(bodies) if result.candidates[i].outcome == "pass"]
         first = passed[0] if passed else min(bodies)
         item = Implemented(uri, fn.qualname, fn.def_line, result, bodies, first)
@@ -330,6 +410,7 @@ class BcoderServer(LanguageServer):
             "qualname": item.qualname,
             "rank": item.current + 1,
             "of": len(item.result.candidates),
+            "ranker": item.result.ranker,
             "reward": c.reward,
             "outcome": c.outcome,
             "runId": item.result.run_id,
@@ -385,6 +466,16 @@ class BcoderServer(LanguageServer):
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=uri, diagnostics=found)
         )
+
+
+def usable_bodies(result: SolveResult, entry: str, imports: Any) -> dict[int, Any]:
+    """Candidate index -> the body to insert, for the candidates that give a non-empty one."""
+    bodies = {}
+    for i, c in enumerate(result.candidates):
+        body = extract_body(c.code, entry, imports)
+        if body is not None and any(line.strip() for line in body.lines):
+            bodies[i] = body
+    return bodies
 
 
 def _changes(old: ServerSettings, new: ServerSettings) -> str:

@@ -74,6 +74,7 @@ class EngineCache:
             checkpoint=settings.checkpoint,
             dtype=settings.dtype,
             device=settings.device,
+            backend=settings.backend,
             on_event=self._emit,
             allow_download=settings.allowDownload,
         )

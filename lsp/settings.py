@@ -20,7 +20,7 @@ class ServerSettings:
     """One field per setting; the defaults are the CLI's (DESIGN section 2)."""
 
     model: str = DEFAULT_MODEL  # preset name, Hugging Face id, local directory or GGUF file
-    checkpoint: str | None = None  # trained B-Coder heads; None: heads at initialisation
+    checkpoint: str | None = None  # trained B-Coder heads; None (or ""): heads at initialisation
     samples: int = 8  # candidates sampled per request
     temperature: float = 0.6
     topP: float = 0.95
@@ -28,9 +28,11 @@ class ServerSettings:
     seed: int = 0
     runTests: bool = True
     timeout: float = 4.0  # seconds per test run
-    device: str | None = None  # cpu | cuda | mps; None: the best available
-    dtype: str | None = None  # float32 | bfloat16 | float16; None: the model's default
+    device: str | None = None  # cpu | cuda | mps; None (or ""): the best available
+    dtype: str | None = None  # float32 | bfloat16 | float16; None (or ""): what runs fast here
+    backend: str = "auto"  # auto | transformers | llama.cpp (auto: llama.cpp for GGUF on a CPU)
     allowDownload: bool = True
+    fastPath: bool = False  # insert the first candidate that passes the docstring's tests at once
     unsureAdvantage: float = -2.0
     inlayHints: bool = True
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -58,7 +60,7 @@ class ServerSettings:
 
     def solve_key(self) -> tuple:
         """What the loaded engine depends on: a change reloads the model."""
-        return (self.model, self.checkpoint, self.dtype, self.device)
+        return (self.model, self.checkpoint, self.dtype, self.device, self.backend)
 
 
 class _Bad:
@@ -66,6 +68,8 @@ class _Bad:
         self.message = message
 
 
+# Optional strings: None, "" or blanks mean unset. VS Code's Settings UI can only edit a plain
+# string setting, and clearing its field sends "", so "" is how a user there returns to the default.
 _OPTIONAL = {"checkpoint", "device", "dtype"}
 _OPTIONAL_INT = {"maxNewTokens"}
 
@@ -76,9 +80,9 @@ def _coerce(value: Any, kind: type, name: str) -> Any:
             return None
         kind = int
     if name in _OPTIONAL:
-        if value in (None, ""):
-            return None
-        return value if isinstance(value, str) else _Bad(f"bcoder.{name} must be a string")
+        if value is None or isinstance(value, str):
+            return (value or "").strip() or None
+        return _Bad(f"bcoder.{name} must be a string")
     if kind is bool:
         return value if isinstance(value, bool) else _Bad(f"bcoder.{name} must be true or false")
     if kind is int:

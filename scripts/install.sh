@@ -2,7 +2,8 @@
 # Install bcoder and everything its tests need, on a fresh machine.
 #   - bubblewrap (the sandbox for generated programs), from the system's package manager when we can;
 #   - PyTorch: on a machine without an NVIDIA GPU, the CPU build (torch==2.13.0), never CUDA wheels;
-#   - bcoder itself, editable, with the dev extra.
+#   - bcoder itself, editable, with the dev extra;
+#   - llama-cpp-python (the llama.cpp backend), compiled once for this CPU and cached by pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,4 +26,18 @@ if [ -z "$TORCH_SPEC" ]; then
   fi
 fi
 "$PYTHON" -m pip install -q "$TORCH_SPEC" -e ".[dev]"
+
+# llama.cpp (the fast CPU backend for GGUF models). llama-cpp-python ships only a source package:
+# pip compiles it once (the library only: no servers, tools or multimodal part) and caches the
+# wheel, so later installs take seconds. BCODER_LLAMA=0 skips it (auto then uses transformers).
+LLAMA_SPEC=$(sed -n 's/.*"\(llama-cpp-python==[0-9.]*\)".*/\1/p' pyproject.toml | head -n1)
+if [ "${BCODER_LLAMA:-1}" != 0 ] && ! "$PYTHON" -c "
+import importlib.metadata as m, sys
+sys.exit(m.version('llama_cpp_python') != '${LLAMA_SPEC#*==}')" 2>/dev/null; then
+  echo "compiling llama.cpp ($LLAMA_SPEC): about 10 minutes on 2 idle cores, once (pip caches the wheel)" >&2
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON ${CMAKE_ARGS:-}" \
+  CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
+    "$PYTHON" -m pip install -q "$LLAMA_SPEC"
+fi
 echo "bcoder installed: $("$PYTHON" -m bcoder --version)"

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -67,3 +68,34 @@ def test_train_refuses_a_run_directory_another_job_is_writing(tmp_path):
     assert "Traceback" not in out.stderr
     assert f"run directory {run_dir} is in use by another process (pid {holder.pid})" in out.stderr
     assert not (run_dir / "data").exists()  # nothing was written
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["collect", "--set", "data.dataset=nope"], "no dataset named 'nope'"),
+        (["all", "--set", "data.dataset={tmp}/missing.jsonl"], "missing.jsonl: no such file"),
+        (["import", "{tmp}/missing.jsonl"], "missing.jsonl: no such file"),
+        (["import", "{tmp}"], "is a directory"),
+        (["import", "{tmp}/programs.jsonl", "--set", "data.dataset=nope"], "no dataset named"),
+    ],
+)
+def test_train_reads_its_input_before_loading_the_model(args, message, tmp_path, monkeypatch):
+    """A bad input fails at once: the preset model would be loaded (or downloaded) first."""
+    from typer.testing import CliRunner
+
+    from bcoder.cli.main import app
+
+    # Should the model be reached after all, it fails to download instead of downloading.
+    monkeypatch.setenv("BCODER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BCODER_PIP_ARGS", "--index-url http://127.0.0.1:9/simple --retries 0")
+    (tmp_path / "programs.jsonl").write_text('{"problem_id": 11, "code": "pass"}\n')
+    stage, *rest = (a.format(tmp=tmp_path) for a in args)
+    config = ["-c", "smollm2-135m-head", "--set", f"run.dir={tmp_path / 'run'}"]
+    CliRunner().invoke(app, ["train", stage, "--help"])  # typer's own imports are not timed
+    t0 = time.perf_counter()
+    out = CliRunner().invoke(app, ["train", stage, *config, *rest])
+    elapsed = time.perf_counter() - t0
+    assert isinstance(out.exception, BcoderError) and message in str(out.exception)
+    assert elapsed < 1.0
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()

@@ -61,6 +61,7 @@ def test_solve_json_schema_and_store(tiny_model_dir, env):
     assert set(result) >= {"problem", "settings", "candidates", "run_id"}
     assert result["problem"]["id"] == "two_sum" and result["problem"]["tests"]["fn_name"]
     assert result["settings"]["n"] == 3 and result["settings"]["model"] == str(tiny_model_dir)
+    assert result["settings"]["ranker"] == "reward"  # no checkpoint: the paper's R~
     cands = result["candidates"]
     assert cands and sum(c["count"] for c in cands) == 3
     assert [c["reward"] for c in cands] == sorted((c["reward"] for c in cands), reverse=True)
@@ -104,7 +105,7 @@ def test_solve_tables_and_heatmap(tiny_model_dir, env, monkeypatch):
     assert out.exit_code == 0, out.output
     text = out.stdout
     assert "untrained initialisation" in text
-    assert "ranked by R~" in text and "best candidate, coloured by advantage" in text
+    assert "ranked by reward" in text and "best candidate, coloured by advantage" in text
     assert "A(s_t, a_t) = Q - V" in text  # the legend names the metric
     assert not Path(env["BCODER_STORE"]).exists()
 
@@ -137,6 +138,29 @@ def test_rank_candidates_file(tiny_model_dir, env, tmp_path, monkeypatch):
     assert result["run_id"]
 
 
+def test_solve_ranks_by_the_checkpoints_ranker_and_says_so(
+    tiny_model_dir, env, tmp_path, monkeypatch
+):
+    from transformers import AutoModelForCausalLM
+
+    from bcoder.model import BCoderModel, QConfig
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    qmodel = BCoderModel(base, QConfig(mode="head", base_model=str(tiny_model_dir)))
+    qmodel.save_checkpoint(tmp_path / "ckpt", extra={"ranker": "terminal"})
+    args = ["solve", EXAMPLES / "two_sum.txt", "--checkpoint", tmp_path / "ckpt", "-n", 3,
+            "--max-new-tokens", 12, "--no-tests", "--no-save"]  # fmt: skip
+    out = invoke(*args, "--json", monkeypatch=monkeypatch, env=env)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["settings"]["ranker"] == "terminal"
+    terminal = [c["tokens"][-1]["q"] for c in result["candidates"]]
+    assert terminal == sorted(terminal, reverse=True)
+    out = invoke(*args, monkeypatch=monkeypatch, env=env)
+    assert out.exit_code == 0, out.output
+    assert "candidates ranked by terminal" in out.stdout
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -146,11 +170,16 @@ def test_rank_candidates_file(tiny_model_dir, env, tmp_path, monkeypatch):
         (["solve", EXAMPLES / "two_sum.txt", "--color-by", "x"], "--color-by"),
         (["solve", EXAMPLES / "two_sum.txt", "-n", 0], "at least 1"),
         (["rank", "missing.jsonl", "--problem", EXAMPLES / "two_sum.txt"], "no such file"),
+        (["solve", EXAMPLES / "two_sum.txt", "--tests", "DIR"], "DIR: is a directory"),
+        (["solve", "LATIN1"], "latin1.txt: not UTF-8 text"),
     ],
 )
 def test_error_paths(args, message, env, tmp_path):
-    args = [tmp_path / "bad.json" if a == "BAD" else a for a in args]
     (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "DIR").mkdir()
+    (tmp_path / "latin1.txt").write_bytes("Print café.\n".encode("latin-1"))
+    subst = {"BAD": "bad.json", "DIR": "DIR", "LATIN1": "latin1.txt"}
+    args = [tmp_path / subst[a] if isinstance(a, str) and a in subst else a for a in args]
     out = bcoder(*args, env=env, timeout=120)
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("error: ") and message in out.stderr
@@ -215,3 +244,32 @@ def test_render_keeps_code_that_looks_like_markup():
     text = console.export_text()
     assert text.count("def f(x: list[int]):") == 2  # in the table and in the heatmap
     assert heatmap(toks, "v").plain == "def f(x: list[int]):↵\n"
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_ranked_table_keeps_the_numbers_whole_on_a_narrow_terminal(width):
+    from rich.console import Console
+
+    from bcoder.cli.render import ranked_table
+    from bcoder.results import Candidate, SolveResult, TokenScore
+
+    code = "def longest_common_subsequence(first: str, second: str, *, cache: dict) -> int:\n"
+    tok = TokenScore("x", 1, 0.5, 1.0, -0.5, -0.4, -1.0)
+    rows = [("runtime_error", -123.456, 300), ("compile_error", 0.912, 41), ("pass", 0.5, 7)]
+    result = SolveResult(
+        problem={"id": "p"},
+        settings={"model": "m"},
+        candidates=[
+            Candidate(code=code, completion=code, tokens=[tok] * n, outcome=o, reward=r, count=12)
+            for o, r, n in rows
+        ],
+    )
+    console = Console(width=width, record=True)
+    console.print(ranked_table(result, 5))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= width
+    for rank, (outcome, reward, n) in enumerate(rows, 1):
+        row = next(line for line in lines if f" {reward:.3f} " in line)
+        cells = [cell.strip() for cell in row.split("│")[1:-1]]
+        assert cells[:5] == [str(rank), f"{reward:.3f}", outcome, "12", str(n)]
+        assert cells[5].startswith("def") and cells[5].endswith("…")  # the code gives way

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -20,7 +21,8 @@ from bcoder.evaluate.records import (
     record_path,
     write_record,
 )
-from bcoder.evaluate.report import compute_figures, random_scores
+from bcoder.evaluate.report import METHODS, best_ranker, compute_figures, ranked_method
+from bcoder.ranking import RANKER_LABELS, RANKERS
 
 REWARD = {"pass": 1.0, "fail": -0.3, "runtime_error": -0.6, "compile_error": -1.0}
 
@@ -38,6 +40,9 @@ def synthetic_records(n_problems: int = 9, m: int = 6, seed: int = 1) -> list[Pr
             reward = round(rng.gauss(REWARD[outcome], 0.8), 1)  # rounding makes ties
             n_tok = rng.randint(3, 30)
             sum_lp = -rng.uniform(1, 40)
+            last_q = round(rng.gauss(REWARD[outcome], 0.5), 1)  # the terminal Q, with ties
+            columns = {"id": [7] * n_tok, "q": [0.0] * (n_tok - 1) + [last_q], "v": [0.5] * n_tok,
+                       "a": [0.0] * n_tok, "r": [0.0] * n_tok, "logprob": [-1.0] * n_tok}  # fmt: skip
             cands.append(
                 CandidateRecord(
                     code=f"# p{i} c{len(cands)}",
@@ -49,6 +54,7 @@ def synthetic_records(n_problems: int = 9, m: int = 6, seed: int = 1) -> list[Pr
                     true_reward=REWARD[outcome],
                     passed_examples=(outcome == "pass") or rng.random() < 0.3,
                     n_tokens=n_tok,
+                    tokens=columns,
                 )
             )
         diff = ["introductory", "interview", "competition"][i % 3]
@@ -70,17 +76,35 @@ def top_k_passes(samples: list[dict], score, k: int) -> float:
     return float(any(samples[i]["outcome"] == "pass" for i in order[:k]))
 
 
-def naive_values(record: ProblemRecord, k: int, seed: int) -> dict[str, float | None]:
+def naive_score(x: dict, ranker: str) -> tuple:
+    """Each ranker's key of a sample, written out (tuples compare in order: tests first)."""
+    terminal = x["tokens"]["q"][-1] if x["tokens"] else -math.inf
+    return {
+        "reward": (x["reward"],),
+        "terminal": (terminal,),
+        "tests-first": (bool(x["passed_examples"]), x["reward"]),
+        "tests-first-terminal": (bool(x["passed_examples"]), terminal),
+        "mean-logprob": (x["mean_logprob"],),
+        "sum-logprob": (x["sum_logprob"],),
+        "random": (hashlib.sha256(x["code"].encode()).hexdigest(),),
+    }[ranker]
+
+
+def top_k_by_key(samples: list[dict], ranker: str, k: int) -> float:
+    """Naive CodeT protocol by a ranker's key: highest first, earlier sample on ties."""
+    order = sorted(
+        range(len(samples)), key=lambda i: (naive_score(samples[i], ranker), -i), reverse=True
+    )
+    return float(any(samples[i]["outcome"] == "pass" for i in order[:k]))
+
+
+def naive_values(record: ProblemRecord, k: int) -> dict[str, float | None]:
     s = per_sample(record)
     n, c = len(s), sum(x["outcome"] == "pass" for x in s)
-    rand = random_scores(record.problem_id, n, seed)
     keep = [x for x in s if x["passed_examples"]]
     return {
         "unranked": 1 - math.comb(n - c, k) / math.comb(n, k),
-        "ranked_reward": top_k_passes(s, lambda i: s[i]["reward"], k),
-        "ranked_mean_logprob": top_k_passes(s, lambda i: s[i]["mean_logprob"], k),
-        "ranked_sum_logprob": top_k_passes(s, lambda i: s[i]["sum_logprob"], k),
-        "ranked_random": top_k_passes(s, lambda i: rand[i], k),
+        **{"ranked_" + r.replace("-", "_"): top_k_by_key(s, r, k) for r in RANKERS},
         "filtered_reward": (
             top_k_passes(keep, lambda i: keep[i]["reward"], k) if record.has_example_tests else None
         ),
@@ -103,7 +127,7 @@ def test_every_pass_at_k_figure_recomputed_from_the_records():
     assert list(metrics) == ["introductory", "interview", "competition", "all"]
     checked = 0
     for k in ks:
-        naive = [naive_values(r, k, seed) for r in records]
+        naive = [naive_values(r, k) for r in records]
         for group, cells in metrics.items():
             members = [i for i, r in enumerate(records) if group in ("all", r.difficulty)]
             for method, by_k in cells.items():
@@ -113,7 +137,8 @@ def test_every_pass_at_k_figure_recomputed_from_the_records():
                 assert cell["value"] == pytest.approx(np.mean(vals), abs=1e-12), (group, method, k)
                 assert cell["ci"] == pytest.approx(naive_ci(vals, n_boot, seed), abs=1e-12)
                 checked += 1
-    assert checked == len(ks) * 4 * 7
+    assert set(metrics["all"]) == set(METHODS) and len(METHODS) == 10
+    assert checked == len(ks) * 4 * len(METHODS)
     # The figures are not all trivially equal: the data exercises the differences.
     all1 = {m: c["1"]["value"] for m, c in metrics["all"].items()}
     assert all1["upper_bound"] > all1["unranked"] > 0
@@ -157,11 +182,13 @@ def test_outcome_auc_and_calibration_figures_recomputed():
         assert stats["n"] == len(mine)
         assert stats["share"] == pytest.approx(len(mine) / len(samples))
         assert stats["reward_mean"] == pytest.approx(np.mean([x["reward"] for x in mine]))
-    for name in ("reward", "mean_logprob", "sum_logprob"):
-        pos = [x[name] for x in samples if x["outcome"] == "pass"]
-        neg = [x[name] for x in samples if x["outcome"] != "pass"]
+    assert list(fig["auc"]) == list(RANKERS)  # an AUC per ranker
+    for name in RANKERS:
+        pos = [naive_score(x, name) for x in samples if x["outcome"] == "pass"]
+        neg = [naive_score(x, name) for x in samples if x["outcome"] != "pass"]
         wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
-        assert fig["auc"][name] == pytest.approx(wins / (len(pos) * len(neg)))
+        assert fig["auc"][name] == pytest.approx(wins / (len(pos) * len(neg))), name
+    assert len(set(fig["auc"].values())) == len(RANKERS)  # the rankers do differ here
     bins = fig["calibration"]
     assert sum(b["n"] for b in bins) == len(samples) and len(bins) == 10
     ordered = sorted((x["reward"], x["true_reward"], x["outcome"] == "pass") for x in samples)
@@ -174,14 +201,21 @@ def test_outcome_auc_and_calibration_figures_recomputed():
         assert b["pass_rate"] == pytest.approx(np.mean([c[2] for c in chunk]))
 
 
-def _three(**scores) -> ProblemRecord:
-    """A (highest R~, fails), B (highest mean log-prob, passes), C (highest sum log-prob, fails)."""
+def _three(pid: str = "x/1") -> ProblemRecord:
+    """A (highest R~, fails), B (highest mean log-prob and terminal Q, passes), C (highest sum
+    log-prob, fails); B and C passed the example tests."""
+
+    def q(last: float) -> dict[str, list[float]]:
+        return {"id": [1, 2], "q": [0.0, last], "v": [0.5] * 2, "a": [0.0] * 2, "r": [0.0] * 2,
+                "logprob": [-1.0] * 2}  # fmt: skip
+
     cands = [
-        CandidateRecord("A", 1, 5.0, -2.0, -4.0, "fail", -0.3, False),
-        CandidateRecord("B", 1, 1.0, -0.1, -9.0, "pass", 1.0, True),
-        CandidateRecord("C", 1, 0.5, -1.0, -1.0, "runtime_error", -0.6, True),
-    ]
-    return ProblemRecord(scores.get("pid", "x/1"), None, True, cands)
+        CandidateRecord(f"A {pid}", 1, 5.0, -2.0, -4.0, "fail", -0.3, False, 2, tokens=q(0.2)),
+        CandidateRecord(f"B {pid}", 1, 1.0, -0.1, -9.0, "pass", 1.0, True, 2, tokens=q(0.9)),
+        CandidateRecord(f"C {pid}", 1, 0.5, -1.0, -1.0, "runtime_error", -0.6, True, 2,
+                        tokens=q(-0.5)),
+    ]  # fmt: skip
+    return ProblemRecord(pid, None, True, cands)
 
 
 def test_ranking_baselines_order_candidates_as_defined():
@@ -189,6 +223,9 @@ def test_ranking_baselines_order_candidates_as_defined():
     assert list(fig) == ["all"]  # no difficulty labels: only the overall group
     top1 = {m: c["1"]["value"] for m, c in fig["all"].items()}
     assert top1["ranked_reward"] == 0.0  # A first
+    assert top1["ranked_terminal"] == 1.0  # B first
+    assert top1["ranked_tests_first"] == 1.0  # B, C passed the examples; B has the better R~
+    assert top1["ranked_tests_first_terminal"] == 1.0
     assert top1["ranked_mean_logprob"] == 1.0  # B first
     assert top1["ranked_sum_logprob"] == 0.0  # C first
     assert top1["upper_bound"] == 1.0  # the passing program first
@@ -196,14 +233,27 @@ def test_ranking_baselines_order_candidates_as_defined():
     assert top1["unranked"] == pytest.approx(1 / 3)
     assert fig["all"]["ranked_reward"]["2"]["value"] == 1.0  # A, B
     assert fig["all"]["ranked_sum_logprob"]["2"]["value"] == 0.0  # C, A
-    # Random order: seeded, stable, depends on problem and seed, and not biased to a position.
-    assert random_scores("x/1", 3, 0) == random_scores("x/1", 3, 0)
-    assert random_scores("x/1", 3, 0) != random_scores("x/1", 3, 1)
-    firsts = [int(np.argmax(random_scores(f"p/{i}", 3, 0))) for i in range(300)]
+    # Random order: a hash of each program, the same in every run, not biased to a position.
+    many = [_three(f"p/{i}") for i in range(300)]
+    firsts = []
+    for r in many:
+        keys = [hashlib.sha256(c.code.encode()).hexdigest() for c in r.candidates]
+        firsts.append(keys.index(max(keys)))
     assert all(60 < firsts.count(j) < 140 for j in range(3))
-    many = [_three(pid=f"p/{i}") for i in range(300)]
     rand1 = compute_figures(many, [1], n_boot=10)["metrics"]["all"]["ranked_random"]["1"]
-    assert rand1["value"] == pytest.approx(firsts.count(1) / 300)
+    assert rand1["value"] == pytest.approx(firsts.count(1) / 300)  # B is the one that passes
+    again = compute_figures(many, [1], seed=5, n_boot=10)["metrics"]["all"]["ranked_random"]
+    assert again["1"]["value"] == rand1["value"]  # the code alone decides, not the eval seed
+
+
+def test_best_ranker_is_the_learned_one_with_the_best_pass_at_the_smallest_k():
+    def table(**values):
+        return {"all": {ranked_method(r): {"1": {"value": v}, "5": {"value": 0.0}}
+                        for r, v in values.items()}}  # fmt: skip
+
+    assert best_ranker(table(reward=0.2, terminal=0.3, mean_logprob=0.9), [5, 1]) == "terminal"
+    assert best_ranker(table(terminal=0.3, reward=0.3), [1]) == "reward"  # ties: R~ first
+    assert best_ranker({"all": {}}, [1]) is None
 
 
 def test_records_round_trip_atomically(tmp_path):
@@ -237,6 +287,11 @@ def test_markdown_shows_every_overall_cell():
                 assert text in md
     assert "| Table 1 | ranked_reward | 1 | all | 2.30 |" in md
     assert "paper" in md and "this run" in md
+    for name, label in RANKER_LABELS.items():  # a pass@k row and an AUC row per ranker
+        assert f"| ranked by {label} | " in md
+        (row,) = [line for line in md.splitlines() if line.startswith(f"| `{name}` | {label} |")]
+        assert row.endswith(f" | {figures['auc'][name]:.3f} |")
+    assert f"Best learned ranker by pass@1 here: `{figures['best_ranker']}`" in md
     json.dumps(report)  # JSON-serialisable
 
 

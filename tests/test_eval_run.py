@@ -17,6 +17,7 @@ from test_eval_report import naive_ci, naive_values
 from bcoder.errors import BcoderError
 from bcoder.evaluate import EvalSettings, run_eval, write_report
 from bcoder.evaluate.records import load_records
+from bcoder.ranking import RANKER_LABELS, RANKERS
 
 MBPP = ("11", "12", "13")
 SAMPLING = ["--samples", "3", "--k", "1,2", "--max-new-tokens", "16", "--batch-size", "3"]
@@ -106,7 +107,7 @@ def test_rank_only_report_figures_recomputed_from_records(
     metrics = report["figures"]["metrics"]
     assert list(metrics) == ["all"]
     for k in (1, 2, 5):
-        naive = [naive_values(r, k, seed=2) for r in records]
+        naive = [naive_values(r, k) for r in records]
         for method, by_k in metrics["all"].items():
             vals = [v[method] for v in naive]
             assert by_k[str(k)]["value"] == pytest.approx(np.mean(vals), abs=1e-12), (method, k)
@@ -116,6 +117,14 @@ def test_rank_only_report_figures_recomputed_from_records(
     assert metrics["all"]["filtered_reward"]["1"]["value"] == 1.0  # only the right one passes ex.
     md = (tmp_path / "run" / "report.md").read_text()
     assert "ranked by R~ (B-Coder)" in md and "ranked by mean log-prob" in md
+    assert list(report["figures"]["auc"]) == list(RANKERS)
+    for name, label in RANKER_LABELS.items():  # a pass@k row and an AUC per ranker
+        assert f"| ranked by {label} | " in md
+        (row,) = [line for line in md.splitlines() if line.startswith(f"| `{name}` | {label} |")]
+        assert row.endswith(f" | {report['figures']['auc'][name]:.3f} |")
+    assert report["model"]["ranker"] == "reward"  # no checkpoint: R~, and the report says so
+    best = report["figures"]["best_ranker"]
+    assert f"Best learned ranker by pass@1 here: `{best}`; the checkpoint ranks by `reward`" in md
     assert report["data"]["sha256"] and report["model"]["name"]
     assert report["timings"]["problems"] == 3 and report["timings"]["score"] > 0
     for name in report["plots"]:
@@ -211,8 +220,20 @@ def test_cli_errors_are_one_line(tmp_path, mbpp):
     assert res.returncode == 2 and "not an eval run directory" in res.stderr
     res = bcoder("eval", "-d", str(mbpp), "--samples", "2", "--k", "1,5", "--out", str(tmp_path))
     assert res.returncode == 2 and "larger than --samples" in res.stderr
+    # -M 1 alone is a valid run (the default k are those that fit M): the missing file is the error
+    res = bcoder("eval", "-d", str(tmp_path / "no/such.jsonl"), "-M", "1", "--out", str(tmp_path))
+    assert res.returncode == 2 and res.stderr.strip().endswith("no/such.jsonl: no such file")
     res = bcoder("eval", "-d", str(mbpp), "--k", "one", "--out", str(tmp_path / "y"))
     assert res.returncode == 2 and "--k" in res.stderr
     res = bcoder("eval", "report", str(tmp_path))
     assert res.returncode == 2 and "not an eval run directory" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_default_k_are_the_defaults_that_fit_m():
+    assert EvalSettings(dataset="mbpp", samples=1).ks == [1]
+    assert EvalSettings(dataset="mbpp", samples=4).ks == [1]
+    assert EvalSettings(dataset="mbpp", samples=5).ks == [1, 5]
+    assert EvalSettings(dataset="mbpp", samples=0, rank_only="c.jsonl").ks == [1, 5]
+    with pytest.raises(BcoderError, match="--k 5 is larger than --samples 1"):
+        EvalSettings(dataset="mbpp", samples=1, ks=[1, 5])  # an explicit k stays an error

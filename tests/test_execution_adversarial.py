@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import os
 import secrets
-import shutil
 import socket
 import threading
 import time
@@ -25,6 +24,11 @@ pytestmark = pytest.mark.skipif(
 SECRET = "bcoder-secret-" + secrets.token_hex(8)
 DOUBLE = Spec(inputs=("21\n",), outputs=("42\n",))  # the "normal" problem: print twice the input
 ANSWER = "print(int(input()) * 2)\n"
+# The scratch directory's entries, and whether its file system holds less than 64 KiB of data.
+SCRATCH_PROBE = (
+    "import os\nst = os.statvfs('.')\n"
+    "print(sorted(os.listdir('.')), (st.f_blocks - st.f_bfree) * st.f_frsize < 64 << 10)\n"
+)
 
 
 def _tree(pid: int) -> list[int]:
@@ -56,7 +60,6 @@ class Host:
         self.home_file = Path.home() / f".bcoder-canary-{secrets.token_hex(4)}"
         self.home_file.write_text(SECRET)
         self.digest = self._digest()
-        self.tmp_free = shutil.disk_usage("/tmp").free
 
     def _digest(self) -> str:
         h = hashlib.sha256()
@@ -67,7 +70,6 @@ class Host:
 
     def check(self, ex: Executor) -> None:
         assert self._digest() == self.digest, "a canary file changed"
-        assert abs(shutil.disk_usage("/tmp").free - self.tmp_free) < 256 << 20
         worker = ex.workers[0]
         if worker.alive:  # only the sandbox's own process (bwrap / unshare) and its zygote
             assert len(_tree(worker.proc.pid)) <= 2 + (worker.level == "unshare"), _tree(
@@ -75,6 +77,12 @@ class Host:
             )
         res = ex.run(ANSWER, DOUBLE)
         assert res.outcome is Outcome.PASS, res.to_dict()
+        # The next program finds its scratch directory empty (the only place it can write, a
+        # size-limited tmpfs): nothing left by the attack, no survivor still writing to it.
+        # (The host's disk is not measured: any other process on the machine moves it.)
+        time.sleep(0.05)
+        res = ex.run(SCRATCH_PROBE, Spec(inputs=("",), outputs=("[] True",)))
+        assert res.outcome is Outcome.PASS, res.tests[0].stdout + res.tests[0].stderr
 
     def cleanup(self) -> None:
         self.home_file.unlink(missing_ok=True)

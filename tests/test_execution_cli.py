@@ -82,17 +82,31 @@ def test_check_a_dataset_problem(tmp_path, shared_data):
         (["PROG", "--tests", "NOLISTS"], "need lists 'inputs' and 'outputs'"),
         (["PROG"], "give the tests"),
         (["PROG", "--problem", "nowhere.jsonl:3"], "nowhere.jsonl"),
+        (["PROG", "--tests", "DIR"], "DIR: is a directory"),
+        (["DIR", "--tests", "TESTS"], "DIR: is a directory"),
+        (["PROG", "--tests", "missing.json"], "missing.json: no such file"),
+        (["PROG", "--tests", "LATIN1"], "latin1.txt: not UTF-8 text"),
+        (["LATIN1", "--tests", "TESTS"], "latin1.txt: not UTF-8 text"),
+        (["PROG", "--tests", "UNDERFILE"], "Not a directory"),
+        (["PROG", "--problem", "STATEMENT", "--tests", "DIR"], "DIR: is a directory"),
     ],
 )
 def test_check_bad_input_is_one_line_and_nonzero(files, args, message):
     tmp, prog, tests = files
     (tmp / "bad.json").write_text("{not json")
     (tmp / "nolists.json").write_text('{"inputs": 3}')
+    (tmp / "DIR").mkdir()
+    (tmp / "latin1.txt").write_bytes("café = 1\n".encode("latin-1"))
+    (tmp / "statement.txt").write_text("Add two numbers.\n")
     subst = {
         "PROG": str(prog),
         "TESTS": str(tests),
         "BADJSON": str(tmp / "bad.json"),
         "NOLISTS": str(tmp / "nolists.json"),
+        "DIR": str(tmp / "DIR"),
+        "LATIN1": str(tmp / "latin1.txt"),
+        "UNDERFILE": str(prog / "tests.json"),  # a path through a file
+        "STATEMENT": str(tmp / "statement.txt"),
     }
     r = bcoder("check", *[subst.get(a, a) for a in args])
     assert r.returncode != 0

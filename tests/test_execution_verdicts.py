@@ -188,6 +188,87 @@ def test_a_top_level_return_compiles_for_stdin_programs_as_under_apps(ex):
     assert run(ex, code, Spec(inputs=("3\n",), outputs=("3\n",))).outcome is Outcome.PASS
 
 
+# ---- exit status: a program that ends with a failure status is a runtime error ----
+
+TWICE_STDIO = Spec(inputs=("2\n",), outputs=("4\n",))
+TWICE_FORMATS = {
+    "stdio": TWICE_STDIO,
+    "fn_name": Spec(inputs=([2],), outputs=(4,), fn_name="f"),
+    "rewritten": Spec(asserts=("assert f(2) == 4",)),
+    "judged": Spec(asserts=("assert f(2) in (4,)",)),
+    "humaneval": Spec(
+        asserts=("def check(candidate):\n    assert candidate(2) == 4\n\ncheck(f)\n",)
+    ),
+}
+TWICE = "def f(x):\n    return 2 * x\n"
+BAD_ENDS = {
+    "SystemExit(3)": "raise SystemExit(3)\n",
+    "sys.exit(1)": "import sys\nsys.exit(1)\n",
+    "sys.exit(256)": "import sys\nsys.exit(256)\n",  # python would exit 0: 256 & 0xFF
+    "SystemExit(message)": "raise SystemExit('giving up')\n",
+    "os._exit(2)": "import os\nos._exit(2)\n",
+    "crash": "raise ValueError('after the output')\n",
+    # The process ends only when its non-daemon threads have (as python's does).
+    "thread-exits-3": "import os, threading, time\n"
+    "threading.Thread(target=lambda: (time.sleep(0.3), os._exit(3))).start()\n",
+    "stdout-flush-fails": "import sys\nclass Out:\n    def write(self, s):\n        return len(s)\n"
+    "    def flush(self):\n        raise OSError('disk full')\nsys.stdout = Out()\n",
+}
+
+
+@pytest.mark.parametrize("fmt", list(TWICE_FORMATS))
+@pytest.mark.parametrize("end", list(BAD_ENDS))
+def test_right_answers_then_a_failure_exit_is_a_runtime_error(ex, fmt, end):
+    """The answers are right (stdout, or every value), then the process ends with a non-zero
+    status: -0.6 in every test format, as a crash would be."""
+    spec = TWICE_FORMATS[fmt]
+    answer = TWICE + ("print(f(int(input())))\n" if fmt == "stdio" else "")
+    assert run(ex, answer, spec).outcome is Outcome.PASS
+    res = run(ex, answer + BAD_ENDS[end], spec)
+    assert res.outcome is Outcome.RUNTIME_ERROR and res.reward == -0.6, res.to_dict()
+    if end == "SystemExit(message)" and fmt == "stdio":
+        assert "giving up" in res.detail
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        "exit()\n",
+        "quit(0)\n",
+        "import sys\nsys.exit(0)\n",
+        "raise SystemExit\n",
+        "import sys\nsys.exit(False)\n",
+    ],
+)
+def test_a_clean_exit_after_the_right_output_passes(ex, end):
+    """``exit()`` / ``sys.exit(0)`` after printing the answer: a common stdin-program idiom."""
+    res = run(ex, "print(int(input()) * 2)\n" + end, TWICE_STDIO)
+    assert res.outcome is Outcome.PASS, res.to_dict()
+
+
+@pytest.mark.parametrize("fmt", [f for f in TWICE_FORMATS if f != "stdio"])
+def test_any_exit_before_or_during_the_calls_is_a_runtime_error(ex, fmt):
+    """A call-based program must load and return its answers: ``exit()`` while loading (even with
+    status 0) or inside the function leaves the tests nothing to check."""
+    spec = TWICE_FORMATS[fmt]
+    for code in (TWICE + "exit()\n", "def f(x):\n    print(2 * x)\n    raise SystemExit(0)\n"):
+        res = run(ex, code, spec)
+        assert res.outcome is Outcome.RUNTIME_ERROR, (code, res.to_dict())
+
+
+def test_output_printed_by_a_thread_the_program_does_not_join(ex):
+    """The deep-recursion idiom: ``threading.Thread(target=main).start()`` and nothing after it.
+    The program's process ends when that thread has, as under python."""
+    code = (
+        "import sys, threading, time\nsys.setrecursionlimit(10 ** 5)\n"
+        "threading.stack_size(64 * 2 ** 20)\n"
+        "def main():\n    time.sleep(0.2)\n    print(int(input()) * 2)\n"
+        "threading.Thread(target=main).start()\n"
+    )
+    res = run(ex, code, TWICE_STDIO)
+    assert res.outcome is Outcome.PASS, res.to_dict()
+
+
 # ---- legitimate programs ----
 
 

@@ -270,6 +270,8 @@ async def test_implement_function_method_and_nested(client, server_env):
         client, "bcoder.implement", uri, {"line": line_of(SOURCE, "def area"), "character": 0}
     )
     assert result["applied"] is True and result["rank"] == 1, result
+    assert result["ranker"] == "reward"  # no checkpoint: R~; the log says so too
+    assert any("ranked by reward" in m.message for m in client.log_messages)
     text = client.docs.text[uri]
     (ret,) = body_after(text, '"""')  # the docstring's closing line, then the body
     assert ret.startswith("    return") and ret.strip() in RETURNS
@@ -515,9 +517,19 @@ async def test_malformed_messages_do_not_crash_the_server(server_env):
         stdout=asyncio.subprocess.PIPE,
         env=server_env,
     )
+    seen: list[dict] = []  # every message the server sent, in order
 
     def send(body: bytes) -> None:
         proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def notify(method: str, params) -> None:
+        send(json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode())
+
+    async def read_until(predicate) -> dict:
+        while not predicate(message := await asyncio.wait_for(_read_message(proc.stdout), 60)):
+            seen.append(message)
+        seen.append(message)
+        return message
 
     async def ask(msg_id: int, method: str, params) -> dict:
         send(
@@ -525,11 +537,14 @@ async def test_malformed_messages_do_not_crash_the_server(server_env):
                 {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}
             ).encode()
         )
-        while (answer := await asyncio.wait_for(_read_message(proc.stdout), 60)).get(
-            "id"
-        ) != msg_id:
-            pass
-        return answer
+        return await read_until(lambda m: m.get("id") == msg_id and "method" not in m)
+
+    def logged(kind: int, since: int) -> list[str]:
+        return [
+            m["params"]["message"]
+            for m in seen[since:]
+            if m.get("method") == "window/logMessage" and m["params"]["type"] == kind
+        ]
 
     try:
         init = await ask(1, "initialize", {"processId": None, "rootUri": None, "capabilities": {}})
@@ -538,24 +553,39 @@ async def test_malformed_messages_do_not_crash_the_server(server_env):
             "bcoder.implement"
             in init["result"]["capabilities"]["executeCommandProvider"]["commands"]
         )
-        send(json.dumps({"jsonrpc": "2.0", "method": "initialized", "params": {}}).encode())
-        send(b"{this is not json")
-        send(
-            json.dumps(
-                {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"nope": 1}}
-            ).encode()
-        )
+        notify("initialized", {})
+
+        # a body that is not JSON, or not UTF-8: Parse error with id null (JSON-RPC 2.0, 5.1)
+        for garbage in (b"{this is not json", b"\xff\xfe{}"):
+            send(garbage)
+            answer = await read_until(lambda m: "error" in m)
+            assert answer["id"] is None and answer["error"]["code"] == -32700, answer
+        # JSON, but not a JSON-RPC message: Invalid Request with id null
+        for wrong in (b"[1, 2]", b"42", b'{"hello": "world"}'):
+            send(wrong)
+            answer = await read_until(lambda m: "error" in m)
+            assert answer["id"] is None and answer["error"]["code"] == -32600, (wrong, answer)
+
+        notify("textDocument/didOpen", {"nope": 1})
         uri = "file:///work/raw.py"
         doc = {"uri": uri, "languageId": "python", "version": 1, "text": SOURCE}
-        send(
-            json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "textDocument/didOpen",
-                    "params": {"textDocument": doc},
-                }
-            ).encode()
+        notify("textDocument/didOpen", {"textDocument": doc})
+
+        # a change to a document that was never opened: a warning, not an internal error
+        start = {"line": 3, "character": 0}
+        await ask(4, "textDocument/hover", {"textDocument": {"uri": uri}, "position": start})
+        before = len(seen)  # all that the server sent so far has been read
+        notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": "file:///work/never-opened.py", "version": 2},
+                "contentChanges": [{"text": "x = 1\n"}],
+            },
         )
+        await ask(5, "textDocument/hover", {"textDocument": {"uri": uri}, "position": start})
+        assert any("never opened" in m for m in logged(2, before)), seen[before:]
+        assert logged(1, before) == []
+
         errors = [
             ("textDocument/hover", {"textDocument": {"uri": uri}}),
             ("textDocument/codeAction", {"textDocument": {"uri": uri}, "range": "everything"}),
@@ -564,7 +594,7 @@ async def test_malformed_messages_do_not_crash_the_server(server_env):
         ]
         for i, (method, params) in enumerate(errors, start=10):
             assert "error" in await ask(i, method, params), method
-        rng = {"start": {"line": 3, "character": 0}, "end": {"line": 3, "character": 0}}
+        rng = {"start": start, "end": start}
         ok = await ask(
             99,
             "textDocument/codeAction",
@@ -573,7 +603,7 @@ async def test_malformed_messages_do_not_crash_the_server(server_env):
         assert [a["title"] for a in ok["result"]] == ["B-Coder: implement from docstring"]
         assert proc.returncode is None
         await ask(100, "shutdown", None)
-        send(json.dumps({"jsonrpc": "2.0", "method": "exit"}).encode())
+        notify("exit", None)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
         if proc.returncode is None:
@@ -661,6 +691,29 @@ async def test_docstring_examples_run_as_tests(client):
     outcomes = {c["body"].strip(): c["outcome"] for c in listed["candidates"] if c["usable"]}
     assert outcomes["return 42"] == "pass"
     assert all(o == "fail" for b, o in outcomes.items() if b != "return 42") and len(outcomes) >= 2
+
+
+async def test_fast_path_inserts_the_first_passing_candidate(client):
+    """With fastPath, the body goes in as soon as one candidate passes the docstring's tests; the
+    rest of the candidates keep coming, and next candidate then steps through all of them."""
+    uri = "file:///work/fast.py"
+    client.docs.open(uri, ANSWER)
+    where = {"line": 0, "character": 0}
+    push_settings(client, runTests=True, samples=48, fastPath=True)
+    try:
+        first = await command(client, "bcoder.implement", uri, where)
+        assert first["applied"] and first["outcome"] == "pass", first
+        assert first.get("pending") is True and first["of"] == 1, first
+        assert body_after(client.docs.text[uri], '"""') == ["    return 42"]
+        await until(lambda: any("candidates are in" in m.message for m in client.log_messages))
+    finally:
+        push_settings(client, runTests=False, samples=6, fastPath=False)
+    listed = await command(client, "bcoder.listCandidates", uri, where)
+    assert len(listed["candidates"]) >= 2
+    current = next(c for c in listed["candidates"] if c["current"])
+    assert current["body"].strip() == "return 42" and current["outcome"] == "pass"
+    nxt = await command(client, "bcoder.nextCandidate", uri, where)
+    assert nxt["applied"] and body_after(client.docs.text[uri], '"""') != ["    return 42"]
 
 
 async def test_tcp_mode_and_cli_errors(server_env):
@@ -763,3 +816,41 @@ async def test_server_exits_when_the_client_goes_away(server_env, tiny_model_dir
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.slow  # a fresh server loading torch, like the test above
+async def test_shutdown_while_a_job_runs(server_env, tiny_model_dir):
+    """Quitting the editor mid-run: ``shutdown`` answers without an error and the process exits.
+
+    pygls cancels the pending requests while iterating over their dict, and cancelling the running
+    command removes it from that dict: -32603 "dictionary changed size during iteration".
+    """
+    c = make_test_lsp_client()
+    settings = {"bcoder": settings_for(tiny_model_dir, maxNewTokens=1900, samples=8)}
+    c.set_configuration(settings)
+    await c.start_io(sys.executable, "-m", "bcoder", "lsp", *LOG, env=server_env)
+    try:
+        await c.initialize_session(
+            lsp.InitializeParams(
+                capabilities=client_capabilities("visual-studio-code"),
+                initialization_options=settings,
+            )
+        )
+        uri = "file:///work/quit.py"
+        c.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "python", 1, SOURCE))
+        )
+        where = {"line": line_of(SOURCE, "def area"), "character": 0}
+        params = lsp.ExecuteCommandParams(command="bcoder.implement", arguments=[uri, where])
+        pending = c.protocol.send_request("workspace/executeCommand", params)
+        await new_progress(c, set(), "generate")
+
+        assert await asyncio.wait_for(c.shutdown_async(None), 30) is None
+        with pytest.raises(JsonRpcException, match="cancel"):  # the job's request is cancelled
+            await asyncio.wait_for(asyncio.wrap_future(pending), 30)
+        c.exit(None)
+        assert await asyncio.wait_for(c._server.wait(), 30) == 0
+    finally:
+        if c._server.returncode is None:
+            c._server.kill()
+        await c.stop()

@@ -268,6 +268,18 @@ def test_settings_updates_and_bad_values():
     assert s.solve_key() == s.updated({"samples": 9}).solve_key()  # no reload for sampling changes
 
 
+def test_empty_strings_from_the_vscode_settings_ui_mean_unset():
+    """VS Code's Settings UI edits checkpoint/device/dtype as plain strings: clearing one sends ""."""
+    chosen = ServerSettings().updated(
+        {"checkpoint": "/runs/heads", "device": " cuda:1 ", "dtype": "bfloat16"}
+    )
+    assert (chosen.checkpoint, chosen.device, chosen.dtype) == ("/runs/heads", "cuda:1", "bfloat16")
+    cleared = chosen.updated({"checkpoint": "", "device": "  ", "dtype": ""})
+    assert (cleared.checkpoint, cleared.device, cleared.dtype) == (None, None, None)
+    assert not cleared.warnings
+    assert cleared.solve_key() == ServerSettings().solve_key()  # "" loads what the default loads
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-32"])
 def test_buffer_units_round_trip(encoding):
     buf = Buffer("x = 'é😀'\n", encoding)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -153,6 +155,21 @@ def test_dataset_names(shared_data: Path, tmp_path: Path, monkeypatch):
     assert resolve_dataset("apps/test_10") == shared_data / "apps/test_10.jsonl"
     with pytest.raises(BcoderError, match="BCODER_DATA"):
         resolve_dataset("no-such-dataset")
+    # A path is a file that does not exist, not an unknown dataset.
+    with pytest.raises(BcoderError, match=r"^path/that/does/not/exist\.jsonl: no such file \(nor"):
+        resolve_dataset("path/that/does/not/exist.jsonl")
+    gone = tmp_path / "gone.jsonl"
+    with pytest.raises(BcoderError, match=f"^{re.escape(str(gone))}: no such file$"):
+        load_problems(gone)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_a_file_without_read_permission_is_a_one_line_error(tmp_path: Path):
+    statement = tmp_path / "problem.txt"
+    statement.write_text("Print 1.\n")
+    statement.chmod(0)
+    with pytest.raises(BcoderError, match=r"problem\.txt: permission denied"):
+        load_problem(statement)
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:

@@ -143,6 +143,20 @@ def test_top_p_and_temperature():
     assert (cold == 0).float().mean() > 0.9  # low temperature sharpens
 
 
+@pytest.mark.parametrize("scale", [8.0, 0.3])
+def test_nucleus_shortcut_draws_from_the_top_p_distribution(scale):
+    """Peaked logits (the nucleus is within the top NUCLEUS_K tokens: no full sort) and flat ones
+    (the full sort) both draw from top_p_filter's renormalised distribution."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 2000, generator=gen) * scale
+    want = top_p_filter(logits, 0.9).softmax(dim=-1)[0]
+    assert (want > 0).sum() > (1 if scale > 1 else 256)
+    draws = sample_next(logits.expand(10000, -1), 1.0, 0.9, gen)
+    freq = torch.bincount(draws, minlength=2000).float() / len(draws)
+    assert freq[want == 0].sum() == 0
+    assert (freq - want).abs().max() < 0.02
+
+
 def test_block_closed():
     assert not block_closed("Here:\n```python\nx = 1\n")
     assert block_closed("Here:\n```python\nx = 1\n```")

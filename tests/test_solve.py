@@ -2,14 +2,17 @@
 checkpoints, score_codes / rank_programs, the store round trip, cancellation."""
 
 import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from bcoder.errors import BcoderError
 from bcoder.model import BCoderModel, QConfig
+from bcoder.problems import load_problems
 from bcoder.rerank import rank_programs, read_candidates
-from bcoder.results import CandidateReady, Progress, SolveResult
+from bcoder.results import CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.scoring import score_tokens
 from bcoder.solve import (
     Cancelled,
@@ -25,6 +28,7 @@ from bcoder.spec import Problem
 from bcoder.spec import TestSpec as Spec  # (not a test class)
 from bcoder.store import Store
 
+FIXTURES = Path(__file__).parent / "fixtures"
 TWO_SUM = Spec(
     inputs=([[2, 7, 11, 15], 9], [[3, 2, 4], 6]), outputs=([0, 1], [1, 2]), fn_name="two_sum"
 )
@@ -82,8 +86,15 @@ def test_solve_causal_end_to_end(engine, tiny_model_dir):
     ready = [e for e in events if isinstance(e, CandidateReady)]
     assert len(ready) == len(result.candidates)
     gen = [e for e in events if isinstance(e, Progress) and e.stage == "generate"]
-    assert gen[-1].done == gen[-1].total == 6
+    # progress counts tokens: it only grows, never passes its (shrinking) estimate, and ends
+    # at the tokens sampled, with every candidate counted
+    assert [e.done for e in gen] == sorted(e.done for e in gen)
+    assert all(e.done <= e.total for e in gen)
+    assert gen[0].total == 6 * 16  # n * max_new_tokens
+    assert gen[-1].done == gen[-1].total >= sum(c.count for c in result.candidates)
+    assert gen[-1].message == "6/6 candidates"
     assert result.heads == "init" and result.settings["prompt_family"] == "chat"
+    assert result.ranker == result.settings["ranker"] == "reward"  # no checkpoint: R~
     for c in result.candidates:
         assert c.outcome is None and c.finish_reason in ("eos", "code_block_end", "length")
         assert all(t.v == pytest.approx(1.0) for t in c.tokens)  # untrained heads: V = R_max
@@ -121,9 +132,10 @@ def test_cancel_raises_promptly(engine, tiny_model_dir):
     seen = []
 
     def on_event(e):
-        seen.append(e)
-        if isinstance(e, Progress) and e.stage == "generate" and e.message == "3 tokens":
-            cancel.set()
+        if isinstance(e, Progress) and e.stage == "generate" and e.done:  # a decode step
+            seen.append(e)
+            if len(seen) == 3:
+                cancel.set()
 
     with pytest.raises(Cancelled):
         solve(
@@ -133,8 +145,36 @@ def test_cancel_raises_promptly(engine, tiny_model_dir):
             on_event=on_event,
             cancel=cancel,
         )
-    steps = [e for e in seen if isinstance(e, Progress) and e.message.endswith("tokens")]
-    assert len(steps) == 3
+    assert len(seen) == 3
+    assert seen[-1].done == 3 * 6  # three steps of six rows
+
+
+def test_candidates_are_tested_while_sampling_goes_on(engine, tiny_model_dir):
+    """The first candidate's tests finish while the other rows are still being sampled: the event
+    callback (called on the sampling thread) holds sampling until its outcome is in, which would
+    never happen if tests only ran after sampling. CandidateTested follows its CandidateReady."""
+    order = []
+
+    def on_event(e):
+        if isinstance(e, CandidateTested):
+            order.append(("tested", e.index, e.candidate.outcome))
+        elif isinstance(e, CandidateReady):
+            order.append(("ready", e.index))
+            deadline = time.monotonic() + 60
+            while e.index == 0 and not e.candidate.outcome and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert e.candidate.outcome or e.index, "candidate 0 was not tested during sampling"
+
+    settings = _settings(tiny_model_dir, run_tests=True, timeout=2.0, max_new_tokens=24)
+    result = solve(_problem(tests=TWO_SUM), engine, settings, on_event=on_event)
+    assert order[0] == ("ready", 0)
+    first = order.index(next(x for x in order if x[0] == "tested" and x[1] == 0))
+    assert order[first][2] in ("fail", "runtime_error", "compile_error")
+    for x in order:  # each candidate's CandidateTested comes after its CandidateReady
+        if x[0] == "tested":
+            assert order.index(("ready", x[1])) < order.index(x)
+    assert len([x for x in order if x[0] == "tested"]) == len(result.candidates)
+    assert all(c.outcome for c in result.candidates)
 
 
 def test_tests_run_in_the_sandbox_and_store_round_trip(engine, tiny_model_dir, tmp_path):
@@ -167,6 +207,22 @@ def test_score_codes_and_filter_examples(engine):
     best = result.candidates[0]
     assert best.count == 2 and best.passed_examples is True and best.outcome == "pass"
     assert best.reward == pytest.approx(cands[1].reward, abs=1e-5)
+
+
+def test_ranked_programs_are_run_and_shown_with_the_prompts_helpers(engine):
+    """A chat answer that defines only the entry point of HumanEval/10 (whose prompt defines
+    is_palindrome): rank runs and shows it after the prompt's helper, scores only the answer."""
+    problem = {p.id: p for p in load_problems(FIXTURES / "humaneval_helpers.jsonl")}["HumanEval/10"]
+    answer = (
+        "def make_palindrome(string: str) -> str:\n    for i in range(len(string)):\n"
+        "        if is_palindrome(string[i:]):\n            return string + string[:i][::-1]\n"
+        "    return string\n"
+    )
+    best = rank_programs(problem, engine, [answer], timeout=5.0).candidates[0]
+    assert best.code.startswith("def is_palindrome(string: str) -> bool:\n")
+    assert best.code.endswith("\n\n\n" + answer)
+    assert best.outcome == "pass", best.tests
+    assert "is_palindrome(string: str)" not in "".join(t.text for t in best.tokens)
 
 
 def test_lora_checkpoint_scored_by_one_forward(tiny_model_dir, tmp_path):
@@ -272,3 +328,44 @@ def test_the_model_defaults_to_the_checkpoints_base(tmp_path, tiny_model_dir):
     assert SolveSettings(checkpoint=str(tmp_path / "ckpt")).model == "some/base"
     with pytest.raises(BcoderError, match="not a bcoder checkpoint"):
         model_for(None, str(tmp_path))
+
+
+def _head_checkpoint(tiny_model_dir, path, **extra):
+    """A head-mode checkpoint with random (trained-looking) value heads and ``extra`` fields."""
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    qmodel = BCoderModel(base, QConfig(mode="head"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in qmodel.phi_head.parameters():
+            p.normal_(0, 0.5)
+    qmodel.save_checkpoint(path, extra=extra)
+    return str(path)
+
+
+def test_the_checkpoints_ranker_orders_solve_and_rank(tiny_model_dir, tmp_path):
+    ckpt = _head_checkpoint(tiny_model_dir, tmp_path / "ckpt", ranker="terminal")
+    engine = Engine.load(str(tiny_model_dir), ckpt)
+    result = solve(_problem(), engine, _settings(tiny_model_dir, n=8, temperature=1.5))
+    assert result.ranker == result.settings["ranker"] == "terminal"
+    terminal = [c.tokens[-1].q for c in result.candidates]
+    assert len(terminal) >= 2 and terminal == sorted(terminal, reverse=True)
+    codes = [CORRECT, "def two_sum(a, b):\n    return [0, 1]\n", "x = 1\n", "pass\n", "1 +"]
+    ranked = rank_programs(_problem(), engine, codes, run_tests_=False)
+    assert ranked.ranker == ranked.settings["ranker"] == "terminal"
+    terminal = [c.tokens[-1].q for c in ranked.candidates]
+    assert terminal == sorted(terminal, reverse=True)
+    rewards = [c.reward for c in ranked.candidates]
+    assert rewards != sorted(rewards, reverse=True)  # R~ would have ordered them otherwise
+    again = Store(tmp_path / "runs.sqlite")
+    assert again.get(again.save(result)).ranker == "terminal"  # the store keeps it
+
+
+def test_a_checkpoint_with_an_unknown_ranker_fails_before_sampling(tiny_model_dir, tmp_path):
+    ckpt = _head_checkpoint(tiny_model_dir, tmp_path / "ckpt", ranker="best")
+    engine = Engine.load(str(tiny_model_dir), ckpt)
+    events = []
+    with pytest.raises(BcoderError, match="unknown ranker 'best'"):
+        solve(_problem(), engine, _settings(tiny_model_dir), on_event=events.append)
+    assert events == []  # nothing was sampled

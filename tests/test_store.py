@@ -206,3 +206,28 @@ def test_cli_list_and_show(tmp_path):
     out = bcoder("runs", "show", "zzz", env=env)
     assert out.returncode == 2 and out.stderr.startswith("error: no run 'zzz'")
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_runs_list_keeps_the_numbers_whole_on_a_narrow_terminal(width):
+    from rich.console import Console
+
+    from bcoder.cli.runs import runs_table
+    from bcoder.store import RunSummary
+
+    runs = [
+        RunSummary("261201-053012-ab12", 1.7e9, "mbpp/11", "Write a python function to "
+                   "remove the first and last occurrence of a given character from the string.",
+                   "qwen2.5-coder-1.5b", 128, -123.456, "runtime_error"),
+        RunSummary("261201-053013-cd34", 1.7e9, "", "two_sum", "/models/smollm2-135m.gguf", 8,
+                   0.912, "pass"),
+    ]  # fmt: skip
+    console = Console(width=width, record=True)
+    console.print(runs_table(runs, "runs", width))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= width
+    for r in runs:
+        row = next(line for line in lines if r.id in line)
+        cells = [cell.strip() for cell in row.split("│")[1:-1]]
+        assert cells[0] == r.id  # what `runs show` takes
+        assert cells[-3:] == [str(r.n_candidates), f"{r.best_reward:.3f}", r.best_outcome]

@@ -153,7 +153,7 @@ def sample_programs(
     if not problems or not m:
         return []
     engine = Engine(tokenizer, qmodel, {}, "init")  # stop tokens and fences exactly as solve's
-    device = next(qmodel.parameters()).device
+    device = engine.backend.device
     prompts = {p.id: prompter.prompt(p) for p in problems}  # id -> (family, text, ids)
     merged: dict[tuple[str, tuple[int, ...]], Program] = {}
     by_id = {p.id: p for p in problems}
@@ -328,7 +328,8 @@ def collect(
 ) -> CollectSummary:
     """Sample, execute and store programs for every configured problem (shards not yet done).
 
-    ``qmodel`` is a BCoderModel whose policy is the checkpoint (any mode at initialisation);
+    ``qmodel`` is the checkpoint policy: a BCoderModel (any mode at initialisation) or an
+    inference backend (bcoder.backends, e.g. llama.cpp for a GGUF model);
     with ``world`` > 1, process ``rank`` does the shards ``k`` with ``k % world == rank``.
     """
     t0 = time.perf_counter()

@@ -47,9 +47,13 @@ class ModelConfig:
     lora_alpha: int = 32  # LoRA scaling numerator (lora and lmhead modes)
     lora_dropout: float = 0.0  # LoRA dropout
     gradient_checkpointing: bool = False  # recompute activations in backward (lora/full)
+    # inference backend of collect (and featurize in head mode): auto | transformers | llama.cpp
+    # (auto: llama.cpp for a GGUF model on a CPU; see bcoder.backends)
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.mode in ("head", "lmhead", "lora", "full"), f"model.mode: {self.mode!r}")
+        _check(self.backend in ("auto", "transformers", "llama.cpp"), "model.backend")
         _check(self.dtype in ("auto", "float32", "bfloat16", "float16"), "model.dtype")
         _check(self.alpha > 0 and 0 < self.gamma <= 1, "model.alpha > 0, 0 < model.gamma <= 1")
         _check(self.head_hidden >= 0 and self.lora_r > 0, "model.head_hidden, model.lora_r")

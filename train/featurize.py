@@ -79,9 +79,13 @@ def _to_batch(ds_rows: dict[str, list], rows: list[int], pad_id: int, device: An
     return make_batch(prompts, actions, pad_id, str(device))
 
 
-def features_meta(cfg: TrainConfig, model: BCoderModel) -> dict[str, Any]:
+def features_meta(cfg: TrainConfig, model: Any) -> dict[str, Any]:
+    """What the stored features depend on; a change recomputes them all. ``backend`` is kept
+    with the checkpoints trained on them (served on the other backend, solve says so)."""
+    llama = getattr(model, "name", "") == "llama.cpp"
     meta = {
-        "base_fingerprint": model.config.base_fingerprint,
+        "base_fingerprint": model.lm.fingerprint if llama else model.config.base_fingerprint,
+        "backend": "llama.cpp" if llama else "transformers",
         "alpha": cfg.model.alpha,
         "hidden": cfg.model.mode in FROZEN_BACKBONE,
         "hidden_dtype": cfg.featurize.hidden_dtype,
@@ -134,15 +138,19 @@ def featurize(
     collect, feats = ShardStore(data / "collect"), ShardStore(data / "features")
     meta = features_meta(cfg, ckpt)
     old = feats.meta()
-    stale = bool(old) and any(old.get(k) != v for k, v in meta.items())
+    # (features stored before backends were recorded came from transformers)
+    stale = bool(old) and any(old.get(k, "transformers" if k == "backend" else None) != v
+                              for k, v in meta.items())  # fmt: skip
     if stale:
         emit(Progress("featurize", 0, 1, "settings changed: recomputing all features"))
         if rank == 0:
             feats.clear()
     done = set() if stale else feats.names()
     shards = collect.shards()
-    device = next(ckpt.parameters()).device
-    ckpt.eval()
+    llama = meta["backend"] == "llama.cpp"
+    device = ckpt.device if llama else next(ckpt.parameters()).device
+    if not llama:
+        ckpt.eval()
     summary = FeaturizeSummary()
     schema = _features(meta, cfg.featurize.hidden_dtype)
     hidden_size = 0
@@ -161,6 +169,19 @@ def featurize(
         rows_out: dict[str, list] = {col: [None] * n for col in schema}
         lengths = np.array([len(a) for a in cols["action_ids"]])
         for rows in _batches(lengths, cfg.featurize.batch_size):
+            if llama:  # A_ckpt, argmax and hidden states from llama.cpp's teacher-forced pass
+                got = ckpt.features(
+                    [cols["prompt_ids"][i] for i in rows], [cols["action_ids"][i] for i in rows]
+                )
+                for i, (a_i, best_i, h_i) in zip(rows, got, strict=True):
+                    rows_out["ckpt_adv"][i] = a_i.astype(np.float32)
+                    rows_out["ckpt_argmax"][i] = best_i.astype(np.int32)
+                    if meta["hidden"]:
+                        h_i = np.clip(h_i, -F16_MAX, F16_MAX)
+                        rows_out["hidden"][i] = h_i.astype(schema["hidden"].feature.dtype).ravel()
+                    hidden_size = h_i.shape[-1]
+                summary.tokens += int(lengths[rows].sum())
+                continue
             batch = _to_batch(cols, rows, pad_id, device)
             logits, h = ckpt.run_lm("ckpt", batch)  # (B, T, V), (B, T, H)
             per_token = token_features(logits, h, batch.action_ids, cfg.model.alpha, meta)
@@ -178,7 +199,8 @@ def featurize(
         summary.programs += n
         emit(Progress("featurize", k + 1, len(shards), f"wrote {name}"))
     if rank == 0:
-        feats.set_meta({**meta, "hidden_size": hidden_size or _hidden_size(ckpt)})
+        size = hidden_size or (ckpt.lm.n_embd if llama else _hidden_size(ckpt))
+        feats.set_meta({**meta, "hidden_size": size})
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -34,14 +34,40 @@ def _checkpoint_policy(cfg: TrainConfig, device: Any) -> tuple[BCoderModel, Any]
     return qmodel.to(device).eval(), tokenizer
 
 
+def stage_backend(cfg: TrainConfig, stage: str, device: Any) -> str:
+    """The backend collect or featurize runs on: ``model.backend``, where ``auto`` means
+    llama.cpp for a GGUF model on a CPU. Featurize uses llama.cpp in head mode only: lora and
+    full mode train the transformers LM, whose logits the stored features must match, and
+    lmhead mode stores the checkpoint's top-k logits from the transformers pass."""
+    from bcoder.backends import choose_backend
+    from bcoder.sources import resolve_source
+
+    if stage == "featurize" and cfg.model.mode != "head":
+        return "transformers"
+    src = resolve_source(cfg.model.name)
+    gguf = src.kind == "gguf" or bool(src.artifact and src.artifact.filename.endswith(".gguf"))
+    cuda = str(device).startswith("cuda")
+    return choose_backend(cfg.model.backend, "gguf" if gguf else src.kind, cuda=cuda)
+
+
+def _checkpoint_backend(cfg: TrainConfig, stage: str, device: Any) -> tuple[Any, Any]:
+    """The checkpoint policy on the stage's backend, and its tokenizer."""
+    if stage_backend(cfg, stage, device) == "llama.cpp":
+        from bcoder.solve import Engine
+
+        engine = Engine.load(cfg.model.name, backend="llama.cpp", threads=cfg.run.threads)
+        return engine.backend, engine.tokenizer
+    return _checkpoint_policy(cfg, device)
+
+
 def _on_checkpoint_policy(
-    cfg: TrainConfig, accelerator: Any, stage: Callable[..., Any]
+    cfg: TrainConfig, accelerator: Any, stage: Callable[..., Any], name: str
 ) -> dict[str, Any]:
-    """Collect and featurize alike: write the config, load the checkpoint policy, run
-    ``stage(root, qmodel, tokenizer, rank=, world=)`` on this process's shards, wait for the
-    other processes; returns the stage's summary as a dict."""
+    """Collect and featurize alike: write the config, load the checkpoint policy (on the stage's
+    backend), run ``stage(root, policy, tokenizer, rank=, world=)`` on this process's shards,
+    wait for the other processes; returns the stage's summary as a dict."""
     root = setup.write_config(cfg, accelerator.is_main_process)
-    qmodel, tokenizer = _checkpoint_policy(cfg, accelerator.device)
+    qmodel, tokenizer = _checkpoint_backend(cfg, name, accelerator.device)
     rank, world = accelerator.process_index, accelerator.num_processes
     summary = stage(root, qmodel, tokenizer, rank=rank, world=world)
     accelerator.wait_for_everyone()
@@ -54,7 +80,8 @@ def run_collect(
     """Sample and execute programs for every configured problem; returns the summary."""
     from bcoder.train.collect import collect
 
-    return _on_checkpoint_policy(cfg, accelerator, partial(collect, cfg, on_event=on_event))
+    stage = partial(collect, cfg, on_event=on_event)
+    return _on_checkpoint_policy(cfg, accelerator, stage, "collect")
 
 
 def run_import(
@@ -85,7 +112,7 @@ def run_featurize(
     def stage(root: Path, qmodel: BCoderModel, tokenizer: Any, **shard: int) -> Any:
         return featurize(cfg, root, qmodel, int(tokenizer.pad_token_id), on_event=on_event, **shard)
 
-    return _on_checkpoint_policy(cfg, accelerator, stage)
+    return _on_checkpoint_policy(cfg, accelerator, stage, "featurize")
 
 
 def run_phi(

@@ -15,7 +15,13 @@ from bcoder.fsutil import atomic_write_text
 from bcoder.model import FROZEN_BACKBONE, QConfig
 from bcoder.prompts import PromptSettings
 from bcoder.train.config import StageConfig, TrainConfig
-from bcoder.train.data import TOPK_COLUMNS, MixedSampler, TrainingData, heldout_problems
+from bcoder.train.data import (
+    TOPK_COLUMNS,
+    MixedSampler,
+    ShardStore,
+    TrainingData,
+    heldout_problems,
+)
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -233,7 +239,13 @@ def train_and_record(
             objective, data, held_rows, train_rows, columns, pad_id, device, stage_cfg.rho_real
         )
 
-    extra = {"train_config": cfg.to_dict(), "prompt": prompt_settings(cfg).to_dict()}
+    # the backend the features came from: serving the checkpoint on the other one says so
+    backend = ShardStore(run_dir(cfg) / "data" / "features").meta().get("backend")
+    extra = {
+        "train_config": cfg.to_dict(),
+        "features_backend": backend or "transformers",
+        "prompt": prompt_settings(cfg).to_dict(),
+    }
     run = StageRun(stage, stage_cfg, model, objective, params, columns, evaluate, extra=extra)
     sampler = make_sampler(cfg, stage_cfg, data, train_rows, offset=SAMPLER_OFFSETS[stage])
     if main and resume_from is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ IDENTITY_FIELDS = (
     "rank_only",
     "timeout",
 )
+DEFAULT_KS = (1, 5)  # pass@k reported when --k is not given (each k <= M)
 
 
 @dataclass
@@ -35,20 +36,22 @@ class EvalSettings:
     limit: int | None = None  # the first N problems of the selection
     ids: list[str] | None = None  # only these problem ids (dataset ids or Problem.id)
     samples: int = 8  # M: candidates sampled per problem
-    ks: list[int] = field(default_factory=lambda: [1, 5])  # pass@k for these k
+    ks: list[int] | None = None  # pass@k for these k (None: those of DEFAULT_KS that fit M)
     model: str = "qwen2.5-coder-1.5b"  # a preset, hub id, local dir or GGUF file
     checkpoint: str | None = None  # trained B-Coder heads / adapters (None: initialisation)
     temperature: float = 0.6  # sampling temperature (the paper's ranking setting)
     top_p: float = 0.95
     max_new_tokens: int | None = None  # None: the checkpoint's target length, else 512
-    seed: int = 0  # sampling seed (per problem: seed + problem index), and the random baseline
+    seed: int = 0  # sampling seed (per problem: seed + problem index), and the bootstrap's
     batch_size: int = 8  # rows decoded together
     timeout: float = 4.0  # seconds per test run in the sandbox
     workers: int | None = None  # sandbox workers (None: the executor's default)
     rank_only: str | None = None  # jsonl of (problem id, code) from another model: score + rank
     bootstrap: int = 1000  # bootstrap resamples for the confidence intervals
-    dtype: str | None = None
-    device: str | None = None
+    dtype: str | None = None  # torch dtype (transformers; None: what the hardware runs fast)
+    device: str | None = None  # torch device (transformers; None: cuda if any)
+    backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
+    threads: int = 0  # CPU threads of this process (0: the idle cores); not part of the run
 
     def __post_init__(self) -> None:
         if self.max_new_tokens is None:  # as the checkpoint was trained (recorded in the run)
@@ -57,6 +60,8 @@ class EvalSettings:
             self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
         if self.samples < 1 and self.rank_only is None:
             raise BcoderError(f"--samples must be at least 1 (got {self.samples})")
+        if self.ks is None:  # the defaults that fit M: -M 1 alone is a valid run
+            self.ks = [k for k in DEFAULT_KS if self.rank_only or k <= self.samples]
         if not self.ks or any(k < 1 for k in self.ks):
             raise BcoderError(f"--k must list positive integers (got {self.ks})")
         self.ks = sorted(set(self.ks))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bcoder.evaluate.report import METHOD_LABELS, METHODS
+from bcoder.evaluate.report import METHOD_LABELS, METHODS, ranked_method
+from bcoder.ranking import RANKER_LABELS
 
 
 def pct(x: float | None) -> str:
@@ -97,12 +98,8 @@ def render(report: dict[str, Any]) -> str:
         for o, s in fig["outcomes"].items()
     ]
     lines += _table(["outcome", "samples", "share (%)", "mean R~", "mean token log-prob"], rows)
-    auc = fig["auc"]
-    lines += [
-        "",
-        "ROC AUC for 'the sample passes' (all samples pooled): "
-        + ", ".join(f"{name} {_num(v, 3)}" for name, v in auc.items()),
-    ]
+    lines += ["", "## rankers", ""]
+    lines += _rankers(fig, report["model"].get("ranker"), ks[0])
     if report.get("paper"):
         lines += ["", "## the paper's numbers (Yu et al., ICLR 2024) beside this run", ""]
         lines += [
@@ -125,6 +122,32 @@ def render(report: dict[str, Any]) -> str:
         header = ["paper table", "method", "k", "difficulty", "paper", "this run", "paper setting"]
         lines += _table(header, rows)
     return "\n".join(lines) + "\n"
+
+
+def _rankers(fig: dict[str, Any], used: str | None, k: str) -> list[str]:
+    """A row per ranker: its pass@k (smallest k) and ROC AUC for 'the sample passes' (all
+    samples pooled); then which learned ranker did best and which one the checkpoint uses."""
+    overall = fig["metrics"]["all"]
+    rows = [
+        [
+            f"`{name}`",
+            RANKER_LABELS[name],
+            cell(overall.get(ranked_method(name), {}).get(k)),
+            _num(auc, 3),
+        ]
+        for name, auc in fig["auc"].items()
+    ]
+    lines = _table(["ranker", "what it ranks by", f"pass@{k}", "ROC AUC"], rows)
+    best = fig.get("best_ranker")
+    if best:
+        lines += [
+            "",
+            f"Best learned ranker by pass@{k} here: `{best}`"
+            + (f"; the checkpoint ranks by `{used}`" if used else "")
+            + '. A checkpoint ranks by the `"ranker"` field of its `bcoder_config.json` '
+            "(default `reward`); choose it on a validation split, not on the test set.",
+        ]
+    return lines
 
 
 def _heads(heads: str | None) -> list[str]:

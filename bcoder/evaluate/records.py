@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.errors import BcoderError
-from bcoder.results import Candidate
+from bcoder.results import Candidate, TokenScore
 
 # the layout above
 CONFIG, SELECTION, MODEL = "config.json", "selection.json", "model.json"
@@ -85,6 +85,30 @@ class CandidateRecord:
             n_tokens=len(c.tokens),
             finish_reason=c.finish_reason,
             tokens=cols if c.tokens else {},
+        )
+
+    def to_candidate(self) -> Candidate:
+        """The Candidate the rankers read (``bcoder.ranking.RANKERS``): scores, verdicts and the
+        per-token values as stored (rounded to 5 decimals; token texts are not kept)."""
+        cols = self.tokens
+        tokens = [
+            TokenScore("", int(i), q, v, a, r, lp)
+            for i, q, v, a, r, lp in zip(
+                *(cols.get(name, []) for name in TOKEN_COLUMNS), strict=True
+            )
+        ]
+        return Candidate(
+            code=self.code,
+            completion="",
+            tokens=tokens,
+            reward=self.reward,
+            mean_logprob=self.mean_logprob,
+            sum_logprob=self.sum_logprob,
+            count=self.count,
+            outcome=self.outcome,
+            true_reward=self.true_reward,
+            passed_examples=self.passed_examples,
+            finish_reason=self.finish_reason,
         )
 
 

@@ -5,20 +5,24 @@ order (so duplicates occupy as many ranking slots as they were sampled: "top k o
 Methods (values in [0, 1], averaged over problems, with bootstrap intervals over problems):
 
 - ``unranked``: the unbiased pass@k of Chen et al. from the M samples;
-- ``ranked_reward``: top k of M by R~, pass if any passes (the paper's CodeT protocol);
-- ``ranked_mean_logprob`` / ``ranked_sum_logprob``: the same ranking by mean / sum of token
-  log-probabilities (likelihood baselines that need no training);
-- ``ranked_random``: the same ranking in a seeded random order (:func:`random_scores`);
+- ``ranked_<ranker>`` for each ranker of :data:`bcoder.ranking.RANKERS` (``-`` read as ``_``):
+  top k of M by that ranker's score, pass if any passes (the paper's CodeT protocol).
+  ``ranked_reward`` is the paper's (R~); ``ranked_terminal`` and ``ranked_tests_first*`` are
+  learned rankers the paper does not have; ``ranked_mean_logprob`` / ``ranked_sum_logprob``
+  are likelihood baselines that need no training and ``ranked_random`` a fixed random order;
 - ``filtered_reward``: drop samples failing the example tests, then rank by R~ (only problems
   that have example tests);
 - ``upper_bound``: rank by the true reward (the paper's r-filtered, Table 9).
+
+``auc`` gives each ranker's ROC AUC for "the sample passes", and ``best_ranker`` the learned
+ranker with the best overall pass@k at the smallest k: what a checkpoint's ``"ranker"`` should
+say when this run is on a validation split.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,22 +30,18 @@ import numpy as np
 
 from bcoder import metrics
 from bcoder.evaluate.records import ProblemRecord
+from bcoder.ranking import LEARNED, RANKER_LABELS, RANKERS
 
-METHODS = (
-    "unranked",
-    "ranked_reward",
-    "ranked_mean_logprob",
-    "ranked_sum_logprob",
-    "ranked_random",
-    "filtered_reward",
-    "upper_bound",
-)
+
+def ranked_method(ranker: str) -> str:
+    """The report's name for ranking by ``ranker``: 'tests-first' -> 'ranked_tests_first'."""
+    return "ranked_" + ranker.replace("-", "_")
+
+
+METHODS = ("unranked", *(ranked_method(r) for r in RANKERS), "filtered_reward", "upper_bound")
 METHOD_LABELS = {
     "unranked": "unranked (unbiased, from M)",
-    "ranked_reward": "ranked by R~ (B-Coder)",
-    "ranked_mean_logprob": "ranked by mean log-prob",
-    "ranked_sum_logprob": "ranked by sum log-prob",
-    "ranked_random": "random order (seeded)",
+    **{ranked_method(r): f"ranked by {RANKER_LABELS[r]}" for r in RANKERS},
     "filtered_reward": "example-filtered, ranked by R~",
     "upper_bound": "true-reward upper bound",
 }
@@ -52,23 +52,35 @@ OUTCOMES = ("pass", "fail", "runtime_error", "compile_error")
 class Samples:
     """A problem's M samples as parallel per-sample lists (each distinct program repeated)."""
 
-    reward: list[float]
-    mean_logprob: list[float]
-    sum_logprob: list[float]
+    difficulty: str | None
+    has_example_tests: bool
+    scores: dict[str, list[float]]  # ranker name -> its score of each sample
     true_reward: list[float]
     passed: list[bool]
     passed_examples: list[bool]
     outcome: list[str]
 
+    @property
+    def reward(self) -> list[float]:
+        return self.scores["reward"]
+
+    @property
+    def mean_logprob(self) -> list[float]:
+        return self.scores["mean-logprob"]
+
 
 def expand(record: ProblemRecord) -> Samples:
-    """The per-sample lists of a record: candidate i repeated ``count`` times, in stored order."""
-    s = Samples([], [], [], [], [], [], [])
+    """The per-sample lists of a record: candidate i repeated ``count`` times, in stored order.
+    Each program is scored once by every ranker; the figures below all read these lists."""
+    s = Samples(
+        record.difficulty, record.has_example_tests, {n: [] for n in RANKERS}, [], [], [], []
+    )
     for c in record.candidates:
+        cand = c.to_candidate()
+        scores = {name: float(fn(cand)) for name, fn in RANKERS.items()}
         for _ in range(c.count):
-            s.reward.append(c.reward)
-            s.mean_logprob.append(c.mean_logprob)
-            s.sum_logprob.append(c.sum_logprob)
+            for name, x in scores.items():
+                s.scores[name].append(x)
             # An unexecuted program earns nothing; NaN would rank it below everything anyway.
             s.true_reward.append(c.true_reward if c.true_reward is not None else -math.inf)
             s.passed.append(c.passed)
@@ -77,32 +89,15 @@ def expand(record: ProblemRecord) -> Samples:
     return s
 
 
-def random_scores(problem_id: str, m: int, seed: int) -> list[float]:
-    """Seeded uniform random scores for a problem's m samples (the random-order baseline).
-
-    The generator is numpy's default_rng seeded with (seed, first 8 bytes of sha256(problem id)),
-    so the order is stable across runs, shards and resumes.
-    """
-    key = int(hashlib.sha256(problem_id.encode()).hexdigest()[:16], 16)
-    return np.random.default_rng([seed, key]).random(m).tolist()
-
-
-def problem_values(record: ProblemRecord, k: int, seed: int) -> dict[str, float | None]:
+def problem_values(s: Samples, k: int) -> dict[str, float | None]:
     """Each method's pass@k for one problem (None where a method does not apply)."""
-    s = expand(record)
     m = len(s.passed)
-    out: dict[str, float | None] = {
-        "unranked": metrics.pass_at_k(m, sum(s.passed), k),
-        "ranked_reward": metrics.ranked_pass_at_k(s.reward, s.passed, k),
-        "ranked_mean_logprob": metrics.ranked_pass_at_k(s.mean_logprob, s.passed, k),
-        "ranked_sum_logprob": metrics.ranked_pass_at_k(s.sum_logprob, s.passed, k),
-        "ranked_random": metrics.ranked_pass_at_k(
-            random_scores(record.problem_id, m, seed), s.passed, k
-        ),
-        "filtered_reward": None,
-        "upper_bound": metrics.upper_bound_pass_at_k(s.true_reward, s.passed, k),
-    }
-    if record.has_example_tests:
+    out: dict[str, float | None] = {"unranked": metrics.pass_at_k(m, sum(s.passed), k)}
+    for name in RANKERS:
+        out[ranked_method(name)] = metrics.ranked_pass_at_k(s.scores[name], s.passed, k)
+    out["filtered_reward"] = None
+    out["upper_bound"] = metrics.upper_bound_pass_at_k(s.true_reward, s.passed, k)
+    if s.has_example_tests:
         out["filtered_reward"] = metrics.filtered_ranked_pass_at_k(
             s.reward, s.passed, s.passed_examples, k
         )
@@ -124,13 +119,13 @@ def _summaries(
 
 
 def pass_at_k_table(
-    records: Sequence[ProblemRecord], ks: Sequence[int], seed: int = 0, n_boot: int = 1000
+    samples: Sequence[Samples], ks: Sequence[int], seed: int = 0, n_boot: int = 1000
 ) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """{group: {method: {str(k): {"value", "ci", "n"}}}} for groups = difficulties + "all"."""
-    diffs = [r.difficulty for r in records]
+    diffs = [s.difficulty for s in samples]
     table: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for k in ks:
-        per_problem = [problem_values(r, k, seed) for r in records]
+        per_problem = [problem_values(s, k) for s in samples]
         for method in METHODS:
             summaries = _summaries([p[method] for p in per_problem], diffs, n_boot, seed)
             for group, cell in summaries.items():
@@ -172,14 +167,13 @@ def budgets(m_max: int, ks: Sequence[int] = ()) -> list[int]:
     return sorted(ms)
 
 
-def pass_at_k_vs_m(records: Sequence[ProblemRecord], ks: Sequence[int]) -> dict[str, Any]:
+def pass_at_k_vs_m(samples: Sequence[Samples], ks: Sequence[int]) -> dict[str, Any]:
     """Mean over problems of ranked (by R~, expected over random m-subsets) and unranked pass@k
     for each budget m (the paper's Figure 5). Unranked pass@k does not depend on m in
     expectation (the estimator is unbiased), so it is the full-M estimate at every m."""
-    m_max = min((r.n_samples for r in records), default=0)
+    m_max = min((len(s.passed) for s in samples), default=0)
     ms = budgets(m_max, ks) if m_max else []
     curves: dict[str, dict[str, list[float | None]]] = {"ranked_reward": {}, "unranked": {}}
-    samples = [expand(r) for r in records]
     for k in ks:
         ranked, unranked = [], []
         for m in ms:
@@ -202,9 +196,8 @@ def pass_at_k_vs_m(records: Sequence[ProblemRecord], ks: Sequence[int]) -> dict[
     return {"m": ms, **curves}
 
 
-def outcome_stats(records: Sequence[ProblemRecord]) -> dict[str, dict[str, float | int | None]]:
+def outcome_stats(all_samples: Sequence[Samples]) -> dict[str, dict[str, float | int | None]]:
     """Per true outcome: share of samples, and mean / std of R~ and of mean log-prob."""
-    all_samples = [expand(r) for r in records]
     total = sum(len(s.outcome) for s in all_samples)
     out: dict[str, dict[str, float | int | None]] = {}
     for o in (*OUTCOMES, "untested"):
@@ -238,24 +231,30 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
     return float((greater + 0.5 * ties) / (pos.size * neg.size))
 
 
-def separation(records: Sequence[ProblemRecord]) -> dict[str, float | None]:
-    """ROC AUC of each score for "the sample passes", over all samples pooled."""
-    samples = [expand(r) for r in records]
+def separation(samples: Sequence[Samples]) -> dict[str, float | None]:
+    """ROC AUC of each ranker's score for "the sample passes", over all samples pooled."""
     passed = [p for s in samples for p in s.passed]
-    pick: dict[str, Callable[[Samples], list[float]]] = {
-        "reward": lambda s: s.reward,
-        "mean_logprob": lambda s: s.mean_logprob,
-        "sum_logprob": lambda s: s.sum_logprob,
+    return {name: auc([x for s in samples for x in s.scores[name]], passed) for name in RANKERS}
+
+
+def best_ranker(table: dict[str, dict[str, dict[str, Any]]], ks: Sequence[int]) -> str | None:
+    """The learned ranker with the highest overall pass@k at the smallest k (ties: the first in
+    RANKERS, R~ before the others); None when nothing was ranked."""
+    cells = table.get("all", {})
+    values = {
+        r: cells[ranked_method(r)][str(min(ks))]["value"]
+        for r in LEARNED
+        if str(min(ks)) in cells.get(ranked_method(r), {})
     }
-    return {name: auc([x for s in samples for x in f(s)], passed) for name, f in pick.items()}
+    return max(values, key=lambda r: values[r]) if values else None
 
 
-def calibration(records: Sequence[ProblemRecord], bins: int = 10) -> list[dict[str, Any]]:
+def calibration(samples: Sequence[Samples], bins: int = 10) -> list[dict[str, Any]]:
     """R~ against the true reward: samples in equal-count bins of R~ (by rank), each with its
     R~ range and mean, mean true reward and pass rate."""
     pairs = sorted(
         (x, t, p)
-        for s in (expand(r) for r in records)
+        for s in samples
         for x, t, p in zip(s.reward, s.true_reward, s.passed, strict=True)
         if math.isfinite(t)
     )
@@ -281,12 +280,15 @@ def compute_figures(
     records: Sequence[ProblemRecord], ks: Sequence[int], seed: int = 0, n_boot: int = 1000
 ) -> dict[str, Any]:
     """Every figure of the report from the records (see the module docstring)."""
+    samples = [expand(r) for r in records]
+    table = pass_at_k_table(samples, ks, seed, n_boot)
     return {
         "problems": len(records),
         "samples": sorted({r.n_samples for r in records}),
-        "metrics": pass_at_k_table(records, ks, seed, n_boot),
-        "pass_at_k_vs_m": pass_at_k_vs_m(records, ks),
-        "outcomes": outcome_stats(records),
-        "auc": separation(records),
-        "calibration": calibration(records),
+        "metrics": table,
+        "best_ranker": best_ranker(table, ks),
+        "pass_at_k_vs_m": pass_at_k_vs_m(samples, ks),
+        "outcomes": outcome_stats(samples),
+        "auc": separation(samples),
+        "calibration": calibration(samples),
     }

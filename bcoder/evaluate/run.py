@@ -46,6 +46,7 @@ from bcoder.evaluate.records import (
     write_record,
 )
 from bcoder.fsutil import atomic_write_text, exclusive
+from bcoder.ranking import checkpoint_ranker
 from bcoder.results import Progress
 from bcoder.spec import Problem
 
@@ -326,10 +327,14 @@ def _run_problems(
 
         engine = Engine.load(
             settings.model, settings.checkpoint, dtype=settings.dtype, device=settings.device,
-            on_event=emit,
+            backend=settings.backend, threads=settings.threads, on_event=emit,
         )  # fmt: skip
     if engine is not None:
-        model_info = {**engine.info, "heads": engine.heads}
+        model_info = {
+            **engine.info,
+            "heads": engine.heads,
+            "ranker": checkpoint_ranker(engine.heads),
+        }
         atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
     with contextlib.ExitStack() as stack:
         executor = None

@@ -17,7 +17,8 @@ How it is safe (details in each module):
   rules); call-based answers and MBPP-style ``assert f(x) == literal`` come back as plain values
   (``wire.py``) and are compared here; other asserts run in a clean judge process that reaches
   the program only through a pipe carrying plain values (``harness.py``). What a program prints
-  about itself never counts.
+  about itself never counts; how its process ends does: a non-zero exit status (``sys.exit(1)``,
+  a crash, ``os._exit(2)``) is a runtime error in every test format, even after right answers.
 """
 
 from bcoder.execution.executor import Executor, Limits

@@ -139,23 +139,59 @@ def flush_exit(rc: int) -> NoReturn:
     os._exit(rc)
 
 
-def run_stdio(req: dict[str, Any]) -> NoReturn:
-    """Run the program as ``__main__`` on stdin (fd 0); exit 0 normally, 1 on an exception.
+def end_program(rc: int) -> NoReturn:
+    """End the program's process as ``python`` ends a script: wait for its non-daemon threads
+    (``threading.Thread(target=main).start()`` is how deep recursion gets a big stack), flush
+    stdout and stderr, exit with ``rc``; a failed flush makes the status non-zero.
 
-    ``SystemExit`` counts as a normal end, whatever its code (as in the APPS harness).
+    The parent takes any non-zero status (or a signal) as a runtime error, in every test format:
+    a thread that ends the process with ``os._exit(3)`` after the last answer is one.
+    """
+    threading = sys.modules.get("threading")  # preloaded by the zygote
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException:
+            rc = rc or 1
+    flush_exit(rc)
+
+
+def exit_status(code: Any) -> int:
+    """The status of a program that raised ``SystemExit(code)``, as ``python`` would end it:
+    0 for None and 0 (``exit()``, ``sys.exit(0)``), the code for other integers, 1 with the
+    message on stderr for anything else (``sys.exit("no solution")``). Unlike ``python``, a
+    non-zero code never wraps to 0 (``sys.exit(256)``): the program asked to fail."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return 0 if code == 0 else (code & 0xFF) or 1
+    with contextlib.suppress(BaseException):
+        sys.stderr.write(f"SystemExit: {code}\n")
+    return 1
+
+
+def run_stdio(req: dict[str, Any]) -> NoReturn:
+    """Run the program as ``__main__`` on stdin (fd 0); exit with the status ``python`` would.
+
+    An uncaught exception is status 1. ``SystemExit`` is the program's own status
+    (:func:`exit_status`): ``exit()`` or ``sys.exit(0)`` after printing the answer is a normal end
+    (a common idiom of stdin programs, and what a judge running ``python`` sees), while
+    ``sys.exit(1)`` or ``raise SystemExit(3)`` is a failure even after the right output. (The
+    APPS harness ignored the code; the reward of DESIGN section 2 counts a failing run as a
+    runtime error, and the process's status is the one fact about it that is not its output.)
     """
     obj = compile_program(req["code"], wrap=req.get("preamble", False))
     g = program_globals("__main__", req.get("preamble", False))
     rc = 0
     try:
         exec(obj, g)
-    except SystemExit:
-        pass
+    except SystemExit as e:
+        rc = exit_status(e.code)
     except BaseException:
         rc = 1
         with contextlib.suppress(BaseException):
             traceback.print_exc()
-    flush_exit(rc)
+    end_program(rc)
 
 
 def _report(obj: Any) -> None:
@@ -177,6 +213,11 @@ def run_calls(req: dict[str, Any]) -> NoReturn:
 
     An item is ``{"expr": source}`` (evaluated in the program's globals: a rewritten assert's
     left side) or ``{"args": [...]}`` (a call of ``req["fn"]``, APPS call-based style).
+
+    Here the program is a module that must load and then answer: ``SystemExit`` while it loads,
+    whatever its code, leaves no answers (a runtime error, as under the HumanEval and APPS
+    harnesses), and one raised by a call is that call's exception. After the last answer the
+    process ends as a script would (:func:`end_program`), and its status counts too.
     """
     exprs = [compile(it["expr"], "test", "eval") if "expr" in it else None for it in req["items"]]
     setup = compile(req.get("setup") or "", "setup", "exec")
@@ -197,7 +238,7 @@ def run_calls(req: dict[str, Any]) -> NoReturn:
         except BaseException as e:
             out = {"exc": type(e).__name__[:80], "msg": describe(e)}
         _report(out)
-    flush_exit(0)
+    end_program(0)
 
 
 def _resolve(g: dict[str, Any], fn: str, code: str) -> Any:

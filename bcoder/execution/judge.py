@@ -25,6 +25,7 @@ from harness import (
     RESULT_FD,
     compile_program,
     describe,
+    end_program,
     flush_exit,
     program_globals,
 )
@@ -34,7 +35,12 @@ __builtins__ = dict(builtins.__dict__)
 
 
 def serve(req: dict[str, Any]) -> NoReturn:
-    """The program side of judge mode: run the program, then answer lookups and calls."""
+    """The program side of judge mode: run the program, then answer lookups and calls.
+
+    As in ``harness.run_calls``: ``SystemExit`` while loading is a failure to load; when the
+    judge is done (end of the request pipe) the process ends as a script would, and the
+    parent judges its status as well as the judge's verdicts.
+    """
     obj = compile_program(req["code"])
     g = program_globals("__solution__", req.get("preamble", False))
     table: list[Any] = []
@@ -52,7 +58,7 @@ def serve(req: dict[str, Any]) -> NoReturn:
     while True:
         msg = wire.read_frame(REQ_FD)
         if msg is None:
-            flush_exit(0)
+            end_program(0)
         try:
             out = _serve_one(msg, g, table, handle)
         except BaseException as e:

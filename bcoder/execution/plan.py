@@ -133,7 +133,12 @@ _SIGNALS = {
 
 
 def failure(resp: dict[str, Any], timeout: float) -> tuple[str, str] | None:
-    """(verdict, detail) when the run as a whole failed, else None."""
+    """(verdict, detail) when the run as a whole failed, else None.
+
+    A run fails when it did not compile, hit a limit, was killed by a signal, or its process
+    (the program's, in judge mode) ended with a non-zero status: a runtime error even when every
+    answer it gave was right (``sys.exit(1)`` after printing the output).
+    """
     if "error" in resp:
         return "runtime_error", f"sandbox error: {resp['error']}"
     status = resp.get("status", "")
@@ -156,6 +161,10 @@ def failure(resp: dict[str, Any], timeout: float) -> tuple[str, str] | None:
         )
     if not status.startswith("R"):
         return "runtime_error", "the sandbox could not start the program"
+    if resp.get("exit") != 0:
+        return "runtime_error", _last_line(resp.get("stderr", "")) or (
+            f"exit status {resp.get('exit')}"
+        )
     return None
 
 
@@ -163,8 +172,6 @@ def judge_stdio(resp: dict[str, Any], expected: Any, timeout: float) -> TestOutc
     out, err = resp.get("stdout", ""), resp.get("stderr", "")
     t = float(resp.get("wall", 0.0))
     bad = failure(resp, timeout)
-    if bad is None and resp.get("exit") != 0:
-        bad = "runtime_error", _last_line(err) or f"exit status {resp.get('exit')}"
     if bad is not None:
         return TestOutcome(bad[0], t, bad[1], _clip(out), _clip(err))
     if compare.stdio_matches(out, expected):
@@ -199,6 +206,13 @@ def judge_items(req: Request, resp: dict[str, Any], timeout: float) -> list[Test
             )
         results.append(TestOutcome(bad[0], float(resp.get("wall", 0.0)), bad[1], out, err))
         results += _skipped(n - len(results))
+    elif bad is not None and all(r.verdict != "runtime_error" for r in results):
+        # Every test was answered, then the process failed (exit status, limit, signal): the
+        # run is a runtime error, shown on its last test.
+        last = results[-1]
+        results[-1] = TestOutcome(
+            "runtime_error", last.time, f"after the tests: {bad[1]}", out, err
+        )
     return results
 
 

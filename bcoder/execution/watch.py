@@ -32,7 +32,13 @@ def processes(page: int) -> list[tuple[int, int, int]]:
 
 
 class Watch:
-    """Collects a request's output while enforcing wall clock, memory and output limits."""
+    """Collects a request's output while enforcing wall clock, memory and output limits.
+
+    It waits until ``main`` and ``server`` have both ended (one process in ``stdio`` and ``call``
+    requests; in judge mode the judge and the program, which ends once the judge is done), so
+    that the status of the program's own process is known: ``exit`` and ``signal`` are the
+    program's (a signal that killed the judge is reported when the program had none).
+    """
 
     def __init__(
         self,
@@ -47,15 +53,14 @@ class Watch:
         self.seen = dict.fromkeys(fds, 0)
         self.items: list[str] = []
         self.times: list[float] = []
-        self.exit: int | None = None
-        self.signal: int | None = None
-        self.server_status: int | None = None
+        self.status: dict[int, int] = {}  # pid -> wait status, once it has ended
         self.sel = selectors.DefaultSelector()
         for name, fd in fds.items():
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, name)
-        self.pidfd = os.pidfd_open(main)
-        self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+        self.pidfds = {os.pidfd_open(pid): pid for pid in {main, server}}
+        for pidfd in self.pidfds:
+            self.sel.register(pidfd, selectors.EVENT_READ, "exit")
 
     def run(self, t0: float) -> dict[str, Any]:
         timeout, limit = float(self.lim["timeout"]), None
@@ -72,8 +77,10 @@ class Watch:
                     break
             for key, _ in self.sel.select(max(0.0, min(deadline, next_mem) - now)):
                 if key.data == "exit":
-                    self._reap()
-                    return self._resp(t0, None)
+                    self._reap(key.fd)
+                    if len(self.status) == len(self.pidfds):
+                        return self._resp(t0, None)
+                    continue
                 limit = self._read(key.data)
                 if key.data == "result" and len(self.items) > len(self.times):
                     now = time.monotonic()
@@ -102,18 +109,25 @@ class Watch:
         cap = self.lim["stdout_max"] if name != "status" else 4096
         return "output" if self.seen[name] > cap else None
 
-    def _reap(self) -> None:
-        _, status = os.waitpid(self.main, 0)
-        if os.WIFSIGNALED(status):
-            self.signal = os.WTERMSIG(status)
-        else:
-            self.exit = os.WEXITSTATUS(status)
+    def _reap(self, pidfd: int) -> None:
+        self.sel.unregister(pidfd)
+        pid = self.pidfds[pidfd]
+        self.status[pid] = os.waitpid(pid, 0)[1]
 
     def _resp(self, t0: float, limit: str | None) -> dict[str, Any]:
+        exit_, signal = None, None
+        for pid in (self.server, self.main):  # the program's process first
+            status = self.status.get(pid)
+            if status is None:
+                continue
+            if os.WIFSIGNALED(status) and signal is None:
+                signal = os.WTERMSIG(status)
+            if pid == self.server and os.WIFEXITED(status):
+                exit_ = os.WEXITSTATUS(status)
         return {
             "limit": limit,
-            "exit": self.exit,
-            "signal": self.signal,
+            "exit": exit_,
+            "signal": signal,
             "wall": time.monotonic() - t0,
             "times": self.times,
         }
@@ -132,7 +146,8 @@ class Watch:
                 pass
             os.close(fd)
         self.sel.close()
-        os.close(self.pidfd)
+        for pidfd in self.pidfds:
+            os.close(pidfd)
         rest = wire.split_frames(self.buf["result"])
         self.items += [b.decode("utf-8", "replace") for b in rest]
         out = bytes(self.buf["out"][: self.lim["stdout_max"]]).decode("utf-8", "replace")

@@ -33,7 +33,7 @@ from bcoder.cli.tui.problem_io import open_request
 from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen
 from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_write_text
-from bcoder.results import Candidate, CandidateReady, Progress, SolveResult
+from bcoder.results import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.sources import DEFAULT_MODEL
 from bcoder.spec import Problem
 from bcoder.store import Store
@@ -154,7 +154,8 @@ class BcoderTui(App[None]):
         model = settings.get("model") or DEFAULT_MODEL
         run = self.result.run_id if self.result and self.result.run_id else "unsaved"
         self.title = f"bcoder · {info.get('id', 'no problem')}"
-        self.sub_title = " · ".join(x for x in (str(model or ""), run, self.status) if x)
+        ranked = f"ranked by {self.result.ranker}" if self.result else ""
+        self.sub_title = " · ".join(x for x in (str(model or ""), ranked, run, self.status) if x)
         self.table.border_subtitle = f"{len(self.candidates)}"
 
     def _update_legend(self) -> None:
@@ -332,6 +333,8 @@ class BcoderTui(App[None]):
             self.candidates.append(event.candidate)
             self.candidates.sort(key=lambda c: c.reward, reverse=True)
             self._refresh_all(keep=keep)
+        elif isinstance(event, CandidateTested):  # its outcome is in the candidate now
+            self._refresh_all(keep=self.selected_candidate)
 
     def _finished(self, result: SolveResult | None, status: str) -> None:
         self.generating = False

@@ -39,7 +39,7 @@ def generate(
     from bcoder.solve import Cancelled, Engine, solve
 
     config = settings_from(values)
-    key = (config.model, config.checkpoint, config.dtype, config.device)
+    key = (config.model, config.checkpoint, config.dtype, config.device, config.backend)
     if key not in engines:
         on_event(Progress("load", 0, 0, f"loading {config.model}"))
         engines[key] = Engine.load(
@@ -47,6 +47,8 @@ def generate(
             checkpoint=config.checkpoint,
             dtype=config.dtype,
             device=config.device,
+            backend=config.backend,
+            threads=int(values.get("threads") or 0),
             on_event=on_event,
         )
     if cancel.is_set():  # loading cannot be interrupted; stop before sampling

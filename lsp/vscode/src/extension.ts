@@ -4,6 +4,7 @@
 // this file starts it from the configured interpreter, forwards the `bcoder.*` settings, and adds
 // palette commands that act at the cursor plus a quick pick over the ranked candidates.
 
+import { execFile } from "child_process";
 import * as vscode from "vscode";
 import {
   ExecuteCommandRequest,
@@ -37,12 +38,12 @@ interface ListedCandidate {
   body?: string;
 }
 
-function serverOptions(): ServerOptions {
+/** The interpreter and the arguments that start the server (it inherits the process environment). */
+function launch(): { python: string; args: string[] } {
   const config = vscode.workspace.getConfiguration("bcoder");
   const configured = (config.get<string>("pythonPath") ?? "").trim();
   const python = configured || (process.platform === "win32" ? "python" : "python3");
-  const args = ["-m", "bcoder", "lsp", ...(config.get<string[]>("serverArgs") ?? [])];
-  return { command: python, args, options: { env: process.env } };
+  return { python, args: ["-m", "bcoder", "lsp", ...(config.get<string[]>("serverArgs") ?? [])] };
 }
 
 function clientOptions(): LanguageClientOptions {
@@ -56,30 +57,63 @@ function clientOptions(): LanguageClientOptions {
     initializationOptions: { bcoder: vscode.workspace.getConfiguration("bcoder") },
     outputChannel: output,
     traceOutputChannel: output,
+    // A server that dies during `initialize` is reported by start() below, with the interpreter
+    // named, instead of the client's generic "write EPIPE" notification.
+    initializationFailedHandler: () => false,
   };
 }
 
-async function start(context: vscode.ExtensionContext): Promise<void> {
-  client = new LanguageClient("bcoder", "B-Coder", serverOptions(), clientOptions());
+/**
+ * Why `python` cannot run the server (undefined if it can): a missing interpreter, or one without
+ * bcoder and its `lsp` extra. Checked before starting, because the language client would only
+ * report that the server's pipe closed. Exported for tests/test_lsp_vscode.py.
+ */
+export function whyNotRunnable(python: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(python, ["-c", "import bcoder.lsp.server"], { timeout: 60_000 }, (err, _out, stderr) => {
+      if (!err) {
+        resolve(undefined);
+      } else if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        resolve(`${python} was not found`);
+      } else {
+        const lines = stderr.trim().split("\n");
+        resolve(lines[lines.length - 1] || err.message);
+      }
+    });
+  });
+}
+
+/** Log the command line (never the server options: they would carry the environment) and say
+ * which interpreter to check. */
+function cannotStart(python: string, args: string[], reason: string): void {
+  output?.appendLine(`failed to start ${[python, ...args].join(" ")}: ${reason}`);
+  void vscode.window
+    .showErrorMessage(
+      `B-Coder: could not start the language server (${reason}). ` +
+        `Is bcoder installed for ${python}? Set bcoder.pythonPath to the interpreter of its environment.`,
+      "Open settings",
+    )
+    .then((choice) => {
+      if (choice) {
+        void vscode.commands.executeCommand("workbench.action.openSettings", "bcoder.pythonPath");
+      }
+    });
+}
+
+async function start(): Promise<void> {
+  const { python, args } = launch();
+  const reason = await whyNotRunnable(python);
+  if (reason !== undefined) {
+    cannotStart(python, args, reason);
+    return;
+  }
+  const server: ServerOptions = { command: python, args };
+  client = new LanguageClient("bcoder", "B-Coder", server, clientOptions());
   try {
     await client.start();
   } catch (err) {
-    const python = serverOptions();
-    void vscode.window
-      .showErrorMessage(
-        `B-Coder: could not start the language server (${String(err)}). ` +
-          "Is bcoder installed for the interpreter in the setting bcoder.pythonPath?",
-        "Open settings",
-      )
-      .then((choice) => {
-        if (choice) {
-          void vscode.commands.executeCommand("workbench.action.openSettings", "bcoder.pythonPath");
-        }
-      });
-    output?.appendLine(`failed to start ${JSON.stringify(python)}: ${String(err)}`);
-    return;
+    cannotStart(python, args, String(err));
   }
-  context.subscriptions.push(client);
 }
 
 /** The active Python editor's document and cursor, as the server's command arguments. */
@@ -145,9 +179,8 @@ async function pickCandidate(): Promise<void> {
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
-  output = vscode.window.createOutputChannel("B-Coder");
+  output = vscode.window.createOutputChannel("B-Coder"); // disposed by deactivate(), not here
   context.subscriptions.push(
-    output,
     vscode.commands.registerCommand("bcoder.implementHere", async () => {
       const target = here();
       if (target) {
@@ -167,7 +200,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         await client.stop().catch(() => undefined);
         client = undefined;
       }
-      await start(context);
+      await start();
       void vscode.window.setStatusBarMessage("B-Coder: language server restarted", 4000);
     }),
     vscode.workspace.onDidChangeConfiguration((event) => {
@@ -176,11 +209,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
   );
-  await start(context);
+  await start();
 }
 
+/**
+ * Stop the client, then close its output channel. VS Code disposes `context.subscriptions` as soon
+ * as it calls this, without waiting; so neither is in there, or the channel would close while the
+ * stopping client still writes to it ("Channel has been closed").
+ */
 export async function deactivate(): Promise<void> {
-  if (client) {
-    await client.stop();
-  }
+  const stopping = client;
+  client = undefined;
+  await stopping?.stop().catch(() => undefined);
+  output?.dispose();
+  output = undefined;
 }

@@ -1,0 +1,252 @@
+"""The llama.cpp backend against the transformers backend, on one tiny model written as an F32
+GGUF file (the same weights on both): per-token A, log-prob, preferred token, hidden states and V;
+stopping rules, seeds, prompt sharing, and solve end to end. No network, no real model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bcoder.backends import choose_backend
+from bcoder.backends.hf import TransformersBackend
+from bcoder.backends.llama import LlamaBackend, LlamaModel
+from bcoder.errors import BcoderError
+from bcoder.model import BCoderModel, QConfig
+from bcoder.sampling import DecodeOptions, decode, sample
+from bcoder.tiny import tiny_causal_lm, write_llama_gguf
+
+PROMPT = "Write a function to add two numbers.\n"
+# F32 weights on both sides: the differences are float summation order only (llama.cpp's kernels
+# against torch's). V comes from random heads (weights of std 0.5 over 64 units), which amplify
+# the hidden states' rounding: hence its wider bound.
+ATOL = 2e-3
+V_ATOL = 5e-3
+
+
+@pytest.fixture(scope="module")
+def pair(tokenizer, tmp_path_factory):
+    """(transformers backend, llama.cpp backend, gguf path) over the same tiny model and heads."""
+    base = tiny_causal_lm(tokenizer, seed=0, hidden_size=64)
+    qmodel = BCoderModel(base, QConfig(mode="head", gamma=0.9, alpha=0.8)).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():  # value heads that are not trivially zero, so V varies by state
+        for head in (qmodel.phi_head, qmodel.residual_head):
+            for p in head.parameters():
+                p.normal_(0, 0.5)
+    directory = tmp_path_factory.mktemp("gguf")
+    path = write_llama_gguf(base, tokenizer, directory / "tiny.gguf")
+    ckpt = qmodel.save_checkpoint(directory / "ckpt")
+    from bcoder.backends.heads import ValueHeads
+
+    heads, _ = ValueHeads.from_checkpoint(ckpt, base.config.hidden_size)
+    lm = LlamaModel(path, threads=1)
+    llama = LlamaBackend(lm, heads.config, heads)
+    yield TransformersBackend(qmodel), llama, path, ckpt
+    llama.close()
+
+
+def _programs(tokenizer):
+    prompt = tokenizer(PROMPT).input_ids
+    codes = ["def add(a, b):\n    return a + b\n", "for i in range(10):\n    print(i)\n", "x = 1"]
+    return prompt, [tokenizer(c).input_ids + [tokenizer.eos_token_id] for c in codes]
+
+
+def test_teacher_forced_scores_match_transformers(pair, tokenizer):
+    hf, llama, _, _ = pair
+    prompt, actions = _programs(tokenizer)
+    ref = hf.score([prompt] * 3, actions, tokenizer.pad_token_id)
+    got = llama.score([prompt] * 3, actions, tokenizer.pad_token_id)
+    assert torch.cat([s.value for s in ref]).std() > 0.01  # V really varies by state
+    for r, g, a in zip(ref, got, actions, strict=True):
+        assert len(g.advantage) == len(a)
+        assert torch.allclose(g.advantage, r.advantage, atol=ATOL)
+        assert torch.allclose(g.logprob, r.logprob, atol=ATOL)
+        assert torch.allclose(g.value, r.value, atol=V_ATOL)
+        assert torch.equal(g.preferred, r.preferred)
+
+
+def test_hidden_states_match_transformers(pair, tokenizer):
+    """llama.cpp's output embeddings (pooling none) are the final normed hidden states that
+    BCoderModel.run_lm reads for the value heads."""
+    hf, llama, _, _ = pair
+    prompt, _actions = _programs(tokenizer)
+    options = DecodeOptions(temperature=0.0, max_new_tokens=12, score=True)
+    ref_runner = hf.start([prompt], tokenizer.pad_token_id, True, 12)
+    got_runner = llama.start([prompt], tokenizer.pad_token_id, True, 12)
+    (ref_logits, ref_hidden), (got_logits, got_hidden) = ref_runner.first, got_runner.first
+    assert got_hidden.shape == ref_hidden.shape
+    cos = torch.nn.functional.cosine_similarity(got_hidden, ref_hidden.float(), dim=-1)
+    assert cos.min() > 0.9999
+    assert torch.allclose(got_logits, ref_logits, atol=ATOL)
+    greedy = next(iter(decode(llama, [prompt], options, tokenizer.pad_token_id)))
+    again = next(iter(decode(hf, [prompt], options, tokenizer.pad_token_id)))
+    assert greedy.action_ids == again.action_ids
+
+
+def test_in_loop_scores_match_teacher_forced_and_prompt_sharing(pair, tokenizer):
+    """Sampling three rows from one shared prompt (evaluated once, KV copied) scores each token as
+    the teacher-forced pass over that program does, and as a row with its own prompt does."""
+    _hf, llama, _, _ = pair
+    prompt = tokenizer(PROMPT).input_ids
+    eos = tuple(range(200, 260))  # frequent tokens end rows at different steps
+    options = DecodeOptions(temperature=1.0, max_new_tokens=14, eos_ids=eos, score=True)
+    gens = list(sample(llama, prompt, 3, options, tokenizer.pad_token_id, batch_size=3, seed=5))
+    assert len({len(g.action_ids) for g in gens}) > 1, "rows should finish at different steps"
+    forced = llama.score([g.prompt_ids for g in gens], [g.action_ids for g in gens], 0)
+    alone = [llama.score([g.prompt_ids], [g.action_ids], 0, batch_size=1)[0] for g in gens]
+    for g, f, a in zip(gens, forced, alone, strict=True):
+        for s in (f, a):
+            assert torch.allclose(g.scores.advantage, s.advantage, atol=1e-4)
+            assert torch.allclose(g.scores.value, s.value, atol=1e-4)
+            assert torch.allclose(g.scores.logprob, s.logprob, atol=1e-4)
+            assert torch.equal(g.scores.preferred, s.preferred)
+        if g.finish_reason == "eos":
+            assert g.action_ids[-1] in eos and not set(g.action_ids[:-1]) & set(eos)
+        else:
+            assert g.finish_reason == "length" and len(g.action_ids) == 14
+
+
+def test_rows_with_different_prompts(pair, tokenizer):
+    """Rows with their own prompts (collect batches several problems) follow the policy: greedy
+    actions equal the transformers backend's, row by row."""
+    hf, llama, _, _ = pair
+    prompts = [tokenizer(PROMPT).input_ids, tokenizer("QUESTION:\nPrint n.\nANSWER:\n").input_ids]
+    options = DecodeOptions(temperature=0.0, max_new_tokens=10)
+    got = sorted(decode(llama, prompts, options, 0), key=lambda g: g.index)
+    ref = sorted(decode(hf, prompts, options, 0), key=lambda g: g.index)
+    assert [g.action_ids for g in got] == [g.action_ids for g in ref]
+    assert got[0].action_ids != got[1].action_ids
+
+
+def test_seeds_repeat_within_the_backend(pair, tokenizer):
+    _, llama, _, _ = pair
+    prompt = tokenizer(PROMPT).input_ids
+    options = DecodeOptions(temperature=1.0, max_new_tokens=12)
+
+    def draw(seed):
+        return [g.action_ids for g in sample(llama, prompt, 4, options, 0, seed=seed)]
+
+    assert draw(7) == draw(7)
+    assert draw(7) != draw(8)
+
+
+def test_choose_backend():
+    assert choose_backend("auto", "gguf", cuda=False) == "llama.cpp"
+    assert choose_backend("auto", "registry", cuda=False) == "llama.cpp"
+    assert choose_backend("auto", "gguf", cuda=True) == "transformers"
+    assert choose_backend("auto", "dir", cuda=False) == "transformers"
+    assert choose_backend("llama.cpp", "dir") == "llama.cpp"
+    with pytest.raises(BcoderError, match="unknown backend"):
+        choose_backend("vllm", "gguf")
+
+
+def test_lora_checkpoint_refused_on_llama(tokenizer, tmp_path):
+    from bcoder.backends.heads import ValueHeads
+
+    base = tiny_causal_lm(tokenizer, seed=0)
+    ckpt = BCoderModel(base, QConfig(mode="lora")).save_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(BcoderError, match="needs --backend transformers"):
+        ValueHeads.from_checkpoint(ckpt, base.config.hidden_size)
+
+
+def _solve(args, env):
+    return subprocess.run(
+        [sys.executable, "-m", "bcoder", "solve", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_solve_on_llama_cpp_end_to_end(pair, tmp_path, monkeypatch):
+    """`bcoder solve --model tiny.gguf` picks llama.cpp by itself (a GGUF on a CPU), loads the
+    heads of a checkpoint, and says which backend ran; nothing but the result on stdout/stderr."""
+    import os
+
+    _, _, path, ckpt = pair
+    env = {**os.environ, "BCODER_CACHE": str(tmp_path / "cache"), "BCODER_HOME": str(tmp_path)}
+    problem = tmp_path / "p.txt"
+    problem.write_text("Write a function add(a, b) that returns the sum of a and b.\n")
+    args = [str(problem), "--model", str(path), "--checkpoint", str(ckpt), "-n", "3"]
+    proc = _solve([*args, "--max-new-tokens", "16", "--json", "--no-save", "--threads", "1"], env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["settings"]["backend"] == "llama.cpp"
+    assert out["heads"] == str(ckpt)
+    assert len(out["candidates"]) >= 1
+    assert all(len(c["tokens"]) >= 1 for c in out["candidates"])
+    assert "Warning" not in proc.stderr and "llama_" not in proc.stderr, proc.stderr[-2000:]
+    forced = _solve([*args, "--backend", "transformers", "--max-new-tokens", "16", "--json"], env)
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert json.loads(forced.stdout)["settings"]["backend"] == "transformers"
+
+
+def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data):
+    """`bcoder train` with model.backend=llama.cpp: collect samples on llama.cpp, and featurize
+    (head mode) stores A_ckpt, the preferred token and hidden states that match the
+    transformers backend's on the same programs; the stages' checkpoints name the backend."""
+    import shutil
+
+    from test_train_e2e import config
+
+    from bcoder.train import run, setup
+    from bcoder.train.data import ShardStore
+
+    _, _, path, _ = pair
+    cfg = config(path, tmp_path / "llama", shared_data, extra=["model.backend=llama.cpp"])
+    acc = setup.make_accelerator(cfg)
+    collected = run.run_collect(cfg, acc)
+    assert collected["shards_written"] == 3 and collected["samples"] > 0
+    run.run_featurize(cfg, acc)
+    ref_dir = tmp_path / "transformers"
+    shutil.copytree(tmp_path / "llama" / "data" / "collect", ref_dir / "data" / "collect")
+    ref_cfg = config(path, ref_dir, shared_data, extra=["model.backend=transformers"])
+    run.run_featurize(ref_cfg, acc)
+    got, ref = (ShardStore(d / "data" / "features") for d in (tmp_path / "llama", ref_dir))
+    assert got.meta()["backend"] == "llama.cpp" and ref.meta()["backend"] == "transformers"
+    for shard in got.names():
+        a, b = got.load(shard), ref.load(shard)
+        for x, y in zip(a["ckpt_adv"], b["ckpt_adv"], strict=True):
+            assert np.allclose(x, y, atol=2e-2)
+        # float16 storage, and transformers reads the GGUF through its bf16 copy
+        for x, y in zip(a["hidden"], b["hidden"], strict=True):
+            x, y = (
+                np.asarray(x, np.float32).reshape(-1, 64),
+                np.asarray(y, np.float32).reshape(-1, 64),
+            )
+            cos = (x * y).sum(-1) / np.linalg.norm(x, axis=-1) / np.linalg.norm(y, axis=-1)
+            assert cos.min() > 0.999 and np.abs(x - y).max() < 0.05
+        agree = np.mean(
+            [
+                np.mean(np.equal(x, y))
+                for x, y in zip(a["ckpt_argmax"], b["ckpt_argmax"], strict=True)
+            ]
+        )
+        assert agree > 0.95  # a random model has near-ties; bf16 weights on one side
+    results = run.run_phi(cfg, acc)
+    assert results
+    meta = json.loads((tmp_path / "llama" / "phi" / "final" / "bcoder_config.json").read_text())
+    assert meta["features_backend"] == "llama.cpp"
+
+
+def test_untrained_heads_need_no_hidden_states(pair, tokenizer):
+    """Untrained heads give V = R_max in every state, so sampling asks llama.cpp for no hidden
+    states (they cost ~9% of a decode step) and still scores as the teacher-forced pass does."""
+    _, llama, _, _ = pair
+    plain = LlamaBackend(llama.lm, QConfig(mode="head", alpha=0.8))
+    assert plain.constant_value() == 1.0 and llama.constant_value() is None
+    prompt = tokenizer(PROMPT).input_ids
+    assert plain.start([prompt], 0, False, 4).first[1] is None
+    options = DecodeOptions(temperature=1.0, max_new_tokens=8, score=True)
+    gens = list(sample(plain, prompt, 2, options, 0, seed=1))
+    forced = plain.score([g.prompt_ids for g in gens], [g.action_ids for g in gens], 0)
+    for g, f in zip(gens, forced, strict=True):
+        assert torch.equal(g.scores.value, torch.ones(len(g.action_ids)))
+        assert torch.allclose(f.value, g.scores.value)
+        assert torch.allclose(g.scores.advantage, f.advantage, atol=1e-4)
