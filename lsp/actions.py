@@ -259,7 +259,7 @@ class BcoderServer(LanguageServer):
             n=settings.samples,
             temperature=settings.temperature,
             top_p=settings.topP,
-            max_new_tokens=settings.maxNewTokens,
+            max_new_tokens=settings.maxNewTokens or None,  # 0: the checkpoint's length
             seed=settings.seed,
             batch_size=min(settings.samples, 8),
             run_tests=settings.runTests,
