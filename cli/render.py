@@ -159,6 +159,8 @@ def render_result(
     p = result.problem
     model = result.settings.get("model", "?")
     title = f"{p.get('id') or 'problem'}  ·  model {model}"
+    if backend := result.settings.get("backend"):  # runs saved before backends have none
+        title += f" on {backend}"
     if result.run_id:
         title += f"  ·  run {result.run_id}"
     console.print(Text(title, style="bold"))

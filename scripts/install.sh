@@ -34,7 +34,7 @@ LLAMA_SPEC=$(sed -n 's/.*"\(llama-cpp-python==[0-9.]*\)".*/\1/p' pyproject.toml 
 if [ "${BCODER_LLAMA:-1}" != 0 ] && ! "$PYTHON" -c "
 import importlib.metadata as m, sys
 sys.exit(m.version('llama_cpp_python') != '${LLAMA_SPEC#*==}')" 2>/dev/null; then
-  echo "compiling llama.cpp ($LLAMA_SPEC): about 10 minutes on 2 idle cores, once (pip caches the wheel)" >&2
+  echo "compiling llama.cpp ($LLAMA_SPEC): about 7 minutes on 2 idle cores, once (pip caches the wheel)" >&2
   CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON ${CMAKE_ARGS:-}" \
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \

@@ -284,3 +284,25 @@ def test_untrained_heads_need_no_hidden_states(pair, tokenizer):
         assert torch.equal(g.scores.value, torch.ones(len(g.action_ids)))
         assert torch.allclose(f.value, g.scores.value)
         assert torch.allclose(g.scores.advantage, f.advantage, atol=1e-4)
+
+
+@pytest.mark.slow  # opt-in (-m slow): the default model from the package registry (1.1 GB)
+def test_readme_example_with_the_default_model_on_llama_cpp():
+    """`bcoder solve examples/max_of_list.py` as the README shows it: llama.cpp is picked by
+    itself on a CPU, and at least one of the 8 candidates passes the docstring's tests."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bcoder", "solve", "examples/max_of_list.py", "--json", "--no-save"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["settings"]["backend"] == "llama.cpp"
+    assert out["settings"]["model"] == "qwen2.5-coder-1.5b"
+    assert sum(c["count"] for c in out["candidates"]) == 8
+    assert any(c["outcome"] == "pass" for c in out["candidates"])
