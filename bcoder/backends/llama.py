@@ -19,8 +19,8 @@ What it gives is what the transformers backend gives (:class:`~bcoder.backends.b
 Value heads (:class:`~bcoder.backends.heads.ValueHeads`) run in torch on the hidden states, and
 so does an lmhead checkpoint's logit adapter (:class:`~bcoder.adapter.LogitAdapter`, added to the
 logits of every step and of teacher-forced scoring), so head and lmhead checkpoints serve on
-either backend. Numbers differ from transformers' by the GGUF
-weights' quantization and float rounding only: the tests bound the difference on one model.
+either backend. Numbers differ from transformers' by the GGUF weights' quantization and float
+rounding only: the tests bound the difference on one model.
 """
 
 from __future__ import annotations
