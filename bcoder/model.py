@@ -7,6 +7,8 @@ Three networks share one interface, selected by ``QConfig.mode``:
 - ``lora``: one frozen base; phi and theta are LoRA adapters (peft) plus value heads. The
   checkpoint policy is the base with adapters disabled.
 - ``full``: the paper's setting: trainable copies of the LM for phi and theta, a frozen checkpoint.
+- ``lmhead``: the backbone is frozen, as in head mode, but theta's logits learn too: a low-rank
+  adapter on the LM head, l_theta = l_ckpt + B A h (bcoder.adapter), applied at every decode step.
 
 Quantities per action token (index t holds (s_t, a_t)):
   A(s, a) = alpha * (l(s, a) - max l(s))               advantage from logits
@@ -31,10 +33,13 @@ import torch
 from torch import nn
 
 from bcoder import rl
+from bcoder.adapter import ADAPTER_FILE, LogitAdapter
 from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_dir
 
-Mode = Literal["full", "lora", "head"]
+Mode = Literal["full", "lora", "head", "lmhead"]
+MODES = ("full", "lora", "head", "lmhead")
+FROZEN_BACKBONE = ("head", "lmhead")  # modes that train on stored hidden states
 Role = Literal["ckpt", "phi", "theta"]
 CHECKPOINT_FORMAT = 1
 
@@ -43,21 +48,21 @@ CHECKPOINT_FORMAT = 1
 class QConfig:
     """Hyper-parameters of the Q-model; saved with every checkpoint."""
 
-    mode: Mode = "head"  # full | lora | head (see the module docstring)
+    mode: Mode = "head"  # full | lora | head | lmhead (see the module docstring)
     alpha: float = 1.0  # energy temperature: A = alpha * (l - max l)
     gamma: float = 0.999  # discount
     r_max: float = 1.0  # bound on V and Q
     head_hidden: int = 0  # value-head width: 0 for a linear head, else one hidden layer
-    lora_r: int = 16  # LoRA rank (lora mode)
-    lora_alpha: int = 32  # LoRA scaling numerator (lora mode)
+    lora_r: int = 16  # LoRA rank (lora mode; the LM-head adapter's rank in lmhead mode)
+    lora_alpha: int = 32  # LoRA scaling numerator (lora and lmhead modes)
     lora_dropout: float = 0.0  # LoRA dropout (lora mode)
     lora_target_modules: list[str] | str = "all-linear"  # peft target modules (lora mode)
     base_model: str = ""  # the model source the base was loaded from (informational)
     base_fingerprint: str = ""  # identity of the base weights, checked when loading
 
     def __post_init__(self) -> None:
-        if self.mode not in ("full", "lora", "head"):
-            raise BcoderError(f"mode must be full, lora or head, not {self.mode!r}")
+        if self.mode not in MODES:
+            raise BcoderError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.alpha <= 0:
             raise BcoderError(f"alpha must be positive, not {self.alpha}")
         if not 0 < self.gamma <= 1:
@@ -211,12 +216,34 @@ class BCoderModel(nn.Module):
         self.residual_frozen = ValueHead(hidden_size, config.head_hidden)  # h2, a frozen copy
         self.residual_frozen.requires_grad_(False)
         self.sync_residual()
+        self.logit_adapter: LogitAdapter | None = None
+        if config.mode == "lmhead":  # l_theta = l_ckpt + B A h, B = 0 at initialisation
+            vocab_size = base.get_output_embeddings().weight.shape[0]
+            scale = config.lora_alpha / config.lora_r
+            self.logit_adapter = LogitAdapter(hidden_size, vocab_size, config.lora_r, scale)
 
     # ---- which network plays which role -------------------------------------------------
     @property
     def single_pass(self) -> bool:
-        """True when one forward of the theta LM yields everything (head mode)."""
-        return self.config.mode == "head"
+        """True when one forward of the frozen LM yields everything: logits, the hidden state
+        the value heads (and in lmhead mode the logit adapter) read (head and lmhead modes)."""
+        return self.config.mode in FROZEN_BACKBONE
+
+    def policy_logits(self, logits: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
+        """l_theta from the policy LM's logits and last hidden state at the same states: the
+        logit adapter's residual added in lmhead mode, the logits themselves otherwise. A decode
+        loop calls this on every step (``hidden`` may be None when ``adapts_logits`` is False).
+
+        Shape: logits (..., V), hidden (..., H) -> (..., V).
+        """
+        if self.logit_adapter is None:
+            return logits
+        return self.logit_adapter.apply(logits, hidden)
+
+    @property
+    def adapts_logits(self) -> bool:
+        """True when :meth:`policy_logits` needs the hidden states (lmhead mode)."""
+        return self.logit_adapter is not None
 
     def policy_lm(self) -> nn.Module:
         """The HF module whose logits are l_theta (for sampling with a KV cache)."""
@@ -230,7 +257,7 @@ class BCoderModel(nn.Module):
         import contextlib
 
         mode = self.config.mode
-        if mode == "head" or role == "ckpt":
+        if mode in FROZEN_BACKBONE or role == "ckpt":
             if mode == "lora":
                 return self.lm, self.lm.disable_adapter()
             return self.lm, contextlib.nullcontext()
@@ -300,12 +327,13 @@ class BCoderModel(nn.Module):
         return u_phi + residual
 
     def value_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
-        """V_theta(s) from the theta hidden state alone; valid in head mode (single_pass).
+        """V_theta(s) from the theta hidden state alone; valid in head and lmhead modes
+        (single_pass).
 
         Shape: hidden (..., H) -> (...).
         """
         if not self.single_pass:
-            raise RuntimeError("value_from_hidden needs head mode; use forward() otherwise")
+            raise RuntimeError("value_from_hidden needs a frozen backbone; use forward() otherwise")
         u = self.theta_u(self.phi_head(hidden), hidden)
         return rl.bounded_value(u, self.config.r_max)
 
@@ -313,14 +341,18 @@ class BCoderModel(nn.Module):
         """Q, V, A per action token for the theta model (default) or the phi model."""
         cfg = self.config
         if stage == "phi":
-            ckpt_logits, h_phi = self.run_lm("phi" if cfg.mode != "head" else "ckpt", batch)
-            if cfg.mode != "head":
+            ckpt_logits, h_phi = self.run_lm("ckpt" if self.single_pass else "phi", batch)
+            if not self.single_pass:
                 ckpt_logits = self.run_lm("ckpt", batch)[0]
             logits, hidden, u = ckpt_logits, h_phi, self.phi_head(h_phi)
+        elif self.single_pass:  # one pass of the frozen LM; lmhead adds the adapter's residual
+            ckpt_logits, hidden = self.run_lm("ckpt", batch)
+            logits = self.policy_logits(ckpt_logits, hidden)
+            u = self.theta_u(self.phi_head(hidden), hidden)
         else:
             logits, hidden = self.run_lm("theta", batch)
-            ckpt_logits = logits if cfg.mode == "head" else self.run_lm("ckpt", batch)[0]
-            h_phi = hidden if cfg.mode == "head" else self.run_lm("phi", batch)[1]
+            ckpt_logits = self.run_lm("ckpt", batch)[0]
+            h_phi = self.run_lm("phi", batch)[1]
             u = self.theta_u(self.phi_head(h_phi), hidden)
         value = rl.bounded_value(u, cfg.r_max)  # (B, T)
         adv = rl.taken(rl.advantage(logits.float(), cfg.alpha), batch.action_ids)  # (B, T)
@@ -348,6 +380,12 @@ class BCoderModel(nn.Module):
                 for k, v in getattr(self, name).state_dict().items()
             }
             save_file(heads, str(tmp / "heads.safetensors"))
+            if self.logit_adapter is not None:
+                sd = self.logit_adapter.state_dict()
+                save_file(
+                    {k: v.detach().cpu().contiguous() for k, v in sd.items()},
+                    str(tmp / ADAPTER_FILE),
+                )
             if self.config.mode == "lora":
                 from peft import get_peft_model_state_dict
 
@@ -385,6 +423,8 @@ class BCoderModel(nn.Module):
             prefix = f"{name}."
             sd = {k[len(prefix) :]: v for k, v in heads.items() if k.startswith(prefix)}
             getattr(model, name).load_state_dict(sd)
+        if model.logit_adapter is not None:
+            model.logit_adapter.load_state_dict(load_file(str(directory / ADAPTER_FILE)))
         if config.mode == "lora":
             from peft import set_peft_model_state_dict
 

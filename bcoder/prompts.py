@@ -17,12 +17,17 @@ question (statement / docstring), never the end, so the starter code, the format
 without a tokenizer the count is approximated as ``len(text) / CHARS_PER_TOKEN`` (4 characters
 per token, typical of BPE on English and code). If the fixed parts alone exceed the limit, the
 question becomes empty and the prompt is returned over the limit (starter code is never cut).
+
+A trained checkpoint records how its training prompts and programs were made (family, source and
+target lengths): :class:`PromptSettings`, which solve, eval, the TUI and the LSP use with it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bcoder.errors import BcoderError
@@ -36,6 +41,46 @@ SYSTEM_PROMPT = (
 )
 MAX_SHOWN_TESTS = 5
 _MAX_TEST_CHARS = 1000  # longer tests are not shown in a prompt
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How prompts and completions are made; a checkpoint records the ones it was trained with
+    (its ``data.prompt_family`` and token limits), so that it is used the same way."""
+
+    family: str = "auto"  # auto (prompt_family's choice) | apps | mbpp | humaneval | chat
+    max_source_tokens: int = 600  # prompt length limit
+    max_target_tokens: int = 512  # completion length limit
+
+    def __post_init__(self) -> None:
+        if self.family != "auto" and self.family not in FAMILIES:
+            known = ", ".join(FAMILIES)
+            raise BcoderError(f"unknown prompt family {self.family!r} (expected auto or {known})")
+        if self.max_source_tokens < 1 or self.max_target_tokens < 1:
+            raise BcoderError("prompt token limits must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> PromptSettings:
+        """From a checkpoint's metadata (``bcoder_config.json``): its ``prompt`` entry, else the
+        ``data`` section of the training config it carries (older checkpoints), else defaults."""
+        if isinstance(meta.get("prompt"), dict):
+            return cls(**meta["prompt"])
+        data = (meta.get("train_config") or {}).get("data") or {}
+        names = {"prompt_family": "family", "max_source_tokens": "max_source_tokens"}
+        names["max_target_tokens"] = "max_target_tokens"
+        return cls(**{ours: data[theirs] for theirs, ours in names.items() if theirs in data})
+
+
+def checkpoint_prompt_settings(checkpoint: str | Path | None) -> PromptSettings:
+    """The prompt settings a checkpoint was trained with (defaults without a checkpoint)."""
+    if not checkpoint:
+        return PromptSettings()
+    from bcoder.model import read_checkpoint_config
+
+    return PromptSettings.from_meta(read_checkpoint_config(checkpoint))
 
 
 def prompt_family(problem: Problem, tokenizer: Any = None) -> str:

@@ -116,9 +116,17 @@ def cross_entropy_loss(
 
     Shape: logits (B, T, V), actions (B, T), mask (B, T) -> scalar.
     """
-    m = mask.to(logits.dtype)
     nll = F.cross_entropy(logits.transpose(1, 2), actions.long(), reduction="none")  # (B, T)
-    return (nll * m).sum() / m.sum().clamp(min=1)
+    return token_mean(nll, mask)
+
+
+def token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of x over real tokens (L_ce from per-token -log pi(a_t | s_t)).
+
+    Shape: x (B, T), mask (B, T) -> scalar.
+    """
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp(min=1)
 
 
 def recovered_rewards(

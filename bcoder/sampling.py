@@ -4,12 +4,14 @@ Since Q/alpha and l_theta differ by a per-state constant, sampling with Q/alpha 
 sampling from the LM head (DESIGN section 2): the decode loop below is an ordinary KV-cached loop
 over the policy with temperature and top-p, driven through a backend's
 :class:`~bcoder.backends.Runner` (transformers or llama.cpp: the same loop, sampler and stopping
-rules for both). In head mode (``backend.scores_in_loop``) the loop also keeps, per action token,
-everything the per-token scores need -- the advantage A(s_t, a_t) = alpha * (l(s_t, a_t) - max
-l(s_t)), the value V(s_t) from the last hidden state (the very tensor ``BCoderModel.run_lm``
-reads), the log-probability at temperature 1 and the checkpoint's preferred token -- so scoring
-needs no second pass. Rows that finish (EOS, the end of a fenced code block, or the length limit)
-leave the batch.
+rules for both). Every step's logits go through ``backend.policy_logits(logits, hidden)``, which
+in lmhead mode adds the logit adapter's residual, so the loop samples from the trained policy
+l_theta. With a frozen backbone (``backend.scores_in_loop``: head and lmhead modes) the loop also
+keeps, per action token, everything the per-token scores need -- the advantage A(s_t, a_t) =
+alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the very tensor
+``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's preferred
+token -- so scoring needs no second pass. Rows that finish (EOS, the end of a fenced code block,
+or the length limit) leave the batch.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ NUCLEUS_K = 256
 
 @dataclass
 class StepScores:
-    """Per action token values recorded by the decode loop (head mode). Shapes: (T,) each."""
+    """Per action token values recorded by the decode loop (head, lmhead). Shapes: (T,) each."""
 
     advantage: torch.Tensor  # A(s_t, a_t)
     value: torch.Tensor  # V_theta(s_t)
@@ -152,12 +154,14 @@ class _Recorder:
         logits: torch.Tensor,
         taken: torch.Tensor,
         hidden: torch.Tensor | None,
+        ckpt_logits: torch.Tensor,
     ) -> None:
-        """Shapes: rows (b,), logits (b, V) float, taken (b,), hidden (b, H)."""
-        best, argmax = logits.max(dim=-1)
+        """Shapes: rows (b,), logits (b, V) float (l_theta), taken (b,), hidden (b, H) or None,
+        ckpt_logits (b, V) (the frozen LM's, whose argmax is the preferred token)."""
+        best = logits.max(dim=-1).values
         chosen = logits.gather(-1, taken[:, None]).squeeze(-1)
         self.stats[rows, t] = torch.stack([chosen, best, logits.logsumexp(dim=-1)], dim=-1)
-        self.preferred[rows, t] = argmax
+        self.preferred[rows, t] = ckpt_logits.argmax(dim=-1)
         if self.hidden is not None:
             self.hidden[rows, t] = hidden
 
@@ -185,7 +189,7 @@ class DecodeOptions:
     max_new_tokens: int = 512
     eos_ids: tuple[int, ...] = ()
     fence: FenceStop | None = None  # stop at the end of a fenced code block
-    score: bool = False  # record StepScores (head mode only)
+    score: bool = False  # record StepScores (head and lmhead modes only)
 
 
 @torch.inference_mode()
@@ -208,12 +212,16 @@ def decode(
     """
     backend = as_backend(model)
     if options.score and not backend.scores_in_loop:
-        raise ValueError("in-loop scoring needs head mode; score with backend.score() otherwise")
+        raise ValueError(
+            "in-loop scoring needs a frozen backbone; score with backend.score() otherwise"
+        )
     check(cancel)
-    # hidden states only when V depends on them (a runtime may skip computing them otherwise)
-    hidden = options.score and backend.constant_value() is None
+    # hidden states only when V or the logit adapter depends on them (a runtime may skip
+    # computing them otherwise)
+    hidden = (options.score and backend.constant_value() is None) or backend.adapts_logits
     runner = backend.start(prompts, pad_id, hidden, options.max_new_tokens)
-    logits, hidden = runner.first
+    raw, hidden = runner.first
+    logits = backend.policy_logits(raw, hidden)  # l_theta
     B, T = len(prompts), options.max_new_tokens
     device = logits.device
     active = torch.arange(B, device=device)  # original row of each batch row
@@ -224,7 +232,7 @@ def decode(
         nxt = sample_next(logits, options.temperature, options.top_p, generator)  # (b,)
         tokens[active, t] = nxt
         if recorder is not None:
-            recorder.record(active, t, logits, nxt, hidden)
+            recorder.record(active, t, logits, nxt, hidden, raw)
         done = torch.isin(nxt, eos)
         reasons = [FINISH_EOS if d else "" for d in done.tolist()]
         if options.fence is not None:
@@ -253,7 +261,8 @@ def decode(
             )
             runner.keep(keep)
             active, nxt = active[keep], nxt[keep]
-        logits, hidden = runner.step(nxt)
+        raw, hidden = runner.step(nxt)
+        logits = backend.policy_logits(raw, hidden)
 
 
 def sample(

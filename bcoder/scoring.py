@@ -2,9 +2,12 @@
 
 Two ways to get the raw per-token values (DESIGN section 2):
 
-- in head mode the decode loop records them while sampling (:class:`bcoder.sampling.StepScores`);
+- in head and lmhead modes the decode loop records them while sampling
+  (:class:`bcoder.sampling.StepScores`);
 - otherwise (lora / full mode, or a program the model did not write) one batched forward of the
-  Q-model over prompt + action tokens: :func:`score_tokens`.
+  Q-model over prompt + action tokens: :func:`score_tokens`. Its logits are l_theta (in lmhead
+  mode the logit adapter's residual is added by ``BCoderModel.forward``), so the log-probabilities
+  are the trained policy's, as in the decode loop.
 
 Either way :func:`make_candidate` turns them into a :class:`~bcoder.results.Candidate`, with the
 recovered rewards from :func:`bcoder.rl.recovered_rewards` (gamma from the model's config).

@@ -48,7 +48,7 @@ class SolveSettings:
     n: int = 8  # candidates to sample
     temperature: float = 0.6  # sampling temperature (0 = greedy; the paper ranks at 0.6)
     top_p: float = 0.95  # nucleus sampling mass
-    max_new_tokens: int = 512  # length limit of a completion, in tokens
+    max_new_tokens: int | None = None  # completion length limit (None: the checkpoint's, 512)
     seed: int | None = 0  # sampling seed (None: a fresh random seed)
     batch_size: int = 8  # candidates decoded at once
     run_tests: bool = True  # run the problem's tests in the sandbox, when it has tests
@@ -61,6 +61,10 @@ class SolveSettings:
     def __post_init__(self) -> None:
         if self.model is None:
             self.model = model_for(None, self.checkpoint)
+        if self.max_new_tokens is None:  # the target length the checkpoint was trained with
+            from bcoder.prompts import checkpoint_prompt_settings
+
+            self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
         if not isinstance(self.model, str) or not self.model.strip():
             raise BcoderError("model must be a non-empty model name or path")
         if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
@@ -102,11 +106,14 @@ class Engine:
         self, tokenizer: Any, model: Backend | BCoderModel, info: dict[str, Any], heads: str
     ):
         from bcoder.backends import as_backend
+        from bcoder.prompts import checkpoint_prompt_settings
 
         self.tokenizer = tokenizer
         self.backend = as_backend(model)
         self.info = info
         self.heads = heads  # "init" or the checkpoint path
+        # the prompt family and lengths the checkpoint was trained with (defaults without one)
+        self.prompting = checkpoint_prompt_settings(None if heads == "init" else heads)
         self.lock = threading.Lock()  # one solve at a time on the model
         self._fence: FenceStop | None = None
 
@@ -177,15 +184,18 @@ class Engine:
         return int(self.tokenizer.pad_token_id)
 
     def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
-        """The prompt family, prompt text and prompt token ids for ``problem``."""
+        """The prompt family, prompt text and prompt token ids for ``problem``, made as the
+        checkpoint's training prompts were (its family, else the default; its source length)."""
         from bcoder.prompts import build_prompt, prompt_family
 
         tokenizer = self.tokenizer
-        if self.backend.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
+        if self.prompting.family != "auto":
+            family = self.prompting.family
+        elif self.backend.is_seq2seq:  # an encoder-decoder reads the plain problem, no chat turns
             family = prompt_family(problem, None)
         else:
             family = prompt_family(problem, tokenizer)
-        text = build_prompt(problem, family, tokenizer)
+        text = build_prompt(problem, family, tokenizer, self.prompting.max_source_tokens)
         ids = tokenizer(text, add_special_tokens=family != "chat").input_ids
         return family, text, list(ids)
 

@@ -42,7 +42,11 @@ def evaluate(
     device: opt.Device = None,
     temperature: float = typer.Option(0.6, "--temperature", help="Sampling temperature."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
-    max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Completion length limit."),
+    max_new_tokens: int | None = typer.Option(
+        None,
+        "--max-new-tokens",
+        help="Completion length limit (default: the checkpoint's target length, else 512).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (and the random baseline's)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Candidates decoded together."),
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),

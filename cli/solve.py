@@ -114,7 +114,11 @@ def solve_command(
     temperature: float = typer.Option(0.6, "--temperature", "-t", help="Sampling temperature."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
     seed: int | None = typer.Option(0, "--seed", help="Sampling seed."),
-    max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Length limit per candidate."),
+    max_new_tokens: int | None = typer.Option(
+        None,
+        "--max-new-tokens",
+        help="Length limit per candidate (default: the checkpoint's target length, else 512).",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", help="Candidates decoded at once."),
     color_by: str = typer.Option(
         "reward", "--color-by", help="Heatmap metric: q, v, advantage or reward."

@@ -207,7 +207,7 @@ def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = No
     if main and cfg.theta.operator == "optimality" and cfg.model.mode == "head":
         typer.echo(
             "note: in head mode the theta policy is the checkpoint's, so the optimality and the "
-            "conservative operator pick the same target action (use lora or full mode)",
+            "conservative operator pick the same target action (use lmhead, lora or full mode)",
             err=True,
         )
     with ExitStack() as stack:
@@ -275,7 +275,7 @@ def featurize_cmd(
     backend: str | None = BackendOption,
     quiet: bool = QuietOption,
 ) -> None:
-    """Compute A_ckpt, the checkpoint's argmax (and hidden states in head mode) per token."""
+    """Compute A_ckpt, the checkpoint's argmax (and hidden states, top-k logits) per token."""
     _run("featurize", _config(config, sets, _backend_sets(backend)), False, quiet)
 
 

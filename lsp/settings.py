@@ -24,7 +24,7 @@ class ServerSettings:
     samples: int = 8  # candidates sampled per request
     temperature: float = 0.6
     topP: float = 0.95
-    maxNewTokens: int = 512
+    maxNewTokens: int | None = None  # None: the checkpoint's target length, else 512
     seed: int = 0
     runTests: bool = True
     timeout: float = 4.0  # seconds per test run
@@ -71,9 +71,14 @@ class _Bad:
 # Optional strings: None, "" or blanks mean unset. VS Code's Settings UI can only edit a plain
 # string setting, and clearing its field sends "", so "" is how a user there returns to the default.
 _OPTIONAL = {"checkpoint", "device", "dtype"}
+_OPTIONAL_INT = {"maxNewTokens"}
 
 
 def _coerce(value: Any, kind: type, name: str) -> Any:
+    if name in _OPTIONAL_INT:
+        if value is None:
+            return None
+        kind = int
     if name in _OPTIONAL:
         if value is None or isinstance(value, str):
             return (value or "").strip() or None

@@ -154,6 +154,40 @@ def test_lora_checkpoint_refused_on_llama(tokenizer, tmp_path):
         ValueHeads.from_checkpoint(ckpt, base.config.hidden_size)
 
 
+def test_lmhead_checkpoint_serves_the_trained_policy_on_llama(pair, tokenizer, tmp_path):
+    """An lmhead checkpoint on llama.cpp: its logit adapter is added at every decode step and in
+    teacher-forced scoring, so greedy actions and per-token scores are the transformers
+    backend's (where the adapter moves the policy away from the GGUF model's own)."""
+    from bcoder.backends.llama import load_llama_engine
+    from bcoder.solve import Engine
+
+    hf, _, path, _ = pair
+    qmodel = BCoderModel(hf.qmodel.lm, QConfig(mode="lmhead", alpha=0.8, lora_r=4)).eval()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        qmodel.logit_adapter.up.weight.normal_(0, 0.1)
+        qmodel.phi_head.load_state_dict(hf.qmodel.phi_head.state_dict())
+    ckpt = qmodel.save_checkpoint(tmp_path / "lmhead")
+    engine = load_llama_engine(Engine, str(path), str(ckpt), threads=1)
+    llama, trained = engine.backend, TransformersBackend(qmodel)
+    assert llama.adapts_logits and trained.adapts_logits
+    prompt, actions = _programs(tokenizer)
+    options = DecodeOptions(temperature=0.0, max_new_tokens=10, score=True)
+    got = next(iter(decode(llama, [prompt], options, tokenizer.pad_token_id)))
+    ref = next(iter(decode(trained, [prompt], options, tokenizer.pad_token_id)))
+    untrained = next(iter(decode(hf, [prompt], options, tokenizer.pad_token_id)))
+    assert got.action_ids == ref.action_ids != untrained.action_ids
+    assert torch.allclose(got.scores.advantage, torch.zeros(len(got.action_ids)), atol=1e-6)
+    for r, g in zip(
+        trained.score([prompt] * 3, actions, 0), llama.score([prompt] * 3, actions, 0), strict=True
+    ):
+        assert torch.allclose(g.advantage, r.advantage, atol=ATOL)
+        assert torch.allclose(g.logprob, r.logprob, atol=ATOL)
+        assert torch.allclose(g.value, r.value, atol=V_ATOL)
+        assert torch.equal(g.preferred, r.preferred)  # the checkpoint's argmax, not the adapter's
+    llama.close()
+
+
 def _solve(args, env):
     return subprocess.run(
         [sys.executable, "-m", "bcoder", "solve", *args],

@@ -258,6 +258,10 @@ def test_settings_updates_and_bad_values():
     bad = s.updated({"samples": "many", "temperature": True, "checkpoint": 5, "model": ""})
     assert (bad.samples, bad.temperature, bad.checkpoint, bad.model) == (3, 1.0, None, "m")
     assert len(bad.warnings) == 4 and any("bcoder.samples" in w for w in bad.warnings)
+    # maxNewTokens: null (the default) means the checkpoint's target length
+    assert s.maxNewTokens is None and s.updated({"maxNewTokens": 64}).maxNewTokens == 64
+    assert s.updated({"maxNewTokens": 64}).updated({"maxNewTokens": None}).maxNewTokens is None
+    assert s.updated({"maxNewTokens": "long"}).warnings
     assert s.updated({"samples": 0}).samples == 3
     assert s.updated(None) == s and s.updated({"checkpoint": ""}).checkpoint is None
     assert s.solve_key() != s.updated({"model": "other"}).solve_key()

@@ -7,7 +7,7 @@ from bcoder.errors import BcoderError
 from bcoder.model import BCoderModel, QConfig, make_batch
 from bcoder.tiny import tiny_causal_lm, tiny_seq2seq
 
-MODES = ["head", "lora", "full"]
+MODES = ["head", "lora", "full", "lmhead"]
 KINDS = ["causal", "seq2seq"]
 
 
@@ -99,7 +99,8 @@ def test_checkpoint_round_trip(tokenizer, kind, mode, tmp_path):
     if mode != "head":  # make the trained networks differ from the base
         with torch.no_grad():
             for n, p in model.named_parameters():
-                if p.requires_grad and ("lora_B" in n or mode == "full"):
+                trained = "lora_B" in n or "logit_adapter" in n or mode == "full"
+                if p.requires_grad and trained:
                     p.add_(torch.randn_like(p) * 0.01)
     batch = _batch(tokenizer, PROMPTS, PROGRAMS)
     model.save_checkpoint(tmp_path / "ckpt")

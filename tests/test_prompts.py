@@ -171,3 +171,17 @@ def test_prompt_family(tokenizer):
     mbpp = Problem(id="m", source="mbpp", text="t", tests=Spec(asserts=("assert f()",)))
     assert prompt_family(mbpp) == "mbpp"
     assert prompt_family(load_problem(EXAMPLES / "two_sum.txt")) == "apps"
+
+
+def test_prompt_settings_from_a_checkpoints_metadata():
+    from bcoder.prompts import PromptSettings
+
+    recorded = {"family": "mbpp", "max_source_tokens": 300, "max_target_tokens": 256}
+    assert PromptSettings.from_meta({"prompt": recorded}) == PromptSettings("mbpp", 300, 256)
+    # an older checkpoint carries its training config only
+    data = {"prompt_family": "apps", "max_source_tokens": 500, "max_target_tokens": 128}
+    old = PromptSettings.from_meta({"train_config": {"data": data}})
+    assert old == PromptSettings("apps", 500, 128)
+    assert PromptSettings.from_meta({}) == PromptSettings("auto", 600, 512)
+    with pytest.raises(BcoderError, match="prompt family"):
+        PromptSettings(family="cobol")

@@ -33,6 +33,8 @@ def _qmodel(tokenizer, kind, mode="head", seed=0):
         for head in (model.phi_head, model.residual_head):
             for p in head.parameters():
                 p.normal_(0, 0.5)
+        if model.logit_adapter is not None:  # a trained-looking adapter: the policy moves
+            model.logit_adapter.up.weight.normal_(0, 0.3)
     return model.eval()
 
 
@@ -47,11 +49,13 @@ def _forward(qmodel, prompts, actions, pad_id):
 
 
 @pytest.mark.parametrize("kind", ["causal", "seq2seq"])
-@pytest.mark.parametrize("shared_prompt", [True, False])
-def test_in_loop_scores_match_the_q_model_forward(tokenizer, kind, shared_prompt):
-    """Values recorded while decoding (head mode, KV cache, rows leaving the batch early) equal
-    qmodel(batch) on the same tokens: A, V, Q, log-prob, preferred token and r~."""
-    qmodel = _qmodel(tokenizer, kind)
+@pytest.mark.parametrize(
+    ("shared_prompt", "mode"), [(True, "head"), (False, "head"), (False, "lmhead")]
+)
+def test_in_loop_scores_match_the_q_model_forward(tokenizer, kind, shared_prompt, mode):
+    """Values recorded while decoding (head / lmhead mode, KV cache, rows leaving the batch early)
+    equal qmodel(batch) on the same tokens: A, V, Q, log-prob, preferred token and r~."""
+    qmodel = _qmodel(tokenizer, kind, mode)
     a, b = _ids(tokenizer, PROMPTS[0]), _ids(tokenizer, PROMPTS[1])
     prompts = [a, a, a] if shared_prompt else [a, b, a[3:]]
     # A few frequent tokens end rows, so rows finish at different steps and leave the batch.
@@ -91,7 +95,7 @@ def test_in_loop_scores_match_the_q_model_forward(tokenizer, kind, shared_prompt
 
 
 @pytest.mark.parametrize("kind", ["causal", "seq2seq"])
-@pytest.mark.parametrize("mode", ["head", "lora"])
+@pytest.mark.parametrize("mode", ["head", "lora", "lmhead"])
 def test_greedy_decoding_follows_the_policy_logits(tokenizer, kind, mode):
     """Each greedy action is the argmax of the theta logits that qmodel(batch) computes at its
     state: positions, padding and the cache line up (left-padded rows of different lengths)."""
@@ -101,6 +105,8 @@ def test_greedy_decoding_follows_the_policy_logits(tokenizer, kind, mode):
     gens = sorted(decode(qmodel, prompts, options, tokenizer.pad_token_id), key=lambda g: g.index)
     batch, out = _forward(qmodel, prompts, [g.action_ids for g in gens], tokenizer.pad_token_id)
     assert torch.equal(out.logits.argmax(-1), batch.action_ids)
+    if mode == "lmhead":  # the adapter really moved the policy away from the checkpoint's
+        assert not torch.equal(out.ckpt_argmax, batch.action_ids)
     if kind == "causal":  # (the tiny random T5 repeats one token whatever the prompt)
         assert gens[0].action_ids != gens[1].action_ids
 

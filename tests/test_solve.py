@@ -243,6 +243,61 @@ def test_lora_checkpoint_scored_by_one_forward(tiny_model_dir, tmp_path):
     _check_scores(engine, result)
 
 
+def test_lmhead_checkpoint_samples_from_the_trained_policy(engine, tiny_model_dir, tmp_path):
+    """solve with an lmhead checkpoint decodes from l_theta = l_ckpt + B A h: greedy decoding
+    follows the adapter (not the base LM), and the in-loop scores are the Q-model's."""
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    qmodel = BCoderModel(base, QConfig(mode="lmhead", lora_r=4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        qmodel.logit_adapter.up.weight.normal_(0, 0.3)
+    qmodel.save_checkpoint(tmp_path / "ckpt")
+    trained = Engine.load(str(tiny_model_dir), str(tmp_path / "ckpt"))
+    assert trained.qmodel.single_pass and trained.qmodel.adapts_logits
+    greedy = _settings(tiny_model_dir, n=1, temperature=0.0)
+    ours = solve(_problem(), trained, greedy).candidates[0]
+    base_only = solve(_problem(), engine, greedy).candidates[0]
+    assert [t.token_id for t in ours.tokens] != [t.token_id for t in base_only.tokens]
+    assert all(
+        t.advantage == pytest.approx(0.0, abs=1e-5) for t in ours.tokens
+    )  # argmax of l_theta
+    _check_scores(trained, solve(_problem(), trained, _settings(tiny_model_dir, n=3)))
+
+
+def test_the_checkpoints_prompt_settings_are_used(engine, tiny_model_dir, tmp_path):
+    """A checkpoint trained with mbpp prompts cut to 40 tokens and 5-token programs is solved
+    (and evaluated, in the TUI and the LSP: all go through SolveSettings and Engine) the same
+    way, unless a length is given; without a checkpoint the defaults stay."""
+    from transformers import AutoModelForCausalLM
+
+    from bcoder.evaluate import EvalSettings
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    prompt = {"family": "mbpp", "max_source_tokens": 40, "max_target_tokens": 5}
+    ckpt = str(tmp_path / "ckpt")
+    BCoderModel(base, QConfig(mode="head")).save_checkpoint(ckpt, extra={"prompt": prompt})
+    assert SolveSettings(model=str(tiny_model_dir), checkpoint=ckpt).max_new_tokens == 5
+    given = SolveSettings(model=str(tiny_model_dir), checkpoint=ckpt, max_new_tokens=9)
+    assert given.max_new_tokens == 9
+    assert SolveSettings(model=str(tiny_model_dir)).max_new_tokens == 512
+    assert EvalSettings(dataset="mbpp", checkpoint=ckpt).max_new_tokens == 5
+    problem = Problem(
+        id="long", source="mbpp", text="Add two numbers. " * 40, tests=Spec(asserts=("True",))
+    )
+    trained = Engine.load(str(tiny_model_dir), ckpt)
+    family, text, ids = trained.prompt(problem)
+    assert family == "mbpp" and len(ids) <= 45 and text.startswith('"""')
+    assert engine.prompt(problem)[0] == "chat" and len(engine.prompt(problem)[2]) > 100
+    settings = SolveSettings(
+        model=str(tiny_model_dir), checkpoint=ckpt, n=2, temperature=1.0, run_tests=False
+    )
+    result = solve(problem, trained, settings)
+    assert result.settings["prompt_family"] == "mbpp" and result.settings["max_new_tokens"] == 5
+    assert all(len(c.tokens) <= 5 for c in result.candidates)
+
+
 def test_settings_are_validated():
     for bad in ({"n": 0}, {"temperature": -1}, {"top_p": 0}, {"max_new_tokens": 0}, {"model": ""}):
         with pytest.raises(BcoderError):

@@ -83,7 +83,7 @@ def fresh_run(collected: Path, tmp_path: Path) -> Path:
     return run_dir
 
 
-def test_collect_stores_programs_with_outcomes_and_ground_truths(collected):
+def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, shared_data):
     from bcoder.train.data import ShardStore
 
     ds = ShardStore(collected / "data" / "collect")
@@ -91,7 +91,17 @@ def test_collect_stores_programs_with_outcomes_and_ground_truths(collected):
     gts = [r for r in rows if r["is_ground_truth"]]
     samples = [r for r in rows if r["source"] == "sample"]
     assert {r["problem_id"] for r in gts} == {f"mbpp/{i}" for i in IDS}
-    assert all(r["outcome"] == "pass" and r["reward"] == 1.0 for r in gts)  # MBPP's own code
+    mbpp = [json.loads(x) for x in (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
+    solution = {f"mbpp/{r['task_id']}": r["code"].replace("\r\n", "\n") for r in mbpp}
+    cut = [r for r in gts if r["finish_reason"] == "length"]
+    assert cut  # data.max_target_tokens=24 cuts MBPP solutions
+    for r in gts:
+        if r["finish_reason"] == "length":  # labelled as the cut program it trains on
+            assert len(r["action_ids"]) == 24
+            assert solution[r["problem_id"]].startswith(r["code"].rstrip())
+            assert r["outcome"] != "pass" and r["reward"] < 0
+        else:
+            assert r["outcome"] == "pass" and r["reward"] == 1.0  # MBPP's own code
     assert sum(r["count"] for r in samples) == 3 * len(IDS)  # duplicates merged, counted
     for r in samples:
         assert r["outcome"] in ("fail", "runtime_error", "compile_error")  # a random model
@@ -123,7 +133,7 @@ def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_mode
     assert resumed["programs"] == store.shards()[1]["rows"]
 
 
-@pytest.mark.parametrize("mode", ["head", "lora", "full"])
+@pytest.mark.parametrize("mode", ["head", "lmhead", "lora", "full"])
 def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_data):
     from bcoder.errors import BcoderError
     from bcoder.model import BCoderModel, make_batch
@@ -137,16 +147,16 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
 
     run_dir = fresh_run(collected, tmp_path)
     # an LM that trains moves V much faster than a head: fewer steps at a lower rate
-    extra = (
-        ["run.tensorboard=true"]
-        if mode == "head"
-        else ["phi.steps=5", "phi.lr=1e-4", "phi.eval_every=0"]
-    )
+    extra = {
+        "head": ["run.tensorboard=true"],
+        "lmhead": ["featurize.topk=8", "model.lora_r=4"],
+    }.get(mode, ["phi.steps=5", "phi.lr=1e-4", "phi.eval_every=0"])
     cfg = config(tiny_model_dir, run_dir, shared_data, mode, extra)
     acc = setup.make_accelerator(cfg)
     assert run.run_featurize(cfg, acc)["shards_written"] == 3
     data = TrainingData.load(run_dir / "data", need=setup.stage_columns(mode, "phi"))
-    assert data.has("hidden") == (mode == "head")
+    assert data.has("hidden") == (mode in ("head", "lmhead"))
+    assert data.has("topk_ids") == (mode == "lmhead")
     assert (data.columns["ckpt_adv"].values <= 0).all()
 
     # the stored A_ckpt and argmax are what the checkpoint computes on the same tokens
@@ -158,6 +168,12 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
         out = ref(batch, stage="phi")
     torch.testing.assert_close(out.advantage[0], torch.from_numpy(data.columns["ckpt_adv"].row(i)))
     assert out.ckpt_argmax[0].tolist() == data.columns["ckpt_argmax"].row(i).tolist()
+    if mode == "lmhead":  # the top-k, descending, the argmax first; the taken action's logit
+        top_l, top_i = out.logits[0].float().topk(8, dim=-1)
+        assert data.columns["topk_ids"].row(i).tolist() == top_i.tolist()
+        torch.testing.assert_close(torch.from_numpy(data.columns["topk_logits"].row(i)), top_l)
+        taken = out.logits[0].float().gather(-1, batch.action_ids[0, :, None])[:, 0]
+        torch.testing.assert_close(torch.from_numpy(data.columns["ckpt_logit"].row(i)), taken)
 
     # phi (that it lowers the TD error is tested on data with learnable features, below)
     phi = run.run_phi(cfg, acc)
@@ -195,14 +211,22 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     last = [json.loads(x) for x in lines if '"train"' in x][-1]
     assert {"loss/td", "loss/adv", "adv/argmax_agreement"} <= set(last)
     assert ("loss/ce" in last) == (mode != "head")
+    if mode == "lmhead":  # the adapter moved the policy: A_theta is no longer A_ckpt
+        assert last["adv/argmax_agreement"] < 1.0 or theta["heldout/argmax_agreement"] < 1.0
     assert last["lr"] == pytest.approx(1e-3 / 6)  # linear decay, no warm-up: the last step's
 
     # the run's checkpoint loads onto the base, and its residual head has learned
     base3, _, _ = load_model_and_tokenizer(str(tiny_model_dir), device="cpu")
     trained = BCoderModel.from_checkpoint(run_dir / "checkpoint", base3)
     assert trained.config.mode == mode
+    # it records how its prompts and programs were made: solve / eval / TUI / LSP use that
+    from bcoder.prompts import PromptSettings, checkpoint_prompt_settings
+
+    assert checkpoint_prompt_settings(run_dir / "checkpoint") == PromptSettings("auto", 600, 24)
     h1 = trained.residual_head.net[-1].weight
     assert not torch.equal(h1, trained.residual_frozen.net[-1].weight)
+    if mode == "lmhead":
+        assert trained.logit_adapter.up.weight.abs().sum() > 0  # B moved off zero
     stages = json.loads((run_dir / "stages.json").read_text())
     assert {"featurize", "phi", "values", "theta"} <= set(stages)
 
@@ -265,6 +289,82 @@ def test_phi_lowers_the_td_error_on_its_data(tmp_path, tiny_model_dir, shared_da
     assert phi["heldout/R~_ordered"] == 1.0  # correct programs highest, compile errors lowest
     r = {k: phi[f"heldout/R~/{k}"] for k in ("pass", "fail", "runtime_error", "compile_error")}
     assert r["pass"] > r["fail"] > r["runtime_error"] > r["compile_error"]
+
+
+def write_action_learnable_data(run_dir: Path, hidden_size: int, topk: int = 8) -> None:
+    """Records in which the *first action* decides the outcome: a_0 = 10 + outcome index, from
+    a start state whose hidden state is the same for every program (so no V(s_0) can tell them
+    apart), after which the hidden states show the outcome. The checkpoint likes the four first
+    tokens equally (A_ckpt(s_0, .) = 0), and later tokens carry noisy advantages, as real ones do.
+    Only a theta whose advantages learn can rank such programs by R~ (DESIGN section 2)."""
+    import numpy as np
+
+    from bcoder.train.data import ShardStore, collect_features
+
+    rng = np.random.default_rng(0)
+    outcomes = {"pass": 1.0, "fail": -0.3, "runtime_error": -0.6, "compile_error": -1.0}
+    rows: dict[str, list] = {k: [] for k in collect_features()}
+    cols = ("ckpt_adv", "ckpt_argmax", "hidden", "topk_ids", "topk_logits", "ckpt_logit")
+    feats: dict[str, list] = {k: [] for k in (*cols, "tail_lse")}
+    start_ids = [10, 11, 12, 13, 20, 21, 22, 23][:topk]
+    later_ids = list(range(2, 2 + topk))  # never taken (actions are >= 30 after a_0)
+    logits_row = -0.5 * np.arange(topk, dtype=np.float32)
+    for i in range(64):
+        k = i % 4
+        name = list(outcomes)[k]
+        T = int(rng.integers(4, 12))
+        actions = [10 + k, *rng.integers(30, 300, T - 1).tolist()]
+        rows["problem_id"].append(f"p{i // 8}")
+        rows["source"].append("ground_truth" if k == 0 and i % 8 == 0 else "sample")
+        rows["is_ground_truth"].append(rows["source"][-1] == "ground_truth")
+        rows["prompt_ids"].append([5, 6])
+        rows["action_ids"].append(actions)
+        for key, value in (("completion", ""), ("code", ""), ("count", 1), ("outcome", name)):
+            rows[key].append(value)
+        rows["reward"].append(outcomes[name])
+        rows["finish_reason"].append("eos")
+        h = rng.normal(0, 0.1, (T, hidden_size))
+        h[0, 0] += 1.0  # the start state: the same for every program
+        h[1:, 1 + k] += 1.0  # then the outcome shows
+        adv = np.concatenate([[0.0], -rng.exponential(0.3, T - 1)]).astype(np.float32)
+        top_i = np.array([start_ids] + [later_ids] * (T - 1), dtype=np.int32)
+        top_l = np.stack([np.where(np.arange(topk) < 4, 0.0, -1.0)] + [logits_row] * (T - 1))
+        feats["hidden"].append(h.astype(np.float16).reshape(-1))
+        feats["ckpt_adv"].append(adv)
+        feats["ckpt_argmax"].append(top_i[:, 0])
+        feats["topk_ids"].append(top_i.reshape(-1))
+        feats["topk_logits"].append(top_l.astype(np.float32).reshape(-1))
+        feats["ckpt_logit"].append(top_l[:, 0].astype(np.float32) + adv)
+        feats["tail_lse"].append(np.full(T, np.log(300.0) - 3.0, dtype=np.float32))
+    ShardStore(run_dir / "data" / "collect").write("shard-00000", rows, collect_features())
+    features = ShardStore(run_dir / "data" / "features")
+    features.write("shard-00000", feats)
+    features.set_meta({"hidden_size": hidden_size, "topk": topk})
+
+
+def test_only_lmhead_advantages_rank_by_the_first_action(tmp_path, tiny_model_dir, shared_data):
+    """The reason for the lmhead mode: on programs told apart only by the action a_0, the
+    theta-stage in head mode moves the held-out R~ gap between passing programs and compile
+    errors by ~(1 - gamma) sum V (its A is the checkpoint's), in lmhead mode by more than 1."""
+    from bcoder.train import run, setup
+
+    def gap(d: dict) -> float:
+        return d["heldout/R~/pass"] - d["heldout/R~/compile_error"]
+
+    moved = {}
+    for mode in ("head", "lmhead"):
+        run_dir = tmp_path / mode
+        write_action_learnable_data(run_dir, hidden_size=32)
+        extra = ["phi.steps=40", "phi.lr=5e-2", "phi.eval_every=0", "model.lora_r=4"]
+        extra += ["theta.steps=30", "theta.lr=3e-2", "theta.eval_every=0", "data.heldout_frac=0.25"]
+        cfg = config(tiny_model_dir, run_dir, shared_data, mode, extra)
+        acc = setup.make_accelerator(cfg)
+        run.run_phi(cfg, acc)
+        theta = run.run_theta(cfg, acc)
+        initial = json.loads((run_dir / "theta" / "initial.json").read_text())
+        moved[mode] = gap(theta) - gap(initial)
+    assert abs(moved["head"]) < 0.02, moved
+    assert moved["lmhead"] > 1.0, moved
 
 
 def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):

@@ -1,5 +1,5 @@
 """The stage objectives against a naive per-token loop over the paper's formulas, on a tiny LoRA
-Q-model whose theta policy has moved away from the checkpoint."""
+(and lmhead) Q-model whose theta policy has moved away from the checkpoint."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def naive_theta(model, batch, lengths, operator):
 
     with torch.no_grad():
         logits, hidden = model.run_lm("theta", action_batch(batch))
+        logits = model.policy_logits(logits, hidden)  # + the logit adapter's residual (lmhead)
         h = model.residual_head(hidden) - model.residual_frozen(hidden)
     td, adv_sums, ce = [], [], []
     for b, n in enumerate(lengths.tolist()):
@@ -101,6 +102,55 @@ def test_theta_objective_matches_the_naive_loop(setup, operator):
     loss.backward()
     grads = nonzero_grads(model)
     assert grads and all("theta" in n or n.startswith("residual_head") for n in grads)
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.fixture(scope="module")
+def lmhead_setup(tokenizer, setup):
+    """An lmhead Q-model with a moved adapter, and the setup's batch with the stored features
+    (hidden states, the checkpoint's top-k) featurize would write for it, k = the vocabulary."""
+    from bcoder.model import BCoderModel, QConfig
+    from bcoder.tiny import tiny_causal_lm
+    from bcoder.train.featurize import token_features
+    from bcoder.train.objectives import action_batch
+
+    torch.manual_seed(0)
+    config = QConfig(mode="lmhead", alpha=ALPHA, gamma=GAMMA, lora_r=4)
+    model = BCoderModel(tiny_causal_lm(tokenizer), config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "logit_adapter.up" in name or "residual_head" in name or "phi_head" in name:
+                p.normal_(0, 0.3)
+    _, batch, lengths = setup
+    batch = dict(batch)
+    with torch.no_grad():
+        logits, hidden = model.run_lm("ckpt", action_batch(batch))
+        meta = {"hidden": True, "topk": logits.shape[-1]}
+        batch.update(token_features(logits, hidden, batch["action_ids"], ALPHA, meta))
+    return model, batch, lengths
+
+
+@pytest.mark.parametrize("operator", ["conservative", "optimality"])
+def test_lmhead_theta_objective_matches_the_naive_loop(lmhead_setup, operator):
+    """With k = V the candidate set is the vocabulary, so the adapter's step computes exactly the
+    paper's L_Q, L_adv and L_ce on l_theta = l_ckpt + B A h (the top-k error is tested in
+    test_adapter.py); only the adapter and the residual head get gradient."""
+    from bcoder.train.objectives import ThetaObjective, set_trainable
+
+    model, batch, lengths = lmhead_setup
+    set_trainable(model, "theta")
+    loss, stats = ThetaObjective(model, 0.1, 0.5, operator)(batch)
+    td, adv, ce = naive_theta(model, batch, lengths, operator)
+    assert float(stats["loss/td"]) == pytest.approx(td, rel=1e-4)
+    assert float(stats["loss/adv"]) == pytest.approx(adv, rel=1e-4)
+    assert float(stats["loss/ce"]) == pytest.approx(ce, rel=1e-4)
+    assert float(stats["adv/argmax_agreement"]) < 1.0  # the policy moved
+    loss.backward()
+    grads = nonzero_grads(model)
+    assert grads == {"logit_adapter.down.weight", "logit_adapter.up.weight"} | {
+        n for n in grads if n.startswith("residual_head")
+    }
+    assert any(n.startswith("residual_head") for n in grads)
     model.zero_grad(set_to_none=True)
 
 

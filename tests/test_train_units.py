@@ -186,3 +186,33 @@ def test_mixed_td_weights_ground_truth_at_rho():
     assert mixed == pytest.approx(0.5 * 2.0 + 0.5 * 2.5)
     assert mixed_td(td[2:], gt[2:], count[2:], 0.5) == (pytest.approx(2.5), pytest.approx(2.5))
     assert json.dumps(mixed_td(td[:2], gt[:2], count[:2], 0.5)) == "[2.0, null]"
+
+
+# --- labels of written programs ---------------------------------------------------------------
+
+
+def test_a_ground_truth_cut_at_the_target_length_is_labelled_as_cut(tokenizer):
+    """A ground truth longer than data.max_target_tokens trains as its first tokens: it is stored
+    as that cut program and labelled by running it, even when whole ground truths are assumed
+    to pass (collect.execute_ground_truth = false); a whole one keeps its +1."""
+    from bcoder.execution import Executor
+    from bcoder.spec import Problem, TestSpec
+    from bcoder.train.collect import Prompter, label, written_programs
+
+    short = "def add(a, b):\n    return a + b\n"
+    long = "".join(f"def unused_{i}(x):\n    return x + {i}\n\n\n" for i in range(8)) + short
+    problem = Problem(
+        id="p", source="text", text="Add two numbers.", tests=TestSpec(asserts=("add(1, 2) == 3",))
+    )
+    cfg = load_config(None, ["data.max_target_tokens=26", "data.prompt_family=mbpp"], env={})
+    prompter = Prompter(tokenizer, cfg, is_seq2seq=False)
+    programs = written_programs(prompter, problem, [short, long], "ground_truth")
+    whole, cut = programs
+    assert (whole.finish_reason, cut.finish_reason) == ("eos", "length")
+    assert len(cut.action_ids) == 26 and long.startswith(cut.code.rstrip())
+    assert "def add" not in cut.code  # what the kept actions hold, not the whole solution
+    assert cut.completion == tokenizer.decode(cut.action_ids, skip_special_tokens=True)
+    with Executor(workers=1, timeout=4.0) as ex:
+        label(programs, {"p": problem}, ex, execute_ground_truth=False)
+    assert (whole.outcome, whole.reward) == ("pass", 1.0)
+    assert cut.outcome != "pass" and cut.reward < 0

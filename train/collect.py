@@ -7,6 +7,9 @@ them and the terminal reward of running that code. Identical action sequences of
 stored once with a ``count``; identical code is executed once. Ground truths are written the way
 the policy would have written them (:func:`bcoder.solve.completion_for`) and, like imported
 programs (:mod:`bcoder.train.imports`: anyone's programs, from a jsonl), executed the same way.
+One that is longer than ``data.max_target_tokens`` is cut there, like a sample, and is then the
+cut program: its code is what the kept actions say, and its reward is that code's, from the
+sandbox (even with ``collect.execute_ground_truth`` off), not the full solution's +1.
 
 Shards hold ``collect.shard_problems`` problems each; problem k of the ordered problem list goes
 to shard ``k // shard_problems``, and each shard samples from its own seed, so a resumed run
@@ -188,7 +191,13 @@ def sample_programs(
 def written_programs(
     prompter: Prompter, problem: Problem, codes: Iterable[str], source: str
 ) -> list[Program]:
-    """Programs written elsewhere (ground truths, imports) as actions of the policy, merged."""
+    """Programs written elsewhere (ground truths, imports) as actions of the policy, merged.
+
+    A program cut at the target length becomes the code its kept actions hold (extracted as a
+    sample's would be), so that it is executed and labelled as what the training data holds.
+    """
+    from bcoder.extract import extract_code
+
     family, text, prompt_ids = prompter.prompt(problem)
     merged: dict[tuple[int, ...], Program] = {}
     for code in codes:
@@ -197,6 +206,9 @@ def written_programs(
             merged[tuple(ids)].count += 1
             continue
         code_n = code.replace("\r\n", "\n").replace("\r", "\n")
+        if reason == "length":
+            completion = prompter.tokenizer.decode(ids, skip_special_tokens=True)
+            code_n = extract_code(completion, problem, family)
         merged[tuple(ids)] = Program(
             problem.id, source, prompt_ids, ids, completion, code_n, reason
         )
@@ -220,6 +232,26 @@ def execute(programs: list[Program], problems: dict[str, Problem], executor: Any
     for p, j in zip(programs, slot, strict=True):
         outcome = results[j].outcome
         p.outcome, p.reward = str(getattr(outcome, "value", outcome)), float(results[j].reward)
+
+
+def label(
+    programs: list[Program],
+    problems: dict[str, Problem],
+    executor: Any,
+    execute_ground_truth: bool = True,
+) -> None:
+    """Fill outcome and reward of every program: run them in the sandbox, except, without
+    ``execute_ground_truth``, whole ground truths, which are assumed to pass. A ground truth cut
+    at the target length is always run: its outcome is not the full solution's."""
+
+    def assumed(p: Program) -> bool:
+        whole = p.finish_reason != "length"
+        return p.source == "ground_truth" and whole and not execute_ground_truth
+
+    execute([p for p in programs if not assumed(p)], problems, executor)
+    for p in programs:
+        if assumed(p):
+            p.outcome, p.reward = "pass", 1.0
 
 
 def to_columns(programs: list[Program]) -> dict[str, list]:
@@ -345,12 +377,7 @@ def collect(
                     gts = problem.solutions[: c.max_ground_truths or None]
                     programs += written_programs(prompter, problem, gts, "ground_truth")
             finished += len(chunk)
-            by_id = {p.id: p for p in chunk}
-            to_run = [p for p in programs if p.source != "ground_truth" or c.execute_ground_truth]
-            execute(to_run, by_id, ex)
-            for p in programs:
-                if p.source == "ground_truth" and not c.execute_ground_truth:
-                    p.outcome, p.reward = "pass", 1.0
+            label(programs, {p.id: p for p in chunk}, ex, c.execute_ground_truth)
             problem_ids = [p.id for p in chunk]
             store.write(name, to_columns(programs), collect_features(), problems=problem_ids)
             if rank == 0:

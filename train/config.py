@@ -37,14 +37,14 @@ class ModelConfig:
     """The base LM and the Q-model built on it (see bcoder.model.QConfig)."""
 
     name: str = "smollm2-135m"  # model source: preset, local dir, .gguf or HF id
-    mode: Literal["head", "lora", "full"] = "head"  # what trains (DESIGN section 2)
+    mode: Literal["head", "lmhead", "lora", "full"] = "head"  # what trains (DESIGN section 2)
     dtype: str = "auto"  # weights of the base: auto | float32 | bfloat16 | float16
     alpha: float = 1.0  # energy temperature
     gamma: float = 0.999  # discount
     r_max: float = 1.0  # bound on V and Q
     head_hidden: int = 0  # value-head width (0: linear)
-    lora_r: int = 16  # LoRA rank (lora mode)
-    lora_alpha: int = 32  # LoRA scaling numerator
+    lora_r: int = 16  # LoRA rank (lora mode); the LM-head adapter's rank (lmhead mode)
+    lora_alpha: int = 32  # LoRA scaling numerator (lora and lmhead modes)
     lora_dropout: float = 0.0  # LoRA dropout
     gradient_checkpointing: bool = False  # recompute activations in backward (lora/full)
     # inference backend of collect (and featurize in head mode): auto | transformers | llama.cpp
@@ -52,7 +52,7 @@ class ModelConfig:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        _check(self.mode in ("head", "lora", "full"), f"model.mode: {self.mode!r}")
+        _check(self.mode in ("head", "lmhead", "lora", "full"), f"model.mode: {self.mode!r}")
         _check(self.backend in ("auto", "transformers", "llama.cpp"), "model.backend")
         _check(self.dtype in ("auto", "float32", "bfloat16", "float16"), "model.dtype")
         _check(self.alpha > 0 and 0 < self.gamma <= 1, "model.alpha > 0, 0 < model.gamma <= 1")
@@ -110,10 +110,12 @@ class FeaturizeConfig:
     """The frozen per-token quantities computed once (DESIGN: precompute once, not every step)."""
 
     batch_size: int = 8  # programs per forward
-    hidden_dtype: Literal["float16", "float32"] = "float16"  # stored hidden states (head mode)
+    hidden_dtype: Literal["float16", "float32"] = "float16"  # stored hidden states (head, lmhead)
+    topk: int = 32  # checkpoint logits stored per token for the LM-head adapter (lmhead mode)
 
     def __post_init__(self) -> None:
         _check(self.batch_size > 0, "featurize.batch_size must be > 0")
+        _check(self.topk > 0, "featurize.topk must be > 0")
         _check(self.hidden_dtype in ("float16", "float32"), "featurize.hidden_dtype")
 
 

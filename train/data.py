@@ -6,7 +6,8 @@ stopped run loses at most the shard it was writing:
 
     data/collect/   problem_id, source, is_ground_truth, prompt_ids, action_ids, completion,
                     code, count, outcome, reward, finish_reason          (one row per program)
-    data/features/  ckpt_adv, ckpt_argmax[, hidden]   row-aligned with the collect shard
+    data/features/  ckpt_adv, ckpt_argmax[, hidden[, topk_ids, topk_logits, ckpt_logit,
+                    tail_lse]]                         row-aligned with the collect shard
     data/values/    u_phi                              row-aligned, written after the phi-stage
 
 In memory, :class:`TrainingData` joins the three stores and keeps each per-token column as one
@@ -33,6 +34,10 @@ from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_dir, atomic_write_text
 
 META = "meta.json"
+# lmhead mode: the checkpoint's top-k logits and ids, its logit of the taken action and the
+# log-mass of the rest of the vocabulary, per action token (bcoder.adapter.topk_features)
+TOPK_COLUMNS = ("topk_ids", "topk_logits", "ckpt_logit", "tail_lse")
+LONG_COLUMNS = ("ckpt_argmax", "topk_ids")
 
 
 def collect_features():
@@ -200,7 +205,9 @@ class TrainingData:
     reward: np.ndarray  # (N,) float32, the terminal reward
     prompt_ids: Ragged
     action_ids: Ragged
-    columns: dict[str, Ragged] = field(default_factory=dict)  # ckpt_adv, ckpt_argmax, hidden, u_phi
+    columns: dict[str, Ragged] = field(
+        default_factory=dict
+    )  # ckpt_adv, hidden, u_phi, ... (by name)
     hidden_size: int = 0
 
     def __len__(self) -> int:
@@ -222,6 +229,7 @@ class TrainingData:
         feat_names = {s["name"] for s in feats.shards()}
         value_names = {s["name"] for s in values.shards()}
         hidden_size = int(feats.meta().get("hidden_size", 0))
+        topk = int(feats.meta().get("topk", 0))
         scalars: dict[str, list] = {
             k: [] for k in ("problem_id", "is_ground_truth", "count", "outcome", "reward")
         }
@@ -236,6 +244,9 @@ class TrainingData:
                 sources += [(fds, "ckpt_adv", 0), (fds, "ckpt_argmax", 0)]
                 if "hidden" in fds.column_names:
                     sources.append((fds, "hidden", hidden_size))
+                for col in TOPK_COLUMNS:
+                    if col in fds.column_names:
+                        sources.append((fds, col, topk if col.startswith("topk") else 0))
             if name in value_names:
                 sources.append((values.load(name), "u_phi", 0))
             for src, col, width in sources:
@@ -270,7 +281,7 @@ class TrainingData:
         """Pad the given rows into tensors (prompts left-padded, per-token columns right-padded).
 
         Shapes: prompt_ids/prompt_mask (B, P); action_ids/action_mask (B, T); each per-token column
-        (B, T[, H]); reward (B,); is_ground_truth (B,); count (B,).
+        (B, T[, H or K]); reward (B,); is_ground_truth (B,); count (B,).
         """
         rows = list(rows)
         B = len(rows)
@@ -292,7 +303,7 @@ class TrainingData:
             out["action_mask"][i, : len(a)] = 1
         for col in columns:
             rag = self.columns[col]
-            dtype = torch.long if col == "ckpt_argmax" else torch.float32
+            dtype = torch.long if col in LONG_COLUMNS else torch.float32
             t = torch.zeros((B, T, *rag.values.shape[1:]), dtype=dtype)
             np_dtype = np.int64 if dtype == torch.long else np.float32
             for i, r in enumerate(rows):

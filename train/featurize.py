@@ -4,7 +4,14 @@ Per action token of every collected program, from one teacher-forced forward of 
 
     ckpt_adv[t]    = A_ckpt(s_t, a_t) = alpha * (l_ckpt(s_t, a_t) - max_b l_ckpt(s_t, b))  float32
     ckpt_argmax[t] = argmax_b l_ckpt(s_t, b), the conservative operator's target action     int32
-    hidden[t]      = the last hidden state at s_t, head mode only                 float16 (T*H)
+    hidden[t]      = the last hidden state at s_t, head and lmhead modes          float16 (T*H)
+
+in lmhead mode also what the logit adapter's training step needs instead of the (V,) logits
+(bcoder.adapter.topk_features; the approximation is stated in candidate_max_and_lse):
+
+    topk_ids[t], topk_logits[t]  the checkpoint's K largest logits at s_t, descending   (T*K)
+    ckpt_logit[t] = l_ckpt(s_t, a_t)                                                  float32
+    tail_lse[t]   = log sum exp l_ckpt(s_t, b) over b outside the top-k and a_t       float32
 
 and after the phi-stage (:func:`compute_values`), ``u_phi[t]``, the raw phi head output at s_t.
 
@@ -30,7 +37,8 @@ import numpy as np
 import torch
 
 from bcoder import rl
-from bcoder.model import ActionBatch, BCoderModel
+from bcoder.adapter import topk_features
+from bcoder.model import FROZEN_BACKBONE, ActionBatch, BCoderModel
 from bcoder.results import Progress
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, TrainingData
@@ -75,13 +83,36 @@ def features_meta(cfg: TrainConfig, model: Any) -> dict[str, Any]:
     """What the stored features depend on; a change recomputes them all. ``backend`` is kept
     with the checkpoints trained on them (served on the other backend, solve says so)."""
     llama = getattr(model, "name", "") == "llama.cpp"
-    return {
+    meta = {
         "base_fingerprint": model.lm.fingerprint if llama else model.config.base_fingerprint,
         "backend": "llama.cpp" if llama else "transformers",
         "alpha": cfg.model.alpha,
-        "hidden": cfg.model.mode == "head",
+        "hidden": cfg.model.mode in FROZEN_BACKBONE,
         "hidden_dtype": cfg.featurize.hidden_dtype,
     }
+    if cfg.model.mode == "lmhead":  # (absent otherwise, so head-mode features stay valid)
+        meta["topk"] = cfg.featurize.topk
+    return meta
+
+
+def token_features(
+    logits: torch.Tensor, hidden: torch.Tensor, actions: torch.Tensor, alpha: float, meta: dict
+) -> dict[str, torch.Tensor]:
+    """The stored columns of a batch, before cutting rows to their length.
+
+    Shape: logits (B, T, V), hidden (B, T, H), actions (B, T) -> name -> (B, T[, H or K]).
+    """
+    lf = logits.float()
+    out = {
+        "ckpt_adv": rl.taken(rl.advantage(lf, alpha), actions),
+        "ckpt_argmax": lf.argmax(dim=-1),
+    }
+    if meta["hidden"]:
+        out["hidden"] = hidden.float().clamp(-F16_MAX, F16_MAX)
+    if meta.get("topk"):
+        top_l, top_i, taken, tail = topk_features(lf, actions, meta["topk"])
+        out.update(topk_ids=top_i, topk_logits=top_l, ckpt_logit=taken, tail_lse=tail)
+    return out
 
 
 @torch.no_grad()
@@ -95,8 +126,8 @@ def featurize(
     world: int = 1,
     on_event: EventFn | None = None,
 ) -> FeaturizeSummary:
-    """Compute ckpt_adv, ckpt_argmax (and hidden in head mode) for every collected shard not
-    featurized yet. ``ckpt`` is any BCoderModel over the checkpoint (its "ckpt" role is used).
+    """Compute ckpt_adv, ckpt_argmax (and hidden in head / lmhead mode, the top-k columns in
+    lmhead mode) for every collected shard not featurized yet. ``ckpt`` is any BCoderModel over the checkpoint (its "ckpt" role is used).
 
     When the stored features were made with other settings (another base, alpha or mode), they
     are all recomputed.
@@ -121,7 +152,7 @@ def featurize(
     if not llama:
         ckpt.eval()
     summary = FeaturizeSummary()
-    dtype = np.float16 if cfg.featurize.hidden_dtype == "float16" else np.float32
+    schema = _features(meta, cfg.featurize.hidden_dtype)
     hidden_size = 0
     clock = StageClock(Path(run_dir), "featurize")
     for k, entry in enumerate(shards):
@@ -135,9 +166,7 @@ def featurize(
         table = ds.data.table
         cols = {c: table.column(c).to_pylist() for c in ("prompt_ids", "action_ids")}
         n = len(ds)
-        adv: list[Any] = [None] * n
-        argmax: list[Any] = [None] * n
-        hidden: list[Any] = [None] * n
+        rows_out: dict[str, list] = {col: [None] * n for col in schema}
         lengths = np.array([len(a) for a in cols["action_ids"]])
         for rows in _batches(lengths, cfg.featurize.batch_size):
             if llama:  # A_ckpt, argmax and hidden states from llama.cpp's teacher-forced pass
@@ -145,30 +174,25 @@ def featurize(
                     [cols["prompt_ids"][i] for i in rows], [cols["action_ids"][i] for i in rows]
                 )
                 for i, (a_i, best_i, h_i) in zip(rows, got, strict=True):
-                    adv[i], argmax[i] = a_i.astype(np.float32), best_i.astype(np.int32)
+                    rows_out["ckpt_adv"][i] = a_i.astype(np.float32)
+                    rows_out["ckpt_argmax"][i] = best_i.astype(np.int32)
                     if meta["hidden"]:
                         h_i = np.clip(h_i, -F16_MAX, F16_MAX)
-                        hidden[i] = h_i.astype(dtype).reshape(-1)
+                        rows_out["hidden"][i] = h_i.astype(schema["hidden"].feature.dtype).ravel()
                     hidden_size = h_i.shape[-1]
                 summary.tokens += int(lengths[rows].sum())
                 continue
             batch = _to_batch(cols, rows, pad_id, device)
             logits, h = ckpt.run_lm("ckpt", batch)  # (B, T, V), (B, T, H)
-            a = rl.taken(rl.advantage(logits.float(), cfg.model.alpha), batch.action_ids)
-            best = logits.argmax(dim=-1)  # (B, T)
+            per_token = token_features(logits, h, batch.action_ids, cfg.model.alpha, meta)
             hidden_size = h.shape[-1]
-            for b, i in enumerate(rows):
-                t = int(lengths[i])
-                adv[i] = a[b, :t].cpu().numpy().astype(np.float32)
-                argmax[i] = best[b, :t].cpu().numpy().astype(np.int32)
-                if meta["hidden"]:
-                    hb = h[b, :t].float().clamp(-F16_MAX, F16_MAX).cpu().numpy()
-                    hidden[i] = hb.astype(dtype).reshape(-1)
+            for col, x in per_token.items():
+                x = x.cpu().numpy()
+                dtype = schema[col].feature.dtype  # float32, int32 or the hidden dtype
+                for b, i in enumerate(rows):
+                    rows_out[col][i] = x[b, : int(lengths[i])].astype(dtype).reshape(-1)
             summary.tokens += int(lengths[rows].sum())
-        rows_out: dict[str, list] = {"ckpt_adv": adv, "ckpt_argmax": argmax}
-        if meta["hidden"]:
-            rows_out["hidden"] = hidden
-        feats.write(name, rows_out, _features(meta["hidden"], cfg.featurize.hidden_dtype))
+        feats.write(name, rows_out, schema)
         if rank == 0:
             clock.lap(add={"shards": 1, "programs": n, "tokens": int(lengths.sum())})
         summary.shards_written += 1
@@ -185,12 +209,17 @@ def _hidden_size(model: BCoderModel) -> int:
     return int(model.lm.get_input_embeddings().weight.shape[1])
 
 
-def _features(hidden: bool, hidden_dtype: str):
+def _features(meta: dict[str, Any], hidden_dtype: str):
+    """The features schema (one flat list per row: (T,), or (T * H,) / (T * K,) for the 2-d)."""
     from datasets import Features, Sequence, Value
 
     f = {"ckpt_adv": Sequence(Value("float32")), "ckpt_argmax": Sequence(Value("int32"))}
-    if hidden:
+    if meta["hidden"]:
         f["hidden"] = Sequence(Value(hidden_dtype))
+    if meta.get("topk"):
+        f["topk_ids"] = Sequence(Value("int32"))
+        for col in ("topk_logits", "ckpt_logit", "tail_lse"):
+            f[col] = Sequence(Value("float32"))
     return Features(f)
 
 
@@ -255,7 +284,7 @@ def _compute_values(
 
     emit = on_event or (lambda _e: None)
     collect, values = ShardStore(root / "collect"), ShardStore(root / "values")
-    head = cfg.model.mode == "head"
+    head = cfg.model.mode in FROZEN_BACKBONE
     if data is None:
         data = TrainingData.load(root, need=("hidden",) if head else ())
     device = next(model.parameters()).device

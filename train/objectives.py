@@ -12,7 +12,11 @@ theta: Q_theta(s_t, a_t) = alpha (l_theta(s_t, a_t) - max l_theta(s_t)) + V_thet
        with a^ the checkpoint's argmax (conservative) or Q_theta's own argmax (optimality);
        L_ft = L_Q + beta_adv L_adv + beta_ce L_ce, the last two on ground-truth programs only.
 In head mode l_theta = l_ckpt (frozen), so A_theta = A_ckpt is read from the batch and the step
-is a value-head forward/backward on the stored hidden states.
+is a value-head forward/backward on the stored hidden states. In lmhead mode l_theta = l_ckpt +
+B A h: the adapter is evaluated on the stored hidden states at the candidate tokens only (the
+checkpoint's top-k and the taken action, batch columns topk_ids/topk_logits (B, T, K),
+ckpt_logit/tail_lse (B, T)), with max_b l_theta and the softmax's normaliser approximated from
+them as bcoder.adapter.candidate_max_and_lse states.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 from bcoder import rl
+from bcoder.adapter import candidate_max_and_lse, candidate_set
 from bcoder.model import ActionBatch, BCoderModel
 from bcoder.train.featurize import lm_hidden
 
@@ -90,11 +95,28 @@ class ThetaObjective(nn.Module):
 
     def quantities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-token Q_theta(s_t, a_t), A_theta(s_t, a_t), V_theta(s_t), the TD targets, and the
-        theta policy's argmax (B, T) each; ``logits`` (B, T, V) outside head mode."""
+        theta policy's argmax (B, T) each; ``logits`` (B, T, V) in lora / full mode, ``nll``
+        (B, T), the policy's -log pi_theta(a_t | s_t), in lmhead mode."""
         model, cfg = self.model, self.model.config
         actions, mask = batch["action_ids"], batch["action_mask"]
         out: dict[str, torch.Tensor] = {}
-        if model.single_pass:
+        if model.adapts_logits:  # lmhead: l_theta = l_ckpt + delta on the candidate tokens
+            hidden = batch["hidden"]  # (B, T, H)
+            ids, cand = candidate_set(
+                batch["topk_ids"], batch["topk_logits"], actions, batch["ckpt_logit"]
+            )  # (B, T, C) each; column 0 is the checkpoint's argmax, C-1 the taken action
+            delta = model.logit_adapter.delta_at(hidden, ids)  # (B, T, C)
+            cand = cand + delta
+            best, best_at, lse = candidate_max_and_lse(cand, batch["tail_lse"])  # (B, T) each
+            taken = batch["ckpt_logit"] + delta[..., -1]  # l_theta(s_t, a_t), (B, T)
+            adv = cfg.alpha * (taken - best)
+            if self.operator == "conservative":
+                target_adv = cfg.alpha * (cand[..., 0] - best)
+            else:
+                target_adv = torch.zeros_like(adv)
+            out["nll"] = lse - taken
+            out["argmax"] = ids.gather(-1, best_at.unsqueeze(-1)).squeeze(-1)
+        elif model.single_pass:
             hidden = batch["hidden"]  # (B, T, H)
             adv = batch["ckpt_adv"]  # A_theta = A_ckpt: the policy is the checkpoint's
             target_adv = torch.zeros_like(adv)  # A_ckpt(s, argmax l_ckpt) = 0, either operator
@@ -128,6 +150,8 @@ class ThetaObjective(nn.Module):
             loss_ce = rl.cross_entropy_loss(
                 x["logits"][gt].float(), batch["action_ids"][gt], mask[gt]
             )
+        elif "nll" in x and bool(gt.any()):
+            loss_ce = rl.token_mean(x["nll"][gt], mask[gt])
         loss = loss_td + self.beta_adv * loss_adv + self.beta_ce * loss_ce
         m = mask.float()
         agree = ((x["argmax"] == batch["ckpt_argmax"]).float() * m).sum() / m.sum().clamp(min=1)
@@ -138,7 +162,7 @@ class ThetaObjective(nn.Module):
             "adv/argmax_agreement": agree,
             **value_stats(x["value"], mask, r_max),
         }
-        if "logits" in x:
+        if "logits" in x or "nll" in x:
             stats["loss/ce"] = loss_ce.detach()
         return loss, stats
 
@@ -147,12 +171,15 @@ def set_trainable(model: BCoderModel, stage: str) -> list[nn.Parameter]:
     """Freeze everything but what ``stage`` trains; return those parameters.
 
     phi: phi_head (+ the phi LoRA adapter / phi LM copy); theta: the residual head h1 (+ the
-    theta adapter / theta LM copy). The base, h2 and the other stage's weights stay frozen.
+    theta adapter / theta LM copy / the logit adapter). The base, h2 and the other stage's
+    weights stay frozen.
     """
     model.requires_grad_(False)
     mode = model.config.mode
     head = model.phi_head if stage == "phi" else model.residual_head
     head.requires_grad_(True)
+    if stage == "theta" and model.logit_adapter is not None:
+        model.logit_adapter.requires_grad_(True)
     if mode == "full":
         lm = model.phi_lm if stage == "phi" else model.theta_lm
         lm.requires_grad_(True)

@@ -37,7 +37,8 @@ def _checkpoint_policy(cfg: TrainConfig, device: Any) -> tuple[BCoderModel, Any]
 def stage_backend(cfg: TrainConfig, stage: str, device: Any) -> str:
     """The backend collect or featurize runs on: ``model.backend``, where ``auto`` means
     llama.cpp for a GGUF model on a CPU. Featurize uses llama.cpp in head mode only: lora and
-    full mode train the transformers LM, whose logits the stored features must match."""
+    full mode train the transformers LM, whose logits the stored features must match, and
+    lmhead mode stores the checkpoint's top-k logits from the transformers pass."""
     from bcoder.backends import choose_backend
     from bcoder.sources import resolve_source
 

@@ -12,9 +12,16 @@ import numpy as np
 
 from bcoder.errors import BcoderError
 from bcoder.fsutil import atomic_write_text
-from bcoder.model import QConfig
+from bcoder.model import FROZEN_BACKBONE, QConfig
+from bcoder.prompts import PromptSettings
 from bcoder.train.config import StageConfig, TrainConfig
-from bcoder.train.data import MixedSampler, ShardStore, TrainingData, heldout_problems
+from bcoder.train.data import (
+    TOPK_COLUMNS,
+    MixedSampler,
+    ShardStore,
+    TrainingData,
+    heldout_problems,
+)
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -87,6 +94,13 @@ def qconfig(cfg: TrainConfig) -> QConfig:
     )
 
 
+def prompt_settings(cfg: TrainConfig) -> PromptSettings:
+    """How this run makes prompts and programs; every checkpoint records it, so that solve,
+    eval, the TUI and the LSP prompt and cut completions as training did."""
+    d = cfg.data
+    return PromptSettings(d.prompt_family, d.max_source_tokens, d.max_target_tokens)
+
+
 def load_base(cfg: TrainConfig, device: Any, trainable_lm: bool = False):
     """(base model, tokenizer, info) on ``device``; float32 weights when an LM copy trains."""
     from bcoder.sources import load_model_and_tokenizer
@@ -104,7 +118,9 @@ def load_base(cfg: TrainConfig, device: Any, trainable_lm: bool = False):
 
 def stage_columns(mode: str, stage: str) -> list[str]:
     """The featurize columns a stage's batches need."""
-    if mode == "head":
+    if mode == "lmhead" and stage == "theta":  # the adapter's candidates: see bcoder.adapter
+        return ["hidden", "ckpt_adv", "ckpt_argmax", "u_phi", *TOPK_COLUMNS]
+    if mode in FROZEN_BACKBONE:
         return ["hidden", "ckpt_adv"] + (["ckpt_argmax", "u_phi"] if stage == "theta" else [])
     return ["ckpt_adv"] if stage == "phi" else ["ckpt_adv", "ckpt_argmax", "u_phi"]
 
@@ -214,7 +230,7 @@ def train_and_record(
     model, stage_cfg = objective.model, getattr(cfg, stage)  # cfg.phi | cfg.theta
     train_rows, held_rows = rows
     params = set_trainable(model, stage)
-    if cfg.model.gradient_checkpointing and cfg.model.mode != "head":
+    if cfg.model.gradient_checkpointing and cfg.model.mode not in FROZEN_BACKBONE:
         enable_gradient_checkpointing(model)
     device, main = accelerator.device, accelerator.is_main_process
 
@@ -225,7 +241,11 @@ def train_and_record(
 
     # the backend the features came from: serving the checkpoint on the other one says so
     backend = ShardStore(run_dir(cfg) / "data" / "features").meta().get("backend")
-    extra = {"train_config": cfg.to_dict(), "features_backend": backend or "transformers"}
+    extra = {
+        "train_config": cfg.to_dict(),
+        "features_backend": backend or "transformers",
+        "prompt": prompt_settings(cfg).to_dict(),
+    }
     run = StageRun(stage, stage_cfg, model, objective, params, columns, evaluate, extra=extra)
     sampler = make_sampler(cfg, stage_cfg, data, train_rows, offset=SAMPLER_OFFSETS[stage])
     if main and resume_from is None:

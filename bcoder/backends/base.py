@@ -78,6 +78,18 @@ class Backend(ABC):
         """Teacher-forced per-token A, V, log-prob and preferred token of given programs, in the
         order given."""
 
+    def policy_logits(self, logits: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
+        """l_theta from a Runner's logits and final hidden states at the same states: the LM's
+        logits themselves, unless a checkpoint's logit adapter (lmhead mode) adds its residual.
+        The decode loop calls this on every step. Shape: (B, V), (B, H) or None -> (B, V)."""
+        return logits
+
+    @property
+    def adapts_logits(self) -> bool:
+        """True when :meth:`policy_logits` reads the hidden states (lmhead mode), so that the
+        decode loop must ask the Runner for them on every step."""
+        return False
+
     def constant_value(self) -> float | None:
         """V when it is the same in every state (untrained heads: R_max), else None. The decode
         loop then asks the runner for no hidden states."""

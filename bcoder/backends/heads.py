@@ -16,7 +16,7 @@ from torch import nn
 
 from bcoder import rl
 from bcoder.errors import BcoderError
-from bcoder.model import QConfig, ValueHead, read_checkpoint_config
+from bcoder.model import FROZEN_BACKBONE, QConfig, ValueHead, read_checkpoint_config
 
 HEAD_NAMES = ("phi_head", "residual_head", "residual_frozen")
 
@@ -35,12 +35,13 @@ class ValueHeads(nn.Module):
     @classmethod
     def from_checkpoint(cls, directory: str | Path, hidden_size: int) -> tuple[ValueHeads, dict]:
         """The heads of a checkpoint directory and its metadata; the checkpoint must be one whose
-        policy is the base model (head mode), since only the heads are applied here."""
+        policy is the base model (head mode) or the base model plus a logit adapter (lmhead mode,
+        :func:`bcoder.adapter.load_logit_adapter`), since only these are applied here."""
         from safetensors.torch import load_file
 
         meta = read_checkpoint_config(directory)
         config = QConfig.from_dict(meta["config"])
-        if config.mode != "head":
+        if config.mode not in FROZEN_BACKBONE:
             raise BcoderError(
                 f"checkpoint {directory} is a {config.mode}-mode checkpoint: its policy is not the "
                 "base model, so it needs --backend transformers"

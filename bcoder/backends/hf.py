@@ -59,6 +59,13 @@ class TransformersBackend(Backend):
     def value_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.qmodel.value_from_hidden(hidden)
 
+    def policy_logits(self, logits: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
+        return self.qmodel.policy_logits(logits, hidden)
+
+    @property
+    def adapts_logits(self) -> bool:
+        return self.qmodel.adapts_logits
+
     def score(
         self,
         prompts: Sequence[Sequence[int]],

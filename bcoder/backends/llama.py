@@ -16,8 +16,10 @@ What it gives is what the transformers backend gives (:class:`~bcoder.backends.b
   A(s_t, a_t), log pi(a_t | s_t), the preferred token and V_theta(s_t) are computed from the logits
   and hidden states as they come (the (tokens, V) logits are never all kept).
 
-Value heads (:class:`~bcoder.backends.heads.ValueHeads`) run in torch on the hidden states, so a
-head-mode checkpoint serves on either backend. Numbers differ from transformers' by the GGUF
+Value heads (:class:`~bcoder.backends.heads.ValueHeads`) run in torch on the hidden states, and
+so does an lmhead checkpoint's logit adapter (:class:`~bcoder.adapter.LogitAdapter`, added to the
+logits of every step and of teacher-forced scoring), so head and lmhead checkpoints serve on
+either backend. Numbers differ from transformers' by the GGUF
 weights' quantization and float rounding only: the tests bound the difference on one model.
 """
 
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bcoder.adapter import LogitAdapter, load_logit_adapter
 from bcoder.backends.base import Backend
 from bcoder.backends.heads import ValueHeads
 from bcoder.errors import BcoderError
@@ -272,10 +275,17 @@ class LlamaBackend(Backend):
 
     name = "llama.cpp"
 
-    def __init__(self, lm: LlamaModel, config: QConfig, heads: ValueHeads | None = None):
+    def __init__(
+        self,
+        lm: LlamaModel,
+        config: QConfig,
+        heads: ValueHeads | None = None,
+        adapter: LogitAdapter | None = None,
+    ):
         self.lm = lm
         self.config = config
         self.heads = heads or ValueHeads(lm.n_embd, config)
+        self.adapter = adapter  # lmhead mode: l_theta = l_ckpt + B A h
         self.lock = threading.Lock()
 
     @property
@@ -297,6 +307,13 @@ class LlamaBackend(Backend):
 
     def value_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.heads.value(hidden)
+
+    def policy_logits(self, logits: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
+        return logits if self.adapter is None else self.adapter.apply(logits, hidden)
+
+    @property
+    def adapts_logits(self) -> bool:
+        return self.adapter is not None
 
     def constant_value(self) -> float | None:
         # llama.cpp computes hidden states only when asked (~9% of a decode step on a 1.5B model)
@@ -337,7 +354,8 @@ class LlamaBackend(Backend):
         for prompt, members in groups.items():
             for start in range(0, len(members), batch_size):
                 rows = members[start : start + batch_size]
-                stats = self._teacher_forced(list(prompt), [list(actions[i]) for i in rows])
+                programs = [list(actions[i]) for i in rows]
+                stats = self._teacher_forced(list(prompt), programs, policy=True)
                 for i, (chosen, best, lse, argmax, hidden) in zip(rows, stats, strict=True):
                     value = self.heads.value(torch.from_numpy(hidden)).float()
                     out[i] = StepScores(
@@ -363,8 +381,14 @@ class LlamaBackend(Backend):
                 out[i] = (self.config.alpha * (chosen - best), argmax, hidden)
         return out
 
-    def _teacher_forced(self, prompt: list[int], actions: list[list[int]]) -> list[tuple]:
-        """Per program: l(s_t, a_t), max_b l(s_t, b), logsumexp, argmax and hidden, each (T,)."""
+    def _teacher_forced(
+        self, prompt: list[int], actions: list[list[int]], policy: bool = False
+    ) -> list[tuple]:
+        """Per program: l(s_t, a_t), max_b l(s_t, b), logsumexp, argmax and hidden, each (T,).
+
+        l is the checkpoint's logits, or with ``policy`` l_theta (the logit adapter's residual
+        added); the argmax, the preferred token, is always the checkpoint's."""
+        adapt = self.adapter is not None and policy
         lm = self.lm
         n = len(actions)
         lm.context(n, len(prompt) + max(len(a) for a in actions) + 1)
@@ -377,8 +401,10 @@ class LlamaBackend(Backend):
 
         def record(row: int, t: int, logits: np.ndarray, state: np.ndarray) -> None:
             x = torch.from_numpy(logits)  # (V,)
-            top, arg = x.max(dim=-1)
-            chosen[row][t], best[row][t] = float(x[actions[row][t]]), float(top)
+            arg = x.argmax(dim=-1)
+            if adapt:
+                x = self.policy_logits(x, torch.from_numpy(state))
+            chosen[row][t], best[row][t] = float(x[actions[row][t]]), float(x.max())
             lse[row][t], argmax[row][t] = float(torch.logsumexp(x, dim=-1)), int(arg)
             hidden[row][t] = state
 
@@ -397,7 +423,10 @@ class LlamaBackend(Backend):
         def rest(ids: list[int], logits: np.ndarray, states: np.ndarray | None) -> None:
             assert states is not None
             x = torch.from_numpy(logits)  # (n_out, V)
-            top, arg = x.max(dim=-1)
+            arg = x.argmax(dim=-1)
+            if adapt:
+                x = self.policy_logits(x, torch.from_numpy(states))
+            top = x.max(dim=-1).values
             sums = torch.logsumexp(x, dim=-1)
             for j, k in enumerate(ids):
                 row, t = owners[k]
@@ -474,13 +503,20 @@ def load_llama_engine(
     tokenizer = load_tokenizer(path, source.sha256 or _file_key(path))
     lm = LlamaModel(path, threads)
     meta: dict[str, Any] = {}
+    adapter = None
     if checkpoint:
         heads, meta = ValueHeads.from_checkpoint(checkpoint, lm.n_embd)
         config = heads.config
+        adapter = load_logit_adapter(checkpoint, meta["config"])
+        if adapter is not None and adapter.up.weight.shape[0] != lm.n_vocab:
+            raise BcoderError(
+                f"checkpoint {checkpoint} adapts {adapter.up.weight.shape[0]} logits, but "
+                f"{model} has {lm.n_vocab}: load it with the base model it was trained on"
+            )
     else:
         config = QConfig(mode="head", base_model=model)
         heads = None
-    backend = LlamaBackend(lm, config, heads)
+    backend = LlamaBackend(lm, config, heads, adapter)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     info = {

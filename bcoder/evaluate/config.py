@@ -41,7 +41,7 @@ class EvalSettings:
     checkpoint: str | None = None  # trained B-Coder heads / adapters (None: initialisation)
     temperature: float = 0.6  # sampling temperature (the paper's ranking setting)
     top_p: float = 0.95
-    max_new_tokens: int = 512
+    max_new_tokens: int | None = None  # None: the checkpoint's target length, else 512
     seed: int = 0  # sampling seed (per problem: seed + problem index), and the bootstrap's
     batch_size: int = 8  # rows decoded together
     timeout: float = 4.0  # seconds per test run in the sandbox
@@ -54,6 +54,10 @@ class EvalSettings:
     threads: int = 0  # CPU threads of this process (0: the idle cores); not part of the run
 
     def __post_init__(self) -> None:
+        if self.max_new_tokens is None:  # as the checkpoint was trained (recorded in the run)
+            from bcoder.prompts import checkpoint_prompt_settings
+
+            self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
         if self.samples < 1 and self.rank_only is None:
             raise BcoderError(f"--samples must be at least 1 (got {self.samples})")
         if self.ks is None:  # the defaults that fit M: -M 1 alone is a valid run
