@@ -423,12 +423,17 @@ def test_import_off_policy_programs(collected, tmp_path, tiny_model_dir, shared_
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = config(tiny_model_dir, run_dir, shared_data)
     summary = run.run_import(cfg, path, setup.make_accelerator(cfg))
-    assert summary["programs"] == 2 and summary["outcomes"] == {"pass": 1, "compile_error": 1}
+    # 602's correct program is longer than data.max_target_tokens (24): it is stored cut, and
+    # labelled by running the cut program it trains on (here a compile error), not as a pass
+    assert summary["programs"] == 2 and summary["outcomes"] == {"compile_error": 2}
     store = ShardStore(run_dir / "data" / "collect")
     names = [s["name"] for s in store.shards() if s["name"].startswith("import-")]
     got = {r["problem_id"]: r for n in names for r in store.load(n).to_list()}
     assert got["mbpp/602"]["source"] == "import" and not got["mbpp/602"]["is_ground_truth"]
-    assert got["mbpp/603"]["reward"] == -1.0
+    cut = got["mbpp/602"]
+    assert cut["finish_reason"] == "length" and len(cut["action_ids"]) == 24
+    assert cut["code"] != code and code.startswith(cut["code"].rstrip()[:20])
+    assert cut["reward"] == -1.0 and got["mbpp/603"]["reward"] == -1.0
 
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
