@@ -146,10 +146,7 @@ class Engine:
         source = resolve_source(model)  # fail fast (before importing torch) on no model
         if checkpoint and not (Path(checkpoint) / "bcoder_config.json").is_file():
             raise BcoderError(f"{checkpoint}: not a bcoder checkpoint (no bcoder_config.json)")
-        gguf = source.kind == "gguf" or (
-            source.artifact is not None and source.artifact.filename.lower().endswith(".gguf")
-        )
-        name = choose_backend(backend, "gguf" if gguf else source.kind)
+        name = choose_backend(backend, "gguf" if source.is_gguf else source.kind)
         if name == "llama.cpp":
             if device and not device.startswith("cpu"):
                 raise BcoderError("the llama.cpp backend runs on the CPU: drop --device")

@@ -135,6 +135,12 @@ class ModelSource:
     def sha256(self) -> str | None:
         return self.artifact.sha256 if self.artifact else None
 
+    @property
+    def is_gguf(self) -> bool:
+        """A GGUF file, given as a path or as a registry artifact (the presets)."""
+        artifact = self.artifact is not None and self.artifact.filename.lower().endswith(".gguf")
+        return self.kind == "gguf" or artifact
+
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _PYPI = re.compile(r"pypi:([\w.-]+)==([\w.+!-]+)/(.+)#sha256=([0-9a-fA-F]{64})")

@@ -75,7 +75,7 @@ def inference(model: str | None = None, backend: str = "auto") -> dict[str, Any]
     out: dict[str, Any] = {"model": model, "cuda": cuda, "llama_cpp": llama_cpp_version()}
     try:
         src = resolve_source(model)
-        gguf = src.kind == "gguf" or bool(src.artifact and src.artifact.filename.endswith(".gguf"))
+        gguf = src.is_gguf
         out["backend"] = choose_backend(backend, "gguf" if gguf else src.kind, cuda=cuda)
     except BcoderError as err:
         out["backend"], out["backend_why"] = None, str(err)

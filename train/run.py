@@ -45,9 +45,8 @@ def stage_backend(cfg: TrainConfig, stage: str, device: Any) -> str:
     if stage == "featurize" and cfg.model.mode != "head":
         return "transformers"
     src = resolve_source(cfg.model.name)
-    gguf = src.kind == "gguf" or bool(src.artifact and src.artifact.filename.endswith(".gguf"))
     cuda = str(device).startswith("cuda")
-    return choose_backend(cfg.model.backend, "gguf" if gguf else src.kind, cuda=cuda)
+    return choose_backend(cfg.model.backend, "gguf" if src.is_gguf else src.kind, cuda=cuda)
 
 
 def _checkpoint_backend(cfg: TrainConfig, stage: str, device: Any) -> tuple[Any, Any]:

@@ -346,9 +346,7 @@ class LlamaBackend(Backend):
         """Teacher-forced scores; programs sharing a prompt share its evaluation."""
         from bcoder.sampling import StepScores
 
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(tuple(p), []).append(i)
+        groups = _by_prompt(prompts)
         out: list[StepScores | None] = [None] * len(actions)
         alpha = self.config.alpha
         for prompt, members in groups.items():
@@ -372,9 +370,7 @@ class LlamaBackend(Backend):
         """What ``bcoder train featurize`` stores, per program: A_ckpt(s_t, a_t) (T,), the
         checkpoint's preferred token (T,) and the final hidden state (T, H)."""
         out: list[Any] = [None] * len(actions)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(tuple(p), []).append(i)
+        groups = _by_prompt(prompts)
         for prompt, rows in groups.items():
             stats = self._teacher_forced(list(prompt), [list(actions[i]) for i in rows])
             for i, (chosen, best, _lse, argmax, hidden) in zip(rows, stats, strict=True):
@@ -441,6 +437,14 @@ class LlamaBackend(Backend):
         if runs:
             lm.feed(runs, True, rest)
         return list(zip(chosen, best, lse, argmax, hidden, strict=True))
+
+
+def _by_prompt(prompts: Sequence[Sequence[int]]) -> dict[tuple[int, ...], list[int]]:
+    """Indices of the programs that share each prompt (its evaluation is shared)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(tuple(p), []).append(i)
+    return groups
 
 
 def gguf_path(model: str, on_event: Callable[[Any], None] | None, allow_download: bool) -> Path:
