@@ -180,7 +180,7 @@ _CONVERT: dict[str, Callable[..., Problem]] = {
 
 
 def _dataset_file(
-    path: Path, split: str | None, ids: set[str] | None, skip_bad: bool, stats: LoadStats
+    path: Path, splits: frozenset[str] | None, ids: set[str] | None, skip_bad: bool, stats: LoadStats
 ) -> Iterator[Problem]:
     fmt: str | None = None
     hint = _split_hint(path)
@@ -198,7 +198,7 @@ def _dataset_file(
                     "APPS (problem_id, question, input_output), MBPP (task_id, text, test_list) "
                     "or HumanEval (task_id, prompt, entry_point, test)"
                 )
-        if split is not None and _raw_split(fmt, row, hint) != split:
+        if splits is not None and _raw_split(fmt, row, hint) not in splits:
             continue
         if ids is not None and ids.isdisjoint(_raw_ids(fmt, row, hint)):
             continue
@@ -250,14 +250,14 @@ def apps_folder(folder: Path) -> Problem:
 
 
 def _folder_problems(
-    folder: Path, split: str | None, ids: set[str] | None, skip_bad: bool, stats: LoadStats
+    folder: Path, splits: frozenset[str] | None, ids: set[str] | None, skip_bad: bool, stats: LoadStats
 ) -> Iterator[Problem]:
     try:
         problem = apps_folder(folder)
     except BcoderError as err:
         _bad(str(err), skip_bad, stats)
         return
-    if split is not None and problem.split != split:
+    if splits is not None and problem.split not in splits:
         return
     if ids is not None and ids.isdisjoint((problem.id, str(problem.metadata["dataset_id"]))):
         return
@@ -292,7 +292,7 @@ def _single_file(path: Path, name: str | None, tests: str | Path | None) -> Prob
 
 def _walk(
     path: Path,
-    split: str | None,
+    splits: frozenset[str] | None,
     ids: set[str] | None,
     skip_bad: bool,
     stats: LoadStats,
@@ -300,18 +300,18 @@ def _walk(
 ) -> Iterator[Problem]:
     if path.is_dir():
         if (path / "question.txt").is_file():
-            yield from _folder_problems(path, split, ids, skip_bad, stats)
+            yield from _folder_problems(path, splits, ids, skip_bad, stats)
             return
         if depth > 2:
             return
         # A folder of problem folders, dataset files, or .txt / .py problems (examples/).
         for child in sorted(path.iterdir()):
             if child.is_dir() or child.name.endswith((".jsonl", ".jsonl.gz", ".txt", ".py")):
-                yield from _walk(child, split, ids, skip_bad, stats, depth + 1)
+                yield from _walk(child, splits, ids, skip_bad, stats, depth + 1)
         return
     name = path.name
     if name.endswith((".jsonl", ".jsonl.gz", ".json")):
-        yield from _dataset_file(path, split, ids, skip_bad, stats)
+        yield from _dataset_file(path, splits, ids, skip_bad, stats)
     elif path.suffix in (".txt", ".md", ".py"):
         try:
             problem = _single_file(path, None, None)
@@ -320,7 +320,7 @@ def _walk(
                 raise
             _bad(str(err), skip_bad, stats)
             return
-        if (split is None or problem.split == split) and (ids is None or problem.id in ids):
+        if (splits is None or problem.split in splits) and (ids is None or problem.id in ids):
             stats.loaded += 1
             yield problem
     else:
@@ -330,10 +330,24 @@ def _walk(
         )
 
 
+def parse_splits(split: str | Iterable[str] | None) -> frozenset[str] | None:
+    """The splits a ``split`` argument names (None: all); an unknown one raises."""
+    if split is None:
+        return None
+    names = split.split("+") if isinstance(split, str) else list(split)
+    out = set()
+    for name in names:
+        name = _SPLIT_ALIASES.get(name.strip(), name.strip())
+        if name not in SPLITS:
+            raise BcoderError(f"unknown split {name!r} (expected one of {', '.join(SPLITS)})")
+        out.add(name)
+    return frozenset(out)
+
+
 def load_problems(
     path: str | Path,
     *,
-    split: str | None = None,
+    split: str | Iterable[str] | None = None,
     ids: Iterable[str | int] | None = None,
     skip_bad: bool = False,
     stats: LoadStats | None = None,
@@ -341,19 +355,17 @@ def load_problems(
     """Stream the problems of a file, a folder (APPS folders, or a folder of jsonl files) or a
     dataset name (see :func:`resolve_dataset`).
 
-    ``split`` keeps one split (train | validation | test | prompt); ``ids`` keeps problems whose
+    ``split`` keeps one split (train | validation | test | prompt), or several (a list, or
+    ``"train+validation"``); ``ids`` keeps problems whose
     ``Problem.id`` or dataset id (APPS problem_id, MBPP task_id, HumanEval task_id) is listed.
     A malformed row raises BcoderError naming file, line and field; with ``skip_bad`` it is
     skipped and counted in ``stats``. A missing path or dataset, or a bad ``split``, raises
     at call time; everything else while iterating.
     """
-    if split is not None:
-        split = _SPLIT_ALIASES.get(split, split)
-        if split not in SPLITS:
-            raise BcoderError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+    splits = parse_splits(split)
     resolved = resolve_dataset(path)
     wanted = {str(i) for i in ids} if ids is not None else None
-    return _walk(resolved, split, wanted, skip_bad, stats if stats is not None else LoadStats(), 0)
+    return _walk(resolved, splits, wanted, skip_bad, stats if stats is not None else LoadStats(), 0)
 
 
 def load_problem(ref: str | Path, tests: str | Path | None = None) -> Problem:

@@ -70,6 +70,29 @@ def test_teacher_forced_scores_match_transformers(pair, tokenizer):
         assert torch.equal(g.preferred, r.preferred)
 
 
+def test_lmhead_features_match_transformers(pair, tokenizer):
+    """What featurize stores for lmhead mode, from llama.cpp: the checkpoint's top-k logits and
+    ids, the taken action's logit and the tail's logsumexp, as transformers' full logits give."""
+    from bcoder.adapter import topk_features
+    from bcoder.model import make_batch
+
+    hf, llama, _, _ = pair
+    prompt, actions = _programs(tokenizer)
+    got = llama.features([prompt] * 3, actions, topk=8)
+    batch = make_batch([prompt] * 3, actions, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits, _ = hf.qmodel.run_lm("ckpt", batch)
+    top_l, top_i, taken, tail = (x.numpy() for x in topk_features(logits, batch.action_ids, 8))
+    for b, (st, a) in enumerate(zip(got, actions, strict=True)):
+        T = len(a)
+        assert st["topk_logits"].shape == (T, 8) and st["topk_ids"].shape == (T, 8)
+        assert np.allclose(st["topk_logits"], top_l[b, :T], atol=ATOL)
+        assert np.mean(st["topk_ids"] == top_i[b, :T]) > 0.95  # near-ties may swap
+        assert np.allclose(st["ckpt_logit"], taken[b, :T], atol=ATOL)
+        assert np.allclose(st["tail_lse"], tail[b, :T], atol=ATOL)
+        assert np.array_equal(st["topk_ids"][:, 0], st["ckpt_argmax"])
+
+
 def test_hidden_states_match_transformers(pair, tokenizer):
     """llama.cpp's output embeddings (pooling none) are the final normed hidden states that
     BCoderModel.run_lm reads for the value heads."""
@@ -221,10 +244,12 @@ def test_solve_on_llama_cpp_end_to_end(pair, tmp_path, monkeypatch):
     assert json.loads(forced.stdout)["settings"]["backend"] == "transformers"
 
 
-def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data):
+@pytest.mark.parametrize("mode", ["head", "lmhead"])
+def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data, mode):
     """`bcoder train` with model.backend=llama.cpp: collect samples on llama.cpp, and featurize
-    (head mode) stores A_ckpt, the preferred token and hidden states that match the
-    transformers backend's on the same programs; the stages' checkpoints name the backend."""
+    (head and lmhead mode) stores A_ckpt, the preferred token, hidden states (and lmhead's top-k
+    logits) that match the transformers backend's on the same programs; the stages'
+    checkpoints name the backend."""
     import shutil
 
     from test_train_e2e import config
@@ -233,14 +258,15 @@ def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data):
     from bcoder.train.data import ShardStore
 
     _, _, path, _ = pair
-    cfg = config(path, tmp_path / "llama", shared_data, extra=["model.backend=llama.cpp"])
+    sets = [f"model.mode={mode}", "featurize.topk=8"]
+    cfg = config(path, tmp_path / "llama", shared_data, extra=["model.backend=llama.cpp", *sets])
     acc = setup.make_accelerator(cfg)
     collected = run.run_collect(cfg, acc)
     assert collected["shards_written"] == 3 and collected["samples"] > 0
     run.run_featurize(cfg, acc)
     ref_dir = tmp_path / "transformers"
     shutil.copytree(tmp_path / "llama" / "data" / "collect", ref_dir / "data" / "collect")
-    ref_cfg = config(path, ref_dir, shared_data, extra=["model.backend=transformers"])
+    ref_cfg = config(path, ref_dir, shared_data, extra=["model.backend=transformers", *sets])
     run.run_featurize(ref_cfg, acc)
     got, ref = (ShardStore(d / "data" / "features") for d in (tmp_path / "llama", ref_dir))
     assert got.meta()["backend"] == "llama.cpp" and ref.meta()["backend"] == "transformers"
@@ -263,6 +289,10 @@ def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data):
             ]
         )
         assert agree > 0.95  # a random model has near-ties; bf16 weights on one side
+        if mode == "lmhead":
+            for col in ("topk_logits", "ckpt_logit", "tail_lse"):
+                for x, y in zip(a[col], b[col], strict=True):
+                    assert np.allclose(x, y, atol=2e-2)
     results = run.run_phi(cfg, acc)
     assert results
     meta = json.loads((tmp_path / "llama" / "phi" / "final" / "bcoder_config.json").read_text())

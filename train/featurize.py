@@ -169,17 +169,18 @@ def featurize(
         rows_out: dict[str, list] = {col: [None] * n for col in schema}
         lengths = np.array([len(a) for a in cols["action_ids"]])
         for rows in _batches(lengths, cfg.featurize.batch_size):
-            if llama:  # A_ckpt, argmax and hidden states from llama.cpp's teacher-forced pass
+            if llama:  # the same columns from llama.cpp's teacher-forced pass
                 got = ckpt.features(
-                    [cols["prompt_ids"][i] for i in rows], [cols["action_ids"][i] for i in rows]
+                    [cols["prompt_ids"][i] for i in rows],
+                    [cols["action_ids"][i] for i in rows],
+                    topk=meta.get("topk", 0),
                 )
-                for i, (a_i, best_i, h_i) in zip(rows, got, strict=True):
-                    rows_out["ckpt_adv"][i] = a_i.astype(np.float32)
-                    rows_out["ckpt_argmax"][i] = best_i.astype(np.int32)
+                for i, st in zip(rows, got, strict=True):
+                    hidden_size = st["hidden"].shape[-1]
                     if meta["hidden"]:
-                        h_i = np.clip(h_i, -F16_MAX, F16_MAX)
-                        rows_out["hidden"][i] = h_i.astype(schema["hidden"].feature.dtype).ravel()
-                    hidden_size = h_i.shape[-1]
+                        st["hidden"] = np.clip(st["hidden"], -F16_MAX, F16_MAX)
+                    for col in schema:
+                        rows_out[col][i] = st[col].astype(schema[col].feature.dtype).reshape(-1)
                 summary.tokens += int(lengths[rows].sum())
                 continue
             batch = _to_batch(cols, rows, pad_id, device)

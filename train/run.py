@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bcoder.model import BCoderModel, QConfig
+from bcoder.model import FROZEN_BACKBONE, BCoderModel, QConfig
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 
@@ -36,13 +36,13 @@ def _checkpoint_policy(cfg: TrainConfig, device: Any) -> tuple[BCoderModel, Any]
 
 def stage_backend(cfg: TrainConfig, stage: str, device: Any) -> str:
     """The backend collect or featurize runs on: ``model.backend``, where ``auto`` means
-    llama.cpp for a GGUF model on a CPU. Featurize uses llama.cpp in head mode only: lora and
-    full mode train the transformers LM, whose logits the stored features must match, and
-    lmhead mode stores the checkpoint's top-k logits from the transformers pass."""
+    llama.cpp for a GGUF model on a CPU. Featurize uses llama.cpp in the frozen-backbone modes
+    (head, lmhead) only: lora and full mode train the transformers LM, whose logits the stored
+    features must match."""
     from bcoder.backends import choose_backend
     from bcoder.sources import resolve_source
 
-    if stage == "featurize" and cfg.model.mode != "head":
+    if stage == "featurize" and cfg.model.mode not in FROZEN_BACKBONE:
         return "transformers"
     src = resolve_source(cfg.model.name)
     cuda = str(device).startswith("cuda")

@@ -354,60 +354,78 @@ class LlamaBackend(Backend):
                 rows = members[start : start + batch_size]
                 programs = [list(actions[i]) for i in rows]
                 stats = self._teacher_forced(list(prompt), programs, policy=True)
-                for i, (chosen, best, lse, argmax, hidden) in zip(rows, stats, strict=True):
-                    value = self.heads.value(torch.from_numpy(hidden)).float()
+                for i, st in zip(rows, stats, strict=True):
                     out[i] = StepScores(
-                        advantage=torch.from_numpy(alpha * (chosen - best)),
-                        value=value,
-                        logprob=torch.from_numpy(chosen - lse),
-                        preferred=torch.from_numpy(argmax.astype(np.int64)),
+                        advantage=torch.from_numpy(alpha * (st["chosen"] - st["best"])),
+                        value=self.heads.value(torch.from_numpy(st["hidden"])).float(),
+                        logprob=torch.from_numpy(st["chosen"] - st["lse"]),
+                        preferred=torch.from_numpy(st["argmax"]),
                     )
         return out  # type: ignore[return-value]
 
     def features(
-        self, prompts: Sequence[Sequence[int]], actions: Sequence[Sequence[int]]
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """What ``bcoder train featurize`` stores, per program: A_ckpt(s_t, a_t) (T,), the
-        checkpoint's preferred token (T,) and the final hidden state (T, H)."""
+        self, prompts: Sequence[Sequence[int]], actions: Sequence[Sequence[int]], topk: int = 0
+    ) -> list[dict[str, np.ndarray]]:
+        """What ``bcoder train featurize`` stores, per program: ``ckpt_adv`` A_ckpt(s_t, a_t)
+        (T,), ``ckpt_argmax`` the checkpoint's preferred token (T,), ``hidden`` the final hidden
+        state (T, H) and, with ``topk`` (lmhead mode), the columns of
+        :func:`bcoder.adapter.topk_features`: ``topk_logits`` / ``topk_ids`` (T, K),
+        ``ckpt_logit`` and ``tail_lse`` (T,)."""
         out: list[Any] = [None] * len(actions)
-        groups = _by_prompt(prompts)
-        for prompt, rows in groups.items():
-            stats = self._teacher_forced(list(prompt), [list(actions[i]) for i in rows])
-            for i, (chosen, best, _lse, argmax, hidden) in zip(rows, stats, strict=True):
-                out[i] = (self.config.alpha * (chosen - best), argmax, hidden)
+        for prompt, rows in _by_prompt(prompts).items():
+            stats = self._teacher_forced(list(prompt), [list(actions[i]) for i in rows], topk=topk)
+            for i, st in zip(rows, stats, strict=True):
+                st["ckpt_adv"] = self.config.alpha * (st.pop("chosen") - st.pop("best"))
+                st["ckpt_argmax"] = st.pop("argmax")
+                del st["lse"]
+                out[i] = st
         return out
 
     def _teacher_forced(
-        self, prompt: list[int], actions: list[list[int]], policy: bool = False
-    ) -> list[tuple]:
-        """Per program: l(s_t, a_t), max_b l(s_t, b), logsumexp, argmax and hidden, each (T,).
+        self, prompt: list[int], actions: list[list[int]], policy: bool = False, topk: int = 0
+    ) -> list[dict[str, np.ndarray]]:
+        """Per program: ``chosen`` l(s_t, a_t), ``best`` max_b l(s_t, b), ``lse`` logsumexp_b,
+        ``argmax`` and ``hidden``, each (T[, H]), and with ``topk`` the top-k columns.
 
         l is the checkpoint's logits, or with ``policy`` l_theta (the logit adapter's residual
         added); the argmax, the preferred token, is always the checkpoint's."""
+        from bcoder.adapter import topk_features
+
         adapt = self.adapter is not None and policy
         lm = self.lm
         n = len(actions)
         lm.context(n, len(prompt) + max(len(a) for a in actions) + 1)
         T = [len(a) for a in actions]
-        chosen = [np.zeros(t, np.float32) for t in T]
-        best = [np.zeros(t, np.float32) for t in T]
-        lse = [np.zeros(t, np.float32) for t in T]
-        argmax = [np.zeros(t, np.int64) for t in T]
-        hidden = [np.zeros((t, lm.n_embd), np.float32) for t in T]
+        shapes = {"chosen": (), "best": (), "lse": (), "argmax": (), "hidden": (lm.n_embd,)}
+        if topk:
+            shapes.update(topk_logits=(topk,), topk_ids=(topk,), ckpt_logit=(), tail_lse=())
+        ints = ("argmax", "topk_ids")
+        out = [
+            {k: np.zeros((t, *shape), np.int64 if k in ints else np.float32)
+             for k, shape in shapes.items()}
+            for t in T
+        ]  # fmt: skip
 
-        def record(row: int, t: int, logits: np.ndarray, state: np.ndarray) -> None:
-            x = torch.from_numpy(logits)  # (V,)
-            arg = x.argmax(dim=-1)
+        def store(owners: list[tuple[int, int]], logits: np.ndarray, states: np.ndarray) -> None:
+            """Record the outputs whose (program, position) ``owners`` lists, row by row."""
+            x = torch.from_numpy(logits)  # (n_out, V)
+            acts = torch.tensor([actions[row][t] for row, t in owners])
+            cols = {"argmax": x.argmax(dim=-1), "hidden": torch.from_numpy(states)}
+            if topk:
+                top_l, top_i, taken, tail = topk_features(x, acts, topk)
+                cols.update(topk_logits=top_l, topk_ids=top_i, ckpt_logit=taken, tail_lse=tail)
             if adapt:
-                x = self.policy_logits(x, torch.from_numpy(state))
-            chosen[row][t], best[row][t] = float(x[actions[row][t]]), float(x.max())
-            lse[row][t], argmax[row][t] = float(torch.logsumexp(x, dim=-1)), int(arg)
-            hidden[row][t] = state
+                x = self.policy_logits(x, cols["hidden"])
+            cols["chosen"] = x.gather(-1, acts[:, None])[:, 0]
+            cols["best"], cols["lse"] = x.max(dim=-1).values, torch.logsumexp(x, dim=-1)
+            cols = {k: v.numpy() for k, v in cols.items()}
+            for j, (row, t) in enumerate(owners):
+                for k, v in cols.items():
+                    out[row][k][t] = v[j]
 
         def first(ids: list[int], logits: np.ndarray, states: np.ndarray | None) -> None:
-            assert states is not None
-            for row in range(n):  # the state after the prompt is s_0 of every program
-                record(row, 0, logits[-1], states[-1])
+            assert states is not None  # the state after the prompt is s_0 of every program
+            store([(row, 0) for row in range(n)], logits[-1:].repeat(n, 0), states[-1:].repeat(n, 0))
 
         lm.feed([(prompt, 0, 0, False)], True, first)
         for seq in range(1, n):
@@ -418,25 +436,11 @@ class LlamaBackend(Backend):
 
         def rest(ids: list[int], logits: np.ndarray, states: np.ndarray | None) -> None:
             assert states is not None
-            x = torch.from_numpy(logits)  # (n_out, V)
-            arg = x.argmax(dim=-1)
-            if adapt:
-                x = self.policy_logits(x, torch.from_numpy(states))
-            top = x.max(dim=-1).values
-            sums = torch.logsumexp(x, dim=-1)
-            for j, k in enumerate(ids):
-                row, t = owners[k]
-                chosen[row][t] = float(x[j, actions[row][t]])
-                best[row][t], lse[row][t], argmax[row][t] = (
-                    float(top[j]),
-                    float(sums[j]),
-                    int(arg[j]),
-                )
-                hidden[row][t] = states[j]
+            store([owners[k] for k in ids], logits, states)
 
         if runs:
             lm.feed(runs, True, rest)
-        return list(zip(chosen, best, lse, argmax, hidden, strict=True))
+        return out
 
 
 def _by_prompt(prompts: Sequence[Sequence[int]]) -> dict[tuple[int, ...], list[int]]:
