@@ -180,7 +180,11 @@ _CONVERT: dict[str, Callable[..., Problem]] = {
 
 
 def _dataset_file(
-    path: Path, splits: frozenset[str] | None, ids: set[str] | None, skip_bad: bool, stats: LoadStats
+    path: Path,
+    splits: frozenset[str] | None,
+    ids: set[str] | None,
+    skip_bad: bool,
+    stats: LoadStats,
 ) -> Iterator[Problem]:
     fmt: str | None = None
     hint = _split_hint(path)
@@ -250,7 +254,11 @@ def apps_folder(folder: Path) -> Problem:
 
 
 def _folder_problems(
-    folder: Path, splits: frozenset[str] | None, ids: set[str] | None, skip_bad: bool, stats: LoadStats
+    folder: Path,
+    splits: frozenset[str] | None,
+    ids: set[str] | None,
+    skip_bad: bool,
+    stats: LoadStats,
 ) -> Iterator[Problem]:
     try:
         problem = apps_folder(folder)

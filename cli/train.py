@@ -225,6 +225,8 @@ def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = No
             result = run.run_phi(cfg, accelerator, resume=resume, on_event=on_event)
         elif stage == "theta":
             result = run.run_theta(cfg, accelerator, resume=resume, on_event=on_event)
+        elif stage == "select":
+            result = run.run_select(cfg, accelerator, on_event=on_event)
         else:
             result = run.run_all(cfg, accelerator, resume=resume, on_event=on_event)
     if stage == "all":
@@ -303,6 +305,21 @@ def theta_cmd(
     _run("theta", _config(config, sets, _ablation_sets(operator, skip_phi)), resume, quiet)
 
 
+@train_app.command("select")
+def select_cmd(
+    config: str = ConfigOption,
+    sets: list[str] = SetOption,
+    operator: str | None = OperatorOption,
+    skip_phi: bool = SkipPhiOption,
+    backend: str | None = BackendOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Choose the checkpoint's ranker: the learned one with the best pass@1 on the held-out
+    problems' samples (written into RUN_DIR/checkpoint; solve, TUI and LSP use it)."""
+    sets_ = _ablation_sets(operator, skip_phi) + _backend_sets(backend)
+    _run("select", _config(config, sets, sets_), False, quiet)
+
+
 @train_app.command("all")
 def all_cmd(
     config: str = ConfigOption,
@@ -313,7 +330,8 @@ def all_cmd(
     backend: str | None = BackendOption,
     quiet: bool = QuietOption,
 ) -> None:
-    """collect -> featurize -> phi -> theta; the run's checkpoint lands in RUN_DIR/checkpoint."""
+    """collect -> featurize -> phi -> theta -> select; the run's checkpoint lands in
+    RUN_DIR/checkpoint, ranking with the ranker its held-out problems chose."""
     cfg = _config(config, sets, _ablation_sets(operator, skip_phi) + _backend_sets(backend))
     _check_inputs(cfg)
     _run("all", cfg, resume, quiet)

@@ -381,6 +381,18 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     assert "heldout/td" in r.stdout and "theta" in r.stdout
     resolved = json.loads((run_dir / "config.json").read_text())
     assert resolved["model"]["name"] == str(tiny_model_dir) and resolved["phi"]["steps"] == 30
+    # select: the held-out problems' samples ranked by every ranker; the best learned one is
+    # written into the checkpoint, and solve ranks with it
+    from bcoder.ranking import LEARNED
+    from bcoder.train.data import heldout_problems
+
+    chosen = json.loads((run_dir / "select" / "select.json").read_text())
+    held = heldout_problems(["mbpp/601", "mbpp/602", "mbpp/603"], 0.4)
+    assert chosen["problems"] == len(held) == 2 and chosen["samples"] == 2 * len(held)
+    assert chosen["ranker"] in LEARNED and set(LEARNED) <= set(chosen["pass@1"])
+    meta = json.loads((run_dir / "checkpoint" / "bcoder_config.json").read_text())
+    assert meta["ranker"] == chosen["ranker"]
+    assert (run_dir / "select" / "eval" / "report.md").is_file()
 
     ablation = ["--operator", "optimality", "--skip-phi", "--quiet"]
     r = bcoder("train", "theta", "--config", "smollm2-135m-head", *sets, *ablation)
@@ -398,6 +410,7 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     assert solve.returncode == 0, solve.stderr[-3000:]
     out = json.loads(solve.stdout)
     assert out["heads"] == str(run_dir / "checkpoint")
+    assert out["settings"]["ranker"] == chosen["ranker"]
     assert out["settings"]["model"] == str(tiny_model_dir)
 
 

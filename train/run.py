@@ -132,10 +132,26 @@ def run_theta(
     return _run(cfg, accelerator, resume=resume, on_event=on_event)
 
 
+def run_select(
+    cfg: TrainConfig, accelerator: Any, *, on_event: EventFn | None = None
+) -> dict[str, Any]:
+    """Choose the checkpoint's ranker on the held-out problems (main process; others wait)."""
+    from bcoder.train.select import run_select as _run
+
+    summary: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        t0 = time.perf_counter()
+        summary = _run(cfg, on_event=on_event)
+        setup.record_time(setup.run_dir(cfg), "select", time.perf_counter() - t0)
+    accelerator.wait_for_everyone()
+    return summary
+
+
 def run_all(
     cfg: TrainConfig, accelerator: Any, *, resume: bool = False, on_event: EventFn | None = None
 ) -> dict[str, Any]:
-    """collect -> featurize -> phi (unless theta.skip_phi) -> theta; returns each stage's result."""
+    """collect -> featurize -> phi (unless theta.skip_phi) -> theta -> select (when problems are
+    held out); returns each stage's result."""
     results: dict[str, Any] = {}
     t0 = time.perf_counter()
     results["collect"] = run_collect(cfg, accelerator, on_event=on_event)
@@ -143,5 +159,7 @@ def run_all(
     if not cfg.theta.skip_phi:
         results["phi"] = run_phi(cfg, accelerator, resume=resume, on_event=on_event)
     results["theta"] = run_theta(cfg, accelerator, resume=resume, on_event=on_event)
+    if cfg.data.heldout_frac > 0:
+        results["select"] = run_select(cfg, accelerator, on_event=on_event)
     results["seconds"] = time.perf_counter() - t0
     return results

@@ -425,7 +425,9 @@ class LlamaBackend(Backend):
 
         def first(ids: list[int], logits: np.ndarray, states: np.ndarray | None) -> None:
             assert states is not None  # the state after the prompt is s_0 of every program
-            store([(row, 0) for row in range(n)], logits[-1:].repeat(n, 0), states[-1:].repeat(n, 0))
+            store(
+                [(row, 0) for row in range(n)], logits[-1:].repeat(n, 0), states[-1:].repeat(n, 0)
+            )
 
         lm.feed([(prompt, 0, 0, False)], True, first)
         for seq in range(1, n):

@@ -1,0 +1,118 @@
+"""select: the ranker a trained checkpoint ranks with, chosen on its held-out problems.
+
+The held-out problems (``data.heldout_frac`` of them, by a hash of the id, never trained on) keep
+the programs collect sampled for them. ``select`` ranks each held-out problem's sampled programs
+as they were sampled (a program drawn c times counts c times) with ``<run>/checkpoint`` (an ablation's ``checkpoint-*``), through
+the path ``bcoder eval --rank-only`` takes (scored on the inference backend, example and full
+tests run in the sandbox), and writes the learned ranker (:data:`bcoder.ranking.LEARNED`) with
+the best ranked pass@1 into the checkpoint's ``"ranker"`` field (ties go to R~, the paper's).
+``solve``, the TUI and the language server then rank with it and say which.
+
+The eval run stays in ``<run>/select/`` (``select-*``) (its report.md sets every ranker, likelihood included,
+side by side); ``<run>/select/select.json`` sums the choice up. The programs were sampled from
+the checkpoint policy; in lmhead mode ``solve`` samples from the trained one, so the held-out
+figures are an estimate of the ranking, not of the trained policy's pass rate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bcoder.errors import BcoderError
+from bcoder.fsutil import atomic_write_text
+from bcoder.train import setup
+from bcoder.train.config import TrainConfig
+from bcoder.train.data import ShardStore, heldout_problems
+
+EventFn = Callable[[Any], None]
+SELECT_JSON = "select.json"
+
+
+def heldout_samples(cfg: TrainConfig, root: Path) -> dict[str, list[str]]:
+    """{held-out problem id: the codes sampled for it, a program drawn c times c times}."""
+    store = ShardStore(root / "data" / "collect")
+    rows: list[tuple[str, str, int]] = []
+    for entry in store.shards():
+        table = store.load(entry["name"]).data.table
+        cols = {c: table.column(c).to_pylist() for c in ("problem_id", "source", "code", "count")}
+        rows += [
+            (pid, code, count)
+            for pid, source, code, count in zip(*cols.values(), strict=True)
+            if source == "sample"
+        ]
+    held = heldout_problems([pid for pid, _, _ in rows], cfg.data.heldout_frac, cfg.run.seed)
+    out: dict[str, list[str]] = {}
+    for pid, code, count in rows:
+        if pid in held:
+            out.setdefault(pid, []).extend([code] * count)
+    return out
+
+
+def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str, Any]:
+    """Rank the held-out samples with every ranker; write the best learned one into the
+    checkpoint. Returns select.json's content."""
+    from bcoder.evaluate.config import EvalSettings
+    from bcoder.evaluate.report import ranked_method
+    from bcoder.evaluate.run import run_eval
+    from bcoder.model import read_checkpoint_config
+    from bcoder.ranking import DEFAULT_RANKER, LEARNED, RANKER_LABELS, RANKERS
+    from bcoder.train.theta import stage_name
+
+    root = setup.run_dir(cfg)
+    name = stage_name(cfg).replace("theta", "checkpoint", 1)  # an ablation's: checkpoint-*
+    checkpoint = root / name
+    if not (checkpoint / "bcoder_config.json").is_file():
+        raise BcoderError(f"{checkpoint}: no trained checkpoint; run `bcoder train theta` first")
+    programs = heldout_samples(cfg, root)
+    if not programs:
+        raise BcoderError(
+            f"{root}: no sampled programs of held-out problems to choose a ranker on "
+            "(data.heldout_frac is 0, or collect has not run)"
+        )
+    out_dir = root / name.replace("checkpoint", "select", 1)
+    eval_dir = out_dir / "eval"
+    shutil.rmtree(eval_dir, ignore_errors=True)  # the checkpoint may have changed since
+    out_dir.mkdir(parents=True, exist_ok=True)
+    candidates = out_dir / "candidates.jsonl"
+    lines = [json.dumps({"problem_id": pid, "code": code}) for pid, codes in programs.items()
+             for code in codes]  # fmt: skip
+    atomic_write_text(candidates, "\n".join(lines) + "\n")
+    settings = EvalSettings(
+        dataset=cfg.data.dataset,
+        split=cfg.data.split,
+        ids=sorted(programs),
+        model=cfg.model.name,
+        checkpoint=str(checkpoint),
+        rank_only=str(candidates),
+        ks=[1],
+        seed=cfg.run.seed,
+        timeout=cfg.collect.timeout,
+        workers=cfg.collect.workers or None,
+        backend=cfg.model.backend,
+        threads=cfg.run.threads,
+    )
+    outcome = run_eval(settings, eval_dir, on_event=on_event, plots=False)
+    assert outcome.report is not None  # one process, every problem done
+    figures = outcome.report["figures"]
+    cells = figures["metrics"]["all"]
+    pass1 = {name: cells[ranked_method(name)]["1"]["value"] for name in RANKERS}
+    pass1.update({m: cells[m]["1"]["value"] for m in ("unranked", "upper_bound")})
+    chosen = figures["best_ranker"] or DEFAULT_RANKER
+    config = read_checkpoint_config(checkpoint)
+    config["ranker"] = chosen
+    atomic_write_text(checkpoint / "bcoder_config.json", json.dumps(config, indent=1))
+    summary = {
+        "ranker": chosen,
+        "label": RANKER_LABELS[chosen],
+        "learned": list(LEARNED),
+        "problems": len(programs),
+        "samples": sum(len(c) for c in programs.values()),
+        "pass@1": pass1,
+        "auc": figures.get("auc"),
+    }
+    atomic_write_text(out_dir / SELECT_JSON, json.dumps(summary, indent=1) + "\n")
+    return summary
