@@ -44,7 +44,9 @@ class SolveSettings:
     """How to solve: which model, how to sample, whether to test. Validated on construction."""
 
     model: str | None = None  # preset, HF id, directory or .gguf (None: see model_for)
-    checkpoint: str | None = None  # B-Coder checkpoint dir (value heads/adapters); None = init
+    # B-Coder checkpoint dir (value heads / adapter); None: the one shipped for the model, if
+    # any (bcoder.shipped); "none": the untrained initialisation
+    checkpoint: str | None = None
     n: int = 8  # candidates to sample
     temperature: float = 0.6  # sampling temperature (0 = greedy; the paper ranks at 0.6)
     top_p: float = 0.95  # nucleus sampling mass
@@ -59,6 +61,9 @@ class SolveSettings:
     timeout: float = 4.0  # seconds per test in the sandbox
 
     def __post_init__(self) -> None:
+        from bcoder.shipped import resolve_checkpoint
+
+        self.checkpoint = resolve_checkpoint(self.model, self.checkpoint)
         if self.model is None:
             self.model = model_for(None, self.checkpoint)
         if self.max_new_tokens is None:  # the target length the checkpoint was trained with
@@ -85,9 +90,11 @@ class SolveSettings:
 def model_for(model: str | None, checkpoint: str | None) -> str:
     """The model to load: ``model`` when given, else the base ``checkpoint`` was trained on (so
     that ``--checkpoint`` alone is enough), else the default model."""
+    from bcoder.shipped import NO_CHECKPOINT
+
     if model:
         return model
-    if checkpoint:
+    if checkpoint and checkpoint.strip().lower() not in NO_CHECKPOINT:
         from bcoder.model import read_checkpoint_config
 
         base = read_checkpoint_config(checkpoint)["config"].get("base_model")

@@ -73,10 +73,12 @@ def evaluate(
         return
     from bcoder.errors import BcoderError
     from bcoder.evaluate import EvalSettings, parse_ks, parse_shard, run_eval, write_report
+    from bcoder.shipped import resolve_checkpoint
     from bcoder.solve import model_for
 
     if out is None or (dataset is None and not resume):
         raise BcoderError("bcoder eval needs --dataset and --out (see bcoder eval --help)")
+    checkpoint = resolve_checkpoint(model, checkpoint) or "none"
     if dataset is None:  # --out DIR --resume: go on with the settings DIR was started with
         settings = EvalSettings.from_run(out)
     else:

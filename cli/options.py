@@ -16,7 +16,13 @@ Model = Annotated[
     ),
 ]
 Checkpoint = Annotated[
-    str | None, typer.Option("--checkpoint", "-c", help="B-Coder checkpoint dir (trained heads).")
+    str | None,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="B-Coder checkpoint dir (trained heads; default: the ones shipped for the model, if "
+        "any; 'none': untrained).",
+    ),
 ]
 Backend = Annotated[
     str,

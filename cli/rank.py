@@ -47,12 +47,14 @@ def rank_command(
     from bcoder.cli.solve import EventBar, check_color_by, notice
     from bcoder.problems import load_problem
     from bcoder.rerank import rank_programs, read_candidates
+    from bcoder.shipped import resolve_checkpoint
     from bcoder.solve import Engine, model_for
 
     check_color_by(color_by)
     groups = read_candidates(candidates, problem)
     problems = {ref: load_problem(ref, tests if ref == problem else None) for ref, _ in groups}
     set_threads(threads, device)
+    checkpoint = resolve_checkpoint(model, checkpoint)
     store = None
     if not no_save:
         from bcoder.store import Store

@@ -111,10 +111,12 @@ def heads_note(result: SolveResult) -> Text:
         return Text(
             "heads: untrained initialisation (V = R_max everywhere, Q = A_ckpt + V): R~ here is "
             "the sum of the model's own advantages plus a constant, not a learned reward; train "
-            "heads with `bcoder train` or pass --checkpoint",
+            "heads with `bcoder train` or pass --checkpoint (none ship for this model)",
             style="yellow",
         )
-    return Text(f"heads: {result.heads}", style="dim")
+    from bcoder.shipped import describe
+
+    return Text(f"heads: {describe(result.heads)}", style="dim")
 
 
 def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) -> Table:

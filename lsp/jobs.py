@@ -66,12 +66,13 @@ class EngineCache:
             listener(event)
 
     def _load(self, settings: ServerSettings) -> Any:
+        from bcoder.shipped import resolve_checkpoint
         from bcoder.solve import Engine
 
         start = time.monotonic()
         engine = Engine.load(
             settings.model,
-            checkpoint=settings.checkpoint,
+            checkpoint=resolve_checkpoint(settings.model, settings.checkpoint),
             dtype=settings.dtype,
             device=settings.device,
             backend=settings.backend,

@@ -20,7 +20,9 @@ class ServerSettings:
     """One field per setting; the defaults are the CLI's (DESIGN section 2)."""
 
     model: str = DEFAULT_MODEL  # preset name, Hugging Face id, local directory or GGUF file
-    checkpoint: str | None = None  # trained B-Coder heads; None (or ""): heads at initialisation
+    # trained B-Coder heads; None (or ""): the ones shipped for the model, if any; "none": the
+    # untrained initialisation
+    checkpoint: str | None = None
     samples: int = 8  # candidates sampled per request
     temperature: float = 0.6
     topP: float = 0.95

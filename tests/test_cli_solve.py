@@ -161,6 +161,54 @@ def test_solve_ranks_by_the_checkpoints_ranker_and_says_so(
     assert "candidates ranked by terminal" in out.stdout
 
 
+def test_a_shipped_checkpoint_is_the_default_and_is_named(
+    tiny_model_dir, env, tmp_path, monkeypatch
+):
+    """With no --checkpoint, solve serves the checkpoint shipped for the model (here from
+    BCODER_CHECKPOINTS, searched before the package's own), ranks with its ranker and names it
+    and its training data; --checkpoint none serves the untrained heads."""
+    from transformers import AutoModelForCausalLM
+
+    from bcoder.model import BCoderModel, QConfig
+    from bcoder.shipped import TRAINING_JSON, resolve_checkpoint
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    qmodel = BCoderModel(base, QConfig(mode="head", base_model=str(tiny_model_dir)))
+    shipped = qmodel.save_checkpoint(tmp_path / "shipped" / "tiny", extra={"ranker": "terminal"})
+    info = {"name": "tiny-heads", "summary": "trained on 3 MBPP problems"}
+    (shipped / TRAINING_JSON).write_text(json.dumps(info))
+    monkeypatch.setenv("BCODER_CHECKPOINTS", str(tmp_path / "shipped"))
+    env = {**env, "BCODER_CHECKPOINTS": str(tmp_path / "shipped")}
+    assert resolve_checkpoint(str(tiny_model_dir), None) == str(shipped)
+    assert resolve_checkpoint("smollm2-135m", None) is None  # nothing shipped for that model
+    assert resolve_checkpoint(str(tiny_model_dir), "none") is None
+    assert resolve_checkpoint(str(tiny_model_dir), "elsewhere") == "elsewhere"
+
+    args = ["solve", EXAMPLES / "two_sum.txt", "--model", tiny_model_dir, "-n", 3,
+            "--max-new-tokens", 12, "--no-tests", "--no-save"]  # fmt: skip
+    result = json.loads(invoke(*args, "--json", monkeypatch=monkeypatch, env=env).stdout)
+    assert result["heads"] == str(shipped) and result["settings"]["ranker"] == "terminal"
+    out = invoke(*args, monkeypatch=monkeypatch, env=env)
+    assert out.exit_code == 0, out.output
+    assert "tiny-heads (shipped; trained on 3 MBPP problems)" in out.stdout
+    result = json.loads(invoke(*args, "--checkpoint", "none", "--json", monkeypatch=monkeypatch,
+                               env=env).stdout)  # fmt: skip
+    assert result["heads"] == "init" and result["settings"]["ranker"] == "reward"
+
+
+def test_every_packaged_checkpoint_loads_and_says_what_it_was_trained_on():
+    from bcoder.model import read_checkpoint_config
+    from bcoder.ranking import RANKERS
+    from bcoder.shipped import SHIPPED_DIR, training_info
+
+    assert (SHIPPED_DIR / "README.md").is_file()
+    for directory in [d for d in SHIPPED_DIR.iterdir() if d.is_dir()]:
+        meta = read_checkpoint_config(directory)
+        assert meta["config"]["base_model"] and meta.get("ranker") in RANKERS
+        info = training_info(directory)
+        assert info is not None and info["name"] and info["summary"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

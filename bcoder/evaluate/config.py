@@ -38,7 +38,7 @@ class EvalSettings:
     samples: int = 8  # M: candidates sampled per problem
     ks: list[int] | None = None  # pass@k for these k (None: those of DEFAULT_KS that fit M)
     model: str = "qwen2.5-coder-1.5b"  # a preset, hub id, local dir or GGUF file
-    checkpoint: str | None = None  # trained B-Coder heads / adapters (None: initialisation)
+    checkpoint: str | None = None  # trained heads / adapter (None: the shipped one; "none")
     temperature: float = 0.6  # sampling temperature (the paper's ranking setting)
     top_p: float = 0.95
     max_new_tokens: int | None = None  # None: the checkpoint's target length, else 512
@@ -54,6 +54,9 @@ class EvalSettings:
     threads: int = 0  # CPU threads of this process (0: the idle cores); not part of the run
 
     def __post_init__(self) -> None:
+        from bcoder.shipped import resolve_checkpoint
+
+        self.checkpoint = resolve_checkpoint(self.model, self.checkpoint)
         if self.max_new_tokens is None:  # as the checkpoint was trained (recorded in the run)
             from bcoder.prompts import checkpoint_prompt_settings
 
@@ -91,7 +94,9 @@ class EvalSettings:
                 f"{run_dir}: no eval run to resume there; give --dataset to start one"
             ) from None
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in stored.items() if k in names})
+        kept = {k: v for k, v in stored.items() if k in names}
+        kept["checkpoint"] = kept.get("checkpoint") or "none"  # as run: not the shipped one
+        return cls(**kept)
 
     def identity(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in IDENTITY_FIELDS}
