@@ -22,7 +22,7 @@ from bcoder.evaluate.records import (
     write_record,
 )
 from bcoder.evaluate.report import METHODS, best_ranker, compute_figures, ranked_method
-from bcoder.ranking import RANKER_LABELS, RANKERS
+from bcoder.ranking import LEARNED, RANKER_LABELS, RANKERS
 
 REWARD = {"pass": 1.0, "fail": -0.3, "runtime_error": -0.6, "compile_error": -1.0}
 
@@ -143,6 +143,25 @@ def test_every_pass_at_k_figure_recomputed_from_the_records():
     all1 = {m: c["1"]["value"] for m, c in metrics["all"].items()}
     assert all1["upper_bound"] > all1["unranked"] > 0
     assert len(set(all1.values())) >= 4
+
+
+def test_learned_rankers_against_mean_logprob_paired_bootstrap():
+    """The difference to the mean-log-prob ranking, per problem, then a bootstrap that resamples
+    problems with both rankings' values together (recomputed naively)."""
+    records, ks, seed, n_boot = synthetic_records(), [1, 2], 5, 300
+    table = compute_figures(records, ks, seed=seed, n_boot=n_boot)["vs_mean_logprob"]
+    assert set(table) == set(LEARNED)
+    nonzero = 0
+    for k in ks:
+        naive = [naive_values(r, k) for r in records]
+        for name in LEARNED:
+            diff = [v["ranked_" + name.replace("-", "_")] - v["ranked_mean_logprob"] for v in naive]
+            cell = table[name][str(k)]
+            assert cell["value"] == pytest.approx(np.mean(diff), abs=1e-12)
+            assert cell["ci"] == pytest.approx(naive_ci(diff, n_boot, seed), abs=1e-12)
+            assert cell["n"] == len(records)
+            nonzero += any(diff)
+    assert nonzero  # the synthetic rankings really differ somewhere
 
 
 def subset_mean(s: list[dict], k: int, m: int) -> float:
