@@ -413,6 +413,26 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     assert out["settings"]["ranker"] == chosen["ranker"]
     assert out["settings"]["model"] == str(tiny_model_dir)
 
+    # shipped: scripts/ship_checkpoint.py puts the checkpoint where solve finds it by default
+    shipped = tmp_path / "shipped"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_checkpoint.py"
+    r = subprocess.run(
+        [sys.executable, str(script), str(run_dir), "--into", str(shipped), "--name", "tiny"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((shipped / "tiny" / "TRAINING.json").read_text())
+    assert info["data"]["problems"] == 3 and info["data"]["heldout_problems"] == 2
+    assert info["select"]["ranker"] == chosen["ranker"] and "phi" in info["stages"]
+    solve = subprocess.run(
+        [sys.executable, "-m", "bcoder", "solve", "mbpp:601", "--model", str(tiny_model_dir),
+         "-n", "2", "--max-new-tokens", "8", "--no-tests", "--no-save", "--json"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "BCODER_CHECKPOINTS": str(shipped), "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    assert solve.returncode == 0, solve.stderr[-3000:]
+    assert json.loads(solve.stdout)["heads"] == str(shipped / "tiny")
+
 
 def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, shared_data):
     r = bcoder("train", "phi", "--config", str(tmp_path / "missing.toml"))

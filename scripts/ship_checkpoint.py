@@ -1,0 +1,87 @@
+"""Copy a training run's checkpoint into a folder of shipped checkpoints, with TRAINING.json.
+
+    python3 scripts/ship_checkpoint.py RUN_DIR [--into bcoder/checkpoints] [--name NAME]
+
+The folder is what bcoder/shipped.py serves by default for the checkpoint's base model (the
+package's own bcoder/checkpoints, or a team's BCODER_CHECKPOINTS). TRAINING.json records what the
+checkpoint was trained on: the run's config, its collected programs by outcome, its stage times
+and the held-out ranker choice (select.json), so that `solve` can name them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+from bcoder.fsutil import atomic_dir
+from bcoder.model import read_checkpoint_config
+from bcoder.train.data import ShardStore, heldout_problems
+from bcoder.train.select import SELECT_JSON
+
+
+def collected(run: Path, heldout_frac: float, seed: int) -> dict:
+    """Problems and programs of the run's collect, by source and outcome."""
+    store = ShardStore(run / "data" / "collect")
+    problems: set[str] = set()
+    outcomes: Counter = Counter()
+    for entry in store.shards():
+        table = store.load(entry["name"]).data.table
+        cols = [table.column(c).to_pylist() for c in ("problem_id", "source", "outcome", "count")]
+        for pid, source, outcome, count in zip(*cols, strict=True):
+            problems.add(pid)
+            outcomes[f"{source}/{outcome}"] += count
+    held = heldout_problems(sorted(problems), heldout_frac, seed)
+    return {"problems": len(problems), "heldout_problems": len(held), "programs": dict(outcomes)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--into", type=Path, default=Path("bcoder/checkpoints"))
+    ap.add_argument("--name", default=None, help="folder name (default: the base model's)")
+    args = ap.parse_args()
+    run, checkpoint = args.run, args.run / "checkpoint"
+    meta = read_checkpoint_config(checkpoint)
+    cfg = json.loads((run / "config.json").read_text())
+    base = meta["config"]["base_model"]
+    name = args.name or f"{Path(str(base)).name}-{cfg['model']['mode']}"
+    data = collected(run, cfg["data"]["heldout_frac"], cfg["run"]["seed"])
+    select = json.loads((run / "select" / SELECT_JSON).read_text())
+    stages = json.loads((run / "stages.json").read_text())
+    samples = sum(n for k, n in data["programs"].items() if k.startswith("sample/"))
+    passed = data["programs"].get("sample/pass", 0)
+    summary = (
+        f"{cfg['model']['mode']} mode on {cfg['data']['dataset']} {cfg['data']['split']}: "
+        f"{data['problems'] - data['heldout_problems']} problems trained, "
+        f"{data['heldout_problems']} held out; {samples} samples at temperature "
+        f"{cfg['collect']['temperature']} ({passed} pass) plus the ground truths; ranks by "
+        f"{select['ranker']} (chosen on the held-out problems)"
+    )
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    info = {
+        "name": f"bcoder {name}",
+        "summary": summary,
+        "base_model": base,
+        "data": data,
+        "select": select,
+        "stages": stages,
+        "config": cfg,
+        "code_commit": commit or None,
+    }
+    target = args.into / name
+    with atomic_dir(target) as tmp:
+        for path in checkpoint.iterdir():
+            if path.is_file():
+                shutil.copy2(path, tmp / path.name)
+        (tmp / "TRAINING.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"{target}: {summary}")
+
+
+if __name__ == "__main__":
+    main()
