@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Reproduce the default checkpoint (qwen2.5-coder-1.5b, lmhead mode) and its MBPP evaluation.
+#
+#   bash scripts/reproduce_default.sh [train|ship|eval|table3|all]     (default: all)
+#
+# Every step is resumable: run the script again after an interruption and it goes on where it
+# stopped (finished collect / featurize shards and eval problems are kept; phi and theta resume
+# from their last checkpoint). Progress goes to $RUNS/logs/<step>.log. RUNS (default: runs) holds
+# the run directories; RECOLLECT=1 samples the training programs again instead of starting from
+# the collection committed in train/runs/ (the same programs: collect is seeded per shard).
+# LIMIT (default 300) is the number of MBPP test problems evaluated (task ids 11..).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONFIG=qwen2.5-coder-1.5b-lmhead
+RUNS=${RUNS:-runs}
+RUN=$RUNS/$CONFIG
+LIMIT=${LIMIT:-300}
+LOGS=$RUNS/logs
+mkdir -p "$LOGS"
+EVAL=(-d mbpp --split test --limit "$LIMIT" -M 8 --temperature 0.6 --k 1,5)
+
+log() { echo "$(date +%H:%M:%S) $*" | tee -a "$LOGS/steps.log" >&2; }
+
+train() {
+  if [ "${RECOLLECT:-0}" = 0 ] && [ -d "train/runs/$CONFIG/data/collect" ]; then
+    mkdir -p "$RUN/data/collect"
+    cp -rn "train/runs/$CONFIG/data/collect/." "$RUN/data/collect/"  # never overwrites
+  fi
+  log "train: collect -> featurize -> phi -> theta -> select in $RUN"
+  bcoder train all -c "$CONFIG" --set run.dir="$RUN" --resume 2>&1 | tee -a "$LOGS/train.log"
+}
+
+ship() {
+  log "ship: $RUN/checkpoint -> bcoder/checkpoints"
+  python3 scripts/ship_checkpoint.py "$RUN"
+}
+
+evaluate() {
+  local ckpt=$RUN/checkpoint
+  log "eval: the checkpoint policy's candidates (no trained heads) on MBPP test"
+  bcoder eval "${EVAL[@]}" --checkpoint none --out "$RUNS/eval-init" --resume \
+    2>&1 | tee -a "$LOGS/eval-init.log"
+  bcoder eval export "$RUNS/eval-init" -o "$RUNS/eval-init/candidates.jsonl"
+  log "eval: the same candidates ranked by the trained Q-function"
+  bcoder eval "${EVAL[@]}" --rank-only "$RUNS/eval-init/candidates.jsonl" --checkpoint "$ckpt" \
+    --out "$RUNS/eval-ranked" --resume 2>&1 | tee -a "$LOGS/eval-ranked.log"
+  log "eval: the trained policy's own candidates, ranked by it"
+  bcoder eval "${EVAL[@]}" --checkpoint "$ckpt" --out "$RUNS/eval-trained" --resume \
+    2>&1 | tee -a "$LOGS/eval-trained.log"
+}
+
+table3() {
+  log "table 3: smollm2-135m's candidates ranked by the default model's Q-function"
+  bcoder eval "${EVAL[@]}" -m smollm2-135m --checkpoint none --out "$RUNS/eval-smollm2" --resume \
+    2>&1 | tee -a "$LOGS/eval-smollm2.log"
+  bcoder eval export "$RUNS/eval-smollm2" -o "$RUNS/eval-smollm2/candidates.jsonl"
+  bcoder eval "${EVAL[@]}" --rank-only "$RUNS/eval-smollm2/candidates.jsonl" \
+    --checkpoint "$RUN/checkpoint" --out "$RUNS/eval-smollm2-ranked" --resume \
+    2>&1 | tee -a "$LOGS/eval-smollm2-ranked.log"
+}
+
+case "${1:-all}" in
+  train) train ;;
+  ship) ship ;;
+  eval) evaluate ;;
+  table3) table3 ;;
+  all) train && ship && evaluate && table3 ;;
+  *) echo "usage: $0 [train|ship|eval|table3|all]" >&2; exit 2 ;;
+esac
