@@ -9,7 +9,9 @@ and verdicts) to a score, higher = better; :data:`RANKERS` holds them by name, a
   reward (not in the paper; see :func:`terminal_q`);
 - ``tests-first`` / ``tests-first-terminal``: candidates that passed the problem's example tests
   first, then by R~ / by the terminal Q (not in the paper; see :func:`tests_first`);
-- ``mean-logprob``, ``sum-logprob``: likelihood baselines that need no trained heads;
+- ``mean-logprob``, ``sum-logprob``: likelihood baselines that need no trained heads, and
+  ``tests-first-logprob``: example tests first, then mean log-prob (the likelihood counterpart of
+  ``tests-first``, so that what the learned score adds beyond the example tests is measured);
 - ``random``: a fixed pseudo-random order (a hash of the code), the no-information baseline.
 
 Which ranker ``solve`` uses is the checkpoint's: the ``"ranker"`` field of its
@@ -101,6 +103,7 @@ RANKERS: dict[str, Ranker] = {
     "tests-first-terminal": tests_first(terminal_q),
     "mean-logprob": mean_logprob,
     "sum-logprob": sum_logprob,
+    "tests-first-logprob": tests_first(mean_logprob),
     "random": random_score,
 }
 LEARNED = ("reward", "terminal", "tests-first", "tests-first-terminal")  # need trained heads
@@ -111,6 +114,7 @@ RANKER_LABELS = {
     "tests-first-terminal": "example tests first, then terminal Q",
     "mean-logprob": "mean log-prob",
     "sum-logprob": "sum log-prob",
+    "tests-first-logprob": "example tests first, then mean log-prob",
     "random": "random order (hash of the code)",
 }
 

@@ -86,6 +86,7 @@ def naive_score(x: dict, ranker: str) -> tuple:
         "tests-first-terminal": (bool(x["passed_examples"]), terminal),
         "mean-logprob": (x["mean_logprob"],),
         "sum-logprob": (x["sum_logprob"],),
+        "tests-first-logprob": (bool(x["passed_examples"]), x["mean_logprob"]),
         "random": (hashlib.sha256(x["code"].encode()).hexdigest(),),
     }[ranker]
 
@@ -137,7 +138,7 @@ def test_every_pass_at_k_figure_recomputed_from_the_records():
                 assert cell["value"] == pytest.approx(np.mean(vals), abs=1e-12), (group, method, k)
                 assert cell["ci"] == pytest.approx(naive_ci(vals, n_boot, seed), abs=1e-12)
                 checked += 1
-    assert set(metrics["all"]) == set(METHODS) and len(METHODS) == 10
+    assert set(metrics["all"]) == set(METHODS) and len(METHODS) == 11
     assert checked == len(ks) * 4 * len(METHODS)
     # The figures are not all trivially equal: the data exercises the differences.
     all1 = {m: c["1"]["value"] for m, c in metrics["all"].items()}
@@ -145,18 +146,23 @@ def test_every_pass_at_k_figure_recomputed_from_the_records():
     assert len(set(all1.values())) >= 4
 
 
-def test_learned_rankers_against_mean_logprob_paired_bootstrap():
-    """The difference to the mean-log-prob ranking, per problem, then a bootstrap that resamples
+def test_learned_rankers_against_likelihood_paired_bootstrap():
+    """The difference to a likelihood ranking, per problem, then a bootstrap that resamples
     problems with both rankings' values together (recomputed naively)."""
     records, ks, seed, n_boot = synthetic_records(), [1, 2], 5, 300
-    table = compute_figures(records, ks, seed=seed, n_boot=n_boot)["vs_mean_logprob"]
-    assert set(table) == set(LEARNED)
+    table = compute_figures(records, ks, seed=seed, n_boot=n_boot)["vs_likelihood"]
+    pairs = [(r, "mean-logprob") for r in LEARNED]
+    pairs += [
+        ("tests-first", "tests-first-logprob"),
+        ("tests-first-terminal", "tests-first-logprob"),
+    ]
+    assert list(table) == [f"{a} - {b}" for a, b in pairs]
     nonzero = 0
     for k in ks:
         naive = [naive_values(r, k) for r in records]
-        for name in LEARNED:
-            diff = [v["ranked_" + name.replace("-", "_")] - v["ranked_mean_logprob"] for v in naive]
-            cell = table[name][str(k)]
+        for a, b in pairs:
+            diff = [v[ranked_method(a)] - v[ranked_method(b)] for v in naive]
+            cell = table[f"{a} - {b}"][str(k)]
             assert cell["value"] == pytest.approx(np.mean(diff), abs=1e-12)
             assert cell["ci"] == pytest.approx(naive_ci(diff, n_boot, seed), abs=1e-12)
             assert cell["n"] == len(records)
@@ -311,6 +317,11 @@ def test_markdown_shows_every_overall_cell():
         (row,) = [line for line in md.splitlines() if line.startswith(f"| `{name}` | {label} |")]
         assert row.endswith(f" | {figures['auc'][name]:.3f} |")
     assert f"Best learned ranker by pass@1 here: `{figures['best_ranker']}`" in md
+    for pair, by_k in figures["vs_likelihood"].items():  # the paired differences, k = 1 and 5
+        c1, c5 = by_k["1"], by_k["5"]
+        cells = [f"{100 * c['value']:.1f} [{100 * c['ci'][0]:.1f}, {100 * c['ci'][1]:.1f}]"
+                 for c in (c1, c5)]  # fmt: skip
+        assert f"| `{pair}` | {cells[0]} | {cells[1]} |" in md
     json.dumps(report)  # JSON-serialisable
 
 

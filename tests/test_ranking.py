@@ -45,6 +45,7 @@ EXPECTED = {
     "tests-first-terminal": "DCBA",  # the same groups, each by the terminal Q
     "mean-logprob": "CBDA",
     "sum-logprob": "CABD",
+    "tests-first-logprob": "CDBA",  # C, D by mean log-prob, then B, A by mean log-prob
 }
 
 
@@ -88,7 +89,7 @@ def test_unknown_ranker_is_a_one_line_error():
         rank([A, B], "best")
     assert str(err.value) == (
         "unknown ranker 'best' (known: reward, terminal, tests-first, tests-first-terminal, "
-        "mean-logprob, sum-logprob, random)"
+        "mean-logprob, sum-logprob, tests-first-logprob, random)"
     )
 
 

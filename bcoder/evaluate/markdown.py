@@ -100,20 +100,20 @@ def render(report: dict[str, Any]) -> str:
     lines += _table(["outcome", "samples", "share (%)", "mean R~", "mean token log-prob"], rows)
     lines += ["", "## rankers", ""]
     lines += _rankers(fig, report["model"].get("ranker"), ks[0])
-    if fig.get("vs_mean_logprob"):
+    if fig.get("vs_likelihood"):
         lines += [
             "",
-            "## learned rankers against mean log-prob (percentage points)",
+            "## learned rankers against likelihood (percentage points)",
             "",
-            "Each cell: ranked pass@k minus the mean-log-prob ranking's, over problems, and its "
-            "95% paired bootstrap interval (an interval above 0 means the learned ranker wins).",
+            "Each cell: the learned ranker's ranked pass@k minus the likelihood ranking's, over "
+            "problems, and its 95% paired bootstrap interval (above 0: the learned one wins).",
             "",
         ]
         rows = [
-            [f"`{name}`", *(cell(by_k.get(k)) for k in ks)]
-            for name, by_k in fig["vs_mean_logprob"].items()
+            [f"`{pair}`", *(cell(by_k.get(k)) for k in ks)]
+            for pair, by_k in fig["vs_likelihood"].items()
         ]
-        lines += _table(["ranker", *(f"pass@{k}" for k in ks)], rows)
+        lines += _table(["learned - likelihood", *(f"pass@{k}" for k in ks)], rows)
     if report.get("paper"):
         lines += ["", "## the paper's numbers (Yu et al., ICLR 2024) beside this run", ""]
         lines += [
