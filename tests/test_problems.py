@@ -75,6 +75,17 @@ def test_mbpp_fields_and_splits(shared_data: Path):
     assert setup and all(q.example_tests.setup == q.tests.setup for q in setup)
 
 
+def test_several_splits_at_once(shared_data: Path):
+    """MBPP train + validation (the default checkpoint's data): task ids 511-974, file order."""
+    path = shared_data / "mbpp/mbpp.jsonl"
+    both = [p.metadata["dataset_id"] for p in load_problems(path, split="train+validation")]
+    assert both == list(range(511, 975))
+    as_list = load_problems(path, split=["validation", "val", "train"])  # aliases, any order
+    assert [p.metadata["dataset_id"] for p in as_list] == both
+    with pytest.raises(BcoderError, match="unknown split 'tran'"):
+        load_problems(path, split="train+tran")
+
+
 def test_apps_fields(shared_data: Path):
     everything = list(load_problems(shared_data / "apps"))  # the folder: its four files in turn
     by_id = {p.id: p for p in everything}
