@@ -195,6 +195,7 @@ _SHORT = {
     "ranked_tests_first_terminal": "tests, then terminal Q",
     "ranked_mean_logprob": "mean logprob",
     "ranked_sum_logprob": "sum logprob",
+    "ranked_tests_first_logprob": "tests, then mean logprob",
     "ranked_random": "random",
     "filtered_reward": "filtered, R~",
     "upper_bound": "upper bound",
@@ -218,6 +219,16 @@ def _tables(report: dict[str, Any]) -> list[Any]:
     for row in metrics_rows(metrics["all"], ks, _SHORT):
         overall.add_row(*row)
     tables = [overall]
+    if fig.get("vs_likelihood"):
+        from bcoder.evaluate.markdown import cell
+
+        diff = Table(title="learned minus likelihood ranking (points) [95% paired bootstrap CI]")
+        diff.add_column("learned - likelihood", no_wrap=True)
+        for k in ks:
+            diff.add_column(f"pass@{k}", justify="right", no_wrap=True)
+        for pair, by_k in fig["vs_likelihood"].items():
+            diff.add_row(pair, *(cell(by_k.get(k)) for k in ks))
+        tables.append(diff)
     groups = [g for g in metrics if g != "all"]
     if groups:
         per = Table(title="pass@k (%) per difficulty")
