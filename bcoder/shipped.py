@@ -65,6 +65,15 @@ def training_info(checkpoint: str | Path) -> dict[str, Any] | None:
         return None
 
 
+def label(heads: str | Path) -> str:
+    """A short name for the heads a result was ranked with: a shipped checkpoint's name, another
+    checkpoint's folder name, or "untrained heads" ("init")."""
+    if str(heads) == "init":
+        return "untrained heads"
+    info = training_info(heads)
+    return str(info.get("name")) if info and info.get("name") else Path(heads).name
+
+
 def describe(checkpoint: str | Path) -> str:
     """One line naming a checkpoint and, for a shipped one, its training data."""
     info = training_info(checkpoint)

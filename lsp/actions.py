@@ -322,6 +322,7 @@ class BcoderServer(LanguageServer):
         return await full, None
 
     async def _finish_solve(self, problem: Any, run: Any, job: Job, start: float) -> SolveResult:
+        from bcoder.shipped import label
         from bcoder.solve import Cancelled
 
         try:
@@ -331,7 +332,7 @@ class BcoderServer(LanguageServer):
         self.log(
             f"{problem.id}: {len(result.candidates)} candidates in {time.monotonic() - start:.1f} s"
             f" ({', '.join(f'{k} {v:.1f}s' for k, v in result.timings.items())})"
-            f", ranked by {result.ranker}"
+            f", ranked by {result.ranker} with {label(result.heads)}"
         )
         await self._save(result)
         return result

@@ -191,6 +191,10 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
     out = invoke(*args, monkeypatch=monkeypatch, env=env)
     assert out.exit_code == 0, out.output
     assert "tiny-heads (shipped; trained on 3 MBPP problems)" in out.stdout
+    from bcoder.shipped import label
+
+    assert label(shipped) == "tiny-heads" and label("init") == "untrained heads"
+    assert label(tmp_path / "elsewhere" / "ckpt") == "ckpt"
     result = json.loads(invoke(*args, "--checkpoint", "none", "--json", monkeypatch=monkeypatch,
                                env=env).stdout)  # fmt: skip
     assert result["heads"] == "init" and result["settings"]["ranker"] == "reward"

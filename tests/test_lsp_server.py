@@ -271,7 +271,7 @@ async def test_implement_function_method_and_nested(client, server_env):
     )
     assert result["applied"] is True and result["rank"] == 1, result
     assert result["ranker"] == "reward"  # no checkpoint: R~; the log says so too
-    assert any("ranked by reward" in m.message for m in client.log_messages)
+    assert any("ranked by reward with untrained heads" in m.message for m in client.log_messages)
     text = client.docs.text[uri]
     (ret,) = body_after(text, '"""')  # the docstring's closing line, then the body
     assert ret.startswith("    return") and ret.strip() in RETURNS

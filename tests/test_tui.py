@@ -56,7 +56,10 @@ async def test_stored_run_select_candidates_and_switch_metrics(stored):
         )
         rewards = [float(str(table.get_cell_at((r, 1)))) for r in range(table.row_count)]
         assert rewards == sorted(rewards, reverse=True)  # ranked best first
-        assert app.sub_title.count(run_id) == 1 and "ranked by reward" in app.sub_title
+        assert (
+            app.sub_title.count(run_id) == 1
+            and "ranked by reward (untrained heads)" in app.sub_title
+        )
 
         table.focus()
         await pilot.press("down", "down")

@@ -154,7 +154,11 @@ class BcoderTui(App[None]):
         model = settings.get("model") or DEFAULT_MODEL
         run = self.result.run_id if self.result and self.result.run_id else "unsaved"
         self.title = f"bcoder · {info.get('id', 'no problem')}"
-        ranked = f"ranked by {self.result.ranker}" if self.result else ""
+        ranked = ""
+        if self.result:
+            from bcoder.shipped import label
+
+            ranked = f"ranked by {self.result.ranker} ({label(self.result.heads)})"
         self.sub_title = " · ".join(x for x in (str(model or ""), ranked, run, self.status) if x)
         self.table.border_subtitle = f"{len(self.candidates)}"
 
