@@ -1,0 +1,157 @@
+"""The README's "Results": one table from the eval runs of scripts/reproduce_default.sh.
+
+    python3 scripts/results.py [--runs runs] [--out docs/results]
+
+Reads the eval run directories (eval-init: the checkpoint policy's candidates, no trained heads;
+eval-ranked: the same candidates ranked by the trained Q-function; eval-trained: the trained
+policy's own candidates; eval-smollm2 / eval-smollm2-ranked: the paper's Table 3 use), keeps the
+problems every present run has finished, and writes ``results.md`` / ``results.json`` and the
+R~ density plot (the paper's Figure 3) under ``--out``. Figures are recomputed from the stored
+records with the eval's own functions; differences between runs are paired by problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bcoder import metrics
+from bcoder.evaluate.markdown import cell
+from bcoder.evaluate.plots import plot_reward_density
+from bcoder.evaluate.records import SELECTION, ProblemRecord, load_records
+from bcoder.evaluate.report import (
+    COMPARISONS,
+    compute_figures,
+    expand,
+    problem_values,
+    ranked_method,
+)
+from bcoder.ranking import LEARNED, RANKER_LABELS, RANKERS
+
+RUNS = {
+    "init": "eval-init",
+    "ranked": "eval-ranked",
+    "trained": "eval-trained",
+    "smollm2": "eval-smollm2",
+    "smollm2-ranked": "eval-smollm2-ranked",
+}
+COMMAND = "bash scripts/reproduce_default.sh eval"
+KS = ("1", "5")
+
+
+def load(run_dir: Path) -> dict[str, ProblemRecord]:
+    ids = json.loads((run_dir / SELECTION).read_text())["problem_ids"]
+    records, _ = load_records(run_dir, ids)
+    return {r.problem_id: r for r in records}
+
+
+def paired(a: list[ProblemRecord], b: list[ProblemRecord], ma: str, mb: str, k: int, seed: int):
+    """Method ``ma`` of run a minus method ``mb`` of run b, per problem; mean and paired CI."""
+    diff = [
+        problem_values(expand(x), k)[ma] - problem_values(expand(y), k)[mb]
+        for x, y in zip(a, b, strict=True)
+    ]
+    low, high = metrics.bootstrap_ci(diff, 1000, seed=seed)
+    return {"value": float(np.mean(diff)), "ci": [low, high], "n": len(diff)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=Path, default=Path("runs"))
+    ap.add_argument("--out", type=Path, default=Path("docs/results"))
+    args = ap.parse_args()
+    present = {
+        k: load(args.runs / d) for k, d in RUNS.items() if (args.runs / d / SELECTION).is_file()
+    }
+    if "init" not in present:
+        raise SystemExit(f"{args.runs}/eval-init: no eval run (run `{COMMAND}` first)")
+    mbpp = [k for k in present if not k.startswith("smollm2")]
+    common = sorted(set.intersection(*(set(present[k]) for k in mbpp)), key=_task_id)
+    rec = {k: [present[k][p] for p in common] for k in mbpp}
+    figs = {k: compute_figures(rec[k], [1, 5], seed=0, n_boot=1000) for k in mbpp}
+    lines = [
+        f"# Results: MBPP test, {len(common)} problems (task ids {_task_id(common[0])}-"
+        f"{_task_id(common[-1])}), M = 8, temperature 0.6",
+        "",
+        f"Made by `python3 scripts/results.py` from the runs of `{COMMAND}`; every cell is the "
+        "mean over problems with its 95% bootstrap interval (percent).",
+        "",
+        "| candidates from | ranked by | pass@1 | pass@5 | ROC AUC |",
+        "|---|---|---|---|---|",
+    ]
+    for key, who in (("init", "checkpoint policy"), ("ranked", "checkpoint policy"),
+                     ("trained", "trained policy")):  # fmt: skip
+        if key not in figs:
+            continue
+        fig = figs[key]["metrics"]["all"]
+        heads = "no trained heads" if key == "init" else "trained heads"
+        rows = [("unranked", "unranked", None)] if key != "ranked" else []
+        names = ["mean-logprob", "sum-logprob", "tests-first-logprob", "random"]
+        names = names if key == "init" else [*LEARNED, *names]
+        rows += [(ranked_method(n), RANKER_LABELS[n], n) for n in names]
+        rows += [("upper_bound", "true reward (upper bound)", None)]
+        for method, label, name in rows:
+            auc = figs[key]["auc"].get(name) if name else None
+            lines.append(
+                f"| {who} | {label} ({heads}) | {cell(fig[method]['1'])} | "
+                f"{cell(fig[method]['5'])} | {'-' if auc is None else f'{auc:.3f}'} |"
+            )
+    lines += ["", "## Learned rankers against likelihood (points, paired bootstrap 95% CI)", ""]
+    lines += ["| learned | likelihood | pass@1 | pass@5 |", "|---|---|---|---|"]
+    diffs: dict[str, Any] = {}
+    for key in ("ranked", "trained"):
+        if key not in figs:
+            continue
+        for name, base in COMPARISONS:  # within a run: the same policy's likelihood
+            pair = f"{key}: {name} - {base}"
+            diffs[pair] = {k: paired(rec[key], rec[key], ranked_method(name), ranked_method(base),
+                                     int(k), 0) for k in KS}  # fmt: skip
+        if key == "ranked":  # against the base model's own likelihood (eval-init's scores)
+            for name in LEARNED:
+                pair = f"ranked: {name} - init: mean-logprob"
+                diffs[pair] = {k: paired(rec[key], rec["init"], ranked_method(name),
+                                         "ranked_mean_logprob", int(k), 0) for k in KS}  # fmt: skip
+    for pair, by_k in diffs.items():
+        learned, base = pair.rsplit(" - ", 1)
+        lines.append(f"| {learned} | {base} | {cell(by_k['1'])} | {cell(by_k['5'])} |")
+    if "smollm2-ranked" in present and "smollm2" in present:
+        ids = sorted(set(present["smollm2"]) & set(present["smollm2-ranked"]), key=_task_id)
+        small = compute_figures([present["smollm2"][p] for p in ids], [1, 5], n_boot=1000)
+        ranked = compute_figures([present["smollm2-ranked"][p] for p in ids], [1, 5], n_boot=1000)
+        lines += ["", f"## smollm2-135m's candidates ranked by the default model's heads "
+                  f"({len(ids)} problems; the paper's Table 3 use)", ""]  # fmt: skip
+        lines += ["| ranked by | pass@1 | pass@5 |", "|---|---|---|"]
+        for fig, method, label in (
+            (small, "unranked", "unranked"),
+            (small, "ranked_mean_logprob", "smollm2's mean log-prob"),
+            *((ranked, ranked_method(n), RANKER_LABELS[n] + " (default model's heads)")
+              for n in LEARNED),
+            (ranked, "upper_bound", "true reward (upper bound)"),
+        ):  # fmt: skip
+            m = fig["metrics"]["all"][method]
+            lines.append(f"| {label} | {cell(m['1'])} | {cell(m['5'])} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for key in ("ranked", "trained"):
+        if key in rec:
+            plot_reward_density(rec[key], args.out / f"reward_density-{key}.png")
+    lines += [
+        "",
+        "Plots: `reward_density-ranked.png`, `reward_density-trained.png` (R~ by true outcome, "
+        "the paper's Figure 3). Rankers: " + ", ".join(f"`{n}`" for n in RANKERS) + ".",
+    ]
+    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+    out = {"problems": common, "figures": figs, "differences": diffs}
+    (args.out / "results.json").write_text(json.dumps(out, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+def _task_id(pid: str) -> int:
+    return int(pid.rsplit("/", 1)[-1])
+
+
+if __name__ == "__main__":
+    main()
