@@ -71,3 +71,46 @@ def default_cpu_dtype_name(n_params: int, min_bf16_params: int) -> tuple[str, st
     if n_params >= min_bf16_params:
         return "bfloat16", f"bfloat16: {info.why} and the model is large"
     return "float32", f"float32: a small model ({info.why})"
+
+
+# --- how busy the CPU is now ------------------------------------------------------------------
+
+# /proc/stat's first line: cpu user nice system idle iowait irq softirq steal ... (clock ticks)
+_BUSY = (0, 2, 5, 6, 7)  # user, system, irq, softirq, steal: work our threads compete with
+_ALL = 8  # user .. steal; nice time is neither busy nor idle to us: niced work yields to ours
+
+
+def _cpu_ticks() -> list[int] | None:
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 1 + _ALL:
+        return None
+    return [int(x) for x in fields[1 : 1 + _ALL]]
+
+
+def busy_between(before: list[int], after: list[int], cores: int) -> float | None:
+    """Cores busy with un-niced work between two /proc/stat samples (None: no time passed).
+
+    Niced work (a background training or eval job started with ``nice``) does not count: the
+    scheduler gives its cores to our threads, so a second thread is worth starting beside it.
+    """
+    total = sum(after[:_ALL]) - sum(before[:_ALL])
+    if total <= 0:
+        return None
+    busy = sum(after[i] - before[i] for i in _BUSY)
+    return cores * busy / total
+
+
+def busy_cores(cores: int, window: float = 0.25) -> float | None:
+    """Cores busy with un-niced work over the next ``window`` seconds (Linux), else None."""
+    import time
+
+    before = _cpu_ticks()
+    if before is None:
+        return None
+    time.sleep(window)
+    after = _cpu_ticks()
+    return None if after is None else busy_between(before, after, cores)

@@ -234,16 +234,26 @@ class Engine:
 
 
 def cpu_threads() -> int:
-    """Torch CPU threads worth using now: the cores not already busy (by the 1-minute load
-    average), at least 1. On an oversubscribed machine a second OpenMP thread makes decoding
-    several times slower (measured: 7x on 2 shared cores), so callers apply this on CPU."""
+    """Torch / llama.cpp CPU threads worth using now: the cores not busy, at least 1. On an
+    oversubscribed machine a second thread makes decoding several times slower (measured: 7x on
+    2 shared cores), so callers apply this on CPU.
+
+    Busy means un-niced work over the last quarter second (/proc/stat), so a niced background
+    job leaves its cores to this one, and a stage that starts right after another one in the same
+    process sees the cores that one freed (the 1-minute load average, the fallback elsewhere,
+    still counts both for a minute).
+    """
     import os
 
+    from bcoder.hardware import busy_cores
+
     cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        return cores
+    busy = busy_cores(cores)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            return cores
     return max(1, min(cores, int(cores - busy + 0.5)))
 
 
