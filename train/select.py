@@ -2,16 +2,17 @@
 
 The held-out problems (``data.heldout_frac`` of them, by a hash of the id, never trained on) keep
 the programs collect sampled for them. ``select`` ranks each held-out problem's sampled programs
-as they were sampled (a program drawn c times counts c times) with ``<run>/checkpoint`` (an ablation's ``checkpoint-*``), through
-the path ``bcoder eval --rank-only`` takes (scored on the inference backend, example and full
-tests run in the sandbox), and writes the learned ranker (:data:`bcoder.ranking.LEARNED`) with
-the best ranked pass@1 into the checkpoint's ``"ranker"`` field (ties go to R~, the paper's).
-``solve``, the TUI and the language server then rank with it and say which.
+as they were sampled (a program drawn c times counts c times) with ``<run>/checkpoint`` (an
+ablation's ``checkpoint-*``), through the path ``bcoder eval --rank-only`` takes (scored on the
+inference backend, example and full tests run in the sandbox), and writes the learned ranker
+(:data:`bcoder.ranking.LEARNED`) with the best ranked pass@1 into the checkpoint's ``"ranker"``
+field (ties go to R~, the paper's). ``solve``, the TUI and the language server then rank with it
+and say which.
 
-The eval run stays in ``<run>/select/`` (``select-*``) (its report.md sets every ranker, likelihood included,
-side by side); ``<run>/select/select.json`` sums the choice up. The programs were sampled from
-the checkpoint policy; in lmhead mode ``solve`` samples from the trained one, so the held-out
-figures are an estimate of the ranking, not of the trained policy's pass rate.
+The eval run stays in ``<run>/select/eval`` (``select-*``; its report.md sets every ranker,
+likelihood included, side by side) and ``<run>/select/select.json`` sums the choice up. The
+programs were sampled from the checkpoint policy; in lmhead mode ``solve`` samples from the
+trained one, so the held-out figures estimate the ranking, not the trained policy's pass rate.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     from bcoder.train.theta import stage_name
 
     root = setup.run_dir(cfg)
-    name = stage_name(cfg).replace("theta", "checkpoint", 1)  # an ablation's: checkpoint-*
-    checkpoint = root / name
+    ckpt_name = stage_name(cfg).replace("theta", "checkpoint", 1)  # an ablation's: checkpoint-*
+    checkpoint = root / ckpt_name
     if not (checkpoint / "bcoder_config.json").is_file():
         raise BcoderError(f"{checkpoint}: no trained checkpoint; run `bcoder train theta` first")
     programs = heldout_samples(cfg, root)
@@ -73,7 +74,7 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
             f"{root}: no sampled programs of held-out problems to choose a ranker on "
             "(data.heldout_frac is 0, or collect has not run)"
         )
-    out_dir = root / name.replace("checkpoint", "select", 1)
+    out_dir = root / ckpt_name.replace("checkpoint", "select", 1)
     eval_dir = out_dir / "eval"
     shutil.rmtree(eval_dir, ignore_errors=True)  # the checkpoint may have changed since
     out_dir.mkdir(parents=True, exist_ok=True)
