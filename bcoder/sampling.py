@@ -10,7 +10,10 @@ l_theta. With a frozen backbone (``backend.scores_in_loop``: head and lmhead mod
 keeps, per action token, everything the per-token scores need -- the advantage A(s_t, a_t) =
 alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the very tensor
 ``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's preferred
-token -- so scoring needs no second pass. Rows that finish (EOS, the end of a fenced code block,
+token -- so scoring needs no second pass. With ``DecodeOptions.features`` it also keeps what
+``bcoder train featurize`` would compute in a second, teacher-forced pass over the finished
+program (the hidden states and the checkpoint's top-k logits), so collect can store the features
+of what it samples as it samples them. Rows that finish (EOS, the end of a fenced code block,
 or the length limit) leave the batch.
 """
 
@@ -61,6 +64,7 @@ class Generation:
     action_ids: list[int]
     finish_reason: str  # eos | code_block_end | length
     scores: StepScores | None = None  # set when the loop scored (score=True)
+    features: dict[str, Any] | None = None  # featurize's columns (DecodeOptions.features)
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -138,7 +142,9 @@ class _Recorder:
     """The raw per-step statistics of in-loop scoring, kept with as few tensor ops per step as
     possible (the loop is the hot path); turned into StepScores once a row finishes."""
 
-    def __init__(self, B: int, T: int, hidden: torch.Tensor | None, device: torch.device):
+    def __init__(
+        self, B: int, T: int, hidden: torch.Tensor | None, device: torch.device, topk: int = 0
+    ):
         self.stats = torch.zeros((B, T, 3), device=device)  # l(s_t, a_t), max l(s_t), logsumexp
         self.preferred = torch.zeros((B, T), dtype=torch.long, device=device)
         self.hidden = (  # None when V does not depend on the state (untrained heads)
@@ -146,6 +152,11 @@ class _Recorder:
             if hidden is None
             else torch.zeros((B, T, hidden.shape[-1]), dtype=hidden.dtype, device=device)
         )
+        self.topk = topk  # > 0: also the checkpoint's top-k logits (featurize's columns)
+        if topk:
+            self.top_logits = torch.zeros((B, T, topk), device=device)
+            self.top_ids = torch.zeros((B, T, topk), dtype=torch.long, device=device)
+            self.ckpt = torch.zeros((B, T, 2), device=device)  # l_ckpt(s_t, a_t), tail_lse
 
     def record(
         self,
@@ -164,6 +175,30 @@ class _Recorder:
         self.preferred[rows, t] = ckpt_logits.argmax(dim=-1)
         if self.hidden is not None:
             self.hidden[rows, t] = hidden
+        if self.topk:
+            from bcoder.adapter import topk_features
+
+            top_l, top_i, taken_l, tail = topk_features(ckpt_logits, taken, self.topk)
+            self.top_logits[rows, t], self.top_ids[rows, t] = top_l, top_i
+            self.ckpt[rows, t] = torch.stack([taken_l, tail], dim=-1)
+
+    def features(self, alpha: float, row: int, n: int) -> dict[str, Any]:
+        """Featurize's columns for the first ``n`` actions of ``row`` (numpy, as
+        :func:`bcoder.train.featurize.token_features` computes them from a teacher-forced pass):
+        ckpt_adv, ckpt_argmax and hidden (T[, H]), topk_logits / topk_ids (T, K), ckpt_logit
+        and tail_lse (T,). Needs ``topk`` and the hidden states."""
+        assert self.topk and self.hidden is not None
+        top_l, taken_l = self.top_logits[row, :n].float(), self.ckpt[row, :n, 0]
+        out = {
+            "ckpt_adv": alpha * (taken_l - top_l[:, 0]),  # the top-1 logit is the max
+            "ckpt_argmax": self.preferred[row, :n],
+            "hidden": self.hidden[row, :n].float(),
+            "topk_logits": top_l,
+            "topk_ids": self.top_ids[row, :n],
+            "ckpt_logit": taken_l,
+            "tail_lse": self.ckpt[row, :n, 1],
+        }
+        return {k: v.cpu().numpy() for k, v in out.items()}
 
     def scores(self, backend: Backend, row: int, n: int) -> StepScores:
         """A, V, log-prob and preferred token of the first ``n`` actions of ``row``."""
@@ -190,6 +225,7 @@ class DecodeOptions:
     eos_ids: tuple[int, ...] = ()
     fence: FenceStop | None = None  # stop at the end of a fenced code block
     score: bool = False  # record StepScores (head and lmhead modes only)
+    features: int = 0  # > 0 (with score): also featurize's columns, this many top-k logits
 
 
 @torch.inference_mode()
@@ -215,10 +251,13 @@ def decode(
         raise ValueError(
             "in-loop scoring needs a frozen backbone; score with backend.score() otherwise"
         )
+    if options.features and not options.score:
+        raise ValueError("DecodeOptions.features needs score=True")
     check(cancel)
     # hidden states only when V or the logit adapter depends on them (a runtime may skip
     # computing them otherwise)
     hidden = (options.score and backend.constant_value() is None) or backend.adapts_logits
+    hidden = hidden or bool(options.features)
     runner = backend.start(prompts, pad_id, hidden, options.max_new_tokens)
     raw, hidden = runner.first
     logits = backend.policy_logits(raw, hidden)  # l_theta
@@ -226,7 +265,7 @@ def decode(
     device = logits.device
     active = torch.arange(B, device=device)  # original row of each batch row
     tokens = torch.zeros((B, T), dtype=torch.long, device=device)
-    recorder = _Recorder(B, T, hidden, device) if options.score else None
+    recorder = _Recorder(B, T, hidden, device, options.features) if options.score else None
     eos = torch.tensor(options.eos_ids or (-1,), device=device)
     for t in range(T):
         nxt = sample_next(logits, options.temperature, options.top_p, generator)  # (b,)
@@ -246,10 +285,13 @@ def decode(
         finished = [r for r, x in enumerate(reasons) if x]
         for r in finished:
             row = int(active[r])
-            scores = recorder.scores(backend, row, t + 1) if recorder is not None else None
-            yield Generation(
-                first_index + row, prompts[row], tokens[row, : t + 1].tolist(), reasons[r], scores
-            )
+            scores = features = None
+            if recorder is not None:
+                scores = recorder.scores(backend, row, t + 1)
+                if options.features:
+                    features = recorder.features(backend.config.alpha, row, t + 1)
+            ids = tokens[row, : t + 1].tolist()
+            yield Generation(first_index + row, prompts[row], ids, reasons[r], scores, features)
         if on_step:
             on_step(t + 1, len(reasons) - len(finished))
         if len(finished) == len(reasons) or t == T - 1:

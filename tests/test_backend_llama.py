@@ -263,7 +263,25 @@ def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data, m
     acc = setup.make_accelerator(cfg)
     collected = run.run_collect(cfg, acc)
     assert collected["shards_written"] == 3 and collected["samples"] > 0
-    run.run_featurize(cfg, acc)
+    feat = run.run_featurize(cfg, acc)
+    # collect recorded the samples' features as it sampled them: featurize computed the rest
+    assert feat["tokens_recorded"] > 0 and feat["tokens"] > 0
+    again = tmp_path / "llama-teacher-forced"  # the same programs, every feature computed here
+    shutil.copytree(tmp_path / "llama" / "data" / "collect", again / "data" / "collect")
+    again_cfg = config(path, again, shared_data, extra=["model.backend=llama.cpp", *sets])
+    full = run.run_featurize(again_cfg, acc)
+    assert full["tokens_recorded"] == 0
+    assert full["tokens"] == feat["tokens"] + feat["tokens_recorded"]
+    recorded, forced = (ShardStore(d / "data" / "features") for d in (tmp_path / "llama", again))
+    for shard in recorded.names():
+        a, b = recorded.load(shard), forced.load(shard)
+        for col in a.column_names:
+            for x, y in zip(a[col], b[col], strict=True):
+                x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+                if col in ("ckpt_argmax", "topk_ids"):
+                    assert np.mean(x == y) > 0.98, col  # near-ties of a random model may swap
+                else:  # KV-cached decode against one teacher-forced pass (hidden in float16)
+                    assert np.allclose(x, y, atol=2e-3 if col != "hidden" else 2e-2), col
     ref_dir = tmp_path / "transformers"
     shutil.copytree(tmp_path / "llama" / "data" / "collect", ref_dir / "data" / "collect")
     ref_cfg = config(path, ref_dir, shared_data, extra=["model.backend=transformers", *sets])

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,6 +109,35 @@ def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, shar
         assert round(r["reward"], 4) in (-0.3, -0.6, -1.0) and 1 <= len(r["action_ids"]) <= 24
     keys = [(r["problem_id"], tuple(r["action_ids"])) for r in rows]
     assert len(keys) == len(set(keys))
+
+
+def test_collect_records_the_features_featurize_would_compute(
+    collected, tmp_path, tiny_model_dir, shared_data
+):
+    """collect keeps the samples' features (hidden states, A_ckpt, argmax) as it samples them;
+    featurize then computes only the ground truths', and what was recorded matches its own
+    teacher-forced pass over the same programs (transformers backend)."""
+    from bcoder.train import run, setup
+    from bcoder.train.data import ShardStore
+
+    recorded_run = tmp_path / "recorded"
+    shutil.copytree(collected / "data", recorded_run / "data")  # with data/sampled_features
+    forced_run = fresh_run(collected, tmp_path)  # the collected programs only
+    acc = setup.make_accelerator(config(tiny_model_dir, recorded_run, shared_data))
+    got = run.run_featurize(config(tiny_model_dir, recorded_run, shared_data), acc)
+    ref = run.run_featurize(config(tiny_model_dir, forced_run, shared_data), acc)
+    assert got["tokens_recorded"] > 0 and ref["tokens_recorded"] == 0
+    assert got["tokens"] + got["tokens_recorded"] == ref["tokens"]
+    a_store, b_store = (ShardStore(d / "data" / "features") for d in (recorded_run, forced_run))
+    for shard in a_store.names():
+        a, b = a_store.load(shard), b_store.load(shard)
+        for col in a.column_names:
+            for x, y in zip(a[col], b[col], strict=True):
+                x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+                if col == "ckpt_argmax":
+                    assert np.mean(x == y) > 0.98
+                else:  # KV-cached decode against one padded forward (hidden in float16)
+                    assert np.allclose(x, y, atol=1e-3 if col != "hidden" else 1e-2), col
 
 
 def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_model_dir, shared_data):

@@ -51,6 +51,7 @@ class Program:
     count: int = 1
     outcome: str = ""
     reward: float = 0.0
+    features: dict[str, Any] | None = None  # featurize's columns, recorded while sampling
 
 
 @dataclass
@@ -135,8 +136,12 @@ def sample_programs(
     problems: list[Problem],
     seed: int,
     on_row: Callable[[], None] | None = None,
+    features: int = 0,
 ) -> list[Program]:
     """m samples of the checkpoint policy for each problem, merged by identical actions.
+
+    With ``features`` (the top-k of :class:`bcoder.sampling.DecodeOptions`), each program also
+    carries featurize's columns, recorded by the decode loop (``Program.features``).
 
     Rows of several problems share a decode batch (``collect.batch_size`` rows), which is what
     makes small-batch decoding affordable; the batches of a chunk are seeded from the seed and
@@ -167,6 +172,8 @@ def sample_programs(
             max_new_tokens=prompter.cfg.data.max_target_tokens,
             eos_ids=engine.eos_ids(),
             fence=engine.fence() if family == "chat" else None,  # chat prompts ask for a block
+            score=bool(features),
+            features=features,
         )
         for start in range(0, len(rows), cfg.batch_size):
             batch = rows[start : start + cfg.batch_size]
@@ -183,8 +190,9 @@ def sample_programs(
                 text = tokenizer.decode(gen.action_ids, skip_special_tokens=True)
                 code = extract_code(text, by_id[pid], family)
                 merged[key] = Program(
-                    pid, "sample", ids[gen.index], gen.action_ids, text, code, gen.finish_reason
-                )
+                    pid, "sample", ids[gen.index], gen.action_ids, text, code, gen.finish_reason,
+                    features=gen.features,
+                )  # fmt: skip
     return list(merged.values())
 
 
@@ -305,6 +313,43 @@ class _RowProgress:
         self.emit(Progress("collect", done, self.total, f"sampling {self.name}"))
 
 
+SAMPLED_FEATURES = "sampled_features"  # data/<this>: featurize's columns of sampled programs
+
+
+def recording(cfg: TrainConfig, policy: Any) -> dict[str, Any]:
+    """Whether collect records featurize's columns while sampling: ``{"topk": k, "meta": the
+    features' settings}`` (k = 0: not). It does in the frozen-backbone modes, on a backend that
+    scores in its decode loop, unless ``featurize.in_collect`` is off; featurize then uses the
+    records whose settings are its own (the same backend, base, alpha, top-k)."""
+    from bcoder.backends import as_backend
+    from bcoder.model import FROZEN_BACKBONE
+    from bcoder.train.featurize import features_meta
+
+    backend = as_backend(policy)
+    if not (cfg.featurize.in_collect and cfg.model.mode in FROZEN_BACKBONE):
+        return {"topk": 0, "meta": None}
+    if not backend.scores_in_loop:
+        return {"topk": 0, "meta": None}
+    meta = features_meta(cfg, policy)
+    return {"topk": meta.get("topk", 1), "meta": meta}
+
+
+def write_recorded(
+    store: ShardStore, name: str, programs: list[Program], meta: dict[str, Any], problems: list
+) -> None:
+    """The recorded features of a shard's sampled programs, with their row in the shard."""
+    from datasets import Features, Value
+
+    from bcoder.train.featurize import feature_schema, stored_row
+
+    schema = feature_schema(meta)
+    rows = [i for i, p in enumerate(programs) if p.features is not None]
+    stored = [stored_row(programs[i].features, schema) for i in rows]  # type: ignore[arg-type]
+    columns: dict[str, list] = {"row": rows, **{c: [s[c] for s in stored] for c in schema}}
+    schema = Features({"row": Value("int32"), **schema})
+    store.write(name, columns, schema, problems=problems, features_meta=meta)
+
+
 def _check_meta(store: ShardStore, meta: dict[str, Any], what: str) -> None:
     old = store.meta()
     if old and any(old.get(k) != v for k, v in meta.items()):
@@ -351,6 +396,8 @@ def collect(
         store.set_meta(meta)
     summary = CollectSummary(problems=len(problems))
     prompter = Prompter(tokenizer, cfg, qmodel.is_seq2seq)
+    recorded = recording(cfg, qmodel)
+    sampled = ShardStore(Path(run_dir) / "data" / SAMPLED_FEATURES)
     seed = cfg.run.seed
     emit(Progress("collect", 0, len(problems), "starting"))
     # a shard is done when it covers exactly its chunk (a changed problem list redoes the rest)
@@ -371,7 +418,9 @@ def collect(
             with_tests = [p for p in chunk if p.tests is not None]
             summary.skipped_no_tests += [p.id for p in chunk if p.tests is None]
             on_row = _RowProgress(emit, finished, len(problems), c.samples_per_problem, name)
-            programs = sample_programs(qmodel, tokenizer, prompter, with_tests, seed, on_row)
+            programs = sample_programs(
+                qmodel, tokenizer, prompter, with_tests, seed, on_row, recorded["topk"]
+            )
             if c.ground_truth:
                 for problem in with_tests:
                     gts = problem.solutions[: c.max_ground_truths or None]
@@ -379,6 +428,8 @@ def collect(
             finished += len(chunk)
             label(programs, {p.id: p for p in chunk}, ex, c.execute_ground_truth)
             problem_ids = [p.id for p in chunk]
+            if recorded["topk"]:  # before the shard's entry: an entry means both are there
+                write_recorded(sampled, name, programs, recorded["meta"], problem_ids)
             store.write(name, to_columns(programs), collect_features(), problems=problem_ids)
             if rank == 0:
                 clock.lap(add={"shards": 1, "programs": len(programs)})

@@ -112,6 +112,9 @@ class FeaturizeConfig:
     batch_size: int = 8  # programs per forward
     hidden_dtype: Literal["float16", "float32"] = "float16"  # stored hidden states (head, lmhead)
     topk: int = 32  # checkpoint logits stored per token for the LM-head adapter (lmhead mode)
+    # head / lmhead: collect keeps the features of what it samples as it samples it, and
+    # featurize computes only the rest (ground truths, imports) when its backend is collect's
+    in_collect: bool = True
 
     def __post_init__(self) -> None:
         _check(self.batch_size > 0, "featurize.batch_size must be > 0")

@@ -1,6 +1,6 @@
 """featurize: the frozen per-token quantities, computed once (DESIGN section 2, "Precompute once").
 
-Per action token of every collected program, from one teacher-forced forward of the checkpoint:
+Per action token of every collected program, from the checkpoint:
 
     ckpt_adv[t]    = A_ckpt(s_t, a_t) = alpha * (l_ckpt(s_t, a_t) - max_b l_ckpt(s_t, b))  float32
     ckpt_argmax[t] = argmax_b l_ckpt(s_t, b), the conservative operator's target action     int32
@@ -15,14 +15,19 @@ in lmhead mode also what the logit adapter's training step needs instead of the 
 
 and after the phi-stage (:func:`compute_values`), ``u_phi[t]``, the raw phi head output at s_t.
 
-Why one teacher-forced pass instead of reading these off the collection's decode loop: ground
-truths and imported programs were never decoded, so they need this pass anyway; the decode loop
-keeps no hidden states (and scores nothing outside head mode); and a single parallel pass over a
-finished program costs a small fraction of the token-by-token decode that produced it (the
-timings of a run show it), while giving exactly the numbers ``BCoderModel.run_lm`` -- used by
-training and by solve-time scoring -- computes, not KV-cache decode numbers that differ in low
-precision. Hidden states are stored as float16 (10 mantissa bits; the last hidden state of a
-causal LM is normalised, so its range fits; values are clamped to the float16 range).
+Where they come from. In head and lmhead mode collect records them for the programs it samples
+while it samples them (``featurize.in_collect``, :class:`bcoder.sampling.DecodeOptions`
+``features``: the decode loop has each step's logits and hidden states anyway) in
+``data/sampled_features``, and featurize computes only the rest -- ground truths and imported
+programs, which were never decoded -- in one teacher-forced pass, taking the recorded rows whose
+settings (backend, base, alpha, top-k) are its own. On a CPU that pass is not cheap beside the
+decode: llama.cpp scored 8 programs at ~26 tok/s where it sampled 8 rows at ~18 tok/s (README,
+"Speed, measured"), so recomputing the samples cost nearly as much as sampling them. Recorded and
+recomputed features differ only by floating-point order (KV-cached decode against one pass;
+tests/test_train_e2e.py and tests/test_backend_llama.py compare them). lora and full mode, whose
+LM trains, compute everything here. Hidden states are stored as float16 (10 mantissa bits; the
+last hidden state of a causal LM is normalised, so its range fits; values are clamped to the
+float16 range).
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ class FeaturizeSummary:
     shards_written: int = 0
     shards_skipped: int = 0
     programs: int = 0
-    tokens: int = 0
+    tokens: int = 0  # computed here
+    tokens_recorded: int = 0  # recorded by collect while sampling (featurize.in_collect)
     seconds: float = 0.0
 
 
@@ -152,7 +158,7 @@ def featurize(
     if not llama:
         ckpt.eval()
     summary = FeaturizeSummary()
-    schema = _features(meta, cfg.featurize.hidden_dtype)
+    schema = feature_schema(meta)
     hidden_size = 0
     clock = StageClock(Path(run_dir), "featurize")
     for k, entry in enumerate(shards):
@@ -168,7 +174,14 @@ def featurize(
         n = len(ds)
         rows_out: dict[str, list] = {col: [None] * n for col in schema}
         lengths = np.array([len(a) for a in cols["action_ids"]])
-        for rows in _batches(lengths, cfg.featurize.batch_size):
+        recorded = recorded_rows(data, entry, meta, schema)
+        for i, stored in recorded.items():
+            for col, value in stored.items():
+                rows_out[col][i] = value
+        summary.tokens_recorded += int(lengths[list(recorded)].sum())
+        todo = np.array([i for i in range(n) if i not in recorded], dtype=np.int64)
+        for part in _batches(lengths[todo], cfg.featurize.batch_size):
+            rows = todo[part].tolist()
             if llama:  # the same columns from llama.cpp's teacher-forced pass
                 got = ckpt.features(
                     [cols["prompt_ids"][i] for i in rows],
@@ -177,10 +190,8 @@ def featurize(
                 )
                 for i, st in zip(rows, got, strict=True):
                     hidden_size = st["hidden"].shape[-1]
-                    if meta["hidden"]:
-                        st["hidden"] = np.clip(st["hidden"], -F16_MAX, F16_MAX)
-                    for col in schema:
-                        rows_out[col][i] = st[col].astype(schema[col].feature.dtype).reshape(-1)
+                    for col, value in stored_row(st, schema).items():
+                        rows_out[col][i] = value
                 summary.tokens += int(lengths[rows].sum())
                 continue
             batch = _to_batch(cols, rows, pad_id, device)
@@ -210,13 +221,46 @@ def _hidden_size(model: BCoderModel) -> int:
     return int(model.lm.get_input_embeddings().weight.shape[1])
 
 
-def _features(meta: dict[str, Any], hidden_dtype: str):
+def recorded_rows(
+    data: Path, entry: dict[str, Any], meta: dict[str, Any], schema: Any
+) -> dict[int, dict[str, np.ndarray]]:
+    """{row: its stored columns} for the programs of a collect shard whose features collect
+    recorded while sampling (``data/sampled_features``); none when it recorded them with other
+    settings than ``meta`` (another backend, base, alpha or top-k) or for another shard."""
+    from bcoder.train.collect import SAMPLED_FEATURES
+    from bcoder.train.data import _ragged
+
+    store = ShardStore(data / SAMPLED_FEATURES)
+    mine = [s for s in store.shards() if s["name"] == entry["name"]]
+    if not mine or mine[0].get("problems") != entry.get("problems"):
+        return {}
+    if mine[0].get("features_meta") != meta:
+        return {}
+    ds = store.load(entry["name"])
+    rows = ds.data.table.column("row").to_pylist()
+    ragged = {col: _ragged(ds, col) for col in schema}
+    return {row: {col: r.row(j) for col, r in ragged.items()} for j, row in enumerate(rows)}
+
+
+def stored_row(columns: dict[str, np.ndarray], schema: Any) -> dict[str, np.ndarray]:
+    """A program's features as stored: each column of ``schema`` flat in its dtype (hidden
+    states clipped to the float16 range first)."""
+    out = {}
+    for col in schema:
+        x = columns[col]
+        if col == "hidden":
+            x = np.clip(x, -F16_MAX, F16_MAX)
+        out[col] = np.asarray(x).astype(schema[col].feature.dtype).reshape(-1)
+    return out
+
+
+def feature_schema(meta: dict[str, Any]):
     """The features schema (one flat list per row: (T,), or (T * H,) / (T * K,) for the 2-d)."""
     from datasets import Features, Sequence, Value
 
     f = {"ckpt_adv": Sequence(Value("float32")), "ckpt_argmax": Sequence(Value("int32"))}
     if meta["hidden"]:
-        f["hidden"] = Sequence(Value(hidden_dtype))
+        f["hidden"] = Sequence(Value(meta["hidden_dtype"]))
     if meta.get("topk"):
         f["topk_ids"] = Sequence(Value("int32"))
         for col in ("topk_logits", "ckpt_logit", "tail_lse"):
