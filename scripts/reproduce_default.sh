@@ -6,8 +6,9 @@
 # Every step is resumable: run the script again after an interruption and it goes on where it
 # stopped (finished collect / featurize shards and eval problems are kept; phi and theta resume
 # from their last checkpoint). Progress goes to $RUNS/logs/<step>.log. RUNS (default: runs) holds
-# the run directories; RECOLLECT=1 samples the training programs again instead of starting from
-# the collection committed in train/runs/ (the same programs: collect is seeded per shard).
+# the run directories. train/runs/ holds the small parts of earlier runs (the collected programs,
+# eval records), copied into RUNS first so that the script goes on from them; RECOLLECT=1
+# starts from nothing instead (the same programs: collect and eval are seeded).
 # LIMIT (default 300) is the number of MBPP test problems evaluated (task ids 11..).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +23,11 @@ EVAL=(-d mbpp --split test --limit "$LIMIT" -M 8 --temperature 0.6 --k 1,5)
 
 log() { echo "$(date +%H:%M:%S) $*" | tee -a "$LOGS/steps.log" >&2; }
 
+if [ "${RECOLLECT:-0}" = 0 ]; then  # never overwrites what RUNS holds
+  for dir in train/runs/*/; do cp -rn "$dir" "$RUNS/"; done
+fi
+
 train() {
-  if [ "${RECOLLECT:-0}" = 0 ] && [ -d "train/runs/$CONFIG/data/collect" ]; then
-    mkdir -p "$RUN/data/collect"
-    cp -rn "train/runs/$CONFIG/data/collect/." "$RUN/data/collect/"  # never overwrites
-  fi
   log "train: collect -> featurize -> phi -> theta -> select in $RUN"
   bcoder train all -c "$CONFIG" --set run.dir="$RUN" --resume 2>&1 | tee -a "$LOGS/train.log"
 }
