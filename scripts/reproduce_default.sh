@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default checkpoint (qwen2.5-coder-1.5b, lmhead mode) and its MBPP evaluation.
 #
-#   bash scripts/reproduce_default.sh [train|ship|eval|table3|all]     (default: all)
+#   bash scripts/reproduce_default.sh [train|ship|eval-init|eval|table3|all]     (default: all)
 #
 # Every step is resumable: run the script again after an interruption and it goes on where it
 # stopped (finished collect / featurize shards and eval problems are kept; phi and theta resume
@@ -37,11 +37,15 @@ ship() {
   python3 scripts/ship_checkpoint.py "$RUN"
 }
 
-evaluate() {
-  local ckpt=$RUN/checkpoint
+eval_init() {  # needs no training: can run before (or beside) train
   log "eval: the checkpoint policy's candidates (no trained heads) on MBPP test"
   bcoder eval "${EVAL[@]}" --checkpoint none --out "$RUNS/eval-init" --resume \
     2>&1 | tee -a "$LOGS/eval-init.log"
+}
+
+evaluate() {
+  local ckpt=$RUN/checkpoint
+  eval_init
   bcoder eval export "$RUNS/eval-init" -o "$RUNS/eval-init/candidates.jsonl"
   log "eval: the same candidates ranked by the trained Q-function"
   bcoder eval "${EVAL[@]}" --rank-only "$RUNS/eval-init/candidates.jsonl" --checkpoint "$ckpt" \
@@ -64,8 +68,9 @@ table3() {
 case "${1:-all}" in
   train) train ;;
   ship) ship ;;
+  eval-init) eval_init ;;
   eval) evaluate ;;
   table3) table3 ;;
   all) train && ship && evaluate && table3 ;;
-  *) echo "usage: $0 [train|ship|eval|table3|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [train|ship|eval-init|eval|table3|all]" >&2; exit 2 ;;
 esac
