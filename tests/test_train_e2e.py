@@ -163,6 +163,51 @@ def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_mode
     assert resumed["programs"] == store.shards()[1]["rows"]
 
 
+def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir, shared_data):
+    """featurize.max_samples_per_problem: every ground truth and at most that many sampled
+    programs per problem get features, the rest stay out of training; raising the cap computes
+    only what it adds, and a training stage runs on what is there."""
+    from bcoder.train import run, setup
+    from bcoder.train.data import ShardStore, TrainingData
+
+    run_dir = fresh_run(collected, tmp_path)
+
+    def featurize(cap: int) -> tuple[dict, TrainingData]:
+        cfg = config(tiny_model_dir, run_dir, shared_data, extra=[
+            f"featurize.max_samples_per_problem={cap}"])  # fmt: skip
+        summary = run.run_featurize(cfg, setup.make_accelerator(cfg))
+        return summary, TrainingData.load(run_dir / "data", need=["hidden", "ckpt_adv"])
+
+    first, data = featurize(1)
+    gt = data.is_ground_truth
+    assert data.featurized[gt].all()
+    sampled = [pid for pid, g, f in zip(data.problem_id, gt, data.featurized, strict=True)
+               if f and not g]  # fmt: skip
+    several = {pid for pid in data.problem_id[~gt] if (data.problem_id[~gt] == pid).sum() > 1}
+    assert several, "the fixture should sample several distinct programs for some problem"
+    assert sorted(set(sampled)) == sorted(sampled) and set(sampled) == set(data.problem_id[~gt])
+    assert first["tokens"] == int(data.action_ids.lengths()[data.featurized].sum())
+    train_rows, held_rows = setup.split_rows(config(tiny_model_dir, run_dir, shared_data), data)
+    assert data.featurized[train_rows].all() and data.featurized[held_rows].all()
+    assert len(train_rows) + len(held_rows) == int(data.featurized.sum()) < len(data)
+    before = {i: data.columns["hidden"].row(i).copy() for i in np.nonzero(data.featurized)[0]}
+    cfg = config(tiny_model_dir, run_dir, shared_data, extra=["phi.steps=5", "phi.eval_every=5"])
+    assert run.run_phi(cfg, setup.make_accelerator(cfg))["train/td"] >= 0  # on what is there
+    values = ShardStore(run_dir / "data" / "values")
+    assert values.names()
+
+    second, data = featurize(2)  # only the added programs are computed; the rest are kept
+    added = data.featurized & ~np.isin(np.arange(len(data)), list(before))
+    assert added.any() and second["tokens"] == int(data.action_ids.lengths()[added].sum())
+    assert all(np.array_equal(data.columns["hidden"].row(i), h) for i, h in before.items())
+    assert not values.names()  # u_phi of the old features is gone
+    shards = len(ShardStore(run_dir / "data" / "collect").names())
+    assert featurize(2)[0]["shards_skipped"] == shards
+
+    everything, data = featurize(0)
+    assert data.featurized.all() and everything["tokens"] > 0
+
+
 @pytest.mark.parametrize("mode", ["head", "lmhead", "lora", "full"])
 def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_data):
     from bcoder.errors import BcoderError

@@ -115,9 +115,14 @@ class FeaturizeConfig:
     # head / lmhead: collect keeps the features of what it samples as it samples it, and
     # featurize computes only the rest (ground truths, imports) when its backend is collect's
     in_collect: bool = True
+    # at most this many sampled programs per problem (0: all), chosen by a hash of the code; the
+    # rest stay out of training. Ground truths and imports are always featurized. Raising it later
+    # computes only the programs it adds.
+    max_samples_per_problem: int = 0
 
     def __post_init__(self) -> None:
         _check(self.batch_size > 0, "featurize.batch_size must be > 0")
+        _check(self.max_samples_per_problem >= 0, "featurize.max_samples_per_problem must be >= 0")
         _check(self.topk > 0, "featurize.topk must be > 0")
         _check(self.hidden_dtype in ("float16", "float32"), "featurize.hidden_dtype")
 

@@ -209,6 +209,7 @@ class TrainingData:
         default_factory=dict
     )  # ckpt_adv, hidden, u_phi, ... (by name)
     hidden_size: int = 0
+    featurized: np.ndarray | None = None  # (N,) bool: the rows with features (None: all)
 
     def __len__(self) -> int:
         return len(self.reward)
@@ -258,6 +259,12 @@ class TrainingData:
                     f"{run_data}: column {col!r} is missing for some shards; run {stage} first"
                 )
         columns = {k: _concat(v) for k, v in ragged.items() if len(v) == len(shards)}
+        actions = columns["action_ids"].lengths()
+        featurized = (  # featurize.max_samples_per_problem leaves rows out (stored empty)
+            columns["ckpt_adv"].lengths() == actions
+            if "ckpt_adv" in columns
+            else np.ones(len(actions), dtype=bool)
+        )
         return cls(
             problem_id=np.concatenate(scalars["problem_id"]).astype(object),
             is_ground_truth=np.concatenate(scalars["is_ground_truth"]).astype(bool),
@@ -268,12 +275,14 @@ class TrainingData:
             action_ids=columns.pop("action_ids"),
             columns=columns,
             hidden_size=hidden_size,
+            featurized=featurized,
         )
 
     def split(self, heldout: set[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Row indices of (training, held-out) programs."""
+        """Row indices of (training, held-out) programs, of those with features."""
         held = np.array([pid in heldout for pid in self.problem_id], dtype=bool)
-        return np.nonzero(~held)[0], np.nonzero(held)[0]
+        keep = np.ones(len(held), dtype=bool) if self.featurized is None else self.featurized
+        return np.nonzero(~held & keep)[0], np.nonzero(held & keep)[0]
 
     def collate(
         self, rows: Sequence[int], pad_id: int, columns: Sequence[str] = ()

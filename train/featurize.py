@@ -32,6 +32,7 @@ float16 range).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,21 +166,24 @@ def featurize(
         name = entry["name"]
         if k % world != rank:
             continue
-        if name in done:
-            summary.shards_skipped += 1
-            continue
         ds = collect.load(name)
         table = ds.data.table
+        want = wanted_rows(table, cfg.featurize.max_samples_per_problem, cfg.run.seed)
+        previous = featurized_rows(feats.load(name), schema) if name in done else {}
+        if name in done and want <= set(previous):
+            summary.shards_skipped += 1
+            continue
         cols = {c: table.column(c).to_pylist() for c in ("prompt_ids", "action_ids")}
         n = len(ds)
-        rows_out: dict[str, list] = {col: [None] * n for col in schema}
         lengths = np.array([len(a) for a in cols["action_ids"]])
+        rows_out: dict[str, list] = {col: [[] for _ in range(n)] for col in schema}  # [] = left out
         recorded = recorded_rows(data, entry, meta, schema)
+        summary.tokens_recorded += int(lengths[list(recorded)].sum())
+        recorded.update(previous)
         for i, stored in recorded.items():
             for col, value in stored.items():
                 rows_out[col][i] = value
-        summary.tokens_recorded += int(lengths[list(recorded)].sum())
-        todo = np.array([i for i in range(n) if i not in recorded], dtype=np.int64)
+        todo = np.array(sorted(want - set(recorded)), dtype=np.int64)
         for part in _batches(lengths[todo], cfg.featurize.batch_size):
             rows = todo[part].tolist()
             if llama:  # the same columns from llama.cpp's teacher-forced pass
@@ -206,11 +210,13 @@ def featurize(
             summary.tokens += int(lengths[rows].sum())
         feats.write(name, rows_out, schema)
         if rank == 0:
-            clock.lap(add={"shards": 1, "programs": n, "tokens": int(lengths.sum())})
+            clock.lap(add={"shards": 1, "programs": len(todo), "tokens": int(lengths[todo].sum())})
         summary.shards_written += 1
         summary.programs += n
         emit(Progress("featurize", k + 1, len(shards), f"wrote {name}"))
     if rank == 0:
+        if summary.shards_written:  # u_phi was computed on other features
+            ShardStore(data / "values").clear()
         size = hidden_size or (ckpt.lm.n_embd if llama else _hidden_size(ckpt))
         feats.set_meta({**meta, "hidden_size": size})
     summary.seconds = time.perf_counter() - t0
@@ -240,6 +246,36 @@ def recorded_rows(
     rows = ds.data.table.column("row").to_pylist()
     ragged = {col: _ragged(ds, col) for col in schema}
     return {row: {col: r.row(j) for col, r in ragged.items()} for j, row in enumerate(rows)}
+
+
+def wanted_rows(table: Any, max_samples: int, seed: int) -> set[int]:
+    """The rows of a collect shard to featurize: every ground truth and import, and of each
+    problem's sampled programs all, or with ``max_samples`` the first that many by a hash of
+    (seed, problem, code) -- a stable choice, so a larger cap only adds programs."""
+    cols = {c: table.column(c).to_pylist() for c in ("problem_id", "source", "code")}
+    rows = list(zip(*cols.values(), strict=True))
+    want = {i for i, (_, source, _) in enumerate(rows) if source != "sample"}
+    by_problem: dict[str, list[tuple[str, int]]] = {}
+    for i, (pid, source, code) in enumerate(rows):
+        if source == "sample":
+            key = hashlib.sha1(f"{seed}:{pid}:{code}".encode()).hexdigest()
+            by_problem.setdefault(pid, []).append((key, i))
+    for sampled in by_problem.values():
+        want.update(i for _, i in sorted(sampled)[: max_samples or None])
+    return want
+
+
+def featurized_rows(ds: Any, schema: Any) -> dict[int, dict[str, np.ndarray]]:
+    """{row: its stored columns} of a features shard, for the rows that have them (a row left
+    out by ``featurize.max_samples_per_problem`` is stored empty)."""
+    from bcoder.train.data import _ragged
+
+    ragged = {col: _ragged(ds, col) for col in schema if col in ds.column_names}
+    if set(ragged) != set(schema):  # stored with other columns: recompute
+        return {}
+    n = len(ragged["ckpt_adv"].lengths())
+    return {i: {c: r.row(i) for c, r in ragged.items()} for i in range(n)
+            if len(ragged["ckpt_adv"].row(i))}  # fmt: skip
 
 
 def stored_row(columns: dict[str, np.ndarray], schema: Any) -> dict[str, np.ndarray]:
