@@ -24,18 +24,28 @@ from bcoder.train.select import SELECT_JSON
 
 
 def collected(run: Path, heldout_frac: float, seed: int) -> dict:
-    """Problems and programs of the run's collect, by source and outcome."""
-    store = ShardStore(run / "data" / "collect")
+    """Problems and programs of the run's collect, by source and outcome: all of them, and those
+    featurized (what training saw; featurize.max_samples_per_problem may leave samples out)."""
+    store, feats = (ShardStore(run / "data" / n) for n in ("collect", "features"))
     problems: set[str] = set()
     outcomes: Counter = Counter()
+    trained: Counter = Counter()
     for entry in store.shards():
         table = store.load(entry["name"]).data.table
         cols = [table.column(c).to_pylist() for c in ("problem_id", "source", "outcome", "count")]
-        for pid, source, outcome, count in zip(*cols, strict=True):
+        featurized = [len(x) > 0 for x in feats.load(entry["name"])["ckpt_adv"]]
+        for (pid, source, outcome, count), f in zip(zip(*cols, strict=True), featurized,
+                                                    strict=True):  # fmt: skip
             problems.add(pid)
             outcomes[f"{source}/{outcome}"] += count
+            trained[f"{source}/{outcome}"] += count if f else 0
     held = heldout_problems(sorted(problems), heldout_frac, seed)
-    return {"problems": len(problems), "heldout_problems": len(held), "programs": dict(outcomes)}
+    return {
+        "problems": len(problems),
+        "heldout_problems": len(held),
+        "programs": dict(outcomes),
+        "featurized_programs": dict(trained),
+    }
 
 
 def main() -> None:
@@ -50,16 +60,23 @@ def main() -> None:
     base = meta["config"]["base_model"]
     name = args.name or f"{Path(str(base)).name}-{cfg['model']['mode']}"
     data = collected(run, cfg["data"]["heldout_frac"], cfg["run"]["seed"])
-    select = json.loads((run / "select" / SELECT_JSON).read_text())
+    select_json = run / "select" / SELECT_JSON
+    select = json.loads(select_json.read_text()) if select_json.is_file() else None
     stages = json.loads((run / "stages.json").read_text())
-    samples = sum(n for k, n in data["programs"].items() if k.startswith("sample/"))
-    passed = data["programs"].get("sample/pass", 0)
+    fed = data["featurized_programs"]
+    samples = sum(n for k, n in fed.items() if k.startswith("sample/"))
+    passed = fed.get("sample/pass", 0)
+    chosen = (
+        f"{select['ranker']} (chosen on the held-out problems)"
+        if select
+        else f"{meta.get('ranker', 'reward')} (the paper's; not yet chosen on held-out problems)"
+    )
     summary = (
         f"{cfg['model']['mode']} mode on {cfg['data']['dataset']} {cfg['data']['split']}: "
         f"{data['problems'] - data['heldout_problems']} problems trained, "
         f"{data['heldout_problems']} held out; {samples} samples at temperature "
         f"{cfg['collect']['temperature']} ({passed} pass) plus the ground truths; ranks by "
-        f"{select['ranker']} (chosen on the held-out problems)"
+        f"{chosen}"
     )
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False

@@ -498,6 +498,7 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads((shipped / "tiny" / "TRAINING.json").read_text())
     assert info["data"]["problems"] == 3 and info["data"]["heldout_problems"] == 2
+    assert info["data"]["featurized_programs"] == info["data"]["programs"]  # no cap: all of them
     assert info["select"]["ranker"] == chosen["ranker"] and "phi" in info["stages"]
     solve = subprocess.run(
         [sys.executable, "-m", "bcoder", "solve", "mbpp:601", "--model", str(tiny_model_dir),
