@@ -166,7 +166,8 @@ def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_mode
 def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir, shared_data):
     """featurize.max_samples_per_problem: every ground truth and at most that many sampled
     programs per problem get features, the rest stay out of training; raising the cap computes
-    only what it adds, and a training stage runs on what is there."""
+    only what it adds; a stage trains on what is there (shards featurize has not reached yet
+    included)."""
     from bcoder.train import run, setup
     from bcoder.train.data import ShardStore, TrainingData
 
@@ -190,6 +191,13 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
     train_rows, held_rows = setup.split_rows(config(tiny_model_dir, run_dir, shared_data), data)
     assert data.featurized[train_rows].all() and data.featurized[held_rows].all()
     assert len(train_rows) + len(held_rows) == int(data.featurized.sum()) < len(data)
+    (run_dir / "data" / "features" / "shard-00001.json").unlink()  # one featurize has not reached
+    data = TrainingData.load(run_dir / "data", need=["hidden"])
+    shards = ShardStore(run_dir / "data" / "collect").shards()
+    assert shards[1]["name"] == "shard-00001"
+    start = shards[0]["rows"]
+    unreached = (np.arange(len(data)) >= start) & (np.arange(len(data)) < start + shards[1]["rows"])
+    assert not data.featurized[unreached].any() and data.featurized[gt & ~unreached].all()
     before = {i: data.columns["hidden"].row(i).copy() for i in np.nonzero(data.featurized)[0]}
     cfg = config(tiny_model_dir, run_dir, shared_data, extra=["phi.steps=5", "phi.eval_every=5"])
     assert run.run_phi(cfg, setup.make_accelerator(cfg))["train/td"] >= 0  # on what is there
@@ -201,8 +209,7 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
     assert added.any() and second["tokens"] == int(data.action_ids.lengths()[added].sum())
     assert all(np.array_equal(data.columns["hidden"].row(i), h) for i, h in before.items())
     assert not values.names()  # u_phi of the old features is gone
-    shards = len(ShardStore(run_dir / "data" / "collect").names())
-    assert featurize(2)[0]["shards_skipped"] == shards
+    assert featurize(2)[0]["shards_skipped"] == len(shards)
 
     everything, data = featurize(0)
     assert data.featurized.all() and everything["tokens"] > 0

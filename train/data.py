@@ -234,7 +234,7 @@ class TrainingData:
         scalars: dict[str, list] = {
             k: [] for k in ("problem_id", "is_ground_truth", "count", "outcome", "reward")
         }
-        ragged: dict[str, list[Ragged]] = {}
+        per_shard: list[dict[str, Ragged]] = []
         for name in shards:
             ds = collect.load(name)
             for k in scalars:
@@ -250,8 +250,20 @@ class TrainingData:
                         sources.append((fds, col, topk if col.startswith("topk") else 0))
             if name in value_names:
                 sources.append((values.load(name), "u_phi", 0))
-            for src, col, width in sources:
-                ragged.setdefault(col, []).append(_ragged(src, col, width))
+            per_shard.append({col: _ragged(src, col, width) for src, col, width in sources})
+        # a shard featurize has not reached yet: its rows have no features (and stay out of
+        # training, like the samples featurize.max_samples_per_problem leaves out)
+        featured = next((p for p in per_shard if "ckpt_adv" in p), {})
+        for parts in per_shard:
+            rows = len(parts["action_ids"].lengths())
+            for col, like in featured.items():
+                if col not in parts and col != "u_phi":
+                    empty = np.empty((0, *like.values.shape[1:]), like.values.dtype)
+                    parts[col] = Ragged(empty, np.zeros(rows + 1, np.int64))
+        ragged: dict[str, list[Ragged]] = {}
+        for parts in per_shard:
+            for col, r in parts.items():
+                ragged.setdefault(col, []).append(r)
         for col in need:
             if len(ragged.get(col, [])) != len(shards):
                 stage = "the phi-stage's values" if col == "u_phi" else "featurize"
