@@ -173,13 +173,20 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
 
     run_dir = fresh_run(collected, tmp_path)
 
+    metas: list[dict] = []  # the features' meta on disk as each shard is written
+
     def featurize(cap: int) -> tuple[dict, TrainingData]:
         cfg = config(tiny_model_dir, run_dir, shared_data, extra=[
             f"featurize.max_samples_per_problem={cap}"])  # fmt: skip
-        summary = run.run_featurize(cfg, setup.make_accelerator(cfg))
+        store = ShardStore(run_dir / "data" / "features")
+        summary = run.run_featurize(
+            cfg, setup.make_accelerator(cfg), on_event=lambda e: metas.append(store.meta())
+        )
         return summary, TrainingData.load(run_dir / "data", need=["hidden", "ckpt_adv"])
 
     first, data = featurize(1)
+    # readable from the first shard on (a featurize stopped early can be trained on)
+    assert metas and all(m.get("hidden_size") == data.hidden_size > 0 for m in metas)
     gt = data.is_ground_truth
     assert data.featurized[gt].all()
     sampled = [pid for pid, g, f in zip(data.problem_id, gt, data.featurized, strict=True)

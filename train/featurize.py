@@ -209,7 +209,9 @@ def featurize(
                     rows_out[col][i] = x[b, : int(lengths[i])].astype(dtype).reshape(-1)
             summary.tokens += int(lengths[rows].sum())
         feats.write(name, rows_out, schema)
-        if rank == 0:
+        if rank == 0:  # after every shard: a stopped featurize leaves features that can be read
+            size = hidden_size or (ckpt.lm.n_embd if llama else _hidden_size(ckpt))
+            feats.set_meta({**meta, "hidden_size": size})
             clock.lap(add={"shards": 1, "programs": len(todo), "tokens": int(lengths[todo].sum())})
         summary.shards_written += 1
         summary.programs += n
