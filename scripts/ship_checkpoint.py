@@ -28,21 +28,29 @@ def collected(run: Path, heldout_frac: float, seed: int) -> dict:
     featurized (what training saw; featurize.max_samples_per_problem may leave samples out)."""
     store, feats = (ShardStore(run / "data" / n) for n in ("collect", "features"))
     problems: set[str] = set()
+    reached: set[str] = set()  # problems with featurized programs
     outcomes: Counter = Counter()
     trained: Counter = Counter()
     for entry in store.shards():
         table = store.load(entry["name"]).data.table
         cols = [table.column(c).to_pylist() for c in ("problem_id", "source", "outcome", "count")]
-        featurized = [len(x) > 0 for x in feats.load(entry["name"])["ckpt_adv"]]
+        featurized = (  # a shard featurize did not reach: none
+            [len(x) > 0 for x in feats.load(entry["name"])["ckpt_adv"]]
+            if entry["name"] in feats.names()
+            else [False] * len(table)
+        )
         for (pid, source, outcome, count), f in zip(zip(*cols, strict=True), featurized,
                                                     strict=True):  # fmt: skip
             problems.add(pid)
             outcomes[f"{source}/{outcome}"] += count
             trained[f"{source}/{outcome}"] += count if f else 0
+            if f:
+                reached.add(pid)
     held = heldout_problems(sorted(problems), heldout_frac, seed)
     return {
         "problems": len(problems),
         "heldout_problems": len(held),
+        "trained_problems": len(reached - held),
         "programs": dict(outcomes),
         "featurized_programs": dict(trained),
     }
@@ -73,7 +81,7 @@ def main() -> None:
     )
     summary = (
         f"{cfg['model']['mode']} mode on {cfg['data']['dataset']} {cfg['data']['split']}: "
-        f"{data['problems'] - data['heldout_problems']} problems trained, "
+        f"{data['trained_problems']} problems trained, "
         f"{data['heldout_problems']} held out; {samples} samples at temperature "
         f"{cfg['collect']['temperature']} ({passed} pass) plus the ground truths; ranks by "
         f"{chosen}"
