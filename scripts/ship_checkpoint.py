@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bcoder.fsutil import atomic_dir
 from bcoder.model import read_checkpoint_config
+from bcoder.ranking import DEFAULT_RANKER
 from bcoder.train.data import ShardStore, heldout_problems
 from bcoder.train.select import SELECT_JSON
 
@@ -77,7 +78,7 @@ def main() -> None:
     chosen = (
         f"{select['ranker']} (chosen on the held-out problems)"
         if select
-        else f"{meta.get('ranker', 'reward')} (the paper's; not yet chosen on held-out problems)"
+        else f"{meta.get('ranker', DEFAULT_RANKER)} (the paper's; not yet chosen on held-out problems)"
     )
     summary = (
         f"{cfg['model']['mode']} mode on {cfg['data']['dataset']} {cfg['data']['split']}: "
@@ -105,6 +106,9 @@ def main() -> None:
             if path.is_file():
                 shutil.copy2(path, tmp / path.name)
         (tmp / "TRAINING.json").write_text(json.dumps(info, indent=1) + "\n")
+        if "ranker" not in meta:  # not selected yet: ship the default, named
+            meta["ranker"] = DEFAULT_RANKER
+            (tmp / "bcoder_config.json").write_text(json.dumps(meta, indent=1))
     print(f"{target}: {summary}")
 
 
