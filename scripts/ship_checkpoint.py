@@ -4,8 +4,9 @@
 
 The folder is what bcoder/shipped.py serves by default for the checkpoint's base model (the
 package's own bcoder/checkpoints, or a team's BCODER_CHECKPOINTS). TRAINING.json records what the
-checkpoint was trained on: the run's config, its collected programs by outcome, its stage times
-and the held-out ranker choice (select.json), so that `solve` can name them.
+checkpoint was trained on: the run's config, its collected programs by outcome, its stage times,
+the held-out diagnostics of phi and theta and the held-out ranker choice (select.json), so that
+`solve` can name them.
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ def main() -> None:
         "data": data,
         "select": select,
         "stages": stages,
+        "diagnostics": {  # each stage's held-out diagnostics (mean R~ by outcome, TD error, ...)
+            stage: json.loads((run / stage / "diagnostics.json").read_text())
+            for stage in ("phi", "theta")
+            if (run / stage / "diagnostics.json").is_file()
+        },
         "config": cfg,
         "code_commit": commit or None,
     }
