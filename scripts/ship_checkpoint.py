@@ -21,14 +21,15 @@ from pathlib import Path
 from bcoder.fsutil import atomic_dir
 from bcoder.model import read_checkpoint_config
 from bcoder.ranking import DEFAULT_RANKER
-from bcoder.train.data import ShardStore, heldout_problems
+from bcoder.train.data import ShardStore, TrainingData, heldout_problems
 from bcoder.train.select import SELECT_JSON
 
 
 def collected(run: Path, heldout_frac: float, seed: int) -> dict:
     """Problems and programs of the run's collect, by source and outcome: all of them, and those
-    featurized (what training saw; featurize.max_samples_per_problem may leave samples out)."""
-    store, feats = (ShardStore(run / "data" / n) for n in ("collect", "features"))
+    featurized (what training saw: TrainingData's rows with features)."""
+    store = ShardStore(run / "data" / "collect")
+    featurized = iter(TrainingData.load(run / "data").featurized)  # rows in collect's order
     problems: set[str] = set()
     reached: set[str] = set()  # problems with featurized programs
     outcomes: Counter = Counter()
@@ -36,17 +37,12 @@ def collected(run: Path, heldout_frac: float, seed: int) -> dict:
     for entry in store.shards():
         table = store.load(entry["name"]).data.table
         cols = [table.column(c).to_pylist() for c in ("problem_id", "source", "outcome", "count")]
-        featurized = (  # a shard featurize did not reach: none
-            [len(x) > 0 for x in feats.load(entry["name"])["ckpt_adv"]]
-            if entry["name"] in feats.names()
-            else [False] * len(table)
-        )
-        for (pid, source, outcome, count), f in zip(zip(*cols, strict=True), featurized,
-                                                    strict=True):  # fmt: skip
+        for pid, source, outcome, count in zip(*cols, strict=True):
             problems.add(pid)
             outcomes[f"{source}/{outcome}"] += count
-            trained[f"{source}/{outcome}"] += count if f else 0
-            if f:
+            fed = next(featurized)
+            trained[f"{source}/{outcome}"] += count if fed else 0
+            if fed:
                 reached.add(pid)
     held = heldout_problems(sorted(problems), heldout_frac, seed)
     return {
