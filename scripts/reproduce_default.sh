@@ -18,6 +18,10 @@ RUNS=${RUNS:-runs}
 RUN=$RUNS/$CONFIG
 LIMIT=${LIMIT:-300}
 LOGS=$RUNS/logs
+case "${1:-all}" in
+  train|ship|eval-init|eval|table3|all) ;;
+  *) echo "usage: $0 [train|ship|eval-init|eval|table3|all]" >&2; exit 2 ;;
+esac
 mkdir -p "$LOGS"
 EVAL=(-d mbpp --split test --limit "$LIMIT" -M 8 --temperature 0.6 --k 1,5)
 
@@ -43,8 +47,14 @@ eval_init() {  # needs no training: can run before (or beside) train
     2>&1 | tee -a "$LOGS/eval-init.log"
 }
 
+checkpoint() {  # the run's checkpoint, else the shipped one (a machine that lost the run)
+  if [ -f "$RUN/checkpoint/bcoder_config.json" ]; then echo "$RUN/checkpoint"
+  else echo "bcoder/checkpoints/$CONFIG"; fi
+}
+
 evaluate() {
-  local ckpt=$RUN/checkpoint
+  local ckpt
+  ckpt=$(checkpoint)
   eval_init
   bcoder eval export "$RUNS/eval-init" -o "$RUNS/eval-init/candidates.jsonl"
   log "eval: the same candidates ranked by the trained Q-function"
@@ -61,7 +71,7 @@ table3() {
     2>&1 | tee -a "$LOGS/eval-smollm2.log"
   bcoder eval export "$RUNS/eval-smollm2" -o "$RUNS/eval-smollm2/candidates.jsonl"
   bcoder eval "${EVAL[@]}" --rank-only "$RUNS/eval-smollm2/candidates.jsonl" \
-    --checkpoint "$RUN/checkpoint" --out "$RUNS/eval-smollm2-ranked" --resume \
+    --checkpoint "$(checkpoint)" --out "$RUNS/eval-smollm2-ranked" --resume \
     2>&1 | tee -a "$LOGS/eval-smollm2-ranked.log"
 }
 
@@ -72,5 +82,4 @@ case "${1:-all}" in
   eval) evaluate ;;
   table3) table3 ;;
   all) train && ship && evaluate && table3 ;;
-  *) echo "usage: $0 [train|ship|eval-init|eval|table3|all]" >&2; exit 2 ;;
 esac

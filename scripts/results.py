@@ -21,6 +21,7 @@ import numpy as np
 
 from bcoder import metrics
 from bcoder.evaluate.markdown import cell
+from bcoder.evaluate.paper import comparison_rows
 from bcoder.evaluate.plots import plot_reward_density
 from bcoder.evaluate.records import SELECTION, ProblemRecord, load_records
 from bcoder.evaluate.report import (
@@ -100,6 +101,7 @@ def main() -> None:
                 f"| {who} | {label} ({heads}) | {cell(fig[method]['1'])} | "
                 f"{cell(fig[method]['5'])} | {'-' if auc is None else f'{auc:.3f}'} |"
             )
+    lines += paper_table(figs)
     lines += ["", "## Learned rankers against likelihood (points, paired bootstrap 95% CI)", ""]
     lines += ["| learned | likelihood | pass@1 | pass@5 |", "|---|---|---|---|"]
     diffs: dict[str, Any] = {}
@@ -147,6 +149,44 @@ def main() -> None:
     out = {"problems": common, "figures": figs, "differences": diffs}
     (args.out / "results.json").write_text(json.dumps(out, indent=1) + "\n")
     print("\n".join(lines))
+
+
+def paper_table(figs: dict[str, Any]) -> list[str]:
+    """The paper's Table 4 (MBPP, its temperature closest to 0.6) beside this run's R~ ranking:
+    unranked and ranked pass@k, and the gain of ranking."""
+    key = next((k for k in ("ranked", "trained") if k in figs), None)
+    if key is None:
+        return []
+    ours = figs[key]["metrics"]
+    unranked = figs["init" if key == "ranked" else key]["metrics"]["all"]["unranked"]
+    paper = {
+        (r["method"], r["k"]): r
+        for r in comparison_rows("mbpp", ours, temperature=0.6)
+        if r["table"] == "Table 4" and r["k"] in (1, 5)
+    }
+    setting = paper[("ranked_reward", 1)]["setting"].split(";")[0]
+    lines = [
+        "",
+        f"## Beside the paper's Table 4 (the paper's figures: CodeT5-770M B-Coder, {setting})",
+        "",
+        "| | paper pass@1 | ours pass@1 | paper pass@5 | ours pass@5 |",
+        "|---|---|---|---|---|",
+    ]
+    for method, label, mine in (
+        ("unranked", "unranked", unranked),
+        ("ranked_reward", "ranked by R~", ours["all"]["ranked_reward"]),
+    ):
+        cells = []
+        for k in (1, 5):
+            cells += [f"{paper[(method, k)]['paper']:.1f}", f"{100 * mine[str(k)]['value']:.1f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    gains = []
+    for k in (1, 5):
+        p = paper[("ranked_reward", k)]["paper"] - paper[("unranked", k)]["paper"]
+        o = 100 * (ours["all"]["ranked_reward"][str(k)]["value"] - unranked[str(k)]["value"])
+        gains += [f"{p:+.1f}", f"{o:+.1f}"]
+    lines.append("| gain of ranking | " + " | ".join(gains) + " |")
+    return lines
 
 
 def _task_id(pid: str) -> int:
