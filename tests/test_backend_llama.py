@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -268,9 +269,26 @@ def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data, m
     assert feat["tokens_recorded"] > 0 and feat["tokens"] > 0
     again = tmp_path / "llama-teacher-forced"  # the same programs, every feature computed here
     shutil.copytree(tmp_path / "llama" / "data" / "collect", again / "data" / "collect")
-    again_cfg = config(path, again, shared_data, extra=["model.backend=llama.cpp", *sets])
-    full = run.run_featurize(again_cfg, acc)
+    # small batches: a problem's programs span several, and a batch could mix problems
+    extra = ["model.backend=llama.cpp", "featurize.batch_size=2", *sets]
+    again_cfg = config(path, again, shared_data, extra=extra)
+    prompt_evals = []  # the feeds of a prompt alone (no outputs but its last token)
+    feed = LlamaModel.feed
+
+    def counting_feed(self, rows, hidden, on_chunk):
+        prompt_evals.extend(r for r in rows if not r[3])
+        return feed(self, rows, hidden, on_chunk)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LlamaModel, "feed", counting_feed)
+        full = run.run_featurize(again_cfg, acc)
     assert full["tokens_recorded"] == 0
+    # a problem's prompt is evaluated once a batch_size of its programs, batches never mixing
+    store = ShardStore(again / "data" / "collect")
+    groups = Counter(
+        (name, tuple(q)) for name in store.names() for q in store.load(name)["prompt_ids"]
+    )
+    assert len(prompt_evals) == sum(-(-n // 2) for n in groups.values()) < sum(groups.values())
     assert full["tokens"] == feat["tokens"] + feat["tokens_recorded"]
     recorded, forced = (ShardStore(d / "data" / "features") for d in (tmp_path / "llama", again))
     for shard in recorded.names():
