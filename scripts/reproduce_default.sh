@@ -47,9 +47,8 @@ eval_init() {  # needs no training: can run before (or beside) train
     2>&1 | tee -a "$LOGS/eval-init.log"
 }
 
-checkpoint() {  # the run's checkpoint, else the shipped one (a machine that lost the run)
-  if [ -f "$RUN/checkpoint/bcoder_config.json" ]; then echo "$RUN/checkpoint"
-  else echo "bcoder/checkpoints/$CONFIG"; fi
+checkpoint() {  # the shipped checkpoint (`ship`): what a fresh install ranks with
+  echo "bcoder/checkpoints/$CONFIG"
 }
 
 evaluate() {
