@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 IDS = [601, 602, 603, 604, 605, 606]
 
@@ -482,6 +483,20 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     meta = json.loads((run_dir / "checkpoint" / "bcoder_config.json").read_text())
     assert meta["ranker"] == chosen["ranker"]
     assert (run_dir / "select" / "eval" / "report.md").is_file()
+    # select again: the same weights resume its eval (nothing scored again), new weights redo it
+    record = next((run_dir / "select" / "eval" / "problems").glob("*.json.gz"))
+    written = record.stat().st_mtime_ns
+    r = bcoder("train", "select", "--config", "smollm2-135m-head", *sets, "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert record.stat().st_mtime_ns == written
+    heads = run_dir / "checkpoint" / "heads.safetensors"
+    tensors = load_file(heads)
+    save_file({k: v + 0.5 if v.is_floating_point() else v for k, v in tensors.items()}, heads)
+    r = bcoder("train", "select", "--config", "smollm2-135m-head", *sets, "--quiet")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert record.stat().st_mtime_ns != written
+    chosen = json.loads((run_dir / "select" / "select.json").read_text())
+    assert chosen["problems"] == 2
 
     ablation = ["--operator", "optimality", "--skip-phi", "--quiet"]
     r = bcoder("train", "theta", "--config", "smollm2-135m-head", *sets, *ablation)
@@ -560,8 +575,6 @@ def test_import_off_policy_programs(collected, tmp_path, tiny_model_dir, shared_
 
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     out: dict[str, torch.Tensor] = {}
     for f in sorted(checkpoint.glob("*.safetensors")):
         out.update({f"{f.name}:{k}": v for k, v in load_file(str(f)).items()})

@@ -10,13 +10,16 @@ field (ties go to R~, the paper's). ``solve``, the TUI and the language server t
 and say which.
 
 The eval run stays in ``<run>/select/eval`` (``select-*``; its report.md sets every ranker,
-likelihood included, side by side) and ``<run>/select/select.json`` sums the choice up. The
+likelihood included, side by side) and ``<run>/select/select.json`` sums the choice up. It
+resumes like any eval run while the checkpoint's weights are those it was started with
+(``checkpoint.sha256``), and starts again when they changed. The
 programs were sampled from the checkpoint policy; in lmhead mode ``solve`` samples from the
 trained one, so the held-out figures estimate the ranking, not the trained policy's pass rate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -31,6 +34,19 @@ from bcoder.train.data import ShardStore, heldout_problems
 
 EventFn = Callable[[Any], None]
 SELECT_JSON = "select.json"
+STAMP = "checkpoint.sha256"
+
+
+def weights_digest(checkpoint: Path) -> str:
+    """sha256 over the checkpoint's weights (every ``*.safetensors`` in it: heads, adapters), not
+    its ``bcoder_config.json``, whose ``"ranker"`` select itself writes."""
+    h = hashlib.sha256()
+    for path in sorted(checkpoint.rglob("*.safetensors")):
+        h.update(str(path.relative_to(checkpoint)).encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def heldout_samples(cfg: TrainConfig, root: Path) -> dict[str, list[str]]:
@@ -76,8 +92,12 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
         )
     out_dir = root / ckpt_name.replace("checkpoint", "select", 1)
     eval_dir = out_dir / "eval"
-    shutil.rmtree(eval_dir, ignore_errors=True)  # the checkpoint may have changed since
+    digest = weights_digest(checkpoint)
+    stamp = out_dir / STAMP
+    if not (stamp.is_file() and stamp.read_text().strip() == digest):
+        shutil.rmtree(eval_dir, ignore_errors=True)  # scored by other weights: start again
     out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, digest + "\n")
     candidates = out_dir / "candidates.jsonl"
     lines = [json.dumps({"problem_id": pid, "code": code}) for pid, codes in programs.items()
              for code in codes]  # fmt: skip
@@ -96,7 +116,7 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
         backend=cfg.model.backend,
         threads=cfg.run.threads,
     )
-    outcome = run_eval(settings, eval_dir, on_event=on_event, plots=False)
+    outcome = run_eval(settings, eval_dir, resume=True, on_event=on_event, plots=False)
     assert outcome.report is not None  # one process, every problem done
     figures = outcome.report["figures"]
     cells = figures["metrics"]["all"]
