@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 CONFIG=qwen2.5-coder-1.5b-lmhead
 RUNS=${RUNS:-runs}
 RUN=$RUNS/$CONFIG
+SHIPPED=bcoder/checkpoints/$CONFIG  # what `ship` writes and a fresh install ranks with
 LIMIT=${LIMIT:-300}
 LOGS=$RUNS/logs
 case "${1:-all}" in
@@ -47,13 +48,8 @@ eval_init() {  # needs no training: can run before (or beside) train
     2>&1 | tee -a "$LOGS/eval-init.log"
 }
 
-checkpoint() {  # the shipped checkpoint (`ship`): what a fresh install ranks with
-  echo "bcoder/checkpoints/$CONFIG"
-}
-
 evaluate() {
-  local ckpt
-  ckpt=$(checkpoint)
+  local ckpt=$SHIPPED
   eval_init
   bcoder eval export "$RUNS/eval-init" -o "$RUNS/eval-init/candidates.jsonl"
   log "eval: the same candidates ranked by the trained Q-function"
@@ -70,7 +66,7 @@ table3() {
     2>&1 | tee -a "$LOGS/eval-smollm2.log"
   bcoder eval export "$RUNS/eval-smollm2" -o "$RUNS/eval-smollm2/candidates.jsonl"
   bcoder eval "${EVAL[@]}" --rank-only "$RUNS/eval-smollm2/candidates.jsonl" \
-    --checkpoint "$(checkpoint)" --out "$RUNS/eval-smollm2-ranked" --resume \
+    --checkpoint "$SHIPPED" --out "$RUNS/eval-smollm2-ranked" --resume \
     2>&1 | tee -a "$LOGS/eval-smollm2-ranked.log"
 }
 
