@@ -83,10 +83,10 @@ def _prompt_batches(prompts: list[list[int]], rows: list[int], size: int) -> lis
     pass: the programs of a batch that share a prompt share its evaluation, so a prompt is
     evaluated once for up to ``size`` programs (a prompt is ~2.5x a program's tokens on MBPP;
     batches by length, which mix problems, evaluated it once a program)."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i in rows:
-        groups.setdefault(tuple(prompts[i]), []).append(i)
-    return [g[j : j + size] for g in groups.values() for j in range(0, len(g), size)]
+    from bcoder.backends.llama import by_prompt
+
+    groups = by_prompt([prompts[i] for i in rows]).values()  # positions in ``rows``
+    return [[rows[k] for k in g[j : j + size]] for g in groups for j in range(0, len(g), size)]
 
 
 def _to_batch(ds_rows: dict[str, list], rows: list[int], pad_id: int, device: Any) -> ActionBatch:

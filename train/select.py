@@ -40,12 +40,11 @@ STAMP = "checkpoint.sha256"
 def weights_digest(checkpoint: Path) -> str:
     """sha256 over the checkpoint's weights (every ``*.safetensors`` in it: heads, adapters), not
     its ``bcoder_config.json``, whose ``"ranker"`` select itself writes."""
+    from bcoder.evaluate.records import sha256_file
+
     h = hashlib.sha256()
     for path in sorted(checkpoint.rglob("*.safetensors")):
-        h.update(str(path.relative_to(checkpoint)).encode() + b"\0")
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        h.update(f"{path.relative_to(checkpoint)}\0{sha256_file(path)}\n".encode())
     return h.hexdigest()
 
 

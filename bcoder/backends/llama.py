@@ -346,7 +346,7 @@ class LlamaBackend(Backend):
         """Teacher-forced scores; programs sharing a prompt share its evaluation."""
         from bcoder.sampling import StepScores
 
-        groups = _by_prompt(prompts)
+        groups = by_prompt(prompts)
         out: list[StepScores | None] = [None] * len(actions)
         alpha = self.config.alpha
         for prompt, members in groups.items():
@@ -372,7 +372,7 @@ class LlamaBackend(Backend):
         :func:`bcoder.adapter.topk_features`: ``topk_logits`` / ``topk_ids`` (T, K),
         ``ckpt_logit`` and ``tail_lse`` (T,)."""
         out: list[Any] = [None] * len(actions)
-        for prompt, rows in _by_prompt(prompts).items():
+        for prompt, rows in by_prompt(prompts).items():
             stats = self._teacher_forced(list(prompt), [list(actions[i]) for i in rows], topk=topk)
             for i, st in zip(rows, stats, strict=True):
                 st["ckpt_adv"] = self.config.alpha * (st.pop("chosen") - st.pop("best"))
@@ -445,7 +445,7 @@ class LlamaBackend(Backend):
         return out
 
 
-def _by_prompt(prompts: Sequence[Sequence[int]]) -> dict[tuple[int, ...], list[int]]:
+def by_prompt(prompts: Sequence[Sequence[int]]) -> dict[tuple[int, ...], list[int]]:
     """Indices of the programs that share each prompt (its evaluation is shared)."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, p in enumerate(prompts):
