@@ -93,8 +93,7 @@ def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, shar
     gts = [r for r in rows if r["is_ground_truth"]]
     samples = [r for r in rows if r["source"] == "sample"]
     assert {r["problem_id"] for r in gts} == {f"mbpp/{i}" for i in IDS}
-    mbpp = [json.loads(x) for x in (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
-    solution = {f"mbpp/{r['task_id']}": r["code"].replace("\r\n", "\n") for r in mbpp}
+    solution = mbpp_solutions(shared_data, "unparse")
     cut = [r for r in gts if r["finish_reason"] == "length"]
     assert cut  # data.max_target_tokens=24 cuts MBPP solutions
     for r in gts:
@@ -110,6 +109,66 @@ def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, shar
         assert round(r["reward"], 4) in (-0.3, -0.6, -1.0) and 1 <= len(r["action_ids"]) <= 24
     keys = [(r["problem_id"], tuple(r["action_ids"])) for r in rows]
     assert len(keys) == len(set(keys))
+
+
+def mbpp_solutions(shared_data: Path, style: str) -> dict[str, str]:
+    """{problem id: its MBPP solution as collect writes it in ``style``}."""
+    from bcoder.train.collect import restyled
+
+    lines = (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()
+    return {
+        f"mbpp/{r['task_id']}": restyled(r["code"], style).replace("\r\n", "\n")
+        for r in map(json.loads, lines)
+    }
+
+
+def test_ground_truths_are_restyled_or_kept():
+    from bcoder.train.collect import restyled
+
+    mbpp = "def f(x): \r\n\tif x:   \r\n\t\treturn ('a')  # yes\r\n\treturn 'b'"
+    assert restyled(mbpp, "unparse") == "def f(x):\n    if x:\n        return 'a'\n    return 'b'"
+    assert restyled(mbpp, "raw") == mbpp
+    assert restyled("print 'python 2'", "unparse") == "print 'python 2'"  # as it was
+
+
+def test_collect_rewrites_ground_truths_in_a_new_style(
+    collected, tmp_path, tiny_model_dir, shared_data
+):
+    """A finished run asked for another ground-truth style writes its ground truths again and
+    keeps its samples and their features; featurize then computes only the ground truths."""
+    from bcoder.train import run, setup
+    from bcoder.train.data import ShardStore
+
+    run_dir = fresh_run(collected, tmp_path)
+    cfg = config(tiny_model_dir, run_dir, shared_data)
+    acc = setup.make_accelerator(cfg)
+    run.run_featurize(cfg, acc)
+    store, feats = (ShardStore(run_dir / "data" / n) for n in ("collect", "features"))
+
+    def rows(s: ShardStore) -> list[dict]:
+        return [r for e in s.shards() for r in s.load(e["name"]).to_list()]
+
+    before, before_feats = rows(store), rows(feats)
+    raw = config(tiny_model_dir, run_dir, shared_data, extra=["collect.ground_truth_style=raw"])
+    summary = run.run_collect(raw, acc)
+    assert summary["shards_restyled"] == summary["shards_skipped"] == 3
+    assert summary["shards_written"] == 0
+    after, after_feats = rows(store), rows(feats)
+    assert [r for r in after if not r["is_ground_truth"]] == [
+        r for r in before if not r["is_ground_truth"]]  # fmt: skip
+    solution = mbpp_solutions(shared_data, "raw")
+    gts = [r for r in after if r["is_ground_truth"]]
+    assert len(gts) == len(IDS)
+    for r in gts:
+        whole = r["finish_reason"] != "length"
+        assert r["code"] == solution[r["problem_id"]] if whole else \
+            solution[r["problem_id"]].startswith(r["code"].rstrip())  # fmt: skip
+    assert any(a["code"] != b["code"] for a, b in zip(after, before, strict=True))
+    for a, fa, fb in zip(after, after_feats, before_feats, strict=True):
+        assert (fa == fb) if not a["is_ground_truth"] else fa["ckpt_adv"] == []
+    redo = run.run_featurize(raw, acc)  # the new ground truths only
+    assert redo["tokens"] == sum(len(r["action_ids"]) for r in gts)
+    assert run.run_collect(raw, acc)["shards_restyled"] == 0
 
 
 def test_collect_records_the_features_featurize_would_compute(

@@ -95,6 +95,10 @@ class CollectConfig:
     ground_truth: bool = True  # store the problems' ground-truth programs
     max_ground_truths: int = 0  # per problem (0: all)
     execute_ground_truth: bool = True  # run ground truths too (else assume they pass)
+    # how ground truths are written: "unparse" prints them as ast.unparse does (4-space indents,
+    # no trailing spaces or comments), so that L_ce does not teach the dataset's formatting
+    # (MBPP's tabs, 1-space indents, trailing spaces); "raw" keeps the dataset's text
+    ground_truth_style: Literal["unparse", "raw"] = "unparse"
     workers: int = 0  # sandbox workers (0: the executor's default)
     timeout: float = 4.0  # seconds per program
 
@@ -103,6 +107,8 @@ class CollectConfig:
         _check(self.temperature >= 0 and 0 < self.top_p <= 1, "collect.temperature, top_p")
         _check(self.batch_size > 0 and self.shard_problems > 0, "collect.batch_size, shards")
         _check(self.timeout > 0 and self.workers >= 0, "collect.timeout, workers")
+        styles = ("unparse", "raw")
+        _check(self.ground_truth_style in styles, f"collect.ground_truth_style: one of {styles}")
 
 
 @dataclass

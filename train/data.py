@@ -125,7 +125,10 @@ class ShardStore:
         """Write one shard (columns -> lists), then its entry. Re-writing a name replaces it."""
         from datasets import Dataset
 
-        ds = Dataset.from_dict(rows, features=features)
+        self.save(name, Dataset.from_dict(rows, features=features), **info)
+
+    def save(self, name: str, ds: Any, **info: Any) -> None:
+        """Write a ``datasets.Dataset`` as shard ``name``, then its entry."""
         with atomic_dir(self.root / name) as tmp, _quiet_datasets():
             ds.save_to_disk(str(tmp))
         entry = {"name": name, "rows": len(ds), **info}
