@@ -206,6 +206,25 @@ def test_interrupted_limited_and_sharded_runs_give_the_same_report(
         run_eval(EvalSettings(**base, limit=3, temperature=0.9), run, **fast, resume=True)
 
 
+def test_a_run_resumes_only_with_the_same_checkpoint_weights(tmp_path):
+    from bcoder.evaluate.records import weights_sha256
+    from bcoder.evaluate.run import prepare_run_dir
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "heads.safetensors").write_bytes(b"first weights")
+    (ckpt / "bcoder_config.json").write_text('{"ranker": "reward"}')
+    first = weights_sha256(ckpt)
+    (ckpt / "bcoder_config.json").write_text('{"ranker": "tests-first"}')  # select's own edit
+    assert weights_sha256(ckpt) == first and weights_sha256(None) is None
+    settings = {"checkpoint": str(ckpt), "checkpoint_sha256": first}
+    prepare_run_dir(tmp_path / "run", {"settings": settings}, resume=False, sharded=False)
+    (ckpt / "heads.safetensors").write_bytes(b"re-shipped weights")  # same path, new weights
+    again = {"settings": {**settings, "checkpoint_sha256": weights_sha256(ckpt)}}
+    with pytest.raises(BcoderError, match="checkpoint_sha256"):
+        prepare_run_dir(tmp_path / "run", again, resume=True, sharded=False)
+
+
 def test_cli_errors_are_one_line(tmp_path, mbpp):
     from bcoder.evaluate.run import prepare_run_dir
 

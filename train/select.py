@@ -19,7 +19,6 @@ trained one, so the held-out figures estimate the ranking, not the trained polic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.errors import BcoderError
+from bcoder.evaluate.records import weights_sha256
 from bcoder.fsutil import atomic_write_text
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
@@ -35,17 +35,6 @@ from bcoder.train.data import ShardStore, heldout_problems
 EventFn = Callable[[Any], None]
 SELECT_JSON = "select.json"
 STAMP = "checkpoint.sha256"
-
-
-def weights_digest(checkpoint: Path) -> str:
-    """sha256 over the checkpoint's weights (every ``*.safetensors`` in it: heads, adapters), not
-    its ``bcoder_config.json``, whose ``"ranker"`` select itself writes."""
-    from bcoder.evaluate.records import sha256_file
-
-    h = hashlib.sha256()
-    for path in sorted(checkpoint.rglob("*.safetensors")):
-        h.update(f"{path.relative_to(checkpoint)}\0{sha256_file(path)}\n".encode())
-    return h.hexdigest()
 
 
 def heldout_samples(cfg: TrainConfig, root: Path) -> dict[str, list[str]]:
@@ -91,7 +80,7 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
         )
     out_dir = root / ckpt_name.replace("checkpoint", "select", 1)
     eval_dir = out_dir / "eval"
-    digest = weights_digest(checkpoint)
+    digest = weights_sha256(checkpoint)
     stamp = out_dir / STAMP
     if not (stamp.is_file() and stamp.read_text().strip() == digest):
         shutil.rmtree(eval_dir, ignore_errors=True)  # scored by other weights: start again

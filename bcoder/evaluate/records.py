@@ -209,6 +209,20 @@ def exported_candidates(run_dir: Path) -> Iterator[dict[str, Any]]:
                 break
 
 
+def weights_sha256(checkpoint: str | Path | None) -> str | None:
+    """SHA-256 over a checkpoint's weights (every ``*.safetensors`` in it: heads, adapters), not its
+    ``bcoder_config.json``, whose ``"ranker"`` select writes; None for no checkpoint."""
+    if checkpoint is None or not Path(checkpoint).exists():
+        return None
+    path = Path(checkpoint)
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*.safetensors")):
+        h.update(f"{p.relative_to(path)}\0{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file, or of a folder's files (sorted relative paths and contents)."""
     h = hashlib.sha256()

@@ -43,6 +43,7 @@ from bcoder.evaluate.records import (
     read_record,
     record_path,
     sha256_file,
+    weights_sha256,
     write_record,
 )
 from bcoder.fsutil import atomic_write_text, exclusive
@@ -112,7 +113,8 @@ def prepare_run_dir(
                 f"{run_dir} already holds an eval run: add --resume to continue it, "
                 "or choose another --out"
             )
-        fields = [*IDENTITY_FIELDS, "data_sha256", "rank_only_sha256"]
+        # the checkpoint's weights, not only its path: a re-shipped checkpoint is another run
+        fields = [*IDENTITY_FIELDS, "data_sha256", "rank_only_sha256", "checkpoint_sha256"]
         diff = [f for f in fields if old["settings"].get(f) != config["settings"].get(f)]
         if diff:
             f = diff[0]
@@ -278,6 +280,7 @@ def run_eval(
             "data_path": str(data_path),
             "data_sha256": sha256_file(data_path),
             "rank_only_sha256": rank_sha,
+            "checkpoint_sha256": weights_sha256(settings.checkpoint),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
