@@ -4,8 +4,8 @@
 
 Reads the eval run directories (eval-init: the checkpoint policy's candidates, no trained heads;
 eval-ranked: the same candidates ranked by the trained Q-function; eval-trained: the trained
-policy's own candidates; eval-smollm2 / eval-smollm2-ranked: the paper's Table 3 use), keeps the
-problems every present run has finished, and writes ``results.md`` / ``results.json`` and the
+policy's own candidates; eval-smollm2 / eval-smollm2-ranked: the paper's Table 3 use), compares
+each pair of runs on the problems both have finished, and writes ``results.md`` / ``results.json`` and the
 R~ density plot (the paper's Figure 3) under ``--out``. Figures are recomputed from the stored
 records with the eval's own functions; differences between runs are paired by problem.
 """
@@ -70,13 +70,21 @@ def main() -> None:
     }
     if "init" not in present:
         raise SystemExit(f"{args.runs}/eval-init: no eval run (run `{COMMAND}` first)")
-    mbpp = [k for k in present if not k.startswith("smollm2")]
-    common = sorted(set.intersection(*(set(present[k]) for k in mbpp)), key=_task_id)
-    rec = {k: [present[k][p] for p in common] for k in mbpp}
-    figs = {k: compute_figures(rec[k], [1, 5], seed=0, n_boot=1000) for k in mbpp}
+    # The checkpoint policy's candidates (init, ranked) on the problems both finished; the
+    # trained policy's on those it and init finished, so that a partial eval-trained costs the
+    # other rows nothing. Every difference is paired on its own problems.
+    common = _finished(present, ("init", "ranked"))
+    rec = {k: [present[k][p] for p in common] for k in ("init", "ranked") if k in present}
+    figs = {k: compute_figures(rec[k], [1, 5], seed=0, n_boot=1000) for k in rec}
+    trained_ids: list[str] = []
+    if "trained" in present:
+        trained_ids = _finished(present, ("init", "trained"))
+        rec["trained"] = [present["trained"][p] for p in trained_ids]
+        rec["init@trained"] = [present["init"][p] for p in trained_ids]
+        for key in ("trained", "init@trained"):
+            figs[key] = compute_figures(rec[key], [1, 5], seed=0, n_boot=1000)
     lines = [
-        f"# Results: MBPP test, {len(common)} problems (task ids {_task_id(common[0])}-"
-        f"{_task_id(common[-1])}), M = 8, temperature 0.6",
+        f"# Results: MBPP test, {_span(common)}, M = 8, temperature 0.6",
         "",
         f"Made by `python3 scripts/results.py` from the runs of `{COMMAND}`; every cell is the "
         "mean over problems with its 95% bootstrap interval (percent).",
@@ -84,17 +92,22 @@ def main() -> None:
         "| candidates from | ranked by | pass@1 | pass@5 | ROC AUC |",
         "|---|---|---|---|---|",
     ]
-    for key, who in (("init", "checkpoint policy"), ("ranked", "checkpoint policy"),
-                     ("trained", "trained policy")):  # fmt: skip
+    groups = [("init", "checkpoint policy"), ("ranked", "checkpoint policy"),
+              ("trained", "trained policy"), ("init@trained", "checkpoint policy")]  # fmt: skip
+    for key, who in groups:
         if key not in figs:
             continue
+        if key == "trained":
+            lines += ["", f"The trained policy's own candidates: {_span(trained_ids)}.", "",
+                      "| candidates from | ranked by | pass@1 | pass@5 | ROC AUC |",
+                      "|---|---|---|---|---|"]  # fmt: skip
         fig = figs[key]["metrics"]["all"]
-        heads = "no trained heads" if key == "init" else "trained heads"
+        heads = "no trained heads" if key.startswith("init") else "trained heads"
         rows = [("unranked", "unranked", None)] if key != "ranked" else []
         names = ["mean-logprob", "sum-logprob", "tests-first-logprob", "random"]
-        names = names if key == "init" else [*LEARNED, *names]
+        names = names if key == "init" else [*LEARNED, *names] if key != "init@trained" else []
         rows += [(ranked_method(n), RANKER_LABELS[n], n) for n in names]
-        rows += [("upper_bound", "true reward (upper bound)", None)]
+        rows += [("upper_bound", "true reward (upper bound)", None)] if names else []
         for method, label, name in rows:
             auc = figs[key]["auc"].get(name) if name else None
             lines.append(
@@ -112,11 +125,16 @@ def main() -> None:
             pair = f"{key}: {name} - {base}"
             diffs[pair] = {k: paired(rec[key], rec[key], ranked_method(name), ranked_method(base),
                                      int(k), 0) for k in KS}  # fmt: skip
-        if key == "ranked":  # against the base model's own likelihood (eval-init's scores)
-            for name in LEARNED:
-                pair = f"ranked: {name} - init: mean-logprob"
-                diffs[pair] = {k: paired(rec[key], rec["init"], ranked_method(name),
-                                         "ranked_mean_logprob", int(k), 0) for k in KS}  # fmt: skip
+        init = rec["init" if key == "ranked" else "init@trained"]
+        # against the base model's own likelihood (eval-init's scores) on the same problems
+        for name in LEARNED:
+            pair = f"{key}: {name} - init: mean-logprob"
+            diffs[pair] = {k: paired(rec[key], init, ranked_method(name), "ranked_mean_logprob",
+                                     int(k), 0) for k in KS}  # fmt: skip
+        if key == "trained":  # the issue's aim: the trained policy is not worse than its start
+            diffs["trained: unranked - init: unranked"] = {
+                k: paired(rec[key], init, "unranked", "unranked", int(k), 0) for k in KS
+            }
     for pair, by_k in diffs.items():
         learned, base = pair.rsplit(" - ", 1)
         lines.append(f"| {learned} | {base} | {cell(by_k['1'])} | {cell(by_k['5'])} |")
@@ -146,7 +164,8 @@ def main() -> None:
         "the paper's Figure 3). Rankers: " + ", ".join(f"`{n}`" for n in RANKERS) + ".",
     ]
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
-    out = {"problems": common, "figures": figs, "differences": diffs}
+    out = {"problems": common, "trained_problems": trained_ids, "figures": figs,
+           "differences": diffs}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(out, indent=1) + "\n")
     print("\n".join(lines))
 
@@ -187,6 +206,16 @@ def paper_table(figs: dict[str, Any]) -> list[str]:
         gains += [f"{p:+.1f}", f"{o:+.1f}"]
     lines.append("| gain of ranking | " + " | ".join(gains) + " |")
     return lines
+
+
+def _finished(present: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> list[str]:
+    """The problems every one of ``keys`` present has a record of, by task id."""
+    found = [set(present[k]) for k in keys if k in present]
+    return sorted(set.intersection(*found), key=_task_id)
+
+
+def _span(ids: list[str]) -> str:
+    return f"{len(ids)} problems (task ids {_task_id(ids[0])}-{_task_id(ids[-1])})"
 
 
 def _task_id(pid: str) -> int:

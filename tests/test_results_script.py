@@ -1,5 +1,5 @@
 """scripts/results.py, the README's Results table, on eval run directories of synthetic records:
-it keeps the problems every run finished, and its paired differences are recomputed naively."""
+each comparison keeps the problems both its runs finished, and its paired differences are recomputed naively."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_results_table_from_eval_runs(tmp_path):
     ids = [f"mbpp/{t}" for t in range(11, 20)]
     init = eval_run(tmp_path, "eval-init", 1, ids)
     ranked = eval_run(tmp_path, "eval-ranked", 2, ids)
-    eval_run(tmp_path, "eval-trained", 3, ids)
+    trained = eval_run(tmp_path, "eval-trained", 3, ids)
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--out", str(out)],
@@ -44,19 +44,28 @@ def test_results_table_from_eval_runs(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     md = (out / "results.md").read_text()
     data = json.loads((out / "results.json").read_text())
-    assert data["problems"] == ids[:-1]  # eval-trained has not finished the last one
-    assert "8 problems (task ids 11-18)" in md
+    assert data["problems"] == ids and "9 problems (task ids 11-19)" in md
+    # eval-trained has not finished the last problem: only its own rows do without it
+    assert data["trained_problems"] == ids[:-1] and "8 problems (task ids 11-18)" in md
     assert (out / "reward_density-ranked.png").read_bytes()[:4] == b"\x89PNG"
     # ranked by the trained heads minus the base model's likelihood, paired by problem
     for k in (1, 5):
         diff = [
             naive_values(a, k)["ranked_reward"] - naive_values(b, k)["ranked_mean_logprob"]
-            for a, b in zip(ranked[:-1], init[:-1], strict=True)
+            for a, b in zip(ranked, init, strict=True)
         ]
         cell = data["differences"]["ranked: reward - init: mean-logprob"][str(k)]
         assert cell["value"] == pytest.approx(np.mean(diff), abs=1e-12)
         assert cell["ci"] == pytest.approx(naive_ci(diff, 1000, 0), abs=1e-12)
         row = "| ranked: reward | init: mean-logprob | "
         assert row in md
-    unranked = np.mean([naive_values(a, 1)["unranked"] for a in init[:-1]])
+    # the trained policy against the checkpoint policy, unranked, on the 8 problems both finished
+    diff = [
+        naive_values(a, 1)["unranked"] - naive_values(b, 1)["unranked"]
+        for a, b in zip(trained[:-1], init[:-1], strict=True)
+    ]
+    cell = data["differences"]["trained: unranked - init: unranked"]["1"]
+    assert cell["value"] == pytest.approx(np.mean(diff), abs=1e-12)
+    assert cell["ci"] == pytest.approx(naive_ci(diff, 1000, 0), abs=1e-12)
+    unranked = np.mean([naive_values(a, 1)["unranked"] for a in init])
     assert f"| checkpoint policy | unranked (no trained heads) | {100 * unranked:.1f} [" in md
