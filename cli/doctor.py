@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -61,14 +62,18 @@ def diagnose(smoke: bool = True) -> dict[str, Any]:
     return report
 
 
-def inference(model: str | None = None, backend: str = "auto") -> dict[str, Any]:
-    """The backend, dtype and threads a solve would use here, each with the reason."""
+def inference(
+    model: str | None = None, backend: str = "auto", smoke: bool = True
+) -> dict[str, Any]:
+    """The backend, dtype and threads a solve would use here, each with the reason; with
+    ``smoke``, whether llama.cpp runs the model on this CPU (when it is the backend and the model
+    is on disk)."""
     from bcoder.backends.base import choose_backend, llama_cpp_available
     from bcoder.errors import BcoderError
     from bcoder.hardware import cpu_info, default_cpu_dtype_name
     from bcoder.loading import BF16_MIN_PARAMS
     from bcoder.solve import cpu_threads
-    from bcoder.sources import DEFAULT_MODEL, resolve_source
+    from bcoder.sources import DEFAULT_MODEL, artifact_path, resolve_source
 
     model = model or DEFAULT_MODEL
     cuda = _cuda()
@@ -102,6 +107,48 @@ def inference(model: str | None = None, backend: str = "auto") -> dict[str, Any]
     out["threads_why"] = (
         f"the idle cores of {os.cpu_count()} (1-minute load {os.getloadavg()[0]:.1f})"
     )
+    if smoke and out["backend"] == "llama.cpp":
+        path = src.path if src.kind == "gguf" else artifact_path(src) if src.artifact else None
+        out["llama_cpp_runs"] = _llama_smoke(path) if path and path.is_file() else None
+    return out
+
+
+# Loads the GGUF file and evaluates a few tokens: in a child process, because a llama.cpp
+# compiled for another CPU does not raise, it dies (SIGILL) and would take bcoder with it.
+_LLAMA_PROBE = """
+import sys
+from llama_cpp import Llama
+llm = Llama(sys.argv[1], n_ctx=64, n_threads=1, verbose=False)
+llm.eval(llm.tokenize(b"def add(a, b):"))
+print("ok")
+"""
+
+
+def _llama_smoke(path: Path) -> dict[str, Any]:
+    """Whether llama.cpp loads ``path`` and evaluates a prompt here, and if not, why."""
+    import signal
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", _LLAMA_PROBE, str(path)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "why": "no answer in 300 s"}
+    out: dict[str, Any] = {
+        "ok": r.stdout.strip() == "ok",
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if r.returncode == -signal.SIGILL:
+        out["why"] = (
+            "Illegal instruction: llama-cpp-python was compiled for another CPU; "
+            "`pip uninstall llama-cpp-python && bash scripts/install.sh` compiles it for this one"
+        )
+    elif not out["ok"]:
+        lines = (r.stderr or r.stdout).strip().splitlines()
+        out["why"] = lines[-1] if lines else f"exit status {r.returncode}"
     return out
 
 
@@ -153,7 +200,7 @@ def doctor(
 ) -> None:
     """Show the sandbox in force, and the backend, dtype and threads a solve would use, and why."""
     report = diagnose(smoke=not no_smoke)
-    report["inference"] = inference(model, backend)
+    report["inference"] = inference(model, backend, smoke=not no_smoke)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -192,6 +239,10 @@ def doctor(
         console.print(f"  dtype:   {inf['dtype']} ({escape(inf['dtype_why'])})")
         console.print(f"  threads: {inf['threads']} ({escape(inf['threads_why'])})")
     console.print(f"  llama-cpp-python: {inf['llama_cpp'] or 'not installed'}")
+    runs = inf.get("llama_cpp_runs")
+    if runs is not None:
+        verdict = "[green]ok[/]" if runs["ok"] else f"[bold red]FAILS[/]: {escape(runs['why'])}"
+        console.print(f"  llama.cpp on this CPU: {verdict}")
     if report["missing"]:
         console.print("missing:")
         for m in report["missing"]:

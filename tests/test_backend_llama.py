@@ -372,3 +372,18 @@ def test_readme_example_with_the_default_model_on_llama_cpp():
     assert out["settings"]["model"] == "qwen2.5-coder-1.5b"
     assert sum(c["count"] for c in out["candidates"]) == 8
     assert any(c["outcome"] == "pass" for c in out["candidates"])
+
+
+def test_doctor_runs_llama_cpp_in_a_child_process(pair, tmp_path):
+    """`bcoder doctor` loads the GGUF file in a child process (a llama.cpp compiled for another CPU
+    dies of SIGILL instead of raising) and says whether it ran and why not."""
+    from bcoder.cli.doctor import _llama_smoke, inference
+
+    path = pair[2]
+    found = inference(str(path), "llama.cpp")
+    assert found["backend"] == "llama.cpp" and found["llama_cpp_runs"]["ok"] is True
+    assert inference(str(path), "llama.cpp", smoke=False).get("llama_cpp_runs") is None
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(path.read_bytes()[:4096])  # a cut download
+    verdict = _llama_smoke(broken)
+    assert verdict["ok"] is False and verdict["why"]
