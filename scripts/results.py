@@ -5,8 +5,8 @@
 Reads the eval run directories (eval-init: the checkpoint policy's candidates, no trained heads;
 eval-ranked: the same candidates ranked by the trained Q-function; eval-trained: the trained
 policy's own candidates; eval-smollm2 / eval-smollm2-ranked: the paper's Table 3 use), compares
-each pair of runs on the problems both have finished, and writes ``results.md`` / ``results.json`` and the
-R~ density plot (the paper's Figure 3) under ``--out``. Figures are recomputed from the stored
+each pair of runs on the problems both have finished, and writes ``results.md`` /
+``results.json`` and the R~ density plot (the paper's Figure 3) under ``--out``. Figures are recomputed from the stored
 records with the eval's own functions; differences between runs are paired by problem.
 """
 
@@ -42,6 +42,7 @@ RUNS = {
 }
 COMMAND = "bash scripts/reproduce_default.sh eval"
 KS = ("1", "5")
+LIKELIHOOD = ("mean-logprob", "sum-logprob", "tests-first-logprob", "random")  # need no heads
 
 
 def load(run_dir: Path) -> dict[str, ProblemRecord]:
@@ -104,10 +105,10 @@ def main() -> None:
         fig = figs[key]["metrics"]["all"]
         heads = "no trained heads" if key.startswith("init") else "trained heads"
         rows = [("unranked", "unranked", None)] if key != "ranked" else []
-        names = ["mean-logprob", "sum-logprob", "tests-first-logprob", "random"]
-        names = names if key == "init" else [*LEARNED, *names] if key != "init@trained" else []
-        rows += [(ranked_method(n), RANKER_LABELS[n], n) for n in names]
-        rows += [("upper_bound", "true reward (upper bound)", None)] if names else []
+        if key != "init@trained":  # that one is only the trained policy's unranked baseline
+            names = [*(LEARNED if key != "init" else ()), *LIKELIHOOD]
+            rows += [(ranked_method(n), RANKER_LABELS[n], n) for n in names]
+            rows += [("upper_bound", "true reward (upper bound)", None)]
         for method, label, name in rows:
             auc = figs[key]["auc"].get(name) if name else None
             lines.append(

@@ -1,5 +1,6 @@
 """scripts/results.py, the README's Results table, on eval run directories of synthetic records:
-each comparison keeps the problems both its runs finished, and its paired differences are recomputed naively."""
+each comparison keeps the problems both its runs finished, and its paired differences are
+recomputed naively."""
 
 from __future__ import annotations
 
