@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -219,6 +220,10 @@ def test_a_run_resumes_only_with_the_same_checkpoint_weights(tmp_path):
     assert weights_sha256(ckpt) == first and weights_sha256(None) is None
     settings = {"checkpoint": str(ckpt), "checkpoint_sha256": first}
     prepare_run_dir(tmp_path / "run", {"settings": settings}, resume=False, sharded=False)
+    shipped = tmp_path / "shipped"  # the same weights copied elsewhere: the same run
+    shutil.copytree(ckpt, shipped)
+    moved = {"settings": {"checkpoint": str(shipped), "checkpoint_sha256": weights_sha256(shipped)}}
+    prepare_run_dir(tmp_path / "run", moved, resume=True, sharded=False)
     (ckpt / "heads.safetensors").write_bytes(b"re-shipped weights")  # same path, new weights
     again = {"settings": {**settings, "checkpoint_sha256": weights_sha256(ckpt)}}
     with pytest.raises(BcoderError, match="checkpoint_sha256"):

@@ -113,8 +113,11 @@ def prepare_run_dir(
                 f"{run_dir} already holds an eval run: add --resume to continue it, "
                 "or choose another --out"
             )
-        # the checkpoint's weights, not only its path: a re-shipped checkpoint is another run
+        # the checkpoint's weights, not only its path: a re-shipped checkpoint is another run, and
+        # the same weights at another path (a candidate, then shipped) are the same run
         fields = [*IDENTITY_FIELDS, "data_sha256", "rank_only_sha256", "checkpoint_sha256"]
+        if old["settings"].get("checkpoint_sha256") and config["settings"].get("checkpoint_sha256"):
+            fields.remove("checkpoint")
         diff = [f for f in fields if old["settings"].get(f) != config["settings"].get(f)]
         if diff:
             f = diff[0]
