@@ -11,35 +11,33 @@ A diagnostic for the trained policy's unranked pass@1 (issue 14's second aim); n
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import re
 from collections import Counter
 from pathlib import Path
 
+from bcoder.evaluate.records import SELECTION, CandidateRecord, load_records
+
 NARROW_INDENT = re.compile(r"^(?: {4})* {1,3}\S", re.MULTILINE)
 TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 
 
-def load(run: Path) -> dict[str, list[dict]]:
-    """problem id -> the run's scored candidates."""
-    records = {}
-    for path in sorted((run / "problems").glob("*.json.gz")):
-        record = json.loads(gzip.decompress(path.read_bytes()))
-        records[record["problem_id"]] = record["candidates"]
-    return records
+def load(run: Path) -> dict[str, list[CandidateRecord]]:
+    """problem id -> the run's scored candidates (the problems it has finished)."""
+    ids = json.loads((run / SELECTION).read_text())["problem_ids"]
+    records, _ = load_records(run, ids)
+    return {record.problem_id: record.candidates for record in records}
 
 
-def describe(candidates: list[dict]) -> Counter:
+def describe(candidates: list[CandidateRecord]) -> Counter:
     tally = Counter()
     for cand in candidates:
-        n, code = cand["count"], cand["code"]
+        n = cand.count
         tally["samples"] += n
-        tally["pass"] += n * (cand["outcome"] == "pass")
-        tally[f"outcome {cand['outcome']}"] += n
-        tally[f"stopped by {cand['finish_reason']}"] += n
-        tally["narrow indent"] += n * bool(NARROW_INDENT.search(code))
-        tally["trailing spaces"] += n * bool(TRAILING_SPACE.search(code))
+        tally[f"outcome {cand.outcome}"] += n  # outcome pass: the unranked pass@1
+        tally[f"stopped by {cand.finish_reason}"] += n
+        tally["narrow indent"] += n * bool(NARROW_INDENT.search(cand.code))
+        tally["trailing spaces"] += n * bool(TRAILING_SPACE.search(cand.code))
     return tally
 
 
@@ -53,7 +51,7 @@ def main() -> None:
     tallies = {
         run: describe([c for pid in common for c in records[pid]]) for run, records in runs.items()
     }
-    keys = sorted(set().union(*tallies.values()), key=lambda k: (k != "samples", k != "pass", k))
+    keys = sorted(set().union(*tallies.values()), key=lambda k: (k != "samples", k))
     width = max(map(len, keys))
     print(" " * width + "".join(f"  {run.name:>16}" for run in runs))
     for key in keys:
