@@ -362,6 +362,9 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     assert ("loss/ce" in last) == (mode != "head")
     if mode == "lmhead":  # the adapter moved the policy: A_theta is no longer A_ckpt
         assert last["adv/argmax_agreement"] < 1.0 or theta["heldout/argmax_agreement"] < 1.0
+        assert any(k.startswith("heldout/nll_change/") for k in theta)  # how the policy moved
+    else:  # the policy is the checkpoint's
+        assert not any("nll_change" in k for k in theta)
     assert last["lr"] == pytest.approx(1e-3 / 6)  # linear decay, no warm-up: the last step's
 
     # the run's checkpoint loads onto the base, and its residual head has learned

@@ -154,6 +154,21 @@ def test_lmhead_theta_objective_matches_the_naive_loop(lmhead_setup, operator):
     model.zero_grad(set_to_none=True)
 
 
+def test_lmhead_theta_reports_both_policies_nll(lmhead_setup):
+    """``ckpt_nll`` is the checkpoint's exact -log pi(a_t | s_t) (the candidate set plus the stored
+    tail's normaliser), ``nll`` the adapted policy's: the diagnostics' nll_change compares them."""
+    from bcoder.train.objectives import ThetaObjective, action_batch
+
+    model, batch, _ = lmhead_setup
+    with torch.no_grad():
+        x = ThetaObjective(model).quantities(batch)
+        logits, _ = model.run_lm("ckpt", action_batch(batch))
+    naive = -torch.log_softmax(logits.float(), -1).gather(-1, batch["action_ids"].long()[..., None])
+    m = batch["action_mask"].bool()
+    torch.testing.assert_close(x["ckpt_nll"][m], naive.squeeze(-1)[m], rtol=1e-4, atol=1e-4)
+    assert float((x["nll"] - x["ckpt_nll"])[m].abs().max()) > 1e-3  # the adapter moved it
+
+
 def test_phi_objective_matches_the_naive_loop(setup):
     from bcoder.train.featurize import lm_hidden
     from bcoder.train.objectives import PhiObjective, action_batch, set_trainable

@@ -14,6 +14,10 @@ On held-out problems (never trained on):
   sampled; ground truths, which the model did not write, are ``heldout/R~/ground_truth``), with
   ``heldout/n/<outcome>``; ``heldout/R~_ordered`` is 1.0 when correct programs score highest and
   compile errors lowest (the paper's Figure 3), else 0.0.
+- ``heldout/nll_change/<outcome>`` (lmhead theta): how much the trained policy's -log pi per
+  token moved from the checkpoint's on those programs (nats; exact on the taken tokens up to the
+  normaliser's approximation, bcoder.adapter). A policy that learned from the rewards lowers it
+  on passing programs and raises it on failing ones; equal changes mean it only drifted.
 
 ``train/td`` (and ``train/td_sampled``) is the same on a fixed subset of the training programs.
 """
@@ -43,11 +47,13 @@ def td_and_rewards(
     device: Any,
     batch_size: int = 16,
 ) -> dict[str, np.ndarray]:
-    """Per program: TD error, R~, saturated and agreeing states, token count. Shapes: (N,)."""
+    """Per program: TD error, R~, saturated and agreeing states, token count, and (lmhead mode)
+    the mean per-token change of -log pi from the checkpoint's. Shapes: (N,)."""
     rows = list(rows)
     lengths = data.action_ids.lengths()[rows]
     order = np.argsort(-lengths, kind="stable")
-    out = {k: np.zeros(len(rows)) for k in ("td", "reward", "saturated", "agree", "tokens")}
+    keys = ("td", "reward", "saturated", "agree", "tokens", "nll_change")
+    out = {k: np.zeros(len(rows)) for k in keys}
     gamma, r_max = objective.model.config.gamma, objective.model.config.r_max
     for start in range(0, len(rows), batch_size):
         idx = order[start : start + batch_size]
@@ -63,6 +69,8 @@ def td_and_rewards(
             agree = ((x["argmax"] == batch["ckpt_argmax"]).float() * m).sum(dim=1)
         else:  # the phi-stage's policy is the checkpoint's
             agree = m.sum(dim=1)
+        if "nll" in x:
+            out["nll_change"][idx] = (((x["nll"] - x["ckpt_nll"]) * m).sum(dim=1) / n).cpu().numpy()
         for key, val in (("td", td), ("reward", reward), ("saturated", saturated)):
             out[key][idx] = val.float().cpu().numpy()
         out["agree"][idx] = agree.cpu().numpy()
@@ -111,6 +119,10 @@ def summarize(
     outcome, gt = data.outcome[rows], data.is_ground_truth[rows]
     if gt.any():
         d[f"{prefix}/R~/ground_truth"] = float(values["reward"][gt].mean())
+    nll = values.get("nll_change")
+    adapted = nll is not None and bool(np.any(nll != 0))  # lmhead theta: the policy moved
+    if adapted and gt.any():
+        d[f"{prefix}/nll_change/ground_truth"] = float(nll[gt].mean())
     means = {}
     for name in OUTCOMES:
         sel = (outcome == name) & ~gt  # generated programs, as candidates are at solve time
@@ -118,6 +130,9 @@ def summarize(
             means[name] = float((values["reward"][sel] * count[sel]).sum() / count[sel].sum())
             d[f"{prefix}/R~/{name}"] = means[name]
             d[f"{prefix}/n/{name}"] = float(count[sel].sum())
+            if adapted:
+                change = float((nll[sel] * count[sel]).sum() / count[sel].sum())
+                d[f"{prefix}/nll_change/{name}"] = change
     if len(means) >= 2:
         top = "pass" not in means or means["pass"] == max(means.values())
         bottom = "compile_error" not in means or means["compile_error"] == min(means.values())

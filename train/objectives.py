@@ -96,7 +96,8 @@ class ThetaObjective(nn.Module):
     def quantities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-token Q_theta(s_t, a_t), A_theta(s_t, a_t), V_theta(s_t), the TD targets, and the
         theta policy's argmax (B, T) each; ``logits`` (B, T, V) in lora / full mode, ``nll``
-        (B, T), the policy's -log pi_theta(a_t | s_t), in lmhead mode."""
+        and ``ckpt_nll`` (B, T), the policy's and the checkpoint's -log pi(a_t | s_t), in lmhead
+        mode."""
         model, cfg = self.model, self.model.config
         actions, mask = batch["action_ids"], batch["action_mask"]
         out: dict[str, torch.Tensor] = {}
@@ -106,6 +107,8 @@ class ThetaObjective(nn.Module):
                 batch["topk_ids"], batch["topk_logits"], actions, batch["ckpt_logit"]
             )  # (B, T, C) each; column 0 is the checkpoint's argmax, C-1 the taken action
             delta = model.logit_adapter.delta_at(hidden, ids)  # (B, T, C)
+            ckpt_lse = torch.logsumexp(torch.cat([cand, batch["tail_lse"].unsqueeze(-1)], -1), -1)
+            out["ckpt_nll"] = ckpt_lse - batch["ckpt_logit"]  # -log pi_ckpt(a_t | s_t), exact
             cand = cand + delta
             best, best_at, lse = candidate_max_and_lse(cand, batch["tail_lse"])  # (B, T) each
             taken = batch["ckpt_logit"] + delta[..., -1]  # l_theta(s_t, a_t), (B, T)
