@@ -119,8 +119,8 @@ def summarize(
     outcome, gt = data.outcome[rows], data.is_ground_truth[rows]
     if gt.any():
         d[f"{prefix}/R~/ground_truth"] = float(values["reward"][gt].mean())
-    nll = values.get("nll_change")
-    adapted = nll is not None and bool(np.any(nll != 0))  # lmhead theta: the policy moved
+    nll = values["nll_change"]
+    adapted = bool(np.any(nll != 0))  # lmhead theta: the policy moved
     if adapted and gt.any():
         d[f"{prefix}/nll_change/ground_truth"] = float(nll[gt].mean())
     means = {}

@@ -107,8 +107,8 @@ class ThetaObjective(nn.Module):
                 batch["topk_ids"], batch["topk_logits"], actions, batch["ckpt_logit"]
             )  # (B, T, C) each; column 0 is the checkpoint's argmax, C-1 the taken action
             delta = model.logit_adapter.delta_at(hidden, ids)  # (B, T, C)
-            ckpt_lse = torch.logsumexp(torch.cat([cand, batch["tail_lse"].unsqueeze(-1)], -1), -1)
-            out["ckpt_nll"] = ckpt_lse - batch["ckpt_logit"]  # -log pi_ckpt(a_t | s_t), exact
+            _, _, ckpt_lse = candidate_max_and_lse(cand, batch["tail_lse"])  # exact: delta = 0
+            out["ckpt_nll"] = ckpt_lse - batch["ckpt_logit"]  # -log pi_ckpt(a_t | s_t)
             cand = cand + delta
             best, best_at, lse = candidate_max_and_lse(cand, batch["tail_lse"])  # (B, T) each
             taken = batch["ckpt_logit"] + delta[..., -1]  # l_theta(s_t, a_t), (B, T)
