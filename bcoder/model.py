@@ -286,6 +286,8 @@ class BCoderModel(nn.Module):
             return self._run_causal(lm, batch, logits)
 
     def _run_causal(self, lm: nn.Module, batch: ActionBatch, logits: bool = True):
+        if not torch.is_grad_enabled() and _one_prompt(batch):
+            return self._run_causal_shared(lm, batch, logits)
         P, T = batch.prompt_ids.shape[1], batch.action_ids.shape[1]
         ids = torch.cat([batch.prompt_ids, batch.action_ids], dim=1)  # (B, P+T)
         attn = torch.cat([batch.prompt_mask, batch.action_mask], dim=1)
@@ -303,6 +305,34 @@ class BCoderModel(nn.Module):
         hidden = out.hidden_states[-1][:, P - 1 : P - 1 + T]  # (B, T, H)
         # (B, T, V): s_t is read at position P-1+t
         return (out.logits[:, :-1] if logits else None), hidden
+
+    def _run_causal_shared(self, lm: nn.Module, batch: ActionBatch, logits: bool = True):
+        """_run_causal for rows that share one prompt (solve, rank, eval, featurize): the prompt
+        is evaluated once and its KV cache repeated for the programs, instead of once a row (an
+        MBPP prompt is ~3x a program's tokens). Inference only; training keeps the plain pass."""
+        B, T = batch.action_ids.shape
+        prompt = batch.prompt_ids[:1, batch.prompt_mask[0].bool()]  # (1, P), padding dropped
+        P = prompt.shape[1]
+        pre = lm(input_ids=prompt, use_cache=True, output_hidden_states=True, logits_to_keep=1)
+        hidden = pre.hidden_states[-1][:, -1:].expand(B, 1, -1)  # s_0, (B, 1, H)
+        out_logits = pre.logits[:, -1:].expand(B, 1, -1) if logits else None
+        if T > 1:  # a_0 .. a_{T-2}: the state after a_t is s_{t+1}
+            cache = cache_of(pre)
+            cache.batch_repeat_interleave(B)
+            mask = batch.action_mask[:, : T - 1]
+            out = lm(
+                input_ids=batch.action_ids[:, : T - 1],
+                attention_mask=torch.cat([mask.new_ones((B, P)), mask], dim=1),
+                position_ids=torch.arange(P, P + T - 1, device=mask.device).expand(B, -1),
+                **cache_arg(lm, cache),
+                use_cache=True,
+                output_hidden_states=True,
+                logits_to_keep=T - 1 if logits else 1,
+            )
+            hidden = torch.cat([hidden, out.hidden_states[-1]], dim=1)
+            if logits:
+                out_logits = torch.cat([out_logits, out.logits], dim=1)
+        return out_logits, hidden
 
     def _run_seq2seq(self, lm: nn.Module, batch: ActionBatch):
         start = lm.config.decoder_start_token_id
@@ -435,6 +465,31 @@ class BCoderModel(nn.Module):
             for name in ("phi_lm", "theta_lm"):
                 _load_lm_copy(getattr(model, name), directory / f"{name}.safetensors")
         return model
+
+
+def _one_prompt(batch: ActionBatch) -> bool:
+    """True when the batch has several rows and all of them hold the same prompt."""
+    if batch.prompt_ids.shape[0] < 2:
+        return False
+    return bool(
+        (batch.prompt_ids == batch.prompt_ids[:1]).all()
+        and (batch.prompt_mask == batch.prompt_mask[:1]).all()
+    )
+
+
+def cache_arg(lm: nn.Module, cache: object) -> dict[str, object]:
+    """The KV cache as the forward wants it: transformers 5.x renamed ``past_key_values`` to
+    ``cache`` (the old name warns); older releases know only the old one."""
+    import inspect
+
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm  # peft wraps forward
+    name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+def cache_of(out: object) -> object:
+    """The KV cache a forward returned (``cache`` in transformers 5.x)."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values  # type: ignore[attr-defined]
 
 
 def read_checkpoint_config(directory: str | Path) -> dict:

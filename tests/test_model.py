@@ -92,6 +92,32 @@ def test_padding_invariance(tokenizer, kind):
     assert torch.equal(alone.ckpt_argmax[0, :n], padded.ckpt_argmax[1, :n])
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_shared_prompt_is_evaluated_once_with_the_same_values(tokenizer, mode):
+    # solve / rank / eval score a problem's programs together: the prompt runs once, its KV
+    # cache repeated. Each row must read exactly what a batch of that row alone reads.
+    model = _model(tokenizer, "causal", mode)
+    programs = [PROGRAMS[0], PROGRAMS[0] * 2, "x", PROGRAMS[1]]  # lengths differ: right padding
+    together = _batch(tokenizer, PROMPTS[:1] * 4, programs)
+    calls = []
+    embed = model.lm.get_input_embeddings()  # (the checkpoint LM's: every mode runs it)
+    hook = embed.register_forward_hook(lambda m, i, o: calls.append(o.shape[:2]))
+    with torch.no_grad():
+        shared = model(together)
+        alone = [model(_batch(tokenizer, PROMPTS[:1], [x])) for x in programs]
+    hook.remove()
+    P = together.prompt_ids.shape[1]
+    T = together.action_ids.shape[1]
+    assert calls[:2] == [(1, P), (4, T - 1)]  # the prompt once, then the programs
+    for b, one in enumerate(alone):
+        n = int(one.mask.sum())
+        assert torch.allclose(shared.value[b, :n], one.value[0, :n], atol=1e-5)
+        assert torch.allclose(shared.q[b, :n], one.q[0, :n], atol=1e-5)
+        assert torch.allclose(shared.logits[b, :n], one.logits[0, :n], atol=1e-4)
+        assert torch.allclose(shared.hidden[b, :n], one.hidden[0, :n], atol=1e-5)
+        assert torch.equal(shared.ckpt_argmax[b, :n], one.ckpt_argmax[0, :n])
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mode", MODES)
 def test_checkpoint_round_trip(tokenizer, kind, mode, tmp_path):

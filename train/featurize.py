@@ -78,15 +78,21 @@ def _batches(lengths: np.ndarray, size: int) -> list[list[int]]:
     return [order[i : i + size].tolist() for i in range(0, len(order), size)]
 
 
-def _prompt_batches(prompts: list[list[int]], rows: list[int], size: int) -> list[list[int]]:
-    """``rows`` grouped by their prompt, at most ``size`` a batch, for llama.cpp's teacher-forced
-    pass: the programs of a batch that share a prompt share its evaluation, so a prompt is
-    evaluated once for up to ``size`` programs (a prompt is ~2.5x a program's tokens on MBPP;
-    batches by length, which mix problems, evaluated it once a program)."""
+def _prompt_batches(
+    prompts: list[list[int]], rows: list[int], lengths: np.ndarray, size: int
+) -> list[list[int]]:
+    """``rows`` grouped by their prompt, longest program first, at most ``size`` a batch: the
+    programs of a batch that share a prompt share its evaluation (llama.cpp's teacher-forced pass
+    and BCoderModel's shared-prompt pass), so a prompt is evaluated once for up to ``size``
+    programs (a prompt is ~2.5x a program's tokens on MBPP; batches by length, which mix
+    problems, evaluated it once a program)."""
     from bcoder.backends.llama import by_prompt
 
-    groups = by_prompt([prompts[i] for i in rows]).values()  # positions in ``rows``
-    return [[rows[k] for k in g[j : j + size]] for g in groups for j in range(0, len(g), size)]
+    batches = []
+    for group in by_prompt([prompts[i] for i in rows]).values():  # positions in ``rows``
+        members = sorted((rows[k] for k in group), key=lambda i: -int(lengths[i]))
+        batches += [members[j : j + size] for j in range(0, len(members), size)]
+    return batches
 
 
 def _to_batch(ds_rows: dict[str, list], rows: list[int], pad_id: int, device: Any) -> ActionBatch:
@@ -196,11 +202,7 @@ def featurize(
                 rows_out[col][i] = value
         todo = np.array(sorted(want - set(recorded)), dtype=np.int64)
         size = cfg.featurize.batch_size
-        batches = (
-            _prompt_batches(cols["prompt_ids"], todo.tolist(), size)
-            if llama  # no padding there: what counts is evaluating each prompt once
-            else [todo[part].tolist() for part in _batches(lengths[todo], size)]
-        )
+        batches = _prompt_batches(cols["prompt_ids"], todo.tolist(), lengths, size)
         for rows in batches:
             if llama:  # the same columns from llama.cpp's teacher-forced pass
                 got = ckpt.features(

@@ -9,26 +9,13 @@ with a cache from the start token.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from bcoder.backends.base import Backend
-from bcoder.model import BCoderModel
-
-
-def _cache_arg(lm: torch.nn.Module, cache: Any) -> dict[str, Any]:
-    """The KV cache as the forward wants it: transformers 5.x renamed ``past_key_values`` to
-    ``cache`` (the old name warns); older releases know only the old one."""
-    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm  # peft wraps forward
-    name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-    return {name: cache}
-
-
-def _cache_of(out: Any) -> Any:
-    return out.cache if hasattr(out, "cache") else out.past_key_values
+from bcoder.model import BCoderModel, cache_arg, cache_of
 
 
 class TransformersBackend(Backend):
@@ -117,7 +104,7 @@ class _Causal:
             output_hidden_states=hidden,
             logits_to_keep=1,
         )
-        self.cache = _cache_of(out)
+        self.cache = cache_of(out)
         self.first = self._read(out)
         self.attn, self.next_pos = attn, pos[:, -1] + 1  # (B, P), (B,)
         if same and len(prompts) > 1:
@@ -138,11 +125,11 @@ class _Causal:
             input_ids=tokens[:, None],
             attention_mask=self.attn,
             position_ids=self.next_pos[:, None],
-            **_cache_arg(self.lm, self.cache),
+            **cache_arg(self.lm, self.cache),
             use_cache=True,
             output_hidden_states=self.hidden,
         )
-        self.cache, self.next_pos = _cache_of(out), self.next_pos + 1
+        self.cache, self.next_pos = cache_of(out), self.next_pos + 1
         return self._read(out)
 
     def keep(self, rows: torch.Tensor) -> None:
@@ -181,11 +168,11 @@ class _Seq2Seq:
             encoder_outputs=self.encoded,
             attention_mask=self.mask,
             decoder_input_ids=tokens[:, None],
-            **_cache_arg(self.lm, self.cache),
+            **cache_arg(self.lm, self.cache),
             use_cache=True,
             output_hidden_states=self.hidden,
         )
-        self.cache = _cache_of(out)
+        self.cache = cache_of(out)
         hidden = out.decoder_hidden_states[-1][:, -1] if self.hidden else None
         return out.logits[:, -1].float(), hidden
 
