@@ -468,8 +468,8 @@ class BCoderModel(nn.Module):
 
 
 def _one_prompt(batch: ActionBatch) -> bool:
-    """True when the batch has several rows and all of them hold the same prompt."""
-    if batch.prompt_ids.shape[0] < 2:
+    """True when the batch has several rows and all of them hold the same, non-empty prompt."""
+    if batch.prompt_ids.shape[0] < 2 or not batch.prompt_mask[0].any():
         return False
     return bool(
         (batch.prompt_ids == batch.prompt_ids[:1]).all()
