@@ -123,6 +123,30 @@ def make_candidate(
     )
 
 
+def length_batches(lengths: Sequence[int], size: int, overhead: int) -> list[list[int]]:
+    """Indices of programs, longest first, cut into batches of at most ``size`` so that the
+    positions a teacher-forced pass evaluates are fewest: a batch costs ``overhead`` (its shared
+    prompt, evaluated once a batch) plus its rows times its longest program (the rest is padding).
+    With no overhead, plain batches of ``size`` by length (mixed prompts are evaluated per row).
+
+    Cuts by dynamic programming over the sorted lengths (a problem has a few dozen programs).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    n = len(order)
+    if overhead <= 0:
+        return [order[i : i + size] for i in range(0, n, size)]
+    longest = [lengths[i] for i in order]
+    cost, cut = [0] * (n + 1), [n] * (n + 1)  # cost of rows i.. and where its first batch ends
+    for i in range(n - 1, -1, -1):
+        options = range(i + 1, min(n, i + size) + 1)
+        cost[i], cut[i] = min((overhead + (j - i) * longest[i] + cost[j], j) for j in options)
+    batches, i = [], 0
+    while i < n:
+        batches.append(order[i : cut[i]])
+        i = cut[i]
+    return batches
+
+
 @torch.inference_mode()
 def score_tokens(
     qmodel: BCoderModel,
@@ -134,13 +158,15 @@ def score_tokens(
 ) -> list[StepScores]:
     """Per-token values of programs by one forward of ``qmodel`` per batch (any mode).
 
-    Programs are batched by length (less padding) and returned in the order given.
+    Programs are batched by length (less padding; :func:`length_batches`) and returned in the
+    order given.
     """
     device = next(qmodel.parameters()).device
-    order = sorted(range(len(actions)), key=lambda i: len(actions[i]), reverse=True)
+    lengths = [len(a) for a in actions]
+    shared = len({tuple(p) for p in prompts}) == 1  # evaluated once a batch (BCoderModel)
+    overhead = len(prompts[0]) if shared and actions else 0
     out: list[StepScores | None] = [None] * len(actions)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in length_batches(lengths, batch_size, overhead):
         batch = make_batch(
             [list(prompts[i]) for i in rows], [list(actions[i]) for i in rows], pad_id, str(device)
         )

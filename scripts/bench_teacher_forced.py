@@ -1,14 +1,15 @@
-"""Teacher-forced scoring on transformers: a shared prompt evaluated once against once a row.
+"""Teacher-forced scoring on transformers: a shared prompt evaluated once, batches cut by length.
 
     python3 scripts/bench_teacher_forced.py                    # the default model, 8 programs
     python3 scripts/bench_teacher_forced.py --model smollm2-135m --repeats 5
 
 Scores the 8 candidates of one MBPP test problem (train/runs/eval-init, prompted as the default
-checkpoint prompts) with ``bcoder.scoring.score_tokens`` -- what ``bcoder rank``, eval's scoring
-and featurize run -- twice per repeat, interleaved: as shipped (the prompt once, its KV cache
-repeated for the programs) and with the shared-prompt path turned off (the prompt re-read by every
-row, the pass before). Prints the median seconds of each, their ratio and the largest difference
-between the two passes' per-token values.
+checkpoint prompts) with ``bcoder.scoring.score_tokens`` -- what ``bcoder rank`` and eval's
+scoring run -- three ways per repeat, interleaved: the prompt re-read by every row in plain
+batches of 8 by length (the pass before 2026-12-06); the prompt once a batch (its KV cache
+repeated) in the same batches; and as shipped, the prompt once a batch with the batches cut by
+length (``length_batches``). Prints the median seconds of each, its speed-up over the first, and
+the largest difference of its per-token log-probs from the first's.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import bcoder.model
+    import bcoder.scoring
     from bcoder.problems import load_problems
-    from bcoder.scoring import score_tokens
     from bcoder.solve import Engine
 
     torch.set_num_threads(args.threads)
@@ -49,31 +50,44 @@ def main() -> None:
     programs = [engine.tokenizer(fence.format(c["code"])).input_ids for c in record["candidates"]]
     tokens = sum(map(len, programs))
     qmodel = engine.backend.qmodel
-    shared_check = bcoder.model._one_prompt
+    shared_check, cuts = bcoder.model._one_prompt, bcoder.scoring.length_batches
 
-    def run(shared: bool):
+    def plain(lengths, size, overhead):
+        return cuts(lengths, size, 0)
+
+    variants = {  # name: (shared prompt, length-aware cuts)
+        "prompt once a row, batches of 8": (False, False),
+        "prompt once a batch, batches of 8": (True, False),
+        "prompt once a batch, cut by length (shipped)": (True, True),
+    }
+
+    def run(shared: bool, cut: bool):
         bcoder.model._one_prompt = shared_check if shared else (lambda batch: False)
+        bcoder.scoring.length_batches = cuts if cut else plain
         t0 = time.perf_counter()
-        out = score_tokens(qmodel, [prompt] * len(programs), programs, engine.pad_id)
+        out = bcoder.scoring.score_tokens(qmodel, [prompt] * len(programs), programs, engine.pad_id)
         return time.perf_counter() - t0, out
 
-    times: dict[bool, list[float]] = {True: [], False: []}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     outs = {}
-    run(True)  # warm-up
+    run(True, True)  # warm-up
     for _ in range(args.repeats):
-        for shared in (False, True):
-            dt, outs[shared] = run(shared)
-            times[shared].append(dt)
-    diff = max(
-        float((a.logprob - b.logprob).abs().max())
-        for a, b in zip(outs[True], outs[False], strict=True)
-    )
-    per_row, once = statistics.median(times[False]), statistics.median(times[True])
+        for name, how in variants.items():
+            dt, outs[name] = run(*how)
+            times[name].append(dt)
     print(f"{args.model} ({engine.info.get('dtype')}), {len(programs)} programs, {tokens} "
           f"program tokens, prompt {len(prompt)} tokens, {args.threads} threads")  # fmt: skip
-    print(f"  prompt once a row: {per_row:.2f} s ({tokens / per_row:.0f} tok/s)")
-    print(f"  prompt once:       {once:.2f} s ({tokens / once:.0f} tok/s)")
-    print(f"  speed-up {per_row / once:.2f}x; largest log-prob difference {diff:.2g}")
+    first = next(iter(variants))
+    for name in variants:
+        dt = statistics.median(times[name])
+        diff = max(
+            float((a.logprob - b.logprob).abs().max())
+            for a, b in zip(outs[name], outs[first], strict=True)
+        )
+        print(
+            f"  {name:45s} {dt:6.2f} s ({tokens / dt:4.0f} tok/s), "
+            f"{statistics.median(times[first]) / dt:.2f}x; log-prob differs by <= {diff:.2g}"
+        )
 
 
 if __name__ == "__main__":

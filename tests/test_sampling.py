@@ -239,3 +239,41 @@ def test_token_texts_and_candidate(tokenizer):
     assert toks[0].reward == pytest.approx(toks[0].q - 0.9 * toks[1].v, abs=1e-5)
     assert toks[-1].reward == pytest.approx(toks[-1].q, abs=1e-6)
     assert cand.sum_logprob == pytest.approx(sum(t.logprob for t in toks), abs=1e-4)
+
+
+def test_length_batches_evaluate_the_fewest_positions():
+    # A batch costs its shared prompt once plus rows x its longest program; the cuts must be the
+    # cheapest of all ways to cut the length-sorted programs, and cover each program once.
+    import itertools
+    import random
+
+    from bcoder.scoring import length_batches
+
+    def cost(batches, lengths, overhead):
+        return sum(overhead + len(b) * max(lengths[i] for i in b) for b in batches)
+
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.randint(1, 400) for _ in range(rng.randint(1, 9))]
+        size, overhead = rng.randint(1, 8), rng.randint(1, 300)
+        got = length_batches(lengths, size, overhead)
+        assert sorted(i for b in got for i in b) == list(range(len(lengths)))
+        assert all(1 <= len(b) <= size for b in got)
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+        best = min(
+            cost(parts, lengths, overhead)
+            for cuts in itertools.product([0, 1], repeat=len(order) - 1)
+            for parts in [_split(order, cuts)]
+            if all(len(p) <= size for p in parts)
+        )
+        assert cost(got, lengths, overhead) == best
+    assert length_batches([5, 9, 1], 2, 0) == [[1, 0], [2]]  # no shared prompt: plain batches
+
+
+def _split(order, cuts):
+    parts, start = [], 0
+    for k, c in enumerate(cuts, start=1):
+        if c:
+            parts.append(order[start:k])
+            start = k
+    return [*parts, order[start:]]
