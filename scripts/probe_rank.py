@@ -127,6 +127,18 @@ def bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tup
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def cross_validate(train: list[dict], fold: np.ndarray, config: tuple, n: int = 0) -> np.ndarray:
+    """Each problem's top-1 pass under ``config`` fitted on the other folds (their first ``n``
+    problems, all when 0)."""
+    out = np.zeros(len(train))
+    for k in np.unique(fold):
+        rest = [p for p, f in zip(train, fold, strict=True) if f != k]
+        score = fit(rest[:n] if n else rest, *config)
+        for i in np.flatnonzero(fold == k):
+            out[i] = top1(train[i], score(train[i]))
+    return out
+
+
 CONFIGS = [
     ("last", "listwise", 1e-2),
     ("last", "listwise", 1e-3),
@@ -165,16 +177,9 @@ def main() -> None:
     res: dict[str, np.ndarray] = {k: np.zeros(len(train)) for k in base}
     for name, f in base.items():
         res[name] = np.array([top1(p, f(p)) for p in train])
-    for kind, loss, l2 in CONFIGS:
-        name = f"{kind}/{loss}/{l2:g}"
-        out = np.zeros(len(train))
-        for k in range(args.folds):
-            tr = [p for p, f in zip(train, fold, strict=True) if f != k]
-            score = fit(tr, kind, loss, l2)
-            for i, p in enumerate(train):
-                if fold[i] == k:
-                    out[i] = top1(p, score(p))
-        res[name] = out
+    for config in CONFIGS:
+        name = "{}/{}/{:g}".format(*config)
+        res[name] = out = cross_validate(train, fold, config)
         d = bootstrap(out, res["mean-logprob"])
         print(f"cv {name:32s} pass@1 {100 * out.mean():5.1f}  - mean-lp {100 * d[0]:+5.1f} "
               f"[{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]", flush=True)  # fmt: skip
@@ -183,15 +188,10 @@ def main() -> None:
     best = max(CONFIGS, key=lambda c: res[f"{c[0]}/{c[1]}/{c[2]:g}"].mean())
     print(f"best in cross-validation: {best}")
     for n in args.curve:  # the best config trained on fewer problems: does more data help?
-        out = np.zeros(len(train))
-        for k in range(args.folds):
-            tr = [p for p, f in zip(train, fold, strict=True) if f != k][:n]
-            score = fit(tr, *best)
-            for i, p in enumerate(train):
-                if fold[i] == k:
-                    out[i] = top1(p, score(p))
+        out = cross_validate(train, fold, best, n)
         d = bootstrap(out, res["mean-logprob"])
-        print(f"curve: {len(tr)} training problems: pass@1 {100 * out.mean():5.1f} - mean-lp "
+        used = min(n, int((fold != fold.max()).sum()))  # the last fold's
+        print(f"curve: {used} training problems: pass@1 {100 * out.mean():5.1f} - mean-lp "
               f"{100 * d[0]:+5.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]", flush=True)  # fmt: skip
     if not args.test:
         return
