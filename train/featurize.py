@@ -79,19 +79,22 @@ def _batches(lengths: np.ndarray, size: int) -> list[list[int]]:
 
 
 def _prompt_batches(
-    prompts: list[list[int]], rows: list[int], lengths: np.ndarray, size: int
+    prompts: list[list[int]], rows: list[int], lengths: np.ndarray, size: int, padded: bool
 ) -> list[list[int]]:
     """``rows`` grouped by their prompt, longest program first, at most ``size`` a batch: the
     programs of a batch that share a prompt share its evaluation (llama.cpp's teacher-forced pass
-    and BCoderModel's shared-prompt pass), so a prompt is evaluated once for up to ``size``
-    programs (a prompt is ~2.5x a program's tokens on MBPP; batches by length, which mix
-    problems, evaluated it once a program)."""
+    and BCoderModel's shared-prompt pass), so a prompt is evaluated once a batch (a prompt is
+    ~2.5x a program's tokens on MBPP; batches by length, which mix problems, evaluated it once a
+    program). Where rows are ``padded`` to the longest (transformers), a group is cut as
+    ``score_tokens`` cuts it (:func:`bcoder.scoring.length_batches`)."""
     from bcoder.backends.llama import by_prompt
+    from bcoder.scoring import length_batches
 
     batches = []
-    for group in by_prompt([prompts[i] for i in rows]).values():  # positions in ``rows``
-        members = sorted((rows[k] for k in group), key=lambda i: -int(lengths[i]))
-        batches += [members[j : j + size] for j in range(0, len(members), size)]
+    for prompt, group in by_prompt([prompts[i] for i in rows]).items():  # positions in ``rows``
+        members = [rows[k] for k in group]
+        cuts = length_batches([int(lengths[i]) for i in members], size, len(prompt) * padded)
+        batches += [[members[k] for k in batch] for batch in cuts]
     return batches
 
 
@@ -202,7 +205,7 @@ def featurize(
                 rows_out[col][i] = value
         todo = np.array(sorted(want - set(recorded)), dtype=np.int64)
         size = cfg.featurize.batch_size
-        batches = _prompt_batches(cols["prompt_ids"], todo.tolist(), lengths, size)
+        batches = _prompt_batches(cols["prompt_ids"], todo.tolist(), lengths, size, not llama)
         for rows in batches:
             if llama:  # the same columns from llama.cpp's teacher-forced pass
                 got = ckpt.features(
