@@ -6,7 +6,9 @@ over the policy with temperature and top-p, driven through a backend's
 :class:`~bcoder.backends.Runner` (transformers or llama.cpp: the same loop, sampler and stopping
 rules for both). Every step's logits go through ``backend.policy_logits(logits, hidden)``, which
 in lmhead mode adds the logit adapter's residual, so the loop samples from the trained policy
-l_theta. With a frozen backbone (``backend.scores_in_loop``: head and lmhead modes) the loop also
+l_theta (or, with ``DecodeOptions.policy = "checkpoint"``, from the frozen LM's own logits while
+still scoring with l_theta: what ``train select`` picks when the trained policy samples worse on
+held-out problems). With a frozen backbone (``backend.scores_in_loop``: head and lmhead modes) the loop also
 keeps, per action token, everything the per-token scores need -- the advantage A(s_t, a_t) =
 alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the very tensor
 ``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's preferred
@@ -226,6 +228,10 @@ class DecodeOptions:
     fence: FenceStop | None = None  # stop at the end of a fenced code block
     score: bool = False  # record StepScores (head and lmhead modes only)
     features: int = 0  # > 0 (with score): also featurize's columns, this many top-k logits
+    # what to sample from: "trained", softmax(l_theta), or "checkpoint", softmax(l_ckpt) -- the
+    # frozen LM's logits, which only a frozen backbone (scores_in_loop) has in the loop; the
+    # scores are l_theta's either way (bcoder.adapter.checkpoint_policy)
+    policy: str = "trained"
 
 
 @torch.inference_mode()
@@ -253,6 +259,11 @@ def decode(
         )
     if options.features and not options.score:
         raise ValueError("DecodeOptions.features needs score=True")
+    if options.policy not in ("trained", "checkpoint"):
+        raise ValueError(f"unknown policy {options.policy!r}")
+    if options.policy == "checkpoint" and not backend.scores_in_loop:
+        raise ValueError("sampling the checkpoint policy needs a frozen backbone (head or lmhead)")
+    from_ckpt = options.policy == "checkpoint"
     check(cancel)
     # hidden states only when V or the logit adapter depends on them (a runtime may skip
     # computing them otherwise)
@@ -268,7 +279,8 @@ def decode(
     recorder = _Recorder(B, T, hidden, device, options.features) if options.score else None
     eos = torch.tensor(options.eos_ids or (-1,), device=device)
     for t in range(T):
-        nxt = sample_next(logits, options.temperature, options.top_p, generator)  # (b,)
+        policy = raw if from_ckpt else logits
+        nxt = sample_next(policy, options.temperature, options.top_p, generator)  # (b,)
         tokens[active, t] = nxt
         if recorder is not None:
             recorder.record(active, t, logits, nxt, hidden, raw)

@@ -59,6 +59,9 @@ class SolveSettings:
     device: str | None = None  # torch device (None: cuda when available, else cpu)
     backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     timeout: float = 4.0  # seconds per test in the sandbox
+    # sample from the "trained" policy l_theta or the "checkpoint" LM's own (lmhead / head
+    # mode); None: the one the checkpoint's validation chose (bcoder.adapter.checkpoint_policy)
+    policy: str | None = None
 
     def __post_init__(self) -> None:
         from bcoder.shipped import resolve_checkpoint
@@ -82,6 +85,10 @@ class SolveSettings:
             raise BcoderError(f"seed must be >= 0, not {self.seed}")
         if self.timeout <= 0:
             raise BcoderError(f"timeout must be positive, not {self.timeout}")
+        from bcoder.adapter import POLICIES
+
+        if self.policy is not None and self.policy not in POLICIES:
+            raise BcoderError(f"policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,10 +227,24 @@ class Engine:
             self._fence = FenceStop(self.tokenizer, self.backend.vocab_size, self.backend.device)
         return self._fence
 
+    def policy(self, requested: str | None = None) -> str:
+        """What to sample from: ``requested``, else the checkpoint's choice. The checkpoint
+        policy needs its logits in the decode loop, which a frozen backbone (head, lmhead) has."""
+        from bcoder.adapter import checkpoint_policy
+
+        policy = requested or checkpoint_policy(self.heads)
+        if policy == "checkpoint" and not self.backend.scores_in_loop:
+            raise BcoderError(
+                f"{self.heads}: sampling the checkpoint policy needs head or lmhead mode "
+                f"(this is {self.backend.config.mode} mode); use --policy trained"
+            )
+        return policy
+
     def options(self, settings: SolveSettings, family: str) -> DecodeOptions:
         from bcoder.sampling import DecodeOptions
 
         return DecodeOptions(
+            policy=self.policy(settings.policy),
             temperature=settings.temperature,
             top_p=settings.top_p,
             max_new_tokens=settings.max_new_tokens,
@@ -361,6 +382,7 @@ def solve(
         "model": engine.info.get("name", settings.model),
         "checkpoint": None if engine.heads == "init" else engine.heads,
         "ranker": ranker,
+        "policy": options.policy,
         "dtype": engine.info.get("dtype", settings.dtype),
         "backend": engine.backend.name,
         "device": engine.info.get("device", settings.device),

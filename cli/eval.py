@@ -37,6 +37,7 @@ def evaluate(
     ),
     model: opt.Model = None,
     checkpoint: opt.Checkpoint = None,
+    policy: opt.Policy = None,
     backend: opt.Backend = "auto",
     dtype: opt.Dtype = None,
     device: opt.Device = None,
@@ -102,6 +103,7 @@ def evaluate(
             backend=backend,
             dtype=dtype,
             device=device,
+            policy=policy,
         )
     settings.threads = threads
     set_threads(threads, settings.device)

@@ -24,6 +24,14 @@ Checkpoint = Annotated[
         "any; 'none': untrained).",
     ),
 ]
+Policy = Annotated[
+    str | None,
+    typer.Option(
+        "--policy",
+        help="Sample from the 'trained' policy or the 'checkpoint' LM's own (lmhead / head "
+        "mode; default: the one the checkpoint's validation chose).",
+    ),
+]
 Backend = Annotated[
     str,
     typer.Option(

@@ -116,7 +116,10 @@ def heads_note(result: SolveResult) -> Text:
         )
     from bcoder.shipped import describe
 
-    return Text(f"heads: {describe(result.heads)}", style="dim")
+    sampled = ""
+    if result.settings.get("policy") == "checkpoint":
+        sampled = "; sampled from the base model's own policy (the trained one sampled worse)"
+    return Text(f"heads: {describe(result.heads)}{sampled}", style="dim")
 
 
 def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) -> Table:

@@ -109,6 +109,7 @@ def solve_command(
     ),
     model: opt.Model = None,
     checkpoint: opt.Checkpoint = None,
+    policy: opt.Policy = None,
     n: int = typer.Option(8, "-n", help="Candidates to sample."),
     top: int = typer.Option(5, "--top", "-k", min=1, help="Rows in the ranked table."),
     temperature: float = typer.Option(0.6, "--temperature", "-t", help="Sampling temperature."),
@@ -158,6 +159,7 @@ def solve_command(
         device=device,
         backend=backend,
         timeout=timeout,
+        policy=policy,
     )
     set_threads(threads, settings.device)
     result = run_solve(prob, settings, save=not no_save, threads=threads)

@@ -333,6 +333,7 @@ class BcoderServer(LanguageServer):
             f"{problem.id}: {len(result.candidates)} candidates in {time.monotonic() - start:.1f} s"
             f" ({', '.join(f'{k} {v:.1f}s' for k, v in result.timings.items())})"
             f", ranked by {result.ranker} with {label(result.heads)}"
+            f", sampled from the {result.settings.get('policy', 'trained')} policy"
         )
         await self._save(result)
         return result

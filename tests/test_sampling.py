@@ -111,6 +111,34 @@ def test_greedy_decoding_follows_the_policy_logits(tokenizer, kind, mode):
         assert gens[0].action_ids != gens[1].action_ids
 
 
+def test_the_checkpoint_policy_samples_from_the_frozen_lm_and_scores_with_theta(tokenizer):
+    """policy="checkpoint" on an lmhead model draws the tokens its base model (no adapter) draws
+    with the same seed, while the recorded scores are still l_theta's (qmodel(batch)); the trained
+    policy draws others. A mode whose loop has no frozen logits (lora) refuses it."""
+    lmhead = _qmodel(tokenizer, "causal", "lmhead")
+    base = BCoderModel(lmhead.lm, QConfig(mode="head", gamma=0.9, alpha=0.8)).eval()
+    prompt = _ids(tokenizer, PROMPTS[0])
+
+    def draw(model, policy, score=False):
+        options = DecodeOptions(
+            temperature=1.0, top_p=1.0, max_new_tokens=12, score=score, policy=policy
+        )
+        gen = torch.Generator().manual_seed(5)
+        gens = decode(model, [prompt] * 3, options, tokenizer.pad_token_id, generator=gen)
+        return sorted(gens, key=lambda g: g.index)
+
+    ckpt = draw(lmhead, "checkpoint", score=True)
+    assert [g.action_ids for g in ckpt] == [g.action_ids for g in draw(base, "trained")]
+    assert [g.action_ids for g in ckpt] != [g.action_ids for g in draw(lmhead, "trained")]
+    _, out = _forward(lmhead, [prompt] * 3, [g.action_ids for g in ckpt], 0)
+    for i, g in enumerate(ckpt):
+        n = len(g.action_ids)
+        assert torch.allclose(g.scores.advantage, out.advantage[i, :n], atol=1e-4)
+        assert torch.allclose(g.scores.value, out.value[i, :n], atol=1e-4)
+    with pytest.raises(ValueError, match="frozen backbone"):
+        draw(_qmodel(tokenizer, "causal", "lora"), "checkpoint")
+
+
 def test_seeds_are_reproducible(tokenizer):
     qmodel = _qmodel(tokenizer, "causal")
     prompt = _ids(tokenizer, PROMPTS[0])

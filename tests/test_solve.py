@@ -1,6 +1,7 @@
 """solve() end to end on tiny local models: events, ranking, merging, tests in the sandbox,
 checkpoints, score_codes / rank_programs, the store round trip, cancellation."""
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -264,6 +265,27 @@ def test_lmhead_checkpoint_samples_from_the_trained_policy(engine, tiny_model_di
         t.advantage == pytest.approx(0.0, abs=1e-5) for t in ours.tokens
     )  # argmax of l_theta
     _check_scores(trained, solve(_problem(), trained, _settings(tiny_model_dir, n=3)))
+
+    # the checkpoint's validation chose the base policy: solve samples from the base LM (and
+    # says so) while scoring with l_theta; --policy trained overrides it
+    qmodel.save_checkpoint(tmp_path / "base-policy", extra={"policy": "checkpoint"})
+    chose_base = Engine.load(str(tiny_model_dir), str(tmp_path / "base-policy"))
+    result = solve(_problem(), chose_base, greedy)
+    assert result.settings["policy"] == "checkpoint"
+    assert [t.token_id for t in result.candidates[0].tokens] == [
+        t.token_id for t in base_only.tokens
+    ]
+    assert any(t.advantage < -1e-3 for t in result.candidates[0].tokens)  # not l_theta's argmax
+    _check_scores(chose_base, result)
+    override = solve(_problem(), chose_base, dataclasses.replace(greedy, policy="trained"))
+    assert override.settings["policy"] == "trained"
+    assert [t.token_id for t in override.candidates[0].tokens] == [t.token_id for t in ours.tokens]
+    with pytest.raises(BcoderError, match="policy must be one of"):
+        dataclasses.replace(greedy, policy="greedy")
+    lora = BCoderModel(AutoModelForCausalLM.from_pretrained(tiny_model_dir), QConfig(mode="lora"))
+    lora.save_checkpoint(tmp_path / "lora", extra={"policy": "checkpoint"})
+    with pytest.raises(BcoderError, match="needs head or lmhead mode"):
+        solve(_problem(), Engine.load(str(tiny_model_dir), str(tmp_path / "lora")), greedy)
 
 
 def test_the_checkpoints_prompt_settings_are_used(engine, tiny_model_dir, tmp_path):

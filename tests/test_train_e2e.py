@@ -285,7 +285,7 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
 @pytest.mark.parametrize("mode", ["head", "lmhead", "lora", "full"])
 def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_data):
     from bcoder.errors import BcoderError
-    from bcoder.model import BCoderModel, make_batch
+    from bcoder.model import BCoderModel, make_batch, read_checkpoint_config
     from bcoder.sources import load_model_and_tokenizer
     from bcoder.train import run, setup
     from bcoder.train.data import TrainingData
@@ -381,6 +381,26 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
         assert trained.logit_adapter.up.weight.abs().sum() > 0  # B moved off zero
     stages = json.loads((run_dir / "stages.json").read_text())
     assert {"featurize", "phi", "values", "theta"} <= set(stages)
+
+    # select: in lmhead mode it also samples the trained policy on the held-out problems and
+    # keeps it only if it passes as often as the checkpoint policy's collected samples there
+    chosen = run.run_select(cfg, acc)
+    policy = chosen["policy"]
+    if mode != "lmhead":
+        assert policy is None and "policy" not in read_checkpoint_config(run_dir / "checkpoint")
+        return
+    assert 0 <= policy["trained"] <= 1 and 0 <= policy["checkpoint"] <= 1
+    assert policy["checkpoint"] == chosen["pass@1"]["unranked"]
+    better = policy["trained"] >= policy["checkpoint"]
+    assert policy["chosen"] == ("trained" if better else "checkpoint")
+    assert read_checkpoint_config(run_dir / "checkpoint")["policy"] == policy["chosen"]
+    sampled = json.loads((run_dir / "select" / "policy" / "model.json").read_text())
+    assert sampled["policy"] == "trained"  # whatever the checkpoint says by now
+    records = list((run_dir / "select" / "policy" / "problems").glob("*.json.gz"))
+    assert len(records) == chosen["problems"]
+    from bcoder.adapter import checkpoint_policy
+
+    assert checkpoint_policy(run_dir / "checkpoint") == policy["chosen"]
 
 
 def write_learnable_data(run_dir: Path, hidden_size: int, seed: int = 0) -> None:

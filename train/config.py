@@ -205,8 +205,17 @@ class RunConfig:
 
 
 @dataclass
+class SelectConfig:
+    """What ``train select`` checks on the held-out problems besides the ranker."""
+
+    # lmhead mode: also sample the trained policy on the held-out problems (as collect sampled
+    # the checkpoint's) and keep sampling from it only if it passes at least as often
+    policy: bool = True
+
+
+@dataclass
 class TrainConfig:
-    """The whole recipe: ``[model] [data] [collect] [featurize] [phi] [theta] [run]``."""
+    """The whole recipe: ``[model] [data] [collect] [featurize] [phi] [theta] [select] [run]``."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -214,6 +223,7 @@ class TrainConfig:
     featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
     phi: PhiConfig = field(default_factory=PhiConfig)
     theta: ThetaConfig = field(default_factory=ThetaConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:

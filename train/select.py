@@ -12,13 +12,21 @@ and say which.
 The eval run stays in ``<run>/select/eval`` (``select-*``; its report.md sets every ranker,
 likelihood included, side by side) and ``<run>/select/select.json`` sums the choice up. It
 resumes like any eval run while the checkpoint's weights are those it was started with
-(``checkpoint.sha256``), and starts again when they changed. The
-programs were sampled from the checkpoint policy; in lmhead mode ``solve`` samples from the
-trained one, so the held-out figures estimate the ranking, not the trained policy's pass rate.
+(``checkpoint.sha256``), and starts again when they changed.
+
+Those programs were sampled from the checkpoint policy. In lmhead mode the trained policy
+softmax(l_theta) differs from it, so select also samples the trained policy on the same held-out
+problems, as collect sampled them (``collect.samples_per_problem`` at ``collect.temperature``;
+``<run>/select/policy``, an eval run), and writes ``"policy": "trained"`` into the checkpoint when
+its unranked pass@1 is at least the checkpoint policy's, else ``"checkpoint"``: ``solve`` then
+samples from the frozen LM's own logits and still scores with l_theta
+(:func:`bcoder.adapter.checkpoint_policy`), so that training never makes what a user samples
+worse than the base model on the held-out problems. ``select.policy = false`` skips the check.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -82,8 +90,10 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     eval_dir = out_dir / "eval"
     digest = weights_sha256(checkpoint)
     stamp = out_dir / STAMP
+    policy_dir = out_dir / "policy"
     if not (stamp.is_file() and stamp.read_text().strip() == digest):
         shutil.rmtree(eval_dir, ignore_errors=True)  # scored by other weights: start again
+        shutil.rmtree(policy_dir, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stamp, digest + "\n")
     candidates = out_dir / "candidates.jsonl"
@@ -112,7 +122,14 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     pass1.update({m: cells[m]["1"]["value"] for m in ("unranked", "upper_bound")})
     chosen = figures["best_ranker"] or DEFAULT_RANKER
     config = read_checkpoint_config(checkpoint)
+    policy = None
+    if cfg.select.policy and config["config"].get("mode") == "lmhead":
+        trained = sample_policy(settings, policy_dir, cfg, on_event)
+        policy = {"trained": trained, "checkpoint": pass1["unranked"]}
+        policy["chosen"] = "trained" if trained >= pass1["unranked"] else "checkpoint"
     config["ranker"] = chosen
+    if policy is not None:
+        config["policy"] = policy["chosen"]
     atomic_write_text(checkpoint / "bcoder_config.json", json.dumps(config, indent=1))
     summary = {
         "ranker": chosen,
@@ -122,6 +139,29 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
         "samples": sum(len(c) for c in programs.values()),
         "pass@1": pass1,
         "auc": figures.get("auc"),
+        # unranked pass@1 of the held-out problems under each policy, and the one kept; None
+        # when not checked (select.policy off, or a mode whose policy is the checkpoint's or
+        # cannot sample the checkpoint's in the decode loop)
+        "policy": policy,
     }
     atomic_write_text(out_dir / SELECT_JSON, json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def sample_policy(ranked: Any, out: Path, cfg: TrainConfig, on_event: EventFn | None) -> float:
+    """The trained policy's unbiased pass@1 on the held-out problems of ``ranked`` (the rank-only
+    EvalSettings), sampled as collect sampled the checkpoint policy there."""
+    from bcoder.evaluate.run import run_eval
+
+    settings = dataclasses.replace(
+        ranked,
+        rank_only=None,
+        samples=cfg.collect.samples_per_problem,
+        temperature=cfg.collect.temperature,
+        top_p=cfg.collect.top_p,
+        batch_size=cfg.collect.batch_size,
+        policy="trained",
+    )
+    outcome = run_eval(settings, out, resume=True, on_event=on_event, plots=False)
+    assert outcome.report is not None
+    return float(outcome.report["figures"]["metrics"]["all"]["unranked"]["1"]["value"])

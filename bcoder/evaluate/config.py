@@ -52,6 +52,7 @@ class EvalSettings:
     device: str | None = None  # torch device (transformers; None: cuda if any)
     backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     threads: int = 0  # CPU threads of this process (0: the idle cores); not part of the run
+    policy: str | None = None  # trained | checkpoint (None: the checkpoint's; SolveSettings)
 
     def __post_init__(self) -> None:
         from bcoder.shipped import resolve_checkpoint
@@ -80,6 +81,12 @@ class EvalSettings:
             raise BcoderError("need --temperature >= 0 and 0 < top-p <= 1")
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.bootstrap < 1:
             raise BcoderError("max_new_tokens, batch_size and bootstrap must be positive")
+        from bcoder.adapter import POLICIES
+
+        if self.policy is not None and self.policy not in POLICIES:
+            raise BcoderError(
+                f"--policy must be one of {', '.join(POLICIES)} (got {self.policy!r})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -162,6 +162,7 @@ def _sample_problem(
         run_tests=False,
         filter_examples=False,
         timeout=settings.timeout,
+        policy=settings.policy,
     )
     result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel)
     return _record(problem, result.candidates, result.timings)
@@ -341,6 +342,8 @@ def _run_problems(
             "heads": engine.heads,
             "ranker": checkpoint_ranker(engine.heads),
         }
+        if not settings.rank_only:  # what sampled the candidates
+            model_info["policy"] = engine.policy(settings.policy)
         atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
     with contextlib.ExitStack() as stack:
         executor = None

@@ -158,7 +158,9 @@ class BcoderTui(App[None]):
         if self.result:
             from bcoder.shipped import label
 
-            ranked = f"ranked by {self.result.ranker} ({label(self.result.heads)})"
+            policy = self.result.settings.get("policy")
+            sampled = ", base policy" if policy == "checkpoint" else ""
+            ranked = f"ranked by {self.result.ranker} ({label(self.result.heads)}{sampled})"
         self.sub_title = " · ".join(x for x in (str(model or ""), ranked, run, self.status) if x)
         self.table.border_subtitle = f"{len(self.candidates)}"
 
