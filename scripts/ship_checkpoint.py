@@ -84,6 +84,11 @@ def main() -> None:
         f"{cfg['collect']['temperature']} ({passed} pass) plus the ground truths; ranks by "
         f"{chosen}"
     )
+    policy = (select or {}).get("policy")
+    if policy:  # lmhead mode: which policy samples, by held-out pass@1 (train/select.py)
+        figures = f"{policy['trained']:.1%} against {policy['checkpoint']:.1%} held out"
+        which = "the trained" if policy["chosen"] == "trained" else "the base model's"
+        summary += f"; samples from {which} policy (trained policy pass@1 {figures})"
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()

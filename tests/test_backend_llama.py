@@ -4,6 +4,7 @@ stopping rules, seeds, prompt sharing, and solve end to end. No network, no real
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -202,6 +203,11 @@ def test_lmhead_checkpoint_serves_the_trained_policy_on_llama(pair, tokenizer, t
     untrained = next(iter(decode(hf, [prompt], options, tokenizer.pad_token_id)))
     assert got.action_ids == ref.action_ids != untrained.action_ids
     assert torch.allclose(got.scores.advantage, torch.zeros(len(got.action_ids)), atol=1e-6)
+    # the checkpoint policy: the GGUF model's own greedy actions, scored with l_theta
+    base = dataclasses.replace(options, policy="checkpoint")
+    own = next(iter(decode(llama, [prompt], base, tokenizer.pad_token_id)))
+    assert own.action_ids == untrained.action_ids
+    assert own.scores.advantage.min() < -1e-3  # not l_theta's argmax
     for r, g in zip(
         trained.score([prompt] * 3, actions, 0), llama.score([prompt] * 3, actions, 0), strict=True
     ):
