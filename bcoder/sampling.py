@@ -8,8 +8,8 @@ rules for both). Every step's logits go through ``backend.policy_logits(logits, 
 in lmhead mode adds the logit adapter's residual, so the loop samples from the trained policy
 l_theta (or, with ``DecodeOptions.policy = "checkpoint"``, from the frozen LM's own logits while
 still scoring with l_theta: what ``train select`` picks when the trained policy samples worse on
-held-out problems). With a frozen backbone (``backend.scores_in_loop``: head and lmhead modes) the loop also
-keeps, per action token, everything the per-token scores need -- the advantage A(s_t, a_t) =
+held-out problems). With a frozen backbone (``backend.scores_in_loop``: head and lmhead modes)
+the loop also keeps, per action token, everything the per-token scores need -- the advantage A(s_t, a_t) =
 alpha * (l(s_t, a_t) - max l(s_t)), the value V(s_t) from the last hidden state (the very tensor
 ``BCoderModel.run_lm`` reads), the log-probability at temperature 1 and the checkpoint's preferred
 token -- so scoring needs no second pass. With ``DecodeOptions.features`` it also keeps what

@@ -118,7 +118,7 @@ def heads_note(result: SolveResult) -> Text:
 
     sampled = ""
     if result.settings.get("policy") == "checkpoint":
-        sampled = "; sampled from the base model's own policy (the trained one sampled worse)"
+        sampled = "; sampled from the base model's own policy (--policy trained: the trained one)"
     return Text(f"heads: {describe(result.heads)}{sampled}", style="dim")
 
 

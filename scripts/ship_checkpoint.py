@@ -5,8 +5,9 @@
 The folder is what bcoder/shipped.py serves by default for the checkpoint's base model (the
 package's own bcoder/checkpoints, or a team's BCODER_CHECKPOINTS). TRAINING.json records what the
 checkpoint was trained on: the run's config, its collected programs by outcome, its stage times,
-the held-out diagnostics of phi and theta and the held-out ranker choice (select.json), so that
-`solve` can name them.
+the held-out diagnostics of phi and theta and the held-out choices of ranker and policy
+(select.json), so that `solve` can name them. ``--reselect`` takes a new select result into an
+already shipped checkpoint of the same weights and keeps the rest of its TRAINING.json.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from bcoder.evaluate.records import weights_sha256
 from bcoder.fsutil import atomic_dir
 from bcoder.model import read_checkpoint_config
 from bcoder.ranking import DEFAULT_RANKER
@@ -54,21 +56,8 @@ def collected(run: Path, heldout_frac: float, seed: int) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--into", type=Path, default=Path("bcoder/checkpoints"))
-    ap.add_argument("--name", default=None, help="folder name (default: the base model's)")
-    args = ap.parse_args()
-    run, checkpoint = args.run, args.run / "checkpoint"
-    meta = read_checkpoint_config(checkpoint)
-    cfg = json.loads((run / "config.json").read_text())
-    base = meta["config"]["base_model"]
-    name = args.name or f"{Path(str(base)).name}-{cfg['model']['mode']}"
-    data = collected(run, cfg["data"]["heldout_frac"], cfg["run"]["seed"])
-    select_json = run / "select" / SELECT_JSON
-    select = json.loads(select_json.read_text()) if select_json.is_file() else None
-    stages = json.loads((run / "stages.json").read_text())
+def summarize(cfg: dict, data: dict, select: dict | None, meta: dict) -> str:
+    """The one line `solve` shows for the checkpoint: mode, data, ranker and policy."""
     fed = data["featurized_programs"]
     samples = sum(n for k, n in fed.items() if k.startswith("sample/"))
     passed = fed.get("sample/pass", 0)
@@ -89,25 +78,54 @@ def main() -> None:
         figures = f"{policy['trained']:.1%} against {policy['checkpoint']:.1%} held out"
         which = "the trained" if policy["chosen"] == "trained" else "the base model's"
         summary += f"; samples from {which} policy (trained policy pass@1 {figures})"
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    info = {
-        "name": f"bcoder {name}",
-        "summary": summary,
-        "base_model": base,
-        "data": data,
-        "select": select,
-        "stages": stages,
-        "diagnostics": {  # each stage's held-out diagnostics (mean R~ by outcome, TD error, ...)
-            stage: json.loads((run / stage / "diagnostics.json").read_text())
-            for stage in ("phi", "theta")
-            if (run / stage / "diagnostics.json").is_file()
-        },
-        "config": cfg,
-        "code_commit": commit or None,
-    }
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--into", type=Path, default=Path("bcoder/checkpoints"))
+    ap.add_argument("--name", default=None, help="folder name (default: the base model's)")
+    ap.add_argument(
+        "--reselect",
+        action="store_true",
+        help="only take a new select result (ranker, policy) into the shipped checkpoint of the "
+        "same weights, keeping the rest of its TRAINING.json (the run needs no features)",
+    )
+    args = ap.parse_args()
+    run, checkpoint = args.run, args.run / "checkpoint"
+    meta = read_checkpoint_config(checkpoint)
+    cfg = json.loads((run / "config.json").read_text())
+    base = meta["config"]["base_model"]
+    name = args.name or f"{Path(str(base)).name}-{cfg['model']['mode']}"
     target = args.into / name
+    select_json = run / "select" / SELECT_JSON
+    select = json.loads(select_json.read_text()) if select_json.is_file() else None
+    if args.reselect:
+        if select is None or weights_sha256(target) != weights_sha256(checkpoint):
+            raise SystemExit(f"{target}: not the weights of {checkpoint}, or no select result")
+        info = json.loads((target / "TRAINING.json").read_text())
+        info.update(select=select, summary=summarize(cfg, info["data"], select, meta))
+    else:
+        data = collected(run, cfg["data"]["heldout_frac"], cfg["run"]["seed"])
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        info = {
+            "name": f"bcoder {name}",
+            "summary": summarize(cfg, data, select, meta),
+            "base_model": base,
+            "data": data,
+            "select": select,
+            "stages": json.loads((run / "stages.json").read_text()),
+            "diagnostics": {  # each stage's held-out diagnostics (mean R~ by outcome, TD error, ...)
+                stage: json.loads((run / stage / "diagnostics.json").read_text())
+                for stage in ("phi", "theta")
+                if (run / stage / "diagnostics.json").is_file()
+            },
+            "config": cfg,
+            "code_commit": commit or None,
+        }
     with atomic_dir(target) as tmp:
         for path in checkpoint.iterdir():
             if path.is_file():
@@ -116,7 +134,7 @@ def main() -> None:
         if "ranker" not in meta:  # not selected yet: ship the default, named
             meta["ranker"] = DEFAULT_RANKER
             (tmp / "bcoder_config.json").write_text(json.dumps(meta, indent=1))
-    print(f"{target}: {summary}")
+    print(f"{target}: {info['summary']}")
 
 
 if __name__ == "__main__":

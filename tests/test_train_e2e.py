@@ -620,6 +620,30 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     assert solve.returncode == 0, solve.stderr[-3000:]
     assert json.loads(solve.stdout)["heads"] == str(shipped / "tiny")
 
+    from bcoder.model import read_checkpoint_config
+
+    # --reselect: a new select result (here: another ranker and a policy) replaces the shipped
+    # one's choice and keeps the rest of TRAINING.json; other weights are refused
+    chosen.update(
+        ranker="terminal", policy={"trained": 0.25, "checkpoint": 0.5, "chosen": "checkpoint"}
+    )
+    (run_dir / "select" / "select.json").write_text(json.dumps(chosen))
+    meta.update(ranker="terminal", policy="checkpoint")
+    (run_dir / "checkpoint" / "bcoder_config.json").write_text(json.dumps(meta))
+    reship = [sys.executable, str(script), str(run_dir), "--into", str(shipped), "--name", "tiny"]
+    r = subprocess.run([*reship, "--reselect"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.loads((shipped / "tiny" / "TRAINING.json").read_text())
+    assert again["select"] == chosen and again["data"] == info["data"]
+    assert (
+        "samples from the base model's policy (trained policy pass@1 25.0% against 50.0%"
+        in (again["summary"])
+    )
+    assert read_checkpoint_config(shipped / "tiny")["policy"] == "checkpoint"
+    save_file({k: v * 2 for k, v in load_file(heads).items()}, heads)
+    r = subprocess.run([*reship, "--reselect"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "not the weights of" in r.stderr
+
 
 def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, shared_data):
     r = bcoder("train", "phi", "--config", str(tmp_path / "missing.toml"))
