@@ -49,8 +49,9 @@ def nonzero_grads(model) -> set[str]:
     return {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
 
 
-def naive_theta(model, batch, lengths, operator):
-    """L_Q, L_adv, L_ce by loops over programs and tokens (DESIGN section 2)."""
+def naive_theta(model, batch, lengths, operator, imitated=None):
+    """L_Q, L_adv, L_ce by loops over programs and tokens (DESIGN section 2); L_adv and L_ce on
+    the rows ``imitated`` (default: the ground truths)."""
     from bcoder.train.objectives import action_batch
 
     with torch.no_grad():
@@ -76,7 +77,7 @@ def naive_theta(model, batch, lengths, operator):
             else:
                 y = GAMMA * q(t + 1, int(logits[b, t + 1].argmax()))[0]
             errs.append((y - q_taken) ** 2)
-            if batch["is_ground_truth"][b]:
+            if batch["is_ground_truth"][b] if imitated is None else b in imitated:
                 adv_sums.append((b, abs(adv)))
                 ce.append(-float(torch.log_softmax(logits[b, t], -1)[a]))
         td.append(sum(errs) / n)
@@ -103,6 +104,24 @@ def test_theta_objective_matches_the_naive_loop(setup, operator):
     grads = nonzero_grads(model)
     assert grads and all("theta" in n or n.startswith("residual_head") for n in grads)
     model.zero_grad(set_to_none=True)
+
+
+def test_imitate_passing_adds_the_passing_samples_to_l_adv_and_l_ce(setup):
+    """imitate="passing": L_adv and L_ce over the ground truths and the samples that passed (here
+    row 1, a sample with reward 1); the ground truth of row 2, whose cut program failed, stays."""
+    from bcoder.train.objectives import ThetaObjective
+
+    model, batch, lengths = setup
+    batch = dict(batch, reward=torch.tensor([1.0, 1.0, -0.6, -1.0]))
+    for imitate, rows in (("ground_truth", {0, 2}), ("passing", {0, 1, 2})):
+        with torch.no_grad():
+            _, stats = ThetaObjective(model, 0.1, 0.5, "conservative", imitate)(batch)
+        td, adv, ce = naive_theta(model, batch, lengths, "conservative", rows)
+        assert float(stats["loss/td"]) == pytest.approx(td, rel=1e-4)
+        assert float(stats["loss/adv"]) == pytest.approx(adv, rel=1e-4)
+        assert float(stats["loss/ce"]) == pytest.approx(ce, rel=1e-4)
+    other = naive_theta(model, batch, lengths, "conservative", {0, 2})
+    assert (adv, ce) != pytest.approx(other[1:], rel=1e-3)  # the sample changed both terms
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,7 @@ def test_yaml_config(tmp_path):
         (["model.mode=half"], "model.mode"),
         (["phi.rho_real=1.5"], "rho_real"),
         (["theta.operator=greedy"], "operator"),
+        (["theta.imitate=everything"], "imitate"),
         (["phi.lr=fast"], "phi.lr"),
         (["phi.nope=1"], "unknown key phi.nope"),
         (["nosuch.x=1"], "SECTION.KEY"),

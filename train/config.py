@@ -179,11 +179,15 @@ class ThetaConfig(StageConfig):
     beta_adv: float = 0.1  # weight of L_adv
     beta_ce: float = 0.5  # weight of L_ce
     operator: Literal["conservative", "optimality"] = "conservative"  # target action (ablation)
+    # the programs L_adv and L_ce imitate: the ground truths (the paper), or those and the
+    # sampled programs that passed ("passing", not in the paper)
+    imitate: Literal["ground_truth", "passing"] = "ground_truth"
     skip_phi: bool = False  # ablation: start from the untrained value head
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.operator in ("conservative", "optimality"), f"operator: {self.operator!r}")
+        _check(self.imitate in ("ground_truth", "passing"), f"imitate: {self.imitate!r}")
         _check(self.beta_adv >= 0 and self.beta_ce >= 0, "beta_adv, beta_ce >= 0")
 
 

@@ -10,7 +10,9 @@ phi:   Q_phi(s_t, a_t) = A_ckpt(s_t, a_t) + V_phi(s_t);   target r_t + gamma * V
 theta: Q_theta(s_t, a_t) = alpha (l_theta(s_t, a_t) - max l_theta(s_t)) + V_theta(s_t),
        V_theta = R_max - softabs(u_phi + h1 - h2);  target r_t + gamma * Q_theta(s_{t+1}, a^)
        with a^ the checkpoint's argmax (conservative) or Q_theta's own argmax (optimality);
-       L_ft = L_Q + beta_adv L_adv + beta_ce L_ce, the last two on ground-truth programs only.
+       L_ft = L_Q + beta_adv L_adv + beta_ce L_ce, the last two on ground-truth programs only
+       (the paper), or on the ground truths and the sampled programs that passed
+       (``imitate="passing"``, not in the paper: rejection-sampling fine-tuning's imitation).
 In head mode l_theta = l_ckpt (frozen), so A_theta = A_ckpt is read from the batch and the step
 is a value-head forward/backward on the stored hidden states. In lmhead mode l_theta = l_ckpt +
 B A h: the adapter is evaluated on the stored hidden states at the candidate tokens only (the
@@ -26,6 +28,7 @@ from torch import nn
 
 from bcoder import rl
 from bcoder.adapter import candidate_max_and_lse, candidate_set
+from bcoder.execution import REWARDS, Outcome
 from bcoder.model import ActionBatch, BCoderModel
 from bcoder.train.featurize import lm_hidden
 
@@ -88,10 +91,12 @@ class ThetaObjective(nn.Module):
         beta_adv: float = 0.1,
         beta_ce: float = 0.5,
         operator: str = "conservative",
+        imitate: str = "ground_truth",
     ):
         super().__init__()
         self.model = model
         self.beta_adv, self.beta_ce, self.operator = beta_adv, beta_ce, operator
+        self.imitate = imitate
 
     def quantities(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-token Q_theta(s_t, a_t), A_theta(s_t, a_t), V_theta(s_t), the TD targets, and the
@@ -145,7 +150,9 @@ class ThetaObjective(nn.Module):
         x = self.quantities(batch)
         mask, r_max = x["mask"], self.model.config.r_max
         loss_td = rl.td_loss(x["q"], x["targets"], mask)
-        gt = batch["is_ground_truth"].bool()
+        gt = batch["is_ground_truth"].bool()  # the programs L_adv and L_ce imitate
+        if self.imitate == "passing":
+            gt = gt | (batch["reward"] >= REWARDS[Outcome.PASS])
         zero = loss_td.new_zeros(())
         loss_adv = rl.advantage_loss(x["adv"][gt], mask[gt]) if bool(gt.any()) else zero
         loss_ce = zero

@@ -110,7 +110,7 @@ def run_theta(
     diagnostics = setup.train_and_record(
         cfg,
         "theta",
-        ThetaObjective(model, t.beta_adv, t.beta_ce, t.operator),
+        ThetaObjective(model, t.beta_adv, t.beta_ce, t.operator, t.imitate),
         data,
         (train_rows, held_rows),
         columns,
