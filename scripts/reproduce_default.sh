@@ -56,7 +56,8 @@ evaluate() {
   bcoder eval "${EVAL[@]}" --rank-only "$RUNS/eval-init/candidates.jsonl" --checkpoint "$ckpt" \
     --out "$RUNS/eval-ranked" --resume 2>&1 | tee -a "$LOGS/eval-ranked.log"
   log "eval: the trained policy's own candidates, ranked by it"
-  bcoder eval "${EVAL[@]}" --checkpoint "$ckpt" --out "$RUNS/eval-trained" --resume \
+  # --policy trained: the checkpoint may sample from the base policy (select's choice)
+  bcoder eval "${EVAL[@]}" --checkpoint "$ckpt" --policy trained --out "$RUNS/eval-trained" --resume \
     2>&1 | tee -a "$LOGS/eval-trained.log"
 }
 

@@ -402,6 +402,25 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
 
     assert checkpoint_policy(run_dir / "checkpoint") == policy["chosen"]
 
+    # one eval run's samples come from one policy: resuming it with the other is refused
+    import dataclasses
+
+    from bcoder.errors import BcoderError
+    from bcoder.evaluate.config import EvalSettings
+    from bcoder.evaluate.records import PROBLEMS, SAMPLES, record_path
+    from bcoder.evaluate.run import run_eval
+
+    policy_run = run_dir / "select" / "policy"
+    saved = json.loads((policy_run / "config.json").read_text())["settings"]
+    known = {f.name for f in dataclasses.fields(EvalSettings)}
+    settings = EvalSettings(**{k: v for k, v in saved.items() if k in known})
+    for stage in (PROBLEMS, SAMPLES):  # one problem left to sample
+        record_path(policy_run, saved["ids"][0], stage).unlink(missing_ok=True)
+    other = dataclasses.replace(settings, policy="checkpoint")
+    with pytest.raises(BcoderError, match="sampled from the trained policy, not the checkpoint"):
+        run_eval(other, policy_run, resume=True)
+    assert run_eval(settings, policy_run, resume=True).report is not None  # the same one goes on
+
 
 def write_learnable_data(run_dir: Path, hidden_size: int, seed: int = 0) -> None:
     """Collected + featurized records whose hidden states say how the program will end.

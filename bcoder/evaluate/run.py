@@ -343,7 +343,15 @@ def _run_problems(
             "ranker": checkpoint_ranker(engine.heads),
         }
         if not settings.rank_only:  # what sampled the candidates
-            model_info["policy"] = engine.policy(settings.policy)
+            model_info["policy"] = policy = engine.policy(settings.policy)
+            before = (
+                _read_json(run_dir / MODEL).get("policy") if (run_dir / MODEL).is_file() else None
+            )
+            if before not in (None, policy):  # one run's samples come from one policy
+                raise BcoderError(
+                    f"{run_dir} was sampled from the {before} policy, not the {policy} one: "
+                    "use another --out for a different run (or --policy " + before + ")"
+                )
         atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
     with contextlib.ExitStack() as stack:
         executor = None
