@@ -61,6 +61,8 @@ def summarize(cfg: dict, data: dict, select: dict | None, meta: dict) -> str:
     fed = data["featurized_programs"]
     samples = sum(n for k, n in fed.items() if k.startswith("sample/"))
     passed = fed.get("sample/pass", 0)
+    unparsed = cfg["collect"].get("ground_truth_style") == "unparse"
+    style = " (as ast.unparse prints them)" if unparsed else ""
     chosen = (
         f"{select['ranker']} (chosen on the held-out problems)"
         if select
@@ -70,8 +72,8 @@ def summarize(cfg: dict, data: dict, select: dict | None, meta: dict) -> str:
         f"{cfg['model']['mode']} mode on {cfg['data']['dataset']} {cfg['data']['split']}: "
         f"{data['trained_problems']} problems trained, "
         f"{data['heldout_problems']} held out; {samples} samples at temperature "
-        f"{cfg['collect']['temperature']} ({passed} pass) plus the ground truths; ranks by "
-        f"{chosen}"
+        f"{cfg['collect']['temperature']} ({passed} pass) plus the ground truths{style}; "
+        f"ranks by {chosen}"
     )
     policy = (select or {}).get("policy")
     if policy:  # lmhead mode: which policy samples, by held-out pass@1 (train/select.py)
@@ -105,7 +107,8 @@ def main() -> None:
         if select is None or weights_sha256(target) != weights_sha256(checkpoint):
             raise SystemExit(f"{target}: not the weights of {checkpoint}, or no select result")
         info = json.loads((target / "TRAINING.json").read_text())
-        info.update(select=select, summary=summarize(cfg, info["data"], select, meta))
+        summary = summarize(info["config"], info["data"], select, meta)  # the training's config
+        info.update(select=select, summary=summary)
     else:
         data = collected(run, cfg["data"]["heldout_frac"], cfg["run"]["seed"])
         commit = subprocess.run(
