@@ -150,18 +150,20 @@ class ThetaObjective(nn.Module):
         x = self.quantities(batch)
         mask, r_max = x["mask"], self.model.config.r_max
         loss_td = rl.td_loss(x["q"], x["targets"], mask)
-        gt = batch["is_ground_truth"].bool()  # the programs L_adv and L_ce imitate
+        imitated = batch["is_ground_truth"].bool()  # the programs L_adv and L_ce imitate
         if self.imitate == "passing":
-            gt = gt | (batch["reward"] >= REWARDS[Outcome.PASS])
+            imitated = imitated | (batch["reward"] >= REWARDS[Outcome.PASS])
         zero = loss_td.new_zeros(())
-        loss_adv = rl.advantage_loss(x["adv"][gt], mask[gt]) if bool(gt.any()) else zero
+        loss_adv = (
+            rl.advantage_loss(x["adv"][imitated], mask[imitated]) if bool(imitated.any()) else zero
+        )
         loss_ce = zero
-        if "logits" in x and bool(gt.any()):
+        if "logits" in x and bool(imitated.any()):
             loss_ce = rl.cross_entropy_loss(
-                x["logits"][gt].float(), batch["action_ids"][gt], mask[gt]
+                x["logits"][imitated].float(), batch["action_ids"][imitated], mask[imitated]
             )
-        elif "nll" in x and bool(gt.any()):
-            loss_ce = rl.token_mean(x["nll"][gt], mask[gt])
+        elif "nll" in x and bool(imitated.any()):
+            loss_ce = rl.token_mean(x["nll"][imitated], mask[imitated])
         loss = loss_td + self.beta_adv * loss_adv + self.beta_ce * loss_ce
         m = mask.float()
         agree = ((x["argmax"] == batch["ckpt_argmax"]).float() * m).sum() / m.sum().clamp(min=1)

@@ -350,7 +350,7 @@ def _run_problems(
             if before not in (None, policy):  # one run's samples come from one policy
                 raise BcoderError(
                     f"{run_dir} was sampled from the {before} policy, not the {policy} one: "
-                    "use another --out for a different run (or --policy " + before + ")"
+                    f"use another --out for a different run (or --policy {before})"
                 )
         atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
     with contextlib.ExitStack() as stack:
