@@ -283,7 +283,7 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
 
 
 @pytest.mark.parametrize("mode", ["head", "lmhead", "lora", "full"])
-def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_data):
+def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_data, monkeypatch):
     from bcoder.errors import BcoderError
     from bcoder.model import BCoderModel, make_batch, read_checkpoint_config
     from bcoder.sources import load_model_and_tokenizer
@@ -417,9 +417,25 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     for stage in (PROBLEMS, SAMPLES):  # one problem left to sample
         record_path(policy_run, saved["ids"][0], stage).unlink(missing_ok=True)
     other = dataclasses.replace(settings, policy="checkpoint")
+    from bcoder.solve import Engine
+
+    loads, load = [], Engine.load.__func__
+    monkeypatch.setattr(
+        Engine, "load", classmethod(lambda *a, **k: loads.append(1) or load(*a, **k))
+    )
     with pytest.raises(BcoderError, match="sampled from the trained policy, not the checkpoint"):
         run_eval(other, policy_run, resume=True)
+    assert loads == []  # refused before a model loads
     assert run_eval(settings, policy_run, resume=True).report is not None  # the same one goes on
+    assert loads == [1]
+    # a run from before model.json named its policy was sampled from l_theta, the trained one
+    info = json.loads((policy_run / "model.json").read_text())
+    del info["policy"]
+    (policy_run / "model.json").write_text(json.dumps(info))
+    for stage in (PROBLEMS, SAMPLES):
+        record_path(policy_run, saved["ids"][0], stage).unlink()
+    with pytest.raises(BcoderError, match="sampled from the trained policy, not the checkpoint"):
+        run_eval(other, policy_run, resume=True)
 
 
 def write_learnable_data(run_dir: Path, hidden_size: int, seed: int = 0) -> None:

@@ -316,6 +316,20 @@ def run_eval(
     return outcome
 
 
+def _check_policy(run_dir: Path, policy: str) -> None:
+    """Refuse to add samples from ``policy`` to a run sampled from the other one. A run written
+    before model.json named its policy sampled from l_theta, the trained policy."""
+    if not (run_dir / MODEL).is_file():
+        return
+    info = _read_json(run_dir / MODEL)
+    before = info.get("policy", "trained" if info.get("heads") else None)
+    if before not in (None, policy):
+        raise BcoderError(
+            f"{run_dir} was sampled from the {before} policy, not the {policy} one: "
+            f"use another --out for a different run (or --policy {before})"
+        )
+
+
 def _run_problems(
     settings: EvalSettings,
     run_dir: Path,
@@ -329,6 +343,10 @@ def _run_problems(
 ) -> None:
     """Sample (or score) what has no samples file yet, then execute what has no record yet."""
     unsampled = [p for p in todo if not has_record(run_dir, p.id, SAMPLES)]
+    if unsampled and not settings.rank_only:  # before a model loads: one run, one policy
+        from bcoder.adapter import checkpoint_policy
+
+        _check_policy(run_dir, settings.policy or checkpoint_policy(settings.checkpoint))
     if unsampled and engine is None:
         from bcoder.solve import Engine
 
@@ -344,14 +362,7 @@ def _run_problems(
         }
         if not settings.rank_only:  # what sampled the candidates
             model_info["policy"] = policy = engine.policy(settings.policy)
-            before = (
-                _read_json(run_dir / MODEL).get("policy") if (run_dir / MODEL).is_file() else None
-            )
-            if before not in (None, policy):  # one run's samples come from one policy
-                raise BcoderError(
-                    f"{run_dir} was sampled from the {before} policy, not the {policy} one: "
-                    f"use another --out for a different run (or --policy {before})"
-                )
+            _check_policy(run_dir, policy)
         atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
     with contextlib.ExitStack() as stack:
         executor = None
