@@ -207,6 +207,36 @@ def test_interrupted_limited_and_sharded_runs_give_the_same_report(
         run_eval(EvalSettings(**base, limit=3, temperature=0.9), run, **fast, resume=True)
 
 
+def test_a_rank_only_run_extends_to_more_problems(tmp_path, mbpp, tiny_model_dir, engine):
+    """Resumed with a candidates file exported for more problems, a rank-only run scores only
+    the new ones; a file with other programs for a scored problem is refused."""
+    from bcoder.evaluate.records import SAMPLES, record_path
+
+    cands = _candidates_file(tmp_path / "all.jsonl", mbpp).read_text().splitlines()
+    first = tmp_path / "first.jsonl"  # the first two problems' programs
+    first.write_text("\n".join(r for r in cands if json.loads(r)["problem_id"] != "13") + "\n")
+    base = dict(dataset=str(mbpp), ids=list(MBPP), ks=[1, 2], model=str(tiny_model_dir))
+    run = tmp_path / "run"
+    out = run_eval(EvalSettings(**base, rank_only=str(first)), run, engine=engine, plots=False)
+    assert out.problem_ids == ["mbpp/11", "mbpp/12"] and out.report is not None
+    scored = {p: record_path(run, p, SAMPLES).read_bytes() for p in out.problem_ids}
+    more = tmp_path / "more.jsonl"  # the candidates file names the run: another one is refused
+    more.write_text("\n".join(cands) + "\n")
+    with pytest.raises(BcoderError, match="rank_only"):
+        run_eval(EvalSettings(**base, rank_only=str(more)), run, engine=engine, resume=True)
+    first.write_text(more.read_text())  # the export, made again for three problems
+    out = run_eval(EvalSettings(**base, rank_only=str(first)), run, engine=engine, plots=False,
+                   resume=True)  # fmt: skip
+    assert out.problem_ids == [f"mbpp/{t}" for t in MBPP] and out.done_now == ["mbpp/13"]
+    assert {p: record_path(run, p, SAMPLES).read_bytes() for p in scored} == scored
+    records, _ = load_records(run, out.problem_ids)
+    assert [r.n_samples for r in records] == [5, 5, 5] and out.report is not None
+    changed = [r.replace("return None", "return 0") for r in cands]  # another wrong answer
+    first.write_text("\n".join(changed) + "\n")
+    with pytest.raises(BcoderError, match="scored other programs for mbpp/11"):
+        run_eval(EvalSettings(**base, rank_only=str(first)), run, engine=engine, resume=True)
+
+
 def test_a_run_resumes_only_with_the_same_checkpoint_weights(tmp_path):
     from bcoder.evaluate.records import weights_sha256
     from bcoder.evaluate.run import prepare_run_dir

@@ -115,7 +115,8 @@ def prepare_run_dir(
             )
         # the checkpoint's weights, not only its path: a re-shipped checkpoint is another run, and
         # the same weights at another path (a candidate, then shipped) are the same run
-        fields = [*IDENTITY_FIELDS, "data_sha256", "rank_only_sha256", "checkpoint_sha256"]
+        # (a rank-only run's candidates file is checked problem by problem: run_eval)
+        fields = [*IDENTITY_FIELDS, "data_sha256", "checkpoint_sha256"]
         if old["settings"].get("checkpoint_sha256") and config["settings"].get("checkpoint_sha256"):
             fields.remove("checkpoint")
         diff = [f for f in fields if old["settings"].get(f) != config["settings"].get(f)]
@@ -172,21 +173,43 @@ def _score_problem(
     problem: Problem, codes: list[str], engine: Any, settings: EvalSettings
 ) -> ProblemRecord:
     """Another model's programs for a problem, scored (duplicates merged and counted)."""
-    from bcoder.solve import code_key, score_codes
+    from bcoder.solve import score_codes
 
     t0 = time.perf_counter()
-    distinct: dict[str, str] = {}
+    distinct = _distinct(codes)
+    candidates = score_codes(problem, engine, list(distinct), batch_size=settings.batch_size)
+    for cand, count in zip(candidates, distinct.values(), strict=True):
+        cand.count = count
+    return _record(problem, candidates, {"score": time.perf_counter() - t0})
+
+
+def _distinct(codes: list[str]) -> dict[str, int]:
+    """{the first program of each code_key: how many of ``codes`` share its key}, in order."""
+    from bcoder.solve import code_key
+
+    first: dict[str, str] = {}
     counts: dict[str, int] = {}
     for code in codes:
         key = code_key(code)
-        distinct.setdefault(key, code)
+        first.setdefault(key, code)
         counts[key] = counts.get(key, 0) + 1
-    candidates = score_codes(
-        problem, engine, list(distinct.values()), batch_size=settings.batch_size
-    )
-    for cand, key in zip(candidates, distinct, strict=True):
-        cand.count = counts[key]
-    return _record(problem, candidates, {"score": time.perf_counter() - t0})
+    return {first[key]: n for key, n in counts.items()}
+
+
+def _check_same_candidates(run_dir: Path, codes_by_problem: dict[str, list[str]], path: Path):
+    """A rank-only run resumed with another candidates file (one exported for more problems)
+    goes on only if the file holds, for every problem already scored, the programs scored."""
+    from bcoder.solve import code_key
+
+    for pid, codes in codes_by_problem.items():
+        if has_record(run_dir, pid, SAMPLES):
+            record = read_record(record_path(run_dir, pid, SAMPLES))
+            scored = [(code_key(c.code), c.count) for c in record.candidates]
+            if scored != [(code_key(code), n) for code, n in _distinct(codes).items()]:
+                raise BcoderError(
+                    f"{run_dir} scored other programs for {pid} than {path} holds: "
+                    "use another --out for a different run"
+                )
 
 
 def execute_record(
@@ -288,7 +311,11 @@ def run_eval(
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    prepare_run_dir(run_dir, config, resume, sharded=shard[1] > 1)
+    before = prepare_run_dir(run_dir, config, resume, sharded=shard[1] > 1)
+    if rank_sha != before["settings"].get("rank_only_sha256"):  # a file that extends the run's
+        _check_same_candidates(run_dir, codes_by_problem, Path(settings.rank_only))
+        before["settings"]["rank_only_sha256"] = rank_sha
+        atomic_write_text(run_dir / CONFIG, json.dumps(before, indent=2) + "\n")
     where = str(run_dir) if shard[1] == 1 else f"{run_dir} shard {shard[0]}/{shard[1]}"
     with exclusive(run_dir / f".lock-{shard[0]}-of-{shard[1]}", where):
         ids = [p.id for p in problems]
