@@ -208,9 +208,9 @@ def test_interrupted_limited_and_sharded_runs_give_the_same_report(
 
 
 def test_a_rank_only_run_extends_to_more_problems(tmp_path, mbpp, tiny_model_dir, engine):
-    """Resumed with a candidates file exported for more problems, a rank-only run scores only
-    the new ones; a file with other programs for a scored problem is refused."""
-    from bcoder.evaluate.records import SAMPLES, record_path
+    """Resumed with a candidates file exported for more problems (wherever it is), a rank-only
+    run scores only the new ones; a file with other programs for a scored problem is refused."""
+    from bcoder.evaluate.records import CONFIG, SAMPLES, record_path
 
     cands = _candidates_file(tmp_path / "all.jsonl", mbpp).read_text().splitlines()
     first = tmp_path / "first.jsonl"  # the first two problems' programs
@@ -220,17 +220,16 @@ def test_a_rank_only_run_extends_to_more_problems(tmp_path, mbpp, tiny_model_dir
     out = run_eval(EvalSettings(**base, rank_only=str(first)), run, engine=engine, plots=False)
     assert out.problem_ids == ["mbpp/11", "mbpp/12"] and out.report is not None
     scored = {p: record_path(run, p, SAMPLES).read_bytes() for p in out.problem_ids}
-    more = tmp_path / "more.jsonl"  # the candidates file names the run: another one is refused
+    more = tmp_path / "elsewhere" / "more.jsonl"  # the export, made again for three problems
+    more.parent.mkdir()
     more.write_text("\n".join(cands) + "\n")
-    with pytest.raises(BcoderError, match="rank_only"):
-        run_eval(EvalSettings(**base, rank_only=str(more)), run, engine=engine, resume=True)
-    first.write_text(more.read_text())  # the export, made again for three problems
-    out = run_eval(EvalSettings(**base, rank_only=str(first)), run, engine=engine, plots=False,
+    out = run_eval(EvalSettings(**base, rank_only=str(more)), run, engine=engine, plots=False,
                    resume=True)  # fmt: skip
     assert out.problem_ids == [f"mbpp/{t}" for t in MBPP] and out.done_now == ["mbpp/13"]
     assert {p: record_path(run, p, SAMPLES).read_bytes() for p in scored} == scored
     records, _ = load_records(run, out.problem_ids)
     assert [r.n_samples for r in records] == [5, 5, 5] and out.report is not None
+    assert json.loads((run / CONFIG).read_text())["settings"]["rank_only"] == str(more)
     changed = [r.replace("return None", "return 0") for r in cands]  # another wrong answer
     first.write_text("\n".join(changed) + "\n")
     with pytest.raises(BcoderError, match="scored other programs for mbpp/11"):

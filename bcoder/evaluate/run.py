@@ -115,10 +115,11 @@ def prepare_run_dir(
             )
         # the checkpoint's weights, not only its path: a re-shipped checkpoint is another run, and
         # the same weights at another path (a candidate, then shipped) are the same run
-        # (a rank-only run's candidates file is checked problem by problem: run_eval)
         fields = [*IDENTITY_FIELDS, "data_sha256", "checkpoint_sha256"]
         if old["settings"].get("checkpoint_sha256") and config["settings"].get("checkpoint_sha256"):
             fields.remove("checkpoint")
+        if old["settings"].get("rank_only") and config["settings"].get("rank_only"):
+            fields.remove("rank_only")  # its programs are checked problem by problem: run_eval
         diff = [f for f in fields if old["settings"].get(f) != config["settings"].get(f)]
         if diff:
             f = diff[0]
@@ -312,9 +313,10 @@ def run_eval(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     before = prepare_run_dir(run_dir, config, resume, sharded=shard[1] > 1)
-    if rank_sha != before["settings"].get("rank_only_sha256"):  # a file that extends the run's
+    given = {k: config["settings"][k] for k in ("rank_only", "rank_only_sha256")}
+    if any(before["settings"].get(k) != v for k, v in given.items()):  # another candidates file
         _check_same_candidates(run_dir, codes_by_problem, Path(settings.rank_only))
-        before["settings"]["rank_only_sha256"] = rank_sha
+        before["settings"].update(given)
         atomic_write_text(run_dir / CONFIG, json.dumps(before, indent=2) + "\n")
     where = str(run_dir) if shard[1] == 1 else f"{run_dir} shard {shard[0]}/{shard[1]}"
     with exclusive(run_dir / f".lock-{shard[0]}-of-{shard[1]}", where):
