@@ -28,7 +28,7 @@ case "${1:-all}" in
   *) echo "usage: $0 [train|ship|eval-init|eval|table3|all]" >&2; exit 2 ;;
 esac
 mkdir -p "$LOGS"
-EVAL=(-d mbpp --split test --limit "$LIMIT" -M 8 --temperature 0.6 --k 1,5)
+EVAL=(-d mbpp --split test -M 8 --temperature 0.6 --k 1,5)  # each call adds its --limit
 
 log() { echo "$(date +%H:%M:%S) $*" | tee -a "$LOGS/steps.log" >&2; }
 
@@ -48,7 +48,7 @@ ship() {
 
 eval_init() {  # needs no training: can run before (or beside) train
   log "eval: the checkpoint policy's candidates (no trained heads) on MBPP test"
-  bcoder eval "${EVAL[@]}" --checkpoint none --out "$RUNS/eval-init" --resume \
+  bcoder eval "${EVAL[@]}" --limit "$LIMIT" --checkpoint none --out "$RUNS/eval-init" --resume \
     2>&1 | tee -a "$LOGS/eval-init.log"
 }
 
@@ -57,8 +57,8 @@ evaluate() {
   eval_init
   bcoder eval export "$RUNS/eval-init" -o "$RUNS/eval-init/candidates.jsonl"
   log "eval: the same candidates ranked by the trained Q-function"
-  bcoder eval "${EVAL[@]}" --rank-only "$RUNS/eval-init/candidates.jsonl" --checkpoint "$ckpt" \
-    --out "$RUNS/eval-ranked" --resume 2>&1 | tee -a "$LOGS/eval-ranked.log"
+  bcoder eval "${EVAL[@]}" --limit "$LIMIT" --rank-only "$RUNS/eval-init/candidates.jsonl" \
+    --checkpoint "$ckpt" --out "$RUNS/eval-ranked" --resume 2>&1 | tee -a "$LOGS/eval-ranked.log"
   log "eval: the trained policy's own candidates, ranked by it"
   # --policy trained: the checkpoint may sample from the base policy (select's choice)
   bcoder eval "${EVAL[@]}" --limit "$TRAINED_LIMIT" --checkpoint "$ckpt" --policy trained \
