@@ -1,8 +1,8 @@
 """Learned rankers on the checkpoint LM's per-program features (issue 14 experiment).
 
-    python3 scripts/probe_rank.py --train /work/runs/probe/train [--test /work/runs/probe/test]
+    python3 research/probe_rank.py --train /work/runs/probe/train [--test /work/runs/probe/test]
 
-Reads scripts/probe_features.py's output. Cross-validates on the training problems (5 folds by
+Reads research/probe_features.py's output. Cross-validates on the training problems (5 folds by
 problem) and, with --test, fits on all of them and ranks MBPP test's candidates. Reports ranked
 pass@1 of each learned ranker beside mean / sum log-prob, with paired bootstrap CIs of the
 difference to mean log-prob.

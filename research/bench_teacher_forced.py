@@ -1,7 +1,7 @@
 """Teacher-forced scoring on transformers: a shared prompt evaluated once, batches cut by length.
 
-    python3 scripts/bench_teacher_forced.py                    # the default model, 8 programs
-    python3 scripts/bench_teacher_forced.py --model smollm2-135m --repeats 5
+    python3 research/bench_teacher_forced.py                    # the default model, 8 programs
+    python3 research/bench_teacher_forced.py --model smollm2-135m --repeats 5
 
 Scores the 8 candidates of one MBPP test problem (train/runs/eval-init, prompted as the default
 checkpoint prompts) with ``bcoder.scoring.score_tokens`` -- what ``bcoder rank`` and eval's

@@ -1,8 +1,8 @@
 """Time the editor's code action as a user sees it: a real LSP client drives `bcoder lsp`.
 
-    python3 scripts/bench_lsp.py                      # default model, fast path on
-    python3 scripts/bench_lsp.py --no-fast-path       # wait for every candidate
-    python3 scripts/bench_lsp.py --model smollm2-135m --samples 8
+    python3 research/bench_lsp.py                      # default model, fast path on
+    python3 research/bench_lsp.py --no-fast-path       # wait for every candidate
+    python3 research/bench_lsp.py --model smollm2-135m --samples 8
 
 Opens examples/max_of_list.py (the README stub), runs "B-Coder: implement from docstring" and
 reports: seconds until the body is inserted (the workspace edit arrives), seconds until all

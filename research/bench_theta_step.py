@@ -5,7 +5,7 @@ step should cost one forward/backward of the theta model, like supervised fine-t
 work is the value heads on the hidden states and a few (B, T) reductions. This script measures it
 on a small Llama built from a config (random weights, no download), in lora or full mode:
 
-    python3 scripts/bench_theta_step.py --mode lora --layers 4 --hidden 512 --vocab 32000
+    python3 research/bench_theta_step.py --mode lora --layers 4 --hidden 512 --vocab 32000
 
 Steps alternate (CE, theta, CE, theta, ...) so that load on a shared machine hits both alike;
 the medians are reported with their ratio (aim: below 1.15x).

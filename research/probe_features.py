@@ -1,7 +1,7 @@
 """Per-program features of the checkpoint LM for ranker experiments (issue 14).
 
-    python3 scripts/probe_features.py train  --out /work/runs/probe/train
-    python3 scripts/probe_features.py test   --out /work/runs/probe/test
+    python3 research/probe_features.py train  --out /work/runs/probe/train
+    python3 research/probe_features.py test   --out /work/runs/probe/test
 
 train: every program of the shipped run's collection (train/runs/qwen2.5-coder-1.5b-lmhead);
 test: every candidate of train/runs/eval-init (MBPP test, 8 samples a problem), prompted as the

@@ -1,17 +1,17 @@
 """Reviewer log-likelihoods of programs for ranker experiments (issue 14).
 
-    python3 scripts/probe_reviewer.py train --out /work/runs/reviewer/train [--limit N]
-    python3 scripts/probe_reviewer.py report --out /work/runs/reviewer/train --probe /work/runs/probe/train
+    python3 research/probe_reviewer.py train --out /work/runs/reviewer/train [--limit N]
+    python3 research/probe_reviewer.py report --out /work/runs/reviewer/train --probe /work/runs/probe/train
 
 The "reviewer" direction of Coder-Reviewer reranking (Zhang et al., 2022): how likely the
 checkpoint LM finds the problem's tests *after* reading a program, log p(tests | program), with
 the program shown alone (no prompt). Every candidate of a problem is followed by the same test
 text, so the sums compare across a problem's candidates. Only problems whose candidates both pass
 and fail are scored (the others rank the same under every scorer). Programs and problems are
-scripts/probe_features.py's: the shipped run's collection (train) and train/runs/eval-init (test).
+research/probe_features.py's: the shipped run's collection (train) and train/runs/eval-init (test).
 One .npz per problem in --out with each program's per-token log-probabilities of the test text;
 a rerun skips the problems done. ``report`` compares, on the problems scored, the top candidate
-by mean log-prob (from scripts/probe_features.py's output), by the reviewer sum and by mixtures.
+by mean log-prob (from research/probe_features.py's output), by the reviewer sum and by mixtures.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probe_features import test_groups, train_groups
+from probe_features import test_groups, train_groups  # beside this file: run it as a script
 
 
 def tests_text(problem) -> str:
@@ -88,7 +86,7 @@ def main() -> int:
     ap.add_argument("which", choices=["train", "test", "report"])
     ap.add_argument("--out", required=True)
     ap.add_argument(
-        "--probe", help="report: scripts/probe_features.py's output for the same problems"
+        "--probe", help="report: research/probe_features.py's output for the same problems"
     )
     ap.add_argument("--limit", type=int, default=0, help="score the first N mixed problems only")
     ap.add_argument("--threads", type=int, default=2)

@@ -1,8 +1,8 @@
 """Both inference backends side by side, in one process, on the same prompt and machine.
 
-    python3 scripts/bench_backends.py                        # the default model, warm cache
-    python3 scripts/bench_backends.py --first-run            # also: load with empty caches
-    python3 scripts/bench_backends.py --model smollm2-135m --ns 1,8 --out bench.json
+    python3 research/bench_backends.py                        # the default model, warm cache
+    python3 research/bench_backends.py --first-run            # also: load with empty caches
+    python3 research/bench_backends.py --model smollm2-135m --ns 1,8 --out bench.json
 
 For each backend (llama.cpp on the GGUF file; transformers on the same file, dequantized, in the
 dtype it picks here):

@@ -13,7 +13,7 @@ Defaults are Qwen2.5-Coder-1.5B's sizes (H=1536, V=151936, 12 heads, 2 KV heads,
 random weights, no download. Steps alternate so that load on a shared machine hits all alike;
 medians are reported per step and per program token:
 
-    python3 scripts/bench_cpu_theta.py --threads 1 --repeats 5
+    python3 research/bench_cpu_theta.py --threads 1 --repeats 5
 """
 
 from __future__ import annotations
