@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 
 _STYLE = {
     "pass": "green",
@@ -27,20 +27,20 @@ def register(app: typer.Typer) -> None:
 def _read_program(path: str) -> str:
     if path == "-":
         return sys.stdin.read()
-    from bcoder.fsutil import read_text
+    from bcoder.core.fs import read_text
 
     return read_text(path)
 
 
 def _load_tests(tests: Path | None, problem: str | None) -> tuple[Any, str]:
     """The TestSpec to run and a label saying where it came from."""
-    from bcoder.spec import TestSpec
+    from bcoder.core.spec import TestSpec
 
     if problem is None:
         if tests is None:
             raise BcoderError("give the tests: --tests TESTS.json or --problem FILE:ID")
         return TestSpec.load(tests), str(tests)
-    from bcoder.problems import load_problem
+    from bcoder.problems.load import load_problem
 
     prob = load_problem(problem, tests=tests)
     if prob.tests is None:

@@ -69,11 +69,11 @@ def inference(
     ``smoke``, whether llama.cpp runs the model on this CPU (when it is the backend and the model
     is on disk)."""
     from bcoder.backends.base import choose_backend, llama_cpp_available
-    from bcoder.errors import BcoderError
-    from bcoder.hardware import cpu_info, default_cpu_dtype_name
-    from bcoder.loading import BF16_MIN_PARAMS
-    from bcoder.solve import cpu_threads
-    from bcoder.sources import DEFAULT_MODEL, artifact_path, resolve_source
+    from bcoder.core.errors import BcoderError
+    from bcoder.models.hardware import cpu_info, default_cpu_dtype_name
+    from bcoder.models.loading import BF16_MIN_PARAMS
+    from bcoder.models.sources import DEFAULT_MODEL, artifact_path, resolve_source
+    from bcoder.pipeline.solve import cpu_threads
 
     model = model or DEFAULT_MODEL
     cuda = _cuda()
@@ -170,8 +170,8 @@ def _cuda() -> bool:
 
 
 def _smoke(level: str) -> dict[str, Any]:
+    from bcoder.core.spec import TestSpec
     from bcoder.execution import Executor
-    from bcoder.spec import TestSpec
 
     probe = (
         "import os\nst = open('/proc/self/status').read()\n"

@@ -72,10 +72,10 @@ def evaluate(
     """Sample M candidates per problem, score and run them, and report pass@k (see the README)."""
     if ctx.invoked_subcommand is not None:
         return
-    from bcoder.errors import BcoderError
+    from bcoder.core.errors import BcoderError
     from bcoder.evaluate import EvalSettings, parse_ks, parse_shard, run_eval, write_report
-    from bcoder.shipped import resolve_checkpoint
-    from bcoder.solve import model_for
+    from bcoder.pipeline.solve import model_for
+    from bcoder.qmodel.shipped import resolve_checkpoint
 
     if out is None or (dataset is None and not resume):
         raise BcoderError("bcoder eval needs --dataset and --out (see bcoder eval --help)")
@@ -140,7 +140,7 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """(Re)compute the report of a run directory, e.g. once every shard has finished."""
-    from bcoder.errors import BcoderError
+    from bcoder.core.errors import BcoderError
     from bcoder.evaluate import parse_ks, write_report
 
     if not run_dir.is_dir():
@@ -158,8 +158,8 @@ def export_cmd(
 ) -> None:
     """The run's sampled programs as jsonl, a row per sample: what --rank-only reads (rank one
     model's candidates with another's value function, the paper's Table 3)."""
+    from bcoder.core.fs import atomic_write_text
     from bcoder.evaluate.records import exported_candidates
-    from bcoder.fsutil import atomic_write_text
 
     rows = "".join(json.dumps(row) + "\n" for row in exported_candidates(run_dir))
     if out is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 
 
 def register(app: typer.Typer) -> None:

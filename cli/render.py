@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from bcoder.results import SolveResult, TokenScore
+from bcoder.core.types import SolveResult, TokenScore
 
 METRICS = {  # --color-by name -> (TokenScore field, what it is)
     "q": ("q", "Q(s_t, a_t)"),
@@ -114,7 +114,7 @@ def heads_note(result: SolveResult) -> Text:
             "heads with `bcoder train` or pass --checkpoint (none ship for this model)",
             style="yellow",
         )
-    from bcoder.shipped import describe
+    from bcoder.qmodel.shipped import describe
 
     sampled = ""
     if result.settings.get("policy") == "checkpoint":

@@ -24,7 +24,7 @@ def list_runs(
     store: Path | None = StoreOption,
 ) -> None:
     """The newest saved runs: id, time, problem, model, candidates, best R~ and outcome."""
-    from bcoder.store import Store
+    from bcoder.pipeline.store import Store
 
     runs = Store(store).list(limit)
     if as_json:
@@ -81,7 +81,7 @@ def show(
     store: Path | None = StoreOption,
 ) -> None:
     """One run: the problem, the settings and its candidates ranked by R~."""
-    from bcoder.store import Store
+    from bcoder.pipeline.store import Store
 
     result = Store(store).get(run_id)
     if as_json:

@@ -11,7 +11,7 @@ import typer
 
 from bcoder.cli import options as opt
 from bcoder.cli.options import set_threads
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 
 COLOR_BY = ("q", "v", "advantage", "reward")
 
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
 
 class EventBar:
-    """Renders solve / load events (bcoder.results.Progress) as rich progress bars on stderr."""
+    """Renders solve / load events (bcoder.core.types.Progress) as rich progress bars on stderr."""
 
     def __init__(self, enabled: bool) -> None:
         from rich.console import Console
@@ -48,7 +48,7 @@ class EventBar:
         self.progress.stop()
 
     def __call__(self, event: Any) -> None:
-        from bcoder.results import CandidateTested, Progress
+        from bcoder.core.types import CandidateTested, Progress
 
         if isinstance(event, CandidateTested):  # candidates stream in as they are tested
             c = event.candidate
@@ -139,8 +139,8 @@ def solve_command(
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
 ) -> None:
     """Sample candidate programs, rank them by the recovered reward R~ and show why."""
-    from bcoder.problems import load_problem
-    from bcoder.solve import SolveSettings
+    from bcoder.pipeline.solve import SolveSettings
+    from bcoder.problems.load import load_problem
 
     check_color_by(color_by)
     prob = load_problem(problem, tests)
@@ -175,11 +175,11 @@ def solve_command(
 
 def run_solve(prob: Any, settings: Any, *, save: bool, threads: int = 0) -> Any:
     """Load the engine and solve, with progress bars on stderr."""
-    from bcoder.solve import Engine, solve
+    from bcoder.pipeline.solve import Engine, solve
 
     store = None
     if save:
-        from bcoder.store import Store
+        from bcoder.pipeline.store import Store
 
         store = Store()
     with EventBar(enabled=True) as bar:

@@ -64,8 +64,8 @@ def _config(config: str, sets: list[str] | None, extra: list[str] | None = None)
 def _check_inputs(cfg: Any, programs: Path | None = None) -> None:
     """Read what the stage reads before the model is loaded (or downloaded): a missing or
     unreadable file, an unknown dataset or split fails at once."""
-    from bcoder.fsutil import read_text
-    from bcoder.problems import load_problems
+    from bcoder.core.fs import read_text
+    from bcoder.problems.load import load_problems
 
     if programs is not None:
         read_text(programs)
@@ -82,7 +82,7 @@ def _ablation_sets(operator: str | None, skip_phi: bool) -> list[str]:
     out = []
     if operator is not None:
         if operator not in ("conservative", "optimality"):
-            from bcoder.errors import BcoderError
+            from bcoder.core.errors import BcoderError
 
             raise BcoderError(f"--operator must be conservative or optimality, not {operator!r}")
         out.append(f"theta.operator={operator}")
@@ -104,7 +104,7 @@ def _display(main: bool, quiet: bool) -> Iterator[Callable[[Any], None]]:
         TimeRemainingColumn,
     )
 
-    from bcoder.results import Progress as ProgressEvent
+    from bcoder.core.types import Progress as ProgressEvent
     from bcoder.train.loop import Metrics
 
     console = Console(stderr=True)
@@ -150,7 +150,7 @@ def _plain_log(console: Any) -> Callable[[Any], None]:
     """Progress as timestamped lines with an ETA (for nohup / CI logs)."""
     import time
 
-    from bcoder.results import Progress as ProgressEvent
+    from bcoder.core.types import Progress as ProgressEvent
     from bcoder.train.loop import Metrics
 
     started: dict[str, tuple[float, int]] = {}
@@ -198,7 +198,7 @@ def _print_result(title: str, result: dict[str, Any], main: bool) -> None:
 
 
 def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = None) -> None:
-    from bcoder.fsutil import exclusive
+    from bcoder.core.fs import exclusive
     from bcoder.train import run
     from bcoder.train.setup import make_accelerator, run_dir
 

@@ -9,7 +9,7 @@ import typer
 
 from bcoder.cli import options as opt
 from bcoder.cli.options import set_threads
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 
 
 def register(app: typer.Typer) -> None:
@@ -40,12 +40,12 @@ def tui(
     ),
 ) -> None:
     """Browse ranked candidates and their per-token heatmaps; generate, test, compare, save."""
-    from bcoder.store import Store
+    from bcoder.pipeline.store import Store
 
     if problem and run:
         raise BcoderError("give a PROBLEM or --run ID, not both")
     if checkpoint and not model:  # the base the checkpoint was trained on
-        from bcoder.solve import model_for
+        from bcoder.pipeline.solve import model_for
 
         model = model_for(model, checkpoint)
     given: dict[str, Any] = {
@@ -66,7 +66,7 @@ def tui(
     if run:
         loaded_run = results.get(run)
     elif problem:
-        from bcoder.problems import load_problem
+        from bcoder.problems.load import load_problem
 
         loaded_problem = load_problem(problem, tests=tests)
     elif tests is not None:

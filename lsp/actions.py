@@ -26,14 +26,14 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 
 from bcoder import __version__
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
+from bcoder.core.types import SolveResult
 from bcoder.lsp.edits import extract_body, place
 from bcoder.lsp.jobs import EngineCache, Job, Jobs
 from bcoder.lsp.protocol import BcoderProtocol, Reporter
 from bcoder.lsp.settings import ServerSettings
 from bcoder.lsp.stubs import Buffer, FunctionInfo, build_problem
 from bcoder.lsp.values import Implemented, diagnostics
-from bcoder.results import SolveResult
 
 log = logging.getLogger("bcoder.lsp")
 
@@ -250,8 +250,8 @@ class BcoderServer(LanguageServer):
     ) -> tuple[SolveResult, Any]:
         """The solve result, or on the fast path (``fastPath`` with tests) possibly a result
         holding only the first candidate that passed, and an awaitable of the full result."""
-        from bcoder.results import CandidateTested
-        from bcoder.solve import Cancelled, SolveSettings, solve
+        from bcoder.core.types import CandidateTested
+        from bcoder.pipeline.solve import Cancelled, SolveSettings, solve
 
         solve_settings = SolveSettings(
             model=settings.model,
@@ -322,8 +322,8 @@ class BcoderServer(LanguageServer):
         return await full, None
 
     async def _finish_solve(self, problem: Any, run: Any, job: Job, start: float) -> SolveResult:
-        from bcoder.shipped import label
-        from bcoder.solve import Cancelled
+        from bcoder.pipeline.solve import Cancelled
+        from bcoder.qmodel.shipped import label
 
         try:
             result = await self.wait(self.pool.submit(run), job)
@@ -342,7 +342,7 @@ class BcoderServer(LanguageServer):
         """Save the run in the results store; a store problem is logged, never fatal."""
 
         def save() -> str:
-            from bcoder.store import Store
+            from bcoder.pipeline.store import Store
 
             return Store().save(result)
 

@@ -18,7 +18,7 @@ import ast
 import textwrap
 from dataclasses import dataclass, field
 
-from bcoder.results import Candidate
+from bcoder.core.types import Candidate
 
 Span = tuple[int, int, int, int]  # (body line offset, start column, end column, token index)
 

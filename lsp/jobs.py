@@ -66,8 +66,8 @@ class EngineCache:
             listener(event)
 
     def _load(self, settings: ServerSettings) -> Any:
-        from bcoder.shipped import resolve_checkpoint
-        from bcoder.solve import Engine
+        from bcoder.pipeline.solve import Engine
+        from bcoder.qmodel.shipped import resolve_checkpoint
 
         start = time.monotonic()
         engine = Engine.load(

@@ -15,7 +15,7 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcPar
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
-from bcoder.results import Progress
+from bcoder.core.types import Progress
 
 log = logging.getLogger("bcoder.lsp")
 

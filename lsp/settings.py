@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from bcoder.sources import DEFAULT_MODEL
+from bcoder.models.sources import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)

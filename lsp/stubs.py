@@ -20,7 +20,7 @@ import inspect
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bcoder.spec import Problem, TestSpec
+from bcoder.core.spec import Problem, TestSpec
 
 Pos = tuple[int, int]  # (line, character column)
 

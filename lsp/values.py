@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from lsprotocol import types as lsp
 
+from bcoder.core.types import Candidate, SolveResult, TokenScore
 from bcoder.lsp.edits import Body, Span
 from bcoder.lsp.stubs import Buffer
-from bcoder.results import Candidate, SolveResult, TokenScore
 
 
 @dataclass

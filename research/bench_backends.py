@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(backend: str, args: argparse.Namespace) -> dict:
-    from bcoder.problems import load_problem
-    from bcoder.sampling import sample
-    from bcoder.solve import Engine, SolveSettings, solve
+    from bcoder.decode.sampling import sample
+    from bcoder.pipeline.solve import Engine, SolveSettings, solve
+    from bcoder.problems.load import load_problem
 
     problem = load_problem(str(ROOT / "examples" / "max_of_list.py"))
     out: dict = {"backend": backend}
@@ -83,7 +83,7 @@ def measure(backend: str, args: argparse.Namespace) -> dict:
 
 def first_run(backend: str, args: argparse.Namespace) -> float:
     """Seconds to load as on a first run: a fresh cache holding only the downloaded model file."""
-    from bcoder.sources import artifact_path, ensure_local, resolve_source
+    from bcoder.models.sources import artifact_path, ensure_local, resolve_source
 
     source = resolve_source(args.model)
     local = ensure_local(source)
@@ -96,7 +96,7 @@ def first_run(backend: str, args: argparse.Namespace) -> float:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(local, dest)
                 shutil.copystat(local, dest, follow_symlinks=False)
-            from bcoder.solve import Engine
+            from bcoder.pipeline.solve import Engine
 
             t0 = time.perf_counter()
             engine = Engine.load(args.model, backend=backend, threads=args.threads)
@@ -125,7 +125,7 @@ def main() -> int:
     args.ns = [int(x) for x in args.ns.split(",")]
     import torch
 
-    from bcoder.solve import cpu_threads
+    from bcoder.pipeline.solve import cpu_threads
 
     args.threads = args.threads or cpu_threads()
     torch.set_num_threads(args.threads)

@@ -1,7 +1,7 @@
 """Cost of one theta-stage step in the CPU modes whose advantages can learn, on the same batch.
 
 - ``lmhead``: the logit adapter l_theta = l_ckpt + B A h on stored hidden states, evaluated at the
-  checkpoint's stored top-k and the taken action only (bcoder.adapter), plus the value heads:
+  checkpoint's stored top-k and the taken action only (bcoder.qmodel.adapter), plus the value heads:
   the real ThetaObjective step.
 - ``top-n LoRA``: LoRA on the top n transformer blocks, run from their cached inputs (the hidden
   states entering block L-n at every prompt and program position, which featurize would store),
@@ -54,8 +54,8 @@ def q_model(args: argparse.Namespace, mode: str):
     small vocabulary (the step never runs it); the adapter is sized to the full vocabulary."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from bcoder.adapter import LogitAdapter
-    from bcoder.model import BCoderModel, QConfig
+    from bcoder.qmodel.adapter import LogitAdapter
+    from bcoder.qmodel.model import BCoderModel, QConfig
 
     cfg = LlamaConfig(
         vocab_size=256,

@@ -22,13 +22,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from bcoder.core.spec import TestSpec
 from bcoder.execution import (
     Executor,
     isolation_level,
     sandbox,
 )
-from bcoder.problems import resolve_dataset
-from bcoder.spec import TestSpec
+from bcoder.problems.load import resolve_dataset
 
 # The fresh interpreter: drop privileges like the zygote does, set the same limits, run everything.
 ONCE = """

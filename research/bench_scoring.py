@@ -37,10 +37,10 @@ def main() -> None:
 
     import torch
 
-    from bcoder.model import BCoderModel, QConfig
-    from bcoder.sampling import DecodeOptions, sample
-    from bcoder.scoring import make_candidate, score_tokens
-    from bcoder.spec import Problem
+    from bcoder.core.spec import Problem
+    from bcoder.decode.sampling import DecodeOptions, sample
+    from bcoder.decode.scoring import make_candidate, score_tokens
+    from bcoder.qmodel.model import BCoderModel, QConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,7 +51,7 @@ def main() -> None:
         base = tiny_causal_lm(tokenizer, hidden_size=64, layers=2)
         info = {"name": "tiny (2-layer Llama, hidden 64)", "dtype": "float32", "device": "cpu"}
     else:
-        from bcoder.sources import load_model_and_tokenizer
+        from bcoder.models.sources import load_model_and_tokenizer
 
         base, tokenizer, info = load_model_and_tokenizer(args.model, allow_download=False)
     qmodel = BCoderModel(base, QConfig(mode="head")).to(next(base.parameters()).device).eval()
@@ -61,7 +61,7 @@ def main() -> None:
         text="Write a function that returns the sum of the squares of the even numbers in a list.",
         entry_point="sum_even_squares",
     )
-    from bcoder.prompts import build_prompt, prompt_family
+    from bcoder.problems.prompts import build_prompt, prompt_family
 
     family = prompt_family(problem, tokenizer)
     prompt_ids = tokenizer(

@@ -3,8 +3,8 @@
     python3 research/bench_teacher_forced.py                    # the default model, 8 programs
     python3 research/bench_teacher_forced.py --model smollm2-135m --repeats 5
 
-Scores the 8 candidates of one MBPP test problem (train/runs/eval-init, prompted as the default
-checkpoint prompts) with ``bcoder.scoring.score_tokens`` -- what ``bcoder rank`` and eval's
+Scores the 8 candidates of one MBPP test problem (results/runs/eval-init, prompted as the default
+checkpoint prompts) with ``bcoder.decode.scoring.score_tokens`` -- what ``bcoder rank`` and eval's
 scoring run -- three ways per repeat, interleaved: the prompt re-read by every row in plain
 batches of 8 by length (the pass before 2026-12-06); the prompt once a batch (its KV cache
 repeated) in the same batches; and as shipped, the prompt once a batch with the batches cut by
@@ -34,14 +34,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    import bcoder.model
-    import bcoder.scoring
-    from bcoder.problems import load_problems
-    from bcoder.solve import Engine
+    import bcoder.decode.scoring
+    import bcoder.qmodel.model
+    from bcoder.pipeline.solve import Engine
+    from bcoder.problems.load import load_problems
 
     torch.set_num_threads(args.threads)
     engine = Engine.load(args.model, backend="transformers")
-    (path,) = (ROOT / "train/runs/eval-init/problems").glob(args.problem + "-*.json.gz")
+    (path,) = (ROOT / "results/runs/eval-init/problems").glob(args.problem + "-*.json.gz")
     with gzip.open(path) as f:
         record = json.loads(f.read())
     (problem,) = load_problems("mbpp", split="test", ids=[record["problem_id"]])
@@ -50,7 +50,7 @@ def main() -> None:
     programs = [engine.tokenizer(fence.format(c["code"])).input_ids for c in record["candidates"]]
     tokens = sum(map(len, programs))
     qmodel = engine.backend.qmodel
-    shared_check, cuts = bcoder.model._one_prompt, bcoder.scoring.length_batches
+    shared_check, cuts = bcoder.qmodel.model._one_prompt, bcoder.decode.scoring.length_batches
 
     def plain(lengths, size, overhead):
         return cuts(lengths, size, 0)
@@ -62,10 +62,12 @@ def main() -> None:
     }
 
     def run(shared: bool, cut: bool):
-        bcoder.model._one_prompt = shared_check if shared else (lambda batch: False)
-        bcoder.scoring.length_batches = cuts if cut else plain
+        bcoder.qmodel.model._one_prompt = shared_check if shared else (lambda batch: False)
+        bcoder.decode.scoring.length_batches = cuts if cut else plain
         t0 = time.perf_counter()
-        out = bcoder.scoring.score_tokens(qmodel, [prompt] * len(programs), programs, engine.pad_id)
+        out = bcoder.decode.scoring.score_tokens(
+            qmodel, [prompt] * len(programs), programs, engine.pad_id
+        )
         return time.perf_counter() - t0, out
 
     times: dict[str, list[float]] = {name: [] for name in variants}

@@ -23,7 +23,7 @@ import torch
 def build(args: argparse.Namespace):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from bcoder.model import BCoderModel, QConfig
+    from bcoder.qmodel.model import BCoderModel, QConfig
 
     cfg = LlamaConfig(
         vocab_size=args.vocab,

@@ -3,8 +3,8 @@
     python3 research/probe_features.py train  --out /work/runs/probe/train
     python3 research/probe_features.py test   --out /work/runs/probe/test
 
-train: every program of the shipped run's collection (train/runs/qwen2.5-coder-1.5b-lmhead);
-test: every candidate of train/runs/eval-init (MBPP test, 8 samples a problem), prompted as the
+train: every program of the shipped run's collection (results/runs/qwen2.5-coder-1.5b-lmhead);
+test: every candidate of results/runs/eval-init (MBPP test, 8 samples a problem), prompted as the
 shipped checkpoint prompts. One teacher-forced bf16/fp32 pass per problem: the prompt once (KV
 cache), then its programs. Per program: the last hidden state after the final token (s_T), the
 mean hidden state over s_0..s_{T-1}, and the checkpoint's per-token log-probabilities and
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "train" / "runs" / "qwen2.5-coder-1.5b-lmhead"
+RUN = ROOT / "results" / "runs" / "qwen2.5-coder-1.5b-lmhead"
 CKPT = ROOT / "bcoder" / "checkpoints" / "qwen2.5-coder-1.5b-lmhead"
 
 
@@ -56,14 +56,14 @@ def read_gz(path: Path) -> dict:
 
 
 def test_groups(engine):
-    from bcoder.problems import load_problems
+    from bcoder.problems.load import load_problems
 
     ids = []
-    for f in sorted((ROOT / "train/runs/eval-init/problems").glob("*.json.gz")):
+    for f in sorted((ROOT / "results/runs/eval-init/problems").glob("*.json.gz")):
         ids.append(read_gz(f)["problem_id"])
     problems = {p.id: p for p in load_problems("mbpp", split="test", ids=ids)}
     groups = {}
-    for f in sorted((ROOT / "train/runs/eval-init/problems").glob("*.json.gz")):
+    for f in sorted((ROOT / "results/runs/eval-init/problems").glob("*.json.gz")):
         d = read_gz(f)
         _, _, prompt = engine.prompt(problems[d["problem_id"]])
         progs = [
@@ -130,7 +130,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    from bcoder.solve import Engine
+    from bcoder.pipeline.solve import Engine
 
     torch.set_num_threads(args.threads)
     engine = Engine.load("qwen2.5-coder-1.5b", str(CKPT), backend="transformers")

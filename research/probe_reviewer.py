@@ -8,7 +8,7 @@ checkpoint LM finds the problem's tests *after* reading a program, log p(tests |
 the program shown alone (no prompt). Every candidate of a problem is followed by the same test
 text, so the sums compare across a problem's candidates. Only problems whose candidates both pass
 and fail are scored (the others rank the same under every scorer). Programs and problems are
-research/probe_features.py's: the shipped run's collection (train) and train/runs/eval-init (test).
+research/probe_features.py's: the shipped run's collection (train) and results/runs/eval-init (test).
 One .npz per problem in --out with each program's per-token log-probabilities of the test text;
 a rerun skips the problems done. ``report`` compares, on the problems scored, the top candidate
 by mean log-prob (from research/probe_features.py's output), by the reviewer sum and by mixtures.
@@ -28,7 +28,7 @@ from probe_features import test_groups, train_groups  # beside this file: run it
 
 
 def tests_text(problem) -> str:
-    from bcoder.prompts import format_tests, visible_tests
+    from bcoder.problems.prompts import format_tests, visible_tests
 
     return "\n\n# Tests\n" + format_tests(visible_tests(problem)) + "\n"
 
@@ -96,8 +96,8 @@ def main() -> int:
         return 0
     from probe_features import CKPT
 
-    from bcoder.problems import load_problems
-    from bcoder.solve import Engine
+    from bcoder.pipeline.solve import Engine
+    from bcoder.problems.load import load_problems
 
     torch.set_num_threads(args.threads)
     engine = Engine.load("qwen2.5-coder-1.5b", str(CKPT), backend="transformers")

@@ -2,7 +2,7 @@
 
     python3 scripts/ship_checkpoint.py RUN_DIR [--into bcoder/checkpoints] [--name NAME]
 
-The folder is what bcoder/shipped.py serves by default for the checkpoint's base model (the
+The folder is what bcoder/qmodel/shipped.py serves by default for the checkpoint's base model (the
 package's own bcoder/checkpoints, or a team's BCODER_CHECKPOINTS). TRAINING.json records what the
 checkpoint was trained on: the run's config, its collected programs by outcome, its stage times,
 the held-out diagnostics of phi and theta and the held-out choices of ranker and policy
@@ -19,10 +19,10 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from bcoder.core.fs import atomic_dir
 from bcoder.evaluate.records import weights_sha256
-from bcoder.fsutil import atomic_dir
-from bcoder.model import read_checkpoint_config
-from bcoder.ranking import DEFAULT_RANKER
+from bcoder.qmodel.model import read_checkpoint_config
+from bcoder.ranking.rankers import DEFAULT_RANKER
 from bcoder.train.data import ShardStore, TrainingData, heldout_problems
 from bcoder.train.select import SELECT_JSON
 

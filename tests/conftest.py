@@ -1,4 +1,5 @@
-"""Shared fixtures: a tokenizer and tiny random models built locally (no network)."""
+"""Shared fixtures: real dataset rows kept in tests/fixtures/data, and a tokenizer and tiny random
+models built locally (no network)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,26 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Real MBPP and APPS rows, copied verbatim into the repository (see its README.md), laid out as
+# a $BCODER_DATA folder: mbpp/mbpp.jsonl and apps/*.jsonl.
+FIXTURE_DATA = Path(__file__).resolve().parent / "fixtures" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data, or a clean skip when it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def fixture_data() -> Path:
+    """tests/fixtures/data: the real rows the tests read (always there, never a skip)."""
+    return FIXTURE_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def named_datasets_are_the_fixture_data():
+    """$BCODER_DATA is tests/fixtures/data for every test and the processes it starts: dataset
+    names (``mbpp``, ``mbpp:11``, a train config's ``data.dataset = "mbpp"``) resolve to the
+    fixture rows, never to the machine's own data, cache or the hub. A test of those other
+    sources removes the variable itself (monkeypatch.delenv)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BCODER_DATA", str(FIXTURE_DATA))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from bcoder import rl
-from bcoder.adapter import (
+from bcoder.qmodel.adapter import (
     LogitAdapter,
     candidate_max_and_lse,
     candidate_set,
     load_logit_adapter,
     topk_features,
 )
-from bcoder.model import BCoderModel, QConfig, make_batch, read_checkpoint_config
+from bcoder.qmodel.model import BCoderModel, QConfig, make_batch, read_checkpoint_config
 from bcoder.tiny import tiny_causal_lm
 
 PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]

@@ -17,9 +17,9 @@ import torch
 from bcoder.backends import choose_backend
 from bcoder.backends.hf import TransformersBackend
 from bcoder.backends.llama import LlamaBackend, LlamaModel
-from bcoder.errors import BcoderError
-from bcoder.model import BCoderModel, QConfig
-from bcoder.sampling import DecodeOptions, decode, sample
+from bcoder.core.errors import BcoderError
+from bcoder.decode.sampling import DecodeOptions, decode, sample
+from bcoder.qmodel.model import BCoderModel, QConfig
 from bcoder.tiny import tiny_causal_lm, write_llama_gguf
 
 PROMPT = "Write a function to add two numbers.\n"
@@ -75,8 +75,8 @@ def test_teacher_forced_scores_match_transformers(pair, tokenizer):
 def test_lmhead_features_match_transformers(pair, tokenizer):
     """What featurize stores for lmhead mode, from llama.cpp: the checkpoint's top-k logits and
     ids, the taken action's logit and the tail's logsumexp, as transformers' full logits give."""
-    from bcoder.adapter import topk_features
-    from bcoder.model import make_batch
+    from bcoder.qmodel.adapter import topk_features
+    from bcoder.qmodel.model import make_batch
 
     hf, llama, _, _ = pair
     prompt, actions = _programs(tokenizer)
@@ -184,7 +184,7 @@ def test_lmhead_checkpoint_serves_the_trained_policy_on_llama(pair, tokenizer, t
     teacher-forced scoring, so greedy actions and per-token scores are the transformers
     backend's (where the adapter moves the policy away from the GGUF model's own)."""
     from bcoder.backends.llama import load_llama_engine
-    from bcoder.solve import Engine
+    from bcoder.pipeline.solve import Engine
 
     hf, _, path, _ = pair
     qmodel = BCoderModel(hf.qmodel.lm, QConfig(mode="lmhead", alpha=0.8, lora_r=4)).eval()
@@ -252,7 +252,7 @@ def test_solve_on_llama_cpp_end_to_end(pair, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["head", "lmhead"])
-def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data, mode):
+def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, fixture_data, mode):
     """`bcoder train` with model.backend=llama.cpp: collect samples on llama.cpp, and featurize
     (head and lmhead mode) stores A_ckpt, the preferred token, hidden states (and lmhead's top-k
     logits) that match the transformers backend's on the same programs; the stages'
@@ -266,7 +266,7 @@ def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data, m
 
     _, _, path, _ = pair
     sets = [f"model.mode={mode}", "featurize.topk=8"]
-    cfg = config(path, tmp_path / "llama", shared_data, extra=["model.backend=llama.cpp", *sets])
+    cfg = config(path, tmp_path / "llama", fixture_data, extra=["model.backend=llama.cpp", *sets])
     acc = setup.make_accelerator(cfg)
     collected = run.run_collect(cfg, acc)
     assert collected["shards_written"] == 3 and collected["samples"] > 0
@@ -277,7 +277,7 @@ def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data, m
     shutil.copytree(tmp_path / "llama" / "data" / "collect", again / "data" / "collect")
     # small batches: a problem's programs span several, and a batch could mix problems
     extra = ["model.backend=llama.cpp", "featurize.batch_size=2", *sets]
-    again_cfg = config(path, again, shared_data, extra=extra)
+    again_cfg = config(path, again, fixture_data, extra=extra)
     prompt_evals = []  # the feeds of a prompt alone (no outputs but its last token)
     feed = LlamaModel.feed
 
@@ -308,7 +308,7 @@ def test_train_collect_and_featurize_on_llama_cpp(pair, tmp_path, shared_data, m
                     assert np.allclose(x, y, atol=2e-3 if col != "hidden" else 2e-2), col
     ref_dir = tmp_path / "transformers"
     shutil.copytree(tmp_path / "llama" / "data" / "collect", ref_dir / "data" / "collect")
-    ref_cfg = config(path, ref_dir, shared_data, extra=["model.backend=transformers", *sets])
+    ref_cfg = config(path, ref_dir, fixture_data, extra=["model.backend=transformers", *sets])
     run.run_featurize(ref_cfg, acc)
     got, ref = (ShardStore(d / "data" / "features") for d in (tmp_path / "llama", ref_dir))
     assert got.meta()["backend"] == "llama.cpp" and ref.meta()["backend"] == "transformers"
@@ -359,6 +359,7 @@ def test_untrained_heads_need_no_hidden_states(pair, tokenizer):
 
 
 @pytest.mark.slow  # opt-in (-m slow): the default model from the package registry (1.1 GB)
+@pytest.mark.network
 def test_readme_example_with_the_default_model_on_llama_cpp():
     """`bcoder solve examples/max_of_list.py` as the README shows it: llama.cpp is picked by
     itself on a CPU, and at least one of the 8 candidates passes the docstring's tests."""

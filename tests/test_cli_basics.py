@@ -6,8 +6,8 @@ import time
 import pytest
 
 from bcoder import __version__
-from bcoder.errors import BcoderError
-from bcoder.fsutil import exclusive
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import exclusive
 
 
 def test_version_and_help():
@@ -23,7 +23,7 @@ def test_version_and_help():
 
 HOLD_LOCK = """
 import sys, time
-from bcoder.fsutil import exclusive
+from bcoder.core.fs import exclusive
 with exclusive(sys.argv[1], "test"):
     print("held", flush=True)
     time.sleep(60)

@@ -143,7 +143,7 @@ def test_solve_ranks_by_the_checkpoints_ranker_and_says_so(
 ):
     from transformers import AutoModelForCausalLM
 
-    from bcoder.model import BCoderModel, QConfig
+    from bcoder.qmodel.model import BCoderModel, QConfig
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     qmodel = BCoderModel(base, QConfig(mode="head", base_model=str(tiny_model_dir)))
@@ -169,8 +169,8 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
     and its training data; --checkpoint none serves the untrained heads."""
     from transformers import AutoModelForCausalLM
 
-    from bcoder.model import BCoderModel, QConfig
-    from bcoder.shipped import TRAINING_JSON, resolve_checkpoint
+    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.shipped import TRAINING_JSON, resolve_checkpoint
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     qmodel = BCoderModel(base, QConfig(mode="head", base_model=str(tiny_model_dir)))
@@ -191,7 +191,7 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
     out = invoke(*args, monkeypatch=monkeypatch, env=env)
     assert out.exit_code == 0, out.output
     assert "tiny-heads (shipped; trained on 3 MBPP problems)" in out.stdout
-    from bcoder.shipped import label
+    from bcoder.qmodel.shipped import label
 
     assert label(shipped) == "tiny-heads" and label("init") == "untrained heads"
     assert label(tmp_path / "elsewhere" / "ckpt") == "ckpt"
@@ -201,9 +201,9 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
 
 
 def test_every_packaged_checkpoint_loads_and_says_what_it_was_trained_on():
-    from bcoder.model import read_checkpoint_config
-    from bcoder.ranking import RANKERS
-    from bcoder.shipped import SHIPPED_DIR, training_info
+    from bcoder.qmodel.model import read_checkpoint_config
+    from bcoder.qmodel.shipped import SHIPPED_DIR, training_info
+    from bcoder.ranking.rankers import RANKERS
 
     assert (SHIPPED_DIR / "README.md").is_file()
     for directory in [d for d in SHIPPED_DIR.iterdir() if d.is_dir()]:
@@ -279,7 +279,7 @@ def test_render_keeps_code_that_looks_like_markup():
     from rich.console import Console
 
     from bcoder.cli.render import heatmap, render_result
-    from bcoder.results import Candidate, SolveResult, TokenScore
+    from bcoder.core.types import Candidate, SolveResult, TokenScore
 
     toks = [
         TokenScore("def f(x: list[int]):", 1, 0.5, 1.0, -0.5, -0.4, -1.0),
@@ -303,7 +303,7 @@ def test_ranked_table_keeps_the_numbers_whole_on_a_narrow_terminal(width):
     from rich.console import Console
 
     from bcoder.cli.render import ranked_table
-    from bcoder.results import Candidate, SolveResult, TokenScore
+    from bcoder.core.types import Candidate, SolveResult, TokenScore
 
     code = "def longest_common_subsequence(first: str, second: str, *, cache: dict) -> int:\n"
     tok = TokenScore("x", 1, 0.5, 1.0, -0.5, -0.4, -1.0)

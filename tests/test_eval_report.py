@@ -22,7 +22,7 @@ from bcoder.evaluate.records import (
     write_record,
 )
 from bcoder.evaluate.report import METHODS, best_ranker, compute_figures, ranked_method
-from bcoder.ranking import LEARNED, RANKER_LABELS, RANKERS
+from bcoder.ranking.rankers import LEARNED, RANKER_LABELS, RANKERS
 
 REWARD = {"pass": 1.0, "fail": -0.3, "runtime_error": -0.6, "compile_error": -1.0}
 

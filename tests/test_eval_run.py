@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from test_eval_report import naive_ci, naive_values
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 from bcoder.evaluate import EvalSettings, run_eval, write_report
 from bcoder.evaluate.records import load_records
-from bcoder.ranking import RANKER_LABELS, RANKERS
+from bcoder.ranking.rankers import RANKER_LABELS, RANKERS
 
 MBPP = ("11", "12", "13")
 SAMPLING = ["--samples", "3", "--k", "1,2", "--max-new-tokens", "16", "--batch-size", "3"]
@@ -47,13 +47,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def mbpp(shared_data) -> Path:
-    return shared_data / "mbpp" / "mbpp.jsonl"
+def mbpp(fixture_data) -> Path:
+    return fixture_data / "mbpp" / "mbpp.jsonl"
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    from bcoder.solve import Engine
+    from bcoder.pipeline.solve import Engine
 
     return Engine.load(str(tiny_model_dir))
 

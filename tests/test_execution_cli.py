@@ -54,14 +54,14 @@ def test_check_compile_error_and_rich_output(files):
     assert "compile_error" in r.stdout and "reward -1.0" in r.stdout and "SyntaxError" in r.stdout
 
 
-def test_check_a_dataset_problem(tmp_path, shared_data):
-    row = json.loads((shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()[10])
+def test_check_a_dataset_problem(tmp_path, fixture_data):
+    row = json.loads((fixture_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()[10])
     prog = tmp_path / "gt.py"
     prog.write_text(row["code"])
-    ref = f"{shared_data / 'mbpp' / 'mbpp.jsonl'}:{row['task_id']}"
+    ref = f"{fixture_data / 'mbpp' / 'mbpp.jsonl'}:{row['task_id']}"
     out = json.loads(bcoder("check", str(prog), "--problem", ref, "--json").stdout)
     assert out["outcome"] == "pass" and out["total"] == len(row["test_list"])
-    apps = shared_data / "apps" / "train_5_coderl.jsonl"
+    apps = fixture_data / "apps" / "train_5_coderl.jsonl"
     app_row = next(
         json.loads(x)
         for x in apps.read_text().splitlines()

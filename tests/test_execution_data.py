@@ -1,7 +1,7 @@
 """Real data through the sandbox: MBPP and APPS ground-truth programs must pass.
 
 The default run checks a sample; ``-m slow`` runs every MBPP ground truth (974) and every APPS
-solution in ../shared/data/apps and prints the pass rates.
+solution in tests/fixtures/data/apps and prints the pass rates.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
+from bcoder.core.spec import TestSpec as Spec
 from bcoder.execution import Executor, isolation_level
-from bcoder.spec import TestSpec as Spec
 
 pytestmark = pytest.mark.skipif(
     isolation_level() == "rlimits-only", reason="needs Linux namespaces (bubblewrap or unshare)"
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.skipif(
 APPS_FILES = ("train_150.jsonl", "train_5_coderl.jsonl", "test_100_example_tests.jsonl")
 
 
-def mbpp_jobs(shared_data, every: int = 1) -> list[tuple[str, Spec, str]]:
-    rows = [json.loads(x) for x in (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
+def mbpp_jobs(fixture_data, every: int = 1) -> list[tuple[str, Spec, str]]:
+    rows = [json.loads(x) for x in (fixture_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
     return [
         (
             r["code"],
@@ -32,12 +32,12 @@ def mbpp_jobs(shared_data, every: int = 1) -> list[tuple[str, Spec, str]]:
     ]
 
 
-def apps_jobs(shared_data, per_problem: int | None, every: int = 1) -> list[tuple[str, Spec, str]]:
-    from bcoder.problems import load_problems
+def apps_jobs(fixture_data, per_problem: int | None, every: int = 1) -> list[tuple[str, Spec, str]]:
+    from bcoder.problems.load import load_problems
 
     jobs = []
     for name in APPS_FILES:
-        problems = [p for p in load_problems(shared_data / "apps" / name) if p.tests is not None]
+        problems = [p for p in load_problems(fixture_data / "apps" / name) if p.tests is not None]
         for p in problems[::every]:
             jobs += [(code, p.tests, p.id) for code in p.solutions[:per_problem]]
     return jobs
@@ -64,13 +64,13 @@ def report(title: str, outcomes: Counter, by_problem: dict[str, list[bool]]) -> 
     )
 
 
-def test_mbpp_ground_truth_sample_passes(shared_data):
-    outcomes, _ = run_all(mbpp_jobs(shared_data, every=8))  # 122 programs
+def test_mbpp_ground_truth_sample_passes(fixture_data):
+    outcomes, _ = run_all(mbpp_jobs(fixture_data, every=8))  # 122 programs
     assert outcomes["pass"] == sum(outcomes.values()), outcomes
 
 
-def test_apps_ground_truth_sample_passes(shared_data):
-    jobs = apps_jobs(shared_data, per_problem=1, every=6)  # stdin and call-based, ~45 problems
+def test_apps_ground_truth_sample_passes(fixture_data):
+    jobs = apps_jobs(fixture_data, per_problem=1, every=6)  # stdin and call-based, ~45 problems
     assert any(spec.fn_name for _, spec, _ in jobs) and any(not s.fn_name for _, s, _ in jobs)
     outcomes, by_problem = run_all(jobs)
     print(report("APPS sample", outcomes, by_problem))
@@ -79,8 +79,8 @@ def test_apps_ground_truth_sample_passes(shared_data):
 
 
 @pytest.mark.slow
-def test_every_mbpp_ground_truth(shared_data, capsys):
-    outcomes, by_problem = run_all(mbpp_jobs(shared_data))
+def test_every_mbpp_ground_truth(fixture_data, capsys):
+    outcomes, by_problem = run_all(mbpp_jobs(fixture_data))
     with capsys.disabled():
         print("\n" + report("MBPP", outcomes, by_problem))
     # Only task 123 (amicable numbers below 10,000, ~10 s in CPython) may exceed the time limit.
@@ -88,8 +88,8 @@ def test_every_mbpp_ground_truth(shared_data, capsys):
 
 
 @pytest.mark.slow
-def test_every_apps_solution(shared_data, capsys):
-    outcomes, by_problem = run_all(apps_jobs(shared_data, per_problem=None))
+def test_every_apps_solution(fixture_data, capsys):
+    outcomes, by_problem = run_all(apps_jobs(fixture_data, per_problem=None))
     with capsys.disabled():
         print("\n" + report("APPS", outcomes, by_problem))
     first = sum(v[0] for v in by_problem.values())

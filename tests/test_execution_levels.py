@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from bcoder.core.spec import TestSpec as Spec
 from bcoder.execution import Executor, Outcome
 from bcoder.execution.sandbox import level_available, sandbox_uid
-from bcoder.spec import TestSpec as Spec
 
 DOUBLE = Spec(inputs=("21\n",), outputs=("42\n",))
 ANSWER = "print(int(input()) * 2)\n"

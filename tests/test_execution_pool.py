@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
+from bcoder.core.spec import TestSpec as Spec
 from bcoder.execution import Executor, Outcome, isolation_level
-from bcoder.spec import TestSpec as Spec
 
 pytestmark = pytest.mark.skipif(
     isolation_level() == "rlimits-only", reason="needs Linux namespaces (bubblewrap or unshare)"
@@ -75,7 +75,7 @@ def test_a_closed_executor_refuses_work():
 
 
 def test_an_unknown_isolation_level_is_a_user_error():
-    from bcoder.errors import BcoderError
+    from bcoder.core.errors import BcoderError
 
     with pytest.raises(BcoderError, match="unknown isolation level"):
         Executor(level="chroot")

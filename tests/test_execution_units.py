@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import TestSpec as Spec
+from bcoder.core.types import TestOutcome as Verdict
 from bcoder.execution import REWARDS, Outcome, compare, plan, wire
 from bcoder.execution.result import ExecResult
-from bcoder.results import TestOutcome as Verdict
-from bcoder.spec import TestSpec as Spec
 
 PLAIN = [
     None,

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from bcoder.core.spec import TestSpec as Spec
 from bcoder.execution import Executor, Outcome, isolation_level
-from bcoder.spec import TestSpec as Spec
 
 pytestmark = pytest.mark.skipif(
     isolation_level() == "rlimits-only", reason="needs Linux namespaces (bubblewrap or unshare)"

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bcoder.core.spec import Problem
 from bcoder.execution import Executor, Outcome, isolation_level
-from bcoder.extract import extract_code, fenced_blocks
-from bcoder.problems import load_problem, load_problems
-from bcoder.spec import Problem
+from bcoder.problems.extract import extract_code, fenced_blocks
+from bcoder.problems.load import load_problem, load_problems
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -319,7 +319,7 @@ async def test_implement_function_method_and_nested(client, server_env):
         assert isinstance(reports[-1], lsp.WorkDoneProgressEnd) and reports[-1].message == "done"
 
     # every run is in the results store
-    from bcoder.store import Store
+    from bcoder.pipeline.store import Store
 
     saved = {r.id for r in Store(server_env["BCODER_STORE"]).list()}
     assert result["runId"] in saved and len(saved) >= 3

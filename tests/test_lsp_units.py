@@ -7,10 +7,10 @@ import ast
 
 import pytest
 
+from bcoder.core.types import Candidate, TokenScore
 from bcoder.lsp.edits import extract_body, place
 from bcoder.lsp.settings import ServerSettings
 from bcoder.lsp.stubs import Buffer, build_problem, doctest_asserts, from_client, to_client
-from bcoder.results import Candidate, TokenScore
 
 SOURCE = '''import math
 from typing import List

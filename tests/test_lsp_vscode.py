@@ -3,8 +3,9 @@ keeps the environment out of its log, stops before its channel closes, names a w
 compiles, packages.
 
 Compiling needs npm and either ``lsp/vscode/node_modules`` (``npm ci`` there) or access to the npm
-registry (the test runs ``npm ci`` in a temporary copy); otherwise it is skipped and says why.
-Packaging the .vsix is slow (``-m slow``).
+registry (the test runs ``npm ci`` in a temporary copy). A clean clone has no node_modules, so those
+tests are opt-in (``-m network``); without npm or the registry they are skipped and say why.
+Packaging the .vsix is slow too (``-m slow``).
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def _workspace(tmp_path: Path, npm: str) -> Path:
     return work
 
 
+@pytest.mark.network  # npm ci
 def test_vscode_client_compiles(tmp_path):
     npm = _npm()
     work = _workspace(tmp_path, npm)
@@ -136,6 +138,7 @@ def test_vscode_client_compiles(tmp_path):
     assert 'require("vscode")' in bundle  # and vscode stays external
 
 
+@pytest.mark.network  # npm ci
 def test_a_wrong_interpreter_is_named_before_the_server_starts(tmp_path):
     """``whyNotRunnable`` from the compiled bundle, run by node on real interpreters."""
     npm = _npm()
@@ -165,6 +168,7 @@ def test_a_wrong_interpreter_is_named_before_the_server_starts(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.network  # npm ci
 def test_vscode_client_packages_to_a_vsix(tmp_path):
     npm = _npm()
     work = _workspace(tmp_path, npm)

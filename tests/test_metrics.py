@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from bcoder.metrics import (
+from bcoder.evaluate.metrics import (
     Summary,
     bootstrap_ci,
     breakdown,

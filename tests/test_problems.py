@@ -1,4 +1,4 @@
-"""Problem loaders: the real data in ../shared/data, synthetic fixtures, examples, bad input."""
+"""Problem loaders: real data (tests/fixtures/data), synthetic fixtures, examples, bad input."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bcoder.errors import BcoderError
-from bcoder.problem_formats import parse_stdio_examples
-from bcoder.problems import LoadStats, load_problem, load_problems, resolve_dataset
-from bcoder.spec import Problem
-from bcoder.spec import TestSpec as Spec
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem
+from bcoder.core.spec import TestSpec as Spec
+from bcoder.problems.formats import parse_stdio_examples
+from bcoder.problems.load import LoadStats, load_problem, load_problems, resolve_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -39,10 +39,10 @@ def _roundtrip(spec: Spec) -> None:
 
 
 @pytest.mark.parametrize("rel", sorted(REAL_FILES))
-def test_every_real_file_loads(shared_data: Path, rel: str):
+def test_every_real_file_loads(fixture_data: Path, rel: str):
     count, kinds = REAL_FILES[rel]
     stats = LoadStats()
-    problems = list(load_problems(shared_data / rel, stats=stats))
+    problems = list(load_problems(fixture_data / rel, stats=stats))
     assert len(problems) == count == stats.loaded and stats.skipped == 0
     assert Counter(p.tests.kind if p.tests else None for p in problems) == kinds
     assert len({p.id for p in problems}) == count
@@ -55,8 +55,8 @@ def test_every_real_file_loads(shared_data: Path, rel: str):
             assert p.entry_point == p.tests.fn_name and p.starter_code.strip()
 
 
-def test_mbpp_fields_and_splits(shared_data: Path):
-    problems = list(load_problems(shared_data / "mbpp/mbpp.jsonl"))
+def test_mbpp_fields_and_splits(fixture_data: Path):
+    problems = list(load_problems(fixture_data / "mbpp/mbpp.jsonl"))
     assert Counter(p.split for p in problems) == {
         "prompt": 10,
         "test": 500,
@@ -69,15 +69,15 @@ def test_mbpp_fields_and_splits(shared_data: Path):
     assert p.example_tests.asserts == p.tests.asserts[:1]
     assert "\r" not in p.solutions[0] and p.solutions[0].startswith("def remove_Occ(s,ch):")
     assert all(
-        p.split == "test" for p in load_problems(shared_data / "mbpp/mbpp.jsonl", split="test")
+        p.split == "test" for p in load_problems(fixture_data / "mbpp/mbpp.jsonl", split="test")
     )
     setup = [q for q in problems if q.tests.setup]
     assert setup and all(q.example_tests.setup == q.tests.setup for q in setup)
 
 
-def test_several_splits_at_once(shared_data: Path):
+def test_several_splits_at_once(fixture_data: Path):
     """MBPP train + validation (the default checkpoint's data): task ids 511-974, file order."""
-    path = shared_data / "mbpp/mbpp.jsonl"
+    path = fixture_data / "mbpp/mbpp.jsonl"
     both = [p.metadata["dataset_id"] for p in load_problems(path, split="train+validation")]
     assert both == list(range(511, 975))
     as_list = load_problems(path, split=["validation", "val", "train"])  # aliases, any order
@@ -86,8 +86,8 @@ def test_several_splits_at_once(shared_data: Path):
         load_problems(path, split="train+tran")
 
 
-def test_apps_fields(shared_data: Path):
-    everything = list(load_problems(shared_data / "apps"))  # the folder: its four files in turn
+def test_apps_fields(fixture_data: Path):
+    everything = list(load_problems(fixture_data / "apps"))  # the folder: its four files in turn
     by_id = {p.id: p for p in everything}
     # train_5_coderl repeats two train_150 problems (apps/train/1 and apps/train/2404).
     assert len(everything) == 265 and len(by_id) == 263
@@ -107,9 +107,9 @@ def test_apps_fields(shared_data: Path):
     assert by_id["apps/test/2638"].tests is None
 
 
-def test_the_json_form_kept_with_a_run_round_trips(shared_data: Path):
-    everything = list(load_problems(shared_data / "apps/train_150.jsonl"))
-    everything += list(load_problems(shared_data / "mbpp/mbpp.jsonl", split="prompt"))
+def test_the_json_form_kept_with_a_run_round_trips(fixture_data: Path):
+    everything = list(load_problems(fixture_data / "apps/train_150.jsonl"))
+    everything += list(load_problems(fixture_data / "mbpp/mbpp.jsonl", split="prompt"))
     for problem in everything:
         d = json.loads(json.dumps(problem.to_dict()))
         assert "solutions" not in d  # a run keeps the problem, never its answers
@@ -119,11 +119,11 @@ def test_the_json_form_kept_with_a_run_round_trips(shared_data: Path):
         assert back.tests == problem.tests and back.example_tests == problem.example_tests
 
 
-def test_question_examples_match_the_datasets_example_tests(shared_data: Path):
+def test_question_examples_match_the_datasets_example_tests(fixture_data: Path):
     """The statement parser reproduces all 98 example-test sets of test_100 (whitespace aside)."""
     norm = lambda xs: [" ".join(x.split()) for x in xs]  # noqa: E731
     checked = 0
-    for line in (shared_data / "apps/test_100_example_tests.jsonl").open():
+    for line in (fixture_data / "apps/test_100_example_tests.jsonl").open():
         row = json.loads(line)
         io = json.loads(row["input_output"])
         parsed = parse_stdio_examples(row["question"])
@@ -138,8 +138,8 @@ def test_question_examples_match_the_datasets_example_tests(shared_data: Path):
     assert checked == 98
 
 
-def test_filters_and_refs(shared_data: Path):
-    apps = shared_data / "apps/train_150.jsonl"
+def test_filters_and_refs(fixture_data: Path):
+    apps = fixture_data / "apps/train_150.jsonl"
     got = list(load_problems(apps, ids=[0, "apps/train/2401"]))
     assert [p.id for p in got] == ["apps/train/0", "apps/train/2401"]
     assert list(load_problems(apps, split="test")) == []
@@ -153,17 +153,18 @@ def test_filters_and_refs(shared_data: Path):
         load_problems(apps, split="nope")
 
 
-def test_dataset_names(shared_data: Path, tmp_path: Path, monkeypatch):
+def test_dataset_names(fixture_data: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("BCODER_DATA", str(tmp_path))
     (tmp_path / "mbpp").mkdir()
-    lines = (shared_data / "mbpp/mbpp.jsonl").read_text().splitlines(keepends=True)
+    lines = (fixture_data / "mbpp/mbpp.jsonl").read_text().splitlines(keepends=True)
     (tmp_path / "mbpp/mbpp.jsonl").write_text("".join(lines[10:13]))  # task ids 11-13
     assert resolve_dataset("mbpp") == tmp_path / "mbpp/mbpp.jsonl"
     assert [p.id for p in load_problems("mbpp")] == ["mbpp/11", "mbpp/12", "mbpp/13"]
     assert load_problem("mbpp:12").id == "mbpp/12"
-    # Not under $BCODER_DATA: the repo's ../shared/data is the fallback.
-    assert resolve_dataset("apps") == shared_data / "apps"
-    assert resolve_dataset("apps/test_10") == shared_data / "apps/test_10.jsonl"
+    # A folder, and a path relative to $BCODER_DATA.
+    monkeypatch.setenv("BCODER_DATA", str(fixture_data))
+    assert resolve_dataset("apps") == fixture_data / "apps"
+    assert resolve_dataset("apps/test_10") == fixture_data / "apps/test_10.jsonl"
     with pytest.raises(BcoderError, match="BCODER_DATA"):
         resolve_dataset("no-such-dataset")
     # A path is a file that does not exist, not an unknown dataset.
@@ -404,8 +405,8 @@ def test_text_and_stub_files(tmp_path: Path):
         load_problem(tmp_path / "broken.py")
 
 
-def test_gz_of_mbpp_rows_and_json_array(shared_data: Path, tmp_path: Path):
-    rows = (shared_data / "mbpp/mbpp.jsonl").read_text().splitlines()[:20]
+def test_gz_of_mbpp_rows_and_json_array(fixture_data: Path, tmp_path: Path):
+    rows = (fixture_data / "mbpp/mbpp.jsonl").read_text().splitlines()[:20]
     with gzip.open(tmp_path / "m.jsonl.gz", "wt") as f:
         f.write("\n".join(rows) + "\n")
     assert len(list(load_problems(tmp_path / "m.jsonl.gz", split="test"))) == 10

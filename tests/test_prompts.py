@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from bcoder.errors import BcoderError
-from bcoder.problems import load_problem, load_problems
-from bcoder.prompts import (
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem
+from bcoder.core.spec import TestSpec as Spec
+from bcoder.problems.load import load_problem, load_problems
+from bcoder.problems.prompts import (
     CHARS_PER_TOKEN,
     SYSTEM_PROMPT,
     build_prompt,
     count_tokens,
     prompt_family,
 )
-from bcoder.spec import Problem
-from bcoder.spec import TestSpec as Spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -174,7 +174,7 @@ def test_prompt_family(tokenizer):
 
 
 def test_prompt_settings_from_a_checkpoints_metadata():
-    from bcoder.prompts import PromptSettings
+    from bcoder.problems.prompts import PromptSettings
 
     recorded = {"family": "mbpp", "max_source_tokens": 300, "max_target_tokens": 256}
     assert PromptSettings.from_meta({"prompt": recorded}) == PromptSettings("mbpp", 300, 256)

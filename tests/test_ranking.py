@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from bcoder.errors import BcoderError
-from bcoder.ranking import RANKERS, checkpoint_ranker, get_ranker, rank
-from bcoder.results import Candidate, TokenScore
+from bcoder.core.errors import BcoderError
+from bcoder.core.types import Candidate, TokenScore
+from bcoder.ranking.rankers import RANKERS, checkpoint_ranker, get_ranker, rank
 
 
 def cand(
@@ -94,7 +94,7 @@ def test_unknown_ranker_is_a_one_line_error():
 
 
 def test_the_checkpoint_names_its_ranker(tmp_path):
-    from bcoder.model import CHECKPOINT_FORMAT
+    from bcoder.qmodel.model import CHECKPOINT_FORMAT
 
     def checkpoint(name: str, **extra) -> str:
         path = tmp_path / name

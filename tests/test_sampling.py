@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from bcoder import rl
-from bcoder.model import BCoderModel, QConfig, make_batch
-from bcoder.sampling import (
+from bcoder.decode.sampling import (
     Cancelled,
     DecodeOptions,
     FenceStop,
@@ -19,7 +18,8 @@ from bcoder.sampling import (
     sample_next,
     top_p_filter,
 )
-from bcoder.scoring import make_candidate, recovered, score_tokens, token_texts
+from bcoder.decode.scoring import make_candidate, recovered, score_tokens, token_texts
+from bcoder.qmodel.model import BCoderModel, QConfig, make_batch
 from bcoder.tiny import tiny_causal_lm, tiny_seq2seq
 
 PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]
@@ -275,7 +275,7 @@ def test_length_batches_evaluate_the_fewest_positions():
     import itertools
     import random
 
-    from bcoder.scoring import length_batches
+    from bcoder.decode.scoring import length_batches
 
     def cost(batches, lengths, overhead):
         return sum(overhead + len(b) * max(lengths[i] for i in b) for b in batches)

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bcoder.errors import BcoderError
-from bcoder.model import BCoderModel, QConfig
-from bcoder.problems import load_problems
-from bcoder.rerank import rank_programs, read_candidates
-from bcoder.results import CandidateReady, CandidateTested, Progress, SolveResult
-from bcoder.scoring import score_tokens
-from bcoder.solve import (
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem
+from bcoder.core.spec import TestSpec as Spec  # (not a test class)
+from bcoder.core.types import CandidateReady, CandidateTested, Progress, SolveResult
+from bcoder.decode.scoring import score_tokens
+from bcoder.models.sources import DEFAULT_MODEL
+from bcoder.pipeline.rank import rank_programs, read_candidates
+from bcoder.pipeline.solve import (
     Cancelled,
     Engine,
     SolveSettings,
@@ -24,10 +25,9 @@ from bcoder.solve import (
     score_codes,
     solve,
 )
-from bcoder.sources import DEFAULT_MODEL
-from bcoder.spec import Problem
-from bcoder.spec import TestSpec as Spec  # (not a test class)
-from bcoder.store import Store
+from bcoder.pipeline.store import Store
+from bcoder.problems.load import load_problems
+from bcoder.qmodel.model import BCoderModel, QConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TWO_SUM = Spec(

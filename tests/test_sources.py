@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bcoder.errors import BcoderError
-from bcoder.sources import (
+from bcoder.core.errors import BcoderError
+from bcoder.models.sources import (
     DEFAULT_MODEL,
     PRESETS,
     ModelSource,

@@ -11,10 +11,10 @@ import textwrap
 
 import pytest
 
-from bcoder.errors import BcoderError
-from bcoder.results import Candidate, SolveResult, TokenScore
-from bcoder.results import TestOutcome as Outcome
-from bcoder.store import SCHEMA_VERSION, Store
+from bcoder.core.errors import BcoderError
+from bcoder.core.types import Candidate, SolveResult, TokenScore
+from bcoder.core.types import TestOutcome as Outcome
+from bcoder.pipeline.store import SCHEMA_VERSION, Store
 
 
 def make_result(seed: int = 0, n: int = 3) -> SolveResult:
@@ -100,7 +100,7 @@ def test_prefix_lookup_and_errors(store):
 
 
 def test_run_ids_sort_by_time():
-    from bcoder.store import new_run_id
+    from bcoder.pipeline.store import new_run_id
 
     assert new_run_id(1_700_000_000) < new_run_id(1_700_000_001) < new_run_id(1_800_000_000)
 
@@ -154,7 +154,7 @@ WRITER = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     from test_store import make_result
-    from bcoder.store import Store
+    from bcoder.pipeline.store import Store
     store = Store(sys.argv[1])
     for i in range(int(sys.argv[2])):
         store.save(make_result(seed=int(sys.argv[3]) * 1000 + i, n=5))
@@ -213,7 +213,7 @@ def test_runs_list_keeps_the_numbers_whole_on_a_narrow_terminal(width):
     from rich.console import Console
 
     from bcoder.cli.runs import runs_table
-    from bcoder.store import RunSummary
+    from bcoder.pipeline.store import RunSummary
 
     runs = [
         RunSummary("261201-053012-ab12", 1.7e9, "mbpp/11", "Write a python function to "

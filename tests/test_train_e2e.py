@@ -67,12 +67,12 @@ def bcoder(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory, tiny_model_dir, shared_data):
+def collected(tmp_path_factory, tiny_model_dir, fixture_data):
     """One collection, shared by the tests (copied into each run directory)."""
     from bcoder.train import run, setup
 
     root = tmp_path_factory.mktemp("collected")
-    cfg = config(tiny_model_dir, root, shared_data)
+    cfg = config(tiny_model_dir, root, fixture_data)
     acc = setup.make_accelerator(cfg)
     summary = run.run_collect(cfg, acc)
     assert summary["shards_written"] == 3 and summary["problems"] == len(IDS)
@@ -85,7 +85,7 @@ def fresh_run(collected: Path, tmp_path: Path) -> Path:
     return run_dir
 
 
-def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, shared_data):
+def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, fixture_data):
     from bcoder.train.data import ShardStore
 
     ds = ShardStore(collected / "data" / "collect")
@@ -93,7 +93,7 @@ def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, shar
     gts = [r for r in rows if r["is_ground_truth"]]
     samples = [r for r in rows if r["source"] == "sample"]
     assert {r["problem_id"] for r in gts} == {f"mbpp/{i}" for i in IDS}
-    solution = mbpp_solutions(shared_data, "unparse")
+    solution = mbpp_solutions(fixture_data, "unparse")
     cut = [r for r in gts if r["finish_reason"] == "length"]
     assert cut  # data.max_target_tokens=24 cuts MBPP solutions
     for r in gts:
@@ -111,11 +111,11 @@ def test_collect_stores_programs_with_outcomes_and_ground_truths(collected, shar
     assert len(keys) == len(set(keys))
 
 
-def mbpp_solutions(shared_data: Path, style: str) -> dict[str, str]:
+def mbpp_solutions(fixture_data: Path, style: str) -> dict[str, str]:
     """{problem id: its MBPP solution as collect writes it in ``style``}."""
     from bcoder.train.collect import restyled
 
-    lines = (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()
+    lines = (fixture_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()
     return {
         f"mbpp/{r['task_id']}": restyled(r["code"], style).replace("\r\n", "\n")
         for r in map(json.loads, lines)
@@ -132,7 +132,7 @@ def test_ground_truths_are_restyled_or_kept():
 
 
 def test_collect_rewrites_ground_truths_in_a_new_style(
-    collected, tmp_path, tiny_model_dir, shared_data
+    collected, tmp_path, tiny_model_dir, fixture_data
 ):
     """A finished run asked for another ground-truth style writes its ground truths again and
     keeps its samples and their features; featurize then computes only the ground truths."""
@@ -140,7 +140,7 @@ def test_collect_rewrites_ground_truths_in_a_new_style(
     from bcoder.train.data import ShardStore
 
     run_dir = fresh_run(collected, tmp_path)
-    cfg = config(tiny_model_dir, run_dir, shared_data)
+    cfg = config(tiny_model_dir, run_dir, fixture_data)
     acc = setup.make_accelerator(cfg)
     run.run_featurize(cfg, acc)
     store, feats = (ShardStore(run_dir / "data" / n) for n in ("collect", "features"))
@@ -149,14 +149,14 @@ def test_collect_rewrites_ground_truths_in_a_new_style(
         return [r for e in s.shards() for r in s.load(e["name"]).to_list()]
 
     before, before_feats = rows(store), rows(feats)
-    raw = config(tiny_model_dir, run_dir, shared_data, extra=["collect.ground_truth_style=raw"])
+    raw = config(tiny_model_dir, run_dir, fixture_data, extra=["collect.ground_truth_style=raw"])
     summary = run.run_collect(raw, acc)
     assert summary["shards_restyled"] == summary["shards_skipped"] == 3
     assert summary["shards_written"] == 0
     after, after_feats = rows(store), rows(feats)
     assert [r for r in after if not r["is_ground_truth"]] == [
         r for r in before if not r["is_ground_truth"]]  # fmt: skip
-    solution = mbpp_solutions(shared_data, "raw")
+    solution = mbpp_solutions(fixture_data, "raw")
     gts = [r for r in after if r["is_ground_truth"]]
     assert len(gts) == len(IDS)
     for r in gts:
@@ -172,7 +172,7 @@ def test_collect_rewrites_ground_truths_in_a_new_style(
 
 
 def test_collect_records_the_features_featurize_would_compute(
-    collected, tmp_path, tiny_model_dir, shared_data
+    collected, tmp_path, tiny_model_dir, fixture_data
 ):
     """collect keeps the samples' features (hidden states, A_ckpt, argmax) as it samples them;
     featurize then computes only the ground truths', and what was recorded matches its own
@@ -183,9 +183,9 @@ def test_collect_records_the_features_featurize_would_compute(
     recorded_run = tmp_path / "recorded"
     shutil.copytree(collected / "data", recorded_run / "data")  # with data/sampled_features
     forced_run = fresh_run(collected, tmp_path)  # the collected programs only
-    acc = setup.make_accelerator(config(tiny_model_dir, recorded_run, shared_data))
-    got = run.run_featurize(config(tiny_model_dir, recorded_run, shared_data), acc)
-    ref = run.run_featurize(config(tiny_model_dir, forced_run, shared_data), acc)
+    acc = setup.make_accelerator(config(tiny_model_dir, recorded_run, fixture_data))
+    got = run.run_featurize(config(tiny_model_dir, recorded_run, fixture_data), acc)
+    ref = run.run_featurize(config(tiny_model_dir, forced_run, fixture_data), acc)
     assert got["tokens_recorded"] > 0 and ref["tokens_recorded"] == 0
     assert got["tokens"] + got["tokens_recorded"] == ref["tokens"]
     a_store, b_store = (ShardStore(d / "data" / "features") for d in (recorded_run, forced_run))
@@ -200,7 +200,9 @@ def test_collect_records_the_features_featurize_would_compute(
                     assert np.allclose(x, y, atol=1e-3 if col != "hidden" else 1e-2), col
 
 
-def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_model_dir, shared_data):
+def test_collect_resumes_a_lost_shard_identically(
+    collected, tmp_path, tiny_model_dir, fixture_data
+):
     from bcoder.train import run, setup
     from bcoder.train.data import ShardStore
 
@@ -208,7 +210,7 @@ def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_mode
     store = ShardStore(run_dir / "data" / "collect")
     before = store.load("shard-00001").to_dict()
     (run_dir / "data" / "collect" / "shard-00001.json").unlink()  # killed while writing it
-    cfg = config(tiny_model_dir, run_dir, shared_data)
+    cfg = config(tiny_model_dir, run_dir, fixture_data)
     summary = run.run_collect(cfg, setup.make_accelerator(cfg))
     assert (summary["shards_skipped"], summary["shards_written"]) == (2, 1)
     assert store.load("shard-00001").to_dict() == before  # per-problem seeds: same programs
@@ -223,7 +225,7 @@ def test_collect_resumes_a_lost_shard_identically(collected, tmp_path, tiny_mode
     assert resumed["programs"] == store.shards()[1]["rows"]
 
 
-def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir, shared_data):
+def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir, fixture_data):
     """featurize.max_samples_per_problem: every ground truth and at most that many sampled
     programs per problem get features, the rest stay out of training; raising the cap computes
     only what it adds; a stage trains on what is there (shards featurize has not reached yet
@@ -236,7 +238,7 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
     metas: list[dict] = []  # the features' meta on disk as each shard is written
 
     def featurize(cap: int) -> tuple[dict, TrainingData]:
-        cfg = config(tiny_model_dir, run_dir, shared_data, extra=[
+        cfg = config(tiny_model_dir, run_dir, fixture_data, extra=[
             f"featurize.max_samples_per_problem={cap}"])  # fmt: skip
         store = ShardStore(run_dir / "data" / "features")
         summary = run.run_featurize(
@@ -255,7 +257,7 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
     assert several, "the fixture should sample several distinct programs for some problem"
     assert sorted(set(sampled)) == sorted(sampled) and set(sampled) == set(data.problem_id[~gt])
     assert first["tokens"] == int(data.action_ids.lengths()[data.featurized].sum())
-    train_rows, held_rows = setup.split_rows(config(tiny_model_dir, run_dir, shared_data), data)
+    train_rows, held_rows = setup.split_rows(config(tiny_model_dir, run_dir, fixture_data), data)
     assert data.featurized[train_rows].all() and data.featurized[held_rows].all()
     assert len(train_rows) + len(held_rows) == int(data.featurized.sum()) < len(data)
     (run_dir / "data" / "features" / "shard-00001.json").unlink()  # one featurize has not reached
@@ -266,7 +268,7 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
     unreached = (np.arange(len(data)) >= start) & (np.arange(len(data)) < start + shards[1]["rows"])
     assert not data.featurized[unreached].any() and data.featurized[gt & ~unreached].all()
     before = {i: data.columns["hidden"].row(i).copy() for i in np.nonzero(data.featurized)[0]}
-    cfg = config(tiny_model_dir, run_dir, shared_data, extra=["phi.steps=5", "phi.eval_every=5"])
+    cfg = config(tiny_model_dir, run_dir, fixture_data, extra=["phi.steps=5", "phi.eval_every=5"])
     assert run.run_phi(cfg, setup.make_accelerator(cfg))["train/td"] >= 0  # on what is there
     values = ShardStore(run_dir / "data" / "values")
     assert values.names()
@@ -283,10 +285,10 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
 
 
 @pytest.mark.parametrize("mode", ["head", "lmhead", "lora", "full"])
-def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_data, monkeypatch):
-    from bcoder.errors import BcoderError
-    from bcoder.model import BCoderModel, make_batch, read_checkpoint_config
-    from bcoder.sources import load_model_and_tokenizer
+def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, fixture_data, monkeypatch):
+    from bcoder.core.errors import BcoderError
+    from bcoder.models.sources import load_model_and_tokenizer
+    from bcoder.qmodel.model import BCoderModel, make_batch, read_checkpoint_config
     from bcoder.train import run, setup
     from bcoder.train.data import TrainingData
     from bcoder.train.featurize import ensure_values
@@ -300,7 +302,7 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
         "head": ["run.tensorboard=true"],
         "lmhead": ["featurize.topk=8", "model.lora_r=4"],
     }.get(mode, ["phi.steps=5", "phi.lr=1e-4", "phi.eval_every=0"])
-    cfg = config(tiny_model_dir, run_dir, shared_data, mode, extra)
+    cfg = config(tiny_model_dir, run_dir, fixture_data, mode, extra)
     acc = setup.make_accelerator(cfg)
     assert run.run_featurize(cfg, acc)["shards_written"] == 3
     data = TrainingData.load(run_dir / "data", need=setup.stage_columns(mode, "phi"))
@@ -372,7 +374,7 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     trained = BCoderModel.from_checkpoint(run_dir / "checkpoint", base3)
     assert trained.config.mode == mode
     # it records how its prompts and programs were made: solve / eval / TUI / LSP use that
-    from bcoder.prompts import PromptSettings, checkpoint_prompt_settings
+    from bcoder.problems.prompts import PromptSettings, checkpoint_prompt_settings
 
     assert checkpoint_prompt_settings(run_dir / "checkpoint") == PromptSettings("auto", 600, 24)
     h1 = trained.residual_head.net[-1].weight
@@ -398,14 +400,14 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     assert sampled["policy"] == "trained"  # whatever the checkpoint says by now
     records = list((run_dir / "select" / "policy" / "problems").glob("*.json.gz"))
     assert len(records) == chosen["problems"]
-    from bcoder.adapter import checkpoint_policy
+    from bcoder.qmodel.adapter import checkpoint_policy
 
     assert checkpoint_policy(run_dir / "checkpoint") == policy["chosen"]
 
     # one eval run's samples come from one policy: resuming it with the other is refused
     import dataclasses
 
-    from bcoder.errors import BcoderError
+    from bcoder.core.errors import BcoderError
     from bcoder.evaluate.config import EvalSettings
     from bcoder.evaluate.records import PROBLEMS, SAMPLES, record_path
     from bcoder.evaluate.run import run_eval
@@ -417,7 +419,7 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, shared_d
     for stage in (PROBLEMS, SAMPLES):  # one problem left to sample
         record_path(policy_run, saved["ids"][0], stage).unlink(missing_ok=True)
     other = dataclasses.replace(settings, policy="checkpoint")
-    from bcoder.solve import Engine
+    from bcoder.pipeline.solve import Engine
 
     loads, load = [], Engine.load.__func__
     monkeypatch.setattr(
@@ -477,7 +479,7 @@ def write_learnable_data(run_dir: Path, hidden_size: int, seed: int = 0) -> None
     features.set_meta({"hidden_size": hidden_size})
 
 
-def test_phi_lowers_the_td_error_on_its_data(tmp_path, tiny_model_dir, shared_data):
+def test_phi_lowers_the_td_error_on_its_data(tmp_path, tiny_model_dir, fixture_data):
     from bcoder.train import run, setup
 
     run_dir = tmp_path / "learnable"
@@ -485,7 +487,7 @@ def test_phi_lowers_the_td_error_on_its_data(tmp_path, tiny_model_dir, shared_da
     cfg = config(
         tiny_model_dir,
         run_dir,
-        shared_data,
+        fixture_data,
         "head",
         ["phi.steps=80", "phi.lr=5e-2", "phi.eval_every=0"],
     )
@@ -549,7 +551,7 @@ def write_action_learnable_data(run_dir: Path, hidden_size: int, topk: int = 8) 
     features.set_meta({"hidden_size": hidden_size, "topk": topk})
 
 
-def test_only_lmhead_advantages_rank_by_the_first_action(tmp_path, tiny_model_dir, shared_data):
+def test_only_lmhead_advantages_rank_by_the_first_action(tmp_path, tiny_model_dir, fixture_data):
     """The reason for the lmhead mode: on programs told apart only by the action a_0, the
     theta-stage in head mode moves the held-out R~ gap between passing programs and compile
     errors by ~(1 - gamma) sum V (its A is the checkpoint's), in lmhead mode by more than 1."""
@@ -564,7 +566,7 @@ def test_only_lmhead_advantages_rank_by_the_first_action(tmp_path, tiny_model_di
         write_action_learnable_data(run_dir, hidden_size=32)
         extra = ["phi.steps=40", "phi.lr=5e-2", "phi.eval_every=0", "model.lora_r=4"]
         extra += ["theta.steps=30", "theta.lr=3e-2", "theta.eval_every=0", "data.heldout_frac=0.25"]
-        cfg = config(tiny_model_dir, run_dir, shared_data, mode, extra)
+        cfg = config(tiny_model_dir, run_dir, fixture_data, mode, extra)
         acc = setup.make_accelerator(cfg)
         run.run_phi(cfg, acc)
         theta = run.run_theta(cfg, acc)
@@ -574,11 +576,11 @@ def test_only_lmhead_advantages_rank_by_the_first_action(tmp_path, tiny_model_di
     assert moved["lmhead"] > 1.0, moved
 
 
-def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
+def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, fixture_data):
     run_dir = tmp_path / "cli-run"
     sets = [
         x
-        for s in tiny_sets(tiny_model_dir, run_dir, shared_data)
+        for s in tiny_sets(tiny_model_dir, run_dir, fixture_data)
         + ["data.ids=['601','602','603']", "collect.samples_per_problem=2", "data.heldout_frac=0.4"]
         for x in ("--set", s)
     ]
@@ -590,7 +592,7 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     assert resolved["model"]["name"] == str(tiny_model_dir) and resolved["phi"]["steps"] == 30
     # select: the held-out problems' samples ranked by every ranker; the best learned one is
     # written into the checkpoint, and solve ranks with it
-    from bcoder.ranking import LEARNED
+    from bcoder.ranking.rankers import LEARNED
     from bcoder.train.data import heldout_problems
 
     chosen = json.loads((run_dir / "select" / "select.json").read_text())
@@ -655,7 +657,7 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     assert solve.returncode == 0, solve.stderr[-3000:]
     assert json.loads(solve.stdout)["heads"] == str(shipped / "tiny")
 
-    from bcoder.model import read_checkpoint_config
+    from bcoder.qmodel.model import read_checkpoint_config
 
     # --reselect: a new select result (here: another ranker and a policy) replaces the shipped
     # one's choice and keeps the rest of TRAINING.json; other weights are refused
@@ -680,7 +682,7 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, shared_data):
     assert r.returncode != 0 and "not the weights of" in r.stderr
 
 
-def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, shared_data):
+def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, fixture_data):
     r = bcoder("train", "phi", "--config", str(tmp_path / "missing.toml"))
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
     r = bcoder("train", "phi", "--config", "smollm2-135m-head", "--set", "phi.lr=fast")
@@ -690,17 +692,17 @@ def test_cli_errors_are_one_line(tmp_path, tiny_model_dir, shared_data):
     assert r.returncode == 2 and "collect" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_import_off_policy_programs(collected, tmp_path, tiny_model_dir, shared_data):
+def test_import_off_policy_programs(collected, tmp_path, tiny_model_dir, fixture_data):
     from bcoder.train import run, setup
     from bcoder.train.data import ShardStore
 
     run_dir = fresh_run(collected, tmp_path)
-    mbpp = [json.loads(x) for x in (shared_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
+    mbpp = [json.loads(x) for x in (fixture_data / "mbpp" / "mbpp.jsonl").read_text().splitlines()]
     code = next(r["code"] for r in mbpp if r["task_id"] == 602)
     path = tmp_path / "programs.jsonl"
     rows = [{"problem_id": "602", "code": code}, {"problem_id": "mbpp/603", "code": "def f(:\n"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = config(tiny_model_dir, run_dir, shared_data)
+    cfg = config(tiny_model_dir, run_dir, fixture_data)
     summary = run.run_import(cfg, path, setup.make_accelerator(cfg))
     # 602's correct program is longer than data.max_target_tokens (24): it is stored cut, and
     # labelled by running the cut program it trains on (here a compile error), not as a pass
@@ -724,7 +726,7 @@ def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("mode", ["head", pytest.param("lora", marks=pytest.mark.slow)])
 def test_killed_run_resumes_to_the_same_weights(
-    mode, collected, tmp_path, tiny_model_dir, shared_data
+    mode, collected, tmp_path, tiny_model_dir, fixture_data
 ):
     """A phi-stage killed with SIGKILL and resumed ends exactly where an uninterrupted one does
     (weights, optimizer state, RNG states and data order restored)."""
@@ -739,7 +741,7 @@ def test_killed_run_resumes_to_the_same_weights(
         extra = ["phi.steps=12", "phi.save_every=3", "phi.eval_every=6", "phi.lr=1e-4"]
     last = int(extra[0].split("=")[1])
     ref_dir = fresh_run(collected, tmp_path / "ref")
-    cfg = config(tiny_model_dir, ref_dir, shared_data, mode, extra)
+    cfg = config(tiny_model_dir, ref_dir, fixture_data, mode, extra)
     acc = setup.make_accelerator(cfg)
     run.run_featurize(cfg, acc)
     run.run_phi(cfg, acc)
@@ -747,7 +749,7 @@ def test_killed_run_resumes_to_the_same_weights(
     run_dir = tmp_path / "killed"
     shutil.copytree(ref_dir / "data" / "collect", run_dir / "data" / "collect")
     shutil.copytree(ref_dir / "data" / "features", run_dir / "data" / "features")
-    sets = tiny_sets(tiny_model_dir, run_dir, shared_data, mode) + extra
+    sets = tiny_sets(tiny_model_dir, run_dir, fixture_data, mode) + extra
     args = ["train", "phi", "--config", "smollm2-135m-head", "-q"]
     args += [x for s in sets for x in ("--set", s)]
     proc = subprocess.Popen(
@@ -776,7 +778,7 @@ def test_killed_run_resumes_to_the_same_weights(
 
 
 @pytest.mark.slow
-def test_accelerate_two_cpu_processes_agree(collected, tmp_path, tiny_model_dir, shared_data):
+def test_accelerate_two_cpu_processes_agree(collected, tmp_path, tiny_model_dir, fixture_data):
     """Two CPU processes (gloo): every stage runs split across them, DDP keeps their weights
     identical. accelerate 1.x starts ONE process for `--cpu --num_processes 2` (its simple
     launcher); `--multi_gpu` starts two (torchrun) and, with no GPU, they run on CPU."""
@@ -784,7 +786,7 @@ def test_accelerate_two_cpu_processes_agree(collected, tmp_path, tiny_model_dir,
     extra = ["phi.steps=4", "phi.eval_every=0", "theta.steps=3", "theta.eval_every=0"]
     args = [
         x
-        for s in tiny_sets(tiny_model_dir, run_dir, shared_data, "lora") + extra
+        for s in tiny_sets(tiny_model_dir, run_dir, fixture_data, "lora") + extra
         for x in ("--set", s)
     ]
     cmd = [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 from bcoder.train.config import CONFIG_DIR, TrainConfig, load_config
 from bcoder.train.data import MixedSampler, ShardStore, TrainingData, heldout_problems
 from bcoder.train.diagnostics import mixed_td
@@ -196,8 +196,8 @@ def test_a_ground_truth_cut_at_the_target_length_is_labelled_as_cut(tokenizer):
     """A ground truth longer than data.max_target_tokens trains as its first tokens: it is stored
     as that cut program and labelled by running it, even when whole ground truths are assumed
     to pass (collect.execute_ground_truth = false); a whole one keeps its +1."""
+    from bcoder.core.spec import Problem, TestSpec
     from bcoder.execution import Executor
-    from bcoder.spec import Problem, TestSpec
     from bcoder.train.collect import Prompter, label, written_programs
 
     short = "def add(a, b):\n    return a + b\n"

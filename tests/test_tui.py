@@ -14,8 +14,8 @@ from bcoder.cli.tui.compare import CompareScreen, CompareView
 from bcoder.cli.tui.heatmap import HeatmapView, base_colour
 from bcoder.cli.tui.panels import CandidateTable
 from bcoder.cli.tui.screens import OpenScreen, SaveScreen
-from bcoder.spec import Problem
-from bcoder.store import Store
+from bcoder.core.spec import Problem
+from bcoder.pipeline.store import Store
 
 SIZE = (80, 24)
 

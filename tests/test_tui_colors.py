@@ -9,7 +9,7 @@ import pytest
 from bcoder.cli.tui import colors
 from bcoder.cli.tui.compare import bar_cells
 from bcoder.cli.tui.layout import EMPTY_TOKEN, layout_code, layout_tokens, line_sums
-from bcoder.results import Candidate, TokenScore
+from bcoder.core.types import Candidate, TokenScore
 
 DARK, LIGHT = "#121212", "#fafafa"
 

@@ -2,13 +2,13 @@
 
 ``synthetic_result`` is fully deterministic (real token texts from the tiny tokenizer, values from a
 formula that respects the B-Coder relations A <= 0, Q = A + V, r~ = Q - gamma * V_next), for
-snapshots. ``scored_result`` runs the real scorer of bcoder.solve on the tiny model.
+snapshots. ``scored_result`` runs the real scorer of bcoder.pipeline.solve on the tiny model.
 """
 
 from __future__ import annotations
 
-from bcoder.results import Candidate, SolveResult, TokenScore
-from bcoder.spec import Problem
+from bcoder.core.spec import Problem
+from bcoder.core.types import Candidate, SolveResult, TokenScore
 
 GAMMA = 0.999
 
@@ -33,7 +33,7 @@ PROBLEM = {
 
 def synthetic_candidate(tokenizer, code: str, salt: int) -> Candidate:
     """Real token texts of ``code`` + EOS, and deterministic values that obey the math."""
-    from bcoder.scoring import token_texts
+    from bcoder.decode.scoring import token_texts
 
     ids = tokenizer(code, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     texts = token_texts(tokenizer, ids)
@@ -82,7 +82,7 @@ def synthetic_result(tokenizer) -> SolveResult:
 
 def scored_result(model_dir) -> SolveResult:
     """PROGRAMS scored by the real engine on the tiny model, ranked by R~."""
-    from bcoder.solve import Engine, score_codes
+    from bcoder.pipeline.solve import Engine, score_codes
 
     engine = Engine.load(str(model_dir))
     cands = score_codes(Problem.from_dict(PROBLEM), engine, PROGRAMS)

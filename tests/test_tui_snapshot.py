@@ -10,7 +10,7 @@ import pytest
 from test_tui_data import synthetic_result
 
 from bcoder.cli.tui.app import BcoderTui
-from bcoder.store import Store
+from bcoder.pipeline.store import Store
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ A program is stored as the *actions* the policy took (its completion tokens, end
 the end of a fenced code block, or at the length limit) together with the code extracted from
 them and the terminal reward of running that code. Identical action sequences of a problem are
 stored once with a ``count``; identical code is executed once. Ground truths are written the way
-the policy would have written them (:func:`bcoder.solve.completion_for`), in the style
+the policy would have written them (:func:`bcoder.pipeline.solve.completion_for`), in the style
 ``collect.ground_truth_style`` names (:func:`restyled`), and, like imported
 programs (:mod:`bcoder.train.imports`: anyone's programs, from a jsonl), executed the same way.
 One that is longer than ``data.max_target_tokens`` is cut there, like a sample, and is then the
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.results import Progress
-from bcoder.spec import Problem
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem
+from bcoder.core.types import Progress
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, collect_features
 from bcoder.train.setup import StageClock
@@ -81,7 +81,7 @@ def problem_seed(seed: int, problem_id: str) -> int:
 
 def load_training_problems(cfg: TrainConfig) -> list[Problem]:
     """The configured problems in file order (split, ids and limit applied)."""
-    from bcoder.problems import load_problems
+    from bcoder.problems.load import load_problems
 
     data = cfg.data
     problems = list(load_problems(data.dataset, split=data.split, ids=data.ids or None))
@@ -93,13 +93,13 @@ def load_training_problems(cfg: TrainConfig) -> list[Problem]:
 
 
 class Prompter:
-    """Prompts and ground-truth completions in the policy's own format (as bcoder.solve does)."""
+    """Prompts and ground-truth completions in the policy's own format (as bcoder.pipeline.solve does)."""
 
     def __init__(self, tokenizer: Any, cfg: TrainConfig, is_seq2seq: bool):
         self.tokenizer, self.cfg, self.is_seq2seq = tokenizer, cfg, is_seq2seq
 
     def family(self, problem: Problem) -> str:
-        from bcoder.prompts import prompt_family
+        from bcoder.problems.prompts import prompt_family
 
         if self.cfg.data.prompt_family != "auto":
             return self.cfg.data.prompt_family
@@ -107,7 +107,7 @@ class Prompter:
 
     def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
         """(family, prompt text, prompt ids)."""
-        from bcoder.prompts import build_prompt
+        from bcoder.problems.prompts import build_prompt
 
         family = self.family(problem)
         text = build_prompt(problem, family, self.tokenizer, self.cfg.data.max_source_tokens)
@@ -119,7 +119,7 @@ class Prompter:
 
         Chat answers end at the closing fence (where sampling stops); others end with EOS.
         """
-        from bcoder.solve import completion_for
+        from bcoder.pipeline.solve import completion_for
 
         tok = self.tokenizer
         code = code.replace("\r\n", "\n").replace("\r", "\n")
@@ -145,7 +145,7 @@ def sample_programs(
 ) -> list[Program]:
     """m samples of the checkpoint policy for each problem, merged by identical actions.
 
-    With ``features`` (the top-k of :class:`bcoder.sampling.DecodeOptions`), each program also
+    With ``features`` (the top-k of :class:`bcoder.decode.sampling.DecodeOptions`), each program also
     carries featurize's columns, recorded by the decode loop (``Program.features``).
 
     Rows of several problems share a decode batch (``collect.batch_size`` rows), which is what
@@ -154,9 +154,9 @@ def sample_programs(
     """
     import torch
 
-    from bcoder.extract import extract_code
-    from bcoder.sampling import DecodeOptions, decode
-    from bcoder.solve import Engine
+    from bcoder.decode.sampling import DecodeOptions, decode
+    from bcoder.pipeline.solve import Engine
+    from bcoder.problems.extract import extract_code
 
     cfg = prompter.cfg.collect
     m = cfg.samples_per_problem
@@ -236,7 +236,7 @@ def written_programs(
     A program cut at the target length becomes the code its kept actions hold (extracted as a
     sample's would be), so that it is executed and labelled as what the training data holds.
     """
-    from bcoder.extract import extract_code
+    from bcoder.problems.extract import extract_code
 
     family, text, prompt_ids = prompter.prompt(problem)
     merged: dict[tuple[int, ...], Program] = {}
@@ -257,7 +257,7 @@ def written_programs(
 
 def execute(programs: list[Program], problems: dict[str, Problem], executor: Any) -> None:
     """Fill outcome and reward of each program; identical code of a problem runs once."""
-    from bcoder.solve import code_key
+    from bcoder.pipeline.solve import code_key
 
     jobs: list[tuple[str, Any]] = []
     index: dict[tuple[str, str], int] = {}
@@ -354,7 +354,7 @@ def recording(cfg: TrainConfig, policy: Any) -> dict[str, Any]:
     scores in its decode loop, unless ``featurize.in_collect`` is off; featurize then uses the
     records whose settings are its own (the same backend, base, alpha, top-k)."""
     from bcoder.backends import as_backend
-    from bcoder.model import FROZEN_BACKBONE
+    from bcoder.qmodel.model import FROZEN_BACKBONE
     from bcoder.train.featurize import features_meta
 
     backend = as_backend(policy)

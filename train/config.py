@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import tomllib
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 ENV_PREFIX = "BCODER_TRAIN_"
@@ -34,7 +34,7 @@ def _check(cond: bool, message: str) -> None:
 
 @dataclass
 class ModelConfig:
-    """The base LM and the Q-model built on it (see bcoder.model.QConfig)."""
+    """The base LM and the Q-model built on it (see bcoder.qmodel.model.QConfig)."""
 
     name: str = "smollm2-135m"  # model source: preset, local dir, .gguf or HF id
     mode: Literal["head", "lmhead", "lora", "full"] = "head"  # what trains (DESIGN section 2)

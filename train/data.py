@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_dir, atomic_write_text
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_dir, atomic_write_text
 
 META = "meta.json"
 # lmhead mode: the checkpoint's top-k logits and ids, its logit of the taken action and the
-# log-mass of the rest of the vocabulary, per action token (bcoder.adapter.topk_features)
+# log-mass of the rest of the vocabulary, per action token (bcoder.qmodel.adapter.topk_features)
 TOPK_COLUMNS = ("topk_ids", "topk_logits", "ckpt_logit", "tail_lse")
 LONG_COLUMNS = ("ckpt_argmax", "topk_ids")
 

@@ -16,7 +16,7 @@ On held-out problems (never trained on):
   compile errors lowest (the paper's Figure 3), else 0.0.
 - ``heldout/nll_change/<outcome>`` (lmhead theta): how much the trained policy's -log pi per
   token moved from the checkpoint's on those programs (nats; exact on the taken tokens up to the
-  normaliser's approximation, bcoder.adapter). A policy that learned from the rewards lowers it
+  normaliser's approximation, bcoder.qmodel.adapter). A policy that learned from the rewards lowers it
   on passing programs and raises it on failing ones; equal changes mean it only drifted.
 
 ``train/td`` (and ``train/td_sampled``) is the same on a fixed subset of the training programs.

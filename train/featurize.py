@@ -7,7 +7,7 @@ Per action token of every collected program, from the checkpoint:
     hidden[t]      = the last hidden state at s_t, head and lmhead modes          float16 (T*H)
 
 in lmhead mode also what the logit adapter's training step needs instead of the (V,) logits
-(bcoder.adapter.topk_features; the approximation is stated in candidate_max_and_lse):
+(bcoder.qmodel.adapter.topk_features; the approximation is stated in candidate_max_and_lse):
 
     topk_ids[t], topk_logits[t]  the checkpoint's K largest logits at s_t, descending   (T*K)
     ckpt_logit[t] = l_ckpt(s_t, a_t)                                                  float32
@@ -16,7 +16,7 @@ in lmhead mode also what the logit adapter's training step needs instead of the 
 and after the phi-stage (:func:`compute_values`), ``u_phi[t]``, the raw phi head output at s_t.
 
 Where they come from. In head and lmhead mode collect records them for the programs it samples
-while it samples them (``featurize.in_collect``, :class:`bcoder.sampling.DecodeOptions`
+while it samples them (``featurize.in_collect``, :class:`bcoder.decode.sampling.DecodeOptions`
 ``features``: the decode loop has each step's logits and hidden states anyway) in
 ``data/sampled_features``, and featurize computes only the rest -- ground truths and imported
 programs, which were never decoded -- in one teacher-forced pass, taking the recorded rows whose
@@ -43,9 +43,9 @@ import numpy as np
 import torch
 
 from bcoder import rl
-from bcoder.adapter import topk_features
-from bcoder.model import FROZEN_BACKBONE, ActionBatch, BCoderModel
-from bcoder.results import Progress
+from bcoder.core.types import Progress
+from bcoder.qmodel.adapter import topk_features
+from bcoder.qmodel.model import FROZEN_BACKBONE, ActionBatch, BCoderModel
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, TrainingData
 from bcoder.train.setup import StageClock
@@ -86,9 +86,9 @@ def _prompt_batches(
     and BCoderModel's shared-prompt pass), so a prompt is evaluated once a batch (a prompt is
     ~2.5x a program's tokens on MBPP; batches by length, which mix problems, evaluated it once a
     program). Where rows are ``padded`` to the longest (transformers), a group is cut as
-    ``score_tokens`` cuts it (:func:`bcoder.scoring.length_batches`)."""
+    ``score_tokens`` cuts it (:func:`bcoder.decode.scoring.length_batches`)."""
     from bcoder.backends.llama import by_prompt
-    from bcoder.scoring import length_batches
+    from bcoder.decode.scoring import length_batches
 
     batches = []
     for prompt, group in by_prompt([prompts[i] for i in rows]).items():  # positions in ``rows``
@@ -99,7 +99,7 @@ def _prompt_batches(
 
 
 def _to_batch(ds_rows: dict[str, list], rows: list[int], pad_id: int, device: Any) -> ActionBatch:
-    from bcoder.model import make_batch
+    from bcoder.qmodel.model import make_batch
 
     prompts = [ds_rows["prompt_ids"][i] for i in rows]
     actions = [ds_rows["action_ids"][i] for i in rows]

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.results import Progress
-from bcoder.spec import Problem
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem
+from bcoder.core.types import Progress
 from bcoder.train.collect import (
     CollectSummary,
     EventFn,
@@ -68,8 +68,8 @@ def import_programs(
 ) -> CollectSummary:
     """Import off-policy programs from a jsonl: tokenise them as the policy's actions, execute
     them, and store them as ``source="import"`` shards (one per ``shard_problems`` problems)."""
-    from bcoder.extract import extract_code
-    from bcoder.problems import load_problems
+    from bcoder.problems.extract import extract_code
+    from bcoder.problems.load import load_problems
 
     t0 = time.perf_counter()
     emit = on_event or (lambda _e: None)

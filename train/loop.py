@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_dir, atomic_write_text
-from bcoder.model import BCoderModel
-from bcoder.results import Progress
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_dir, atomic_write_text
+from bcoder.core.types import Progress
+from bcoder.qmodel.model import BCoderModel
 from bcoder.train.config import StageConfig
 from bcoder.train.data import MixedSampler, TrainingData
 

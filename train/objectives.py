@@ -18,7 +18,7 @@ is a value-head forward/backward on the stored hidden states. In lmhead mode l_t
 B A h: the adapter is evaluated on the stored hidden states at the candidate tokens only (the
 checkpoint's top-k and the taken action, batch columns topk_ids/topk_logits (B, T, K),
 ckpt_logit/tail_lse (B, T)), with max_b l_theta and the softmax's normaliser approximated from
-them as bcoder.adapter.candidate_max_and_lse states.
+them as bcoder.qmodel.adapter.candidate_max_and_lse states.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from bcoder import rl
-from bcoder.adapter import candidate_max_and_lse, candidate_set
 from bcoder.execution import REWARDS, Outcome
-from bcoder.model import ActionBatch, BCoderModel
+from bcoder.qmodel.adapter import candidate_max_and_lse, candidate_set
+from bcoder.qmodel.model import ActionBatch, BCoderModel
 from bcoder.train.featurize import lm_hidden
 
 SATURATION_EPS = 0.01  # V within this of R_max counts as "at the cap"

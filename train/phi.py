@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bcoder.model import BCoderModel
+from bcoder.qmodel.model import BCoderModel
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import TrainingData

@@ -4,7 +4,7 @@ Each function is one stage, resumable on its own: collect and featurize skip fin
 phi and theta continue from their last checkpoint with ``resume`` (and refuse to overwrite a
 started stage without it). Every call writes the resolved config into the run directory and adds
 its wall time to ``stages.json``. Progress and metrics reach the caller through ``on_event``
-(:class:`bcoder.results.Progress`, :class:`bcoder.train.loop.Metrics`).
+(:class:`bcoder.core.types.Progress`, :class:`bcoder.train.loop.Metrics`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bcoder.model import FROZEN_BACKBONE, BCoderModel, QConfig
+from bcoder.qmodel.model import FROZEN_BACKBONE, BCoderModel, QConfig
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 
@@ -40,7 +40,7 @@ def stage_backend(cfg: TrainConfig, stage: str, device: Any) -> str:
     (head, lmhead) only: lora and full mode train the transformers LM, whose logits the stored
     features must match."""
     from bcoder.backends import choose_backend
-    from bcoder.sources import resolve_source
+    from bcoder.models.sources import resolve_source
 
     if stage == "featurize" and cfg.model.mode not in FROZEN_BACKBONE:
         return "transformers"
@@ -52,7 +52,7 @@ def stage_backend(cfg: TrainConfig, stage: str, device: Any) -> str:
 def _checkpoint_backend(cfg: TrainConfig, stage: str, device: Any) -> tuple[Any, Any]:
     """The checkpoint policy on the stage's backend, and its tokenizer."""
     if stage_backend(cfg, stage, device) == "llama.cpp":
-        from bcoder.solve import Engine
+        from bcoder.pipeline.solve import Engine
 
         engine = Engine.load(cfg.model.name, backend="llama.cpp", threads=cfg.run.threads)
         return engine.backend, engine.tokenizer

@@ -5,7 +5,7 @@ the programs collect sampled for them. ``select`` ranks each held-out problem's 
 as they were sampled (a program drawn c times counts c times) with ``<run>/checkpoint`` (an
 ablation's ``checkpoint-*``), through the path ``bcoder eval --rank-only`` takes (scored on the
 inference backend, example and full tests run in the sandbox), and writes the learned ranker
-(:data:`bcoder.ranking.LEARNED`) with the best ranked pass@1 into the checkpoint's ``"ranker"``
+(:data:`bcoder.ranking.rankers.LEARNED`) with the best ranked pass@1 into the checkpoint's ``"ranker"``
 field (ties go to R~, the paper's). ``solve``, the TUI and the language server then rank with it
 and say which.
 
@@ -20,7 +20,7 @@ problems, as collect sampled them (``collect.samples_per_problem`` at ``collect.
 ``<run>/select/policy``, an eval run), and writes ``"policy": "trained"`` into the checkpoint when
 its unranked pass@1 is at least the checkpoint policy's, else ``"checkpoint"``: ``solve`` then
 samples from the frozen LM's own logits and still scores with l_theta
-(:func:`bcoder.adapter.checkpoint_policy`), so that training never makes what a user samples
+(:func:`bcoder.qmodel.adapter.checkpoint_policy`), so that training never makes what a user samples
 worse than the base model on the held-out problems. ``select.policy = false`` skips the check.
 """
 
@@ -33,9 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_write_text
 from bcoder.evaluate.records import weights_sha256
-from bcoder.fsutil import atomic_write_text
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, heldout_problems
@@ -71,8 +71,8 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     from bcoder.evaluate.config import EvalSettings
     from bcoder.evaluate.report import ranked_method
     from bcoder.evaluate.run import run_eval
-    from bcoder.model import read_checkpoint_config
-    from bcoder.ranking import DEFAULT_RANKER, LEARNED, RANKER_LABELS, RANKERS
+    from bcoder.qmodel.model import read_checkpoint_config
+    from bcoder.ranking.rankers import DEFAULT_RANKER, LEARNED, RANKER_LABELS, RANKERS
     from bcoder.train.theta import stage_name
 
     root = setup.run_dir(cfg)

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_write_text
-from bcoder.model import FROZEN_BACKBONE, QConfig
-from bcoder.prompts import PromptSettings
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_write_text
+from bcoder.problems.prompts import PromptSettings
+from bcoder.qmodel.model import FROZEN_BACKBONE, QConfig
 from bcoder.train.config import StageConfig, TrainConfig
 from bcoder.train.data import (
     TOPK_COLUMNS,
@@ -103,7 +103,7 @@ def prompt_settings(cfg: TrainConfig) -> PromptSettings:
 
 def load_base(cfg: TrainConfig, device: Any, trainable_lm: bool = False):
     """(base model, tokenizer, info) on ``device``; float32 weights when an LM copy trains."""
-    from bcoder.sources import load_model_and_tokenizer
+    from bcoder.models.sources import load_model_and_tokenizer
 
     dtype = None if cfg.model.dtype == "auto" else cfg.model.dtype
     if trainable_lm and cfg.model.mode == "full" and dtype is None:
@@ -118,7 +118,7 @@ def load_base(cfg: TrainConfig, device: Any, trainable_lm: bool = False):
 
 def stage_columns(mode: str, stage: str) -> list[str]:
     """The featurize columns a stage's batches need."""
-    if mode == "lmhead" and stage == "theta":  # the adapter's candidates: see bcoder.adapter
+    if mode == "lmhead" and stage == "theta":  # the adapter's candidates: see bcoder.qmodel.adapter
         return ["hidden", "ckpt_adv", "ckpt_argmax", "u_phi", *TOPK_COLUMNS]
     if mode in FROZEN_BACKBONE:
         return ["hidden", "ckpt_adv"] + (["ckpt_argmax", "u_phi"] if stage == "theta" else [])

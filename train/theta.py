@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_dir
-from bcoder.model import BCoderModel
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_dir
+from bcoder.qmodel.model import BCoderModel
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import TrainingData

@@ -6,7 +6,7 @@
   conversion at load time, and one prompt evaluation shared by all candidates.
 
 Both give the same things: a KV-cached decoder over rows (:class:`Runner`) that the sampling loop of
-:mod:`bcoder.sampling` drives, V_theta from final hidden states, and teacher-forced per-token scores
+:mod:`bcoder.decode.sampling` drives, V_theta from final hidden states, and teacher-forced per-token scores
 of given programs (:meth:`Backend.score`). ``auto`` picks llama.cpp for a GGUF source on a machine
 without a CUDA GPU when llama.cpp is installed, else transformers.
 """

@@ -6,13 +6,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 
 if TYPE_CHECKING:
     import torch
 
-    from bcoder.model import QConfig
-    from bcoder.sampling import StepScores
+    from bcoder.decode.sampling import StepScores
+    from bcoder.qmodel.model import QConfig
 
 BACKENDS = ("auto", "transformers", "llama.cpp")
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from bcoder import rl
-from bcoder.errors import BcoderError
-from bcoder.model import FROZEN_BACKBONE, QConfig, ValueHead, read_checkpoint_config
+from bcoder.core.errors import BcoderError
+from bcoder.qmodel.model import FROZEN_BACKBONE, QConfig, ValueHead, read_checkpoint_config
 
 HEAD_NAMES = ("phi_head", "residual_head", "residual_frozen")
 
@@ -36,7 +36,7 @@ class ValueHeads(nn.Module):
     def from_checkpoint(cls, directory: str | Path, hidden_size: int) -> tuple[ValueHeads, dict]:
         """The heads of a checkpoint directory and its metadata; the checkpoint must be one whose
         policy is the base model (head mode) or the base model plus a logit adapter (lmhead mode,
-        :func:`bcoder.adapter.load_logit_adapter`), since only these are applied here."""
+        :func:`bcoder.qmodel.adapter.load_logit_adapter`), since only these are applied here."""
         from safetensors.torch import load_file
 
         meta = read_checkpoint_config(directory)

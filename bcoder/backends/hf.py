@@ -1,4 +1,4 @@
-"""The transformers backend: a :class:`~bcoder.model.BCoderModel` over any Hugging Face LM.
+"""The transformers backend: a :class:`~bcoder.qmodel.model.BCoderModel` over any Hugging Face LM.
 
 The reference implementation of :class:`~bcoder.backends.base.Backend`: training, GPUs, seq2seq
 models and lora/full checkpoints run here. Causal LMs decode left-padded rows whose positions count
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from bcoder.backends.base import Backend
-from bcoder.model import BCoderModel, cache_arg, cache_of
+from bcoder.qmodel.model import BCoderModel, cache_arg, cache_of
 
 
 class TransformersBackend(Backend):
@@ -61,7 +61,7 @@ class TransformersBackend(Backend):
         *,
         batch_size: int = 8,
     ):
-        from bcoder.scoring import score_tokens
+        from bcoder.decode.scoring import score_tokens
 
         return score_tokens(self.qmodel, prompts, actions, pad_id, batch_size=batch_size)
 

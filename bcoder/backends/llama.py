@@ -7,7 +7,7 @@ is several times slower per token there.
 
 What it gives is what the transformers backend gives (:class:`~bcoder.backends.base.Backend`):
 
-- a :class:`Runner` for the shared sampling loop of :mod:`bcoder.sampling`: one llama.cpp
+- a :class:`Runner` for the shared sampling loop of :mod:`bcoder.decode.sampling`: one llama.cpp
   sequence per row, logits (B, V) and, when asked for, final hidden states (B, H) per step. One
   ``llama_decode`` returns both: the context has ``embeddings`` on with pooling NONE, which makes
   llama.cpp keep the final (normed) hidden state of every output token beside its logits;
@@ -17,7 +17,7 @@ What it gives is what the transformers backend gives (:class:`~bcoder.backends.b
   and hidden states as they come (the (tokens, V) logits are never all kept).
 
 Value heads (:class:`~bcoder.backends.heads.ValueHeads`) run in torch on the hidden states, and
-so does an lmhead checkpoint's logit adapter (:class:`~bcoder.adapter.LogitAdapter`, added to the
+so does an lmhead checkpoint's logit adapter (:class:`~bcoder.qmodel.adapter.LogitAdapter`, added to the
 logits of every step and of teacher-forced scoring), so head and lmhead checkpoints serve on
 either backend. Numbers differ from transformers' by the GGUF weights' quantization and float
 rounding only: the tests bound the difference on one model.
@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from bcoder.adapter import LogitAdapter, load_logit_adapter
 from bcoder.backends.base import Backend
 from bcoder.backends.heads import ValueHeads
-from bcoder.errors import BcoderError
-from bcoder.model import QConfig
-from bcoder.results import Progress
+from bcoder.core.errors import BcoderError
+from bcoder.core.types import Progress
+from bcoder.qmodel.adapter import LogitAdapter, load_logit_adapter
+from bcoder.qmodel.model import QConfig
 
 _INIT_LOCK = threading.Lock()
 _LOG: list[str] = []  # llama.cpp's recent log lines (kept for error messages, never printed)
@@ -216,7 +216,7 @@ class LlamaModel:
 
 
 def _default_threads() -> int:
-    from bcoder.solve import cpu_threads
+    from bcoder.pipeline.solve import cpu_threads
 
     return cpu_threads()
 
@@ -344,7 +344,7 @@ class LlamaBackend(Backend):
         batch_size: int = 8,
     ):
         """Teacher-forced scores; programs sharing a prompt share its evaluation."""
-        from bcoder.sampling import StepScores
+        from bcoder.decode.sampling import StepScores
 
         groups = by_prompt(prompts)
         out: list[StepScores | None] = [None] * len(actions)
@@ -369,7 +369,7 @@ class LlamaBackend(Backend):
         """What ``bcoder train featurize`` stores, per program: ``ckpt_adv`` A_ckpt(s_t, a_t)
         (T,), ``ckpt_argmax`` the checkpoint's preferred token (T,), ``hidden`` the final hidden
         state (T, H) and, with ``topk`` (lmhead mode), the columns of
-        :func:`bcoder.adapter.topk_features`: ``topk_logits`` / ``topk_ids`` (T, K),
+        :func:`bcoder.qmodel.adapter.topk_features`: ``topk_logits`` / ``topk_ids`` (T, K),
         ``ckpt_logit`` and ``tail_lse`` (T,)."""
         out: list[Any] = [None] * len(actions)
         for prompt, rows in by_prompt(prompts).items():
@@ -389,7 +389,7 @@ class LlamaBackend(Backend):
 
         l is the checkpoint's logits, or with ``policy`` l_theta (the logit adapter's residual
         added); the argmax, the preferred token, is always the checkpoint's."""
-        from bcoder.adapter import topk_features
+        from bcoder.qmodel.adapter import topk_features
 
         adapt = self.adapter is not None and policy
         lm = self.lm
@@ -455,7 +455,7 @@ def by_prompt(prompts: Sequence[Sequence[int]]) -> dict[tuple[int, ...], list[in
 
 def gguf_path(model: str, on_event: Callable[[Any], None] | None, allow_download: bool) -> Path:
     """The local GGUF file of a model source (fetched when allowed), or a one-line error."""
-    from bcoder.sources import ensure_local, resolve_source
+    from bcoder.models.sources import ensure_local, resolve_source
 
     source = resolve_source(model)
     local = ensure_local(source, on_event, allow_download)
@@ -472,9 +472,9 @@ def load_tokenizer(path: Path, key: str) -> Any:
     it from the GGUF metadata takes seconds; the cached copy loads in a fraction of that)."""
     from transformers import AutoTokenizer
 
-    from bcoder.fsutil import atomic_dir
-    from bcoder.loading import _quiet_transformers
-    from bcoder.sources import cache_dir
+    from bcoder.core.fs import atomic_dir
+    from bcoder.models.loading import _quiet_transformers
+    from bcoder.models.sources import cache_dir
 
     directory = cache_dir() / "tokenizers" / key[:16]
     with _quiet_transformers(None):
@@ -502,8 +502,8 @@ def load_llama_engine(
     allow_download: bool = True,
 ) -> Any:
     """An Engine on the llama.cpp backend: the GGUF model, its tokenizer and the value heads."""
-    from bcoder.loading import _file_key
-    from bcoder.sources import resolve_source
+    from bcoder.models.loading import _file_key
+    from bcoder.models.sources import resolve_source
 
     t0 = time.perf_counter()
     path = gguf_path(model, on_event, allow_download)

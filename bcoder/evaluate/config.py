@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 from bcoder.evaluate.records import CONFIG
 
 # Fields that change the samples or their scores: a resumed run must agree on all of them.
@@ -55,11 +55,11 @@ class EvalSettings:
     policy: str | None = None  # trained | checkpoint (None: the checkpoint's; SolveSettings)
 
     def __post_init__(self) -> None:
-        from bcoder.shipped import resolve_checkpoint
+        from bcoder.qmodel.shipped import resolve_checkpoint
 
         self.checkpoint = resolve_checkpoint(self.model, self.checkpoint)
         if self.max_new_tokens is None:  # as the checkpoint was trained (recorded in the run)
-            from bcoder.prompts import checkpoint_prompt_settings
+            from bcoder.problems.prompts import checkpoint_prompt_settings
 
             self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
         if self.samples < 1 and self.rank_only is None:
@@ -81,7 +81,7 @@ class EvalSettings:
             raise BcoderError("need --temperature >= 0 and 0 < top-p <= 1")
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.bootstrap < 1:
             raise BcoderError("max_new_tokens, batch_size and bootstrap must be positive")
-        from bcoder.adapter import POLICIES
+        from bcoder.qmodel.adapter import POLICIES
 
         if self.policy is not None and self.policy not in POLICIES:
             raise BcoderError(

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from bcoder.evaluate.report import METHOD_LABELS, METHODS, ranked_method
-from bcoder.ranking import RANKER_LABELS
+from bcoder.ranking.rankers import RANKER_LABELS
 
 
 def pct(x: float | None) -> str:

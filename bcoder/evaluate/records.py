@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.results import Candidate, TokenScore
+from bcoder.core.errors import BcoderError
+from bcoder.core.types import Candidate, TokenScore
 
 # the layout above
 CONFIG, SELECTION, MODEL = "config.json", "selection.json", "model.json"
@@ -88,7 +88,7 @@ class CandidateRecord:
         )
 
     def to_candidate(self) -> Candidate:
-        """The Candidate the rankers read (``bcoder.ranking.RANKERS``): scores, verdicts and the
+        """The Candidate the rankers read (``bcoder.ranking.rankers.RANKERS``): scores, verdicts and the
         per-token values as stored (rounded to 5 decimals; token texts are not kept)."""
         cols = self.tokens
         tokens = [

@@ -5,7 +5,7 @@ order (so duplicates occupy as many ranking slots as they were sampled: "top k o
 Methods (values in [0, 1], averaged over problems, with bootstrap intervals over problems):
 
 - ``unranked``: the unbiased pass@k of Chen et al. from the M samples;
-- ``ranked_<ranker>`` for each ranker of :data:`bcoder.ranking.RANKERS` (``-`` read as ``_``):
+- ``ranked_<ranker>`` for each ranker of :data:`bcoder.ranking.rankers.RANKERS` (``-`` read as ``_``):
   top k of M by that ranker's score, pass if any passes (the paper's CodeT protocol).
   ``ranked_reward`` is the paper's (R~); ``ranked_terminal`` and ``ranked_tests_first*`` are
   learned rankers the paper does not have; ``ranked_mean_logprob`` / ``ranked_sum_logprob``
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from bcoder import metrics
+from bcoder.evaluate import metrics
 from bcoder.evaluate.records import ProblemRecord
-from bcoder.ranking import LEARNED, RANKER_LABELS, RANKERS
+from bcoder.ranking.rankers import LEARNED, RANKER_LABELS, RANKERS
 
 
 def ranked_method(ranker: str) -> str:
@@ -142,7 +142,7 @@ def expected_ranked_pass_at_k(
 ) -> float:
     """Ranked pass@k of a uniformly random m-subset of the samples, in expectation (exact).
 
-    Order all M samples by score (:func:`bcoder.metrics.rank_order`). The top k of a subset are its
+    Order all M samples by score (:func:`bcoder.evaluate.metrics.rank_order`). The top k of a subset are its
     k earliest members; none passes iff the k-th earliest member sits at a failing position p with
     k-1 of the failures before p chosen too, and the other m-k members after p:
     P(no pass) = sum_p [p fails] C(F(p)-1, k-1) C(M-p, m-k) / C(M, m), F(p) = failures in 1..p.

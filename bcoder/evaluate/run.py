@@ -28,7 +28,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_write_text, exclusive
+from bcoder.core.spec import Problem
+from bcoder.core.types import Progress
 from bcoder.evaluate.config import IDENTITY_FIELDS, EvalSettings
 from bcoder.evaluate.records import (
     CONFIG,
@@ -46,10 +49,7 @@ from bcoder.evaluate.records import (
     weights_sha256,
     write_record,
 )
-from bcoder.fsutil import atomic_write_text, exclusive
-from bcoder.ranking import checkpoint_ranker
-from bcoder.results import Progress
-from bcoder.spec import Problem
+from bcoder.ranking.rankers import checkpoint_ranker
 
 EventFn = Callable[[Any], None]
 
@@ -75,7 +75,7 @@ def problem_seed(seed: int, problem_id: str) -> int:
 
 def select_problems(settings: EvalSettings) -> tuple[Path, list[Problem]]:
     """The dataset path and the selected problems, in dataset order."""
-    from bcoder.problems import load_problems, resolve_dataset
+    from bcoder.problems.load import load_problems, resolve_dataset
 
     path = resolve_dataset(settings.dataset)
     problems = load_problems(path, split=settings.split, ids=settings.ids)
@@ -150,7 +150,7 @@ def _sample_problem(
     problem: Problem, engine: Any, settings: EvalSettings, emit: EventFn, cancel
 ) -> ProblemRecord:
     """M samples of a problem, scored and merged (counted), not executed."""
-    from bcoder.solve import SolveSettings, solve
+    from bcoder.pipeline.solve import SolveSettings, solve
 
     solve_settings = SolveSettings(
         model=settings.model,
@@ -174,7 +174,7 @@ def _score_problem(
     problem: Problem, codes: list[str], engine: Any, settings: EvalSettings
 ) -> ProblemRecord:
     """Another model's programs for a problem, scored (duplicates merged and counted)."""
-    from bcoder.solve import score_codes
+    from bcoder.pipeline.solve import score_codes
 
     t0 = time.perf_counter()
     distinct = _distinct(codes)
@@ -186,7 +186,7 @@ def _score_problem(
 
 def _distinct(codes: list[str]) -> dict[str, int]:
     """{the first program of each code_key: how many of ``codes`` share its key}, in order."""
-    from bcoder.solve import code_key
+    from bcoder.pipeline.solve import code_key
 
     first: dict[str, str] = {}
     counts: dict[str, int] = {}
@@ -200,7 +200,7 @@ def _distinct(codes: list[str]) -> dict[str, int]:
 def _check_same_candidates(run_dir: Path, codes_by_problem: dict[str, list[str]], path: Path):
     """A rank-only run resumed with another candidates file (one exported for more problems)
     goes on only if the file holds, for every problem already scored, the programs scored."""
-    from bcoder.solve import code_key
+    from bcoder.pipeline.solve import code_key
 
     for pid, codes in codes_by_problem.items():
         if has_record(run_dir, pid, SAMPLES):
@@ -222,9 +222,9 @@ def execute_record(
     cancel: threading.Event | None = None,
 ) -> ProblemRecord:
     """Run every candidate's tests (and example tests) in the sandbox; fill the verdicts."""
-    from bcoder.ranking import run_tests
-    from bcoder.results import Candidate
-    from bcoder.solve import SolveSettings
+    from bcoder.core.types import Candidate
+    from bcoder.pipeline.solve import SolveSettings
+    from bcoder.ranking.rankers import run_tests
 
     t0 = time.perf_counter()
     cands = [Candidate(code=c.code, completion="") for c in record.candidates]
@@ -288,7 +288,7 @@ def run_eval(
     """Evaluate the selection into ``run_dir``; write the report once every problem is done.
 
     With ``execute=False`` only sampling and scoring run (kept in ``samples/``); a later run
-    executes them without sampling again. ``engine`` reuses a loaded :class:`bcoder.solve.Engine`;
+    executes them without sampling again. ``engine`` reuses a loaded :class:`bcoder.pipeline.solve.Engine`;
     ``plots=False`` skips the PNGs.
     """
     emit = on_event or (lambda _e: None)
@@ -373,11 +373,11 @@ def _run_problems(
     """Sample (or score) what has no samples file yet, then execute what has no record yet."""
     unsampled = [p for p in todo if not has_record(run_dir, p.id, SAMPLES)]
     if unsampled and not settings.rank_only:  # before a model loads: one run, one policy
-        from bcoder.adapter import checkpoint_policy
+        from bcoder.qmodel.adapter import checkpoint_policy
 
         _check_policy(run_dir, settings.policy or checkpoint_policy(settings.checkpoint))
     if unsampled and engine is None:
-        from bcoder.solve import Engine
+        from bcoder.pipeline.solve import Engine
 
         engine = Engine.load(
             settings.model, settings.checkpoint, dtype=settings.dtype, device=settings.device,

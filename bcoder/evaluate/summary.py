@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_write_text
 from bcoder.evaluate import markdown
 from bcoder.evaluate.paper import comparison_rows
 from bcoder.evaluate.records import CONFIG, MODEL, SELECTION, ProblemRecord, load_records
 from bcoder.evaluate.report import compute_figures
-from bcoder.fsutil import atomic_write_text
 
 REPORT_JSON, REPORT_MD, PLOTS = "report.json", "report.md", "plots"
 _SOURCES = {"mbpp": "mbpp", "apps": "apps"}

@@ -24,12 +24,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import TestSpec
+from bcoder.core.types import TestOutcome
 from bcoder.execution import plan as planning
 from bcoder.execution.result import ExecResult
 from bcoder.execution.sandbox import Worker, WorkerDied, isolation_level, level_available
-from bcoder.results import TestOutcome
-from bcoder.spec import TestSpec
 
 WEAK_WARNING = (
     "bcoder: no Linux namespaces available (bubblewrap / unshare); untrusted programs run with "

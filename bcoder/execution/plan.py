@@ -19,10 +19,10 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import TestSpec
+from bcoder.core.types import TestOutcome
 from bcoder.execution import compare, wire
-from bcoder.results import TestOutcome
-from bcoder.spec import TestSpec
 
 SHOW = 2000  # characters of stdout / stderr kept per test for display
 

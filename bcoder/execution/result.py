@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from bcoder.results import TestOutcome
+from bcoder.core.types import TestOutcome
 
 
 class Outcome(str, Enum):

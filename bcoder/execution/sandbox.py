@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 from bcoder.execution import wire
 
 LEVELS = ("bubblewrap", "unshare", "rlimits-only")

@@ -31,12 +31,12 @@ from bcoder.cli.tui.palette import palette_commands
 from bcoder.cli.tui.panels import CandidateTable, TestsPanel
 from bcoder.cli.tui.problem_io import open_request
 from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen
-from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_write_text
-from bcoder.results import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
-from bcoder.sources import DEFAULT_MODEL
-from bcoder.spec import Problem
-from bcoder.store import Store
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_write_text
+from bcoder.core.spec import Problem
+from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
+from bcoder.models.sources import DEFAULT_MODEL
+from bcoder.pipeline.store import Store
 
 METRIC_ORDER = ["reward", "q", "v", "advantage"]
 
@@ -156,7 +156,7 @@ class BcoderTui(App[None]):
         self.title = f"bcoder · {info.get('id', 'no problem')}"
         ranked = ""
         if self.result:
-            from bcoder.shipped import label
+            from bcoder.qmodel.shipped import label
 
             policy = self.result.settings.get("policy")
             sampled = ", base policy" if policy == "checkpoint" else ""
@@ -311,7 +311,7 @@ class BcoderTui(App[None]):
 
     @work(thread=True, exclusive=True, group="solve", exit_on_error=False)
     def _solve(self, problem: Problem, settings: dict[str, Any], cancel: threading.Event) -> None:
-        from bcoder.solve import Cancelled
+        from bcoder.pipeline.solve import Cancelled
 
         def on_event(event: object) -> None:
             self._post(self._on_event, event)

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bcoder.results import TokenScore
+from bcoder.core.types import TokenScore
 
 NEGATIVE = "#e34a33"  # orange-red, luminance ~0.21
 POSITIVE = "#3b82d6"  # blue, luminance ~0.22

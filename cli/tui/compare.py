@@ -25,7 +25,7 @@ from textual.widgets import Footer, Label
 
 from bcoder.cli.tui import colors
 from bcoder.cli.tui.layout import Layout, layout_candidate, line_sums
-from bcoder.results import Candidate
+from bcoder.core.types import Candidate
 
 BAR = 9  # cells per bar; the middle cell is zero
 EIGHTHS = " ▏▎▍▌▋▊▉█"

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from bcoder.results import Progress, SolveResult
-from bcoder.spec import Problem
-from bcoder.store import Store
+from bcoder.core.spec import Problem
+from bcoder.core.types import Progress, SolveResult
+from bcoder.pipeline.store import Store
 
 
 def settings_from(values: dict[str, Any]) -> Any:
     """A ``SolveSettings`` from a run's settings dict (keys it does not know are ignored)."""
-    from bcoder.solve import SolveSettings
+    from bcoder.pipeline.solve import SolveSettings
 
     known = {f.name for f in fields(SolveSettings)}
     return SolveSettings(**{k: v for k, v in values.items() if k in known})
@@ -34,9 +34,9 @@ def generate(
 ) -> SolveResult:
     """Solve ``problem`` with settings ``values``, reusing a loaded engine from ``engines``.
 
-    Returns the saved result; raises ``bcoder.solve.Cancelled`` when ``cancel`` is set.
+    Returns the saved result; raises ``bcoder.pipeline.solve.Cancelled`` when ``cancel`` is set.
     """
-    from bcoder.solve import Cancelled, Engine, solve
+    from bcoder.pipeline.solve import Cancelled, Engine, solve
 
     config = settings_from(values)
     key = (config.model, config.checkpoint, config.dtype, config.device, config.backend)

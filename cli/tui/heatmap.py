@@ -23,7 +23,7 @@ from textual.widgets import Static
 
 from bcoder.cli.tui import colors
 from bcoder.cli.tui.layout import Layout, layout_candidate
-from bcoder.results import Candidate, TokenScore
+from bcoder.core.types import Candidate, TokenScore
 
 
 def base_colour(widget: ScrollView | Static) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from rich.cells import cell_len
 
-from bcoder.results import Candidate
+from bcoder.core.types import Candidate
 
 EMPTY_TOKEN = "◌"  # shown for a token with no text of its own (part of a multi-byte character)
 TAB = "    "

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from bcoder.results import Candidate, TestOutcome
+from bcoder.core.types import Candidate, TestOutcome
 
 PASS = "#4caf50"  # green, readable on dark and light backgrounds
 WARN = "#e0a030"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bcoder.cli.tui.screens import OpenRequest
-from bcoder.errors import BcoderError
-from bcoder.results import SolveResult
-from bcoder.spec import Problem, TestSpec
-from bcoder.store import Store
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem, TestSpec
+from bcoder.core.types import SolveResult
+from bcoder.pipeline.store import Store
 
 
 def open_request(request: OpenRequest, store: Store) -> tuple[Problem | None, SolveResult | None]:
@@ -16,7 +16,7 @@ def open_request(request: OpenRequest, store: Store) -> tuple[Problem | None, So
 
     A reference that is neither an existing file nor ``FILE:ID`` is tried as a run id.
     """
-    from bcoder.problems import load_problem
+    from bcoder.problems.load import load_problem
 
     if request.run_id:
         return None, store.get(request.run_id)
@@ -31,7 +31,7 @@ def open_request(request: OpenRequest, store: Store) -> tuple[Problem | None, So
             raise BcoderError(
                 f"{request.ref}: no such file or run (use FILE.txt, FILE.py, FILE.jsonl:ID or a run id)"
             ) from None
-    from bcoder.problem_formats import text_problem
+    from bcoder.problems.formats import text_problem
 
     spec = TestSpec.load(tests) if tests else None
     return text_problem(request.text, "typed", spec), None

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static, TextArea
 
-from bcoder.store import RunSummary
+from bcoder.pipeline.store import RunSummary
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
 The pipeline (DESIGN section 1): prompt -> sampling (+ in-loop scores in head mode) -> scoring
 (one batched forward otherwise) -> merge identical programs -> execution when there are tests ->
 ranking by R~ -> the results store. Progress reaches the caller as
-:class:`~bcoder.results.Progress` and :class:`~bcoder.results.CandidateReady` events.
+:class:`~bcoder.core.types.Progress` and :class:`~bcoder.core.types.CandidateReady` events.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bcoder.cancel import Cancelled
-from bcoder.errors import BcoderError
-from bcoder.ranking import checkpoint_ranker, rank, run_tests
-from bcoder.results import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
-from bcoder.sources import DEFAULT_MODEL
-from bcoder.spec import Problem
+from bcoder.core.cancel import Cancelled
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem
+from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
+from bcoder.models.sources import DEFAULT_MODEL
+from bcoder.ranking.rankers import checkpoint_ranker, rank, run_tests
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.backends import Backend
-    from bcoder.model import BCoderModel
-    from bcoder.sampling import DecodeOptions, FenceStop, Generation, StepScores
+    from bcoder.decode.sampling import DecodeOptions, FenceStop, Generation, StepScores
+    from bcoder.qmodel.model import BCoderModel
 
 __all__ = ["Cancelled", "Engine", "SolveSettings", "score_codes", "solve"]
 
@@ -45,7 +45,7 @@ class SolveSettings:
 
     model: str | None = None  # preset, HF id, directory or .gguf (None: see model_for)
     # B-Coder checkpoint dir (value heads / adapter); None: the one shipped for the model, if
-    # any (bcoder.shipped); "none": the untrained initialisation
+    # any (bcoder.qmodel.shipped); "none": the untrained initialisation
     checkpoint: str | None = None
     n: int = 8  # candidates to sample
     temperature: float = 0.6  # sampling temperature (0 = greedy; the paper ranks at 0.6)
@@ -60,17 +60,17 @@ class SolveSettings:
     backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     timeout: float = 4.0  # seconds per test in the sandbox
     # sample from the "trained" policy l_theta or the "checkpoint" LM's own (lmhead / head
-    # mode); None: the one the checkpoint's validation chose (bcoder.adapter.checkpoint_policy)
+    # mode); None: the one the checkpoint's validation chose (bcoder.qmodel.adapter.checkpoint_policy)
     policy: str | None = None
 
     def __post_init__(self) -> None:
-        from bcoder.shipped import resolve_checkpoint
+        from bcoder.qmodel.shipped import resolve_checkpoint
 
         self.checkpoint = resolve_checkpoint(self.model, self.checkpoint)
         if self.model is None:
             self.model = model_for(None, self.checkpoint)
         if self.max_new_tokens is None:  # the target length the checkpoint was trained with
-            from bcoder.prompts import checkpoint_prompt_settings
+            from bcoder.problems.prompts import checkpoint_prompt_settings
 
             self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
         if not isinstance(self.model, str) or not self.model.strip():
@@ -85,7 +85,7 @@ class SolveSettings:
             raise BcoderError(f"seed must be >= 0, not {self.seed}")
         if self.timeout <= 0:
             raise BcoderError(f"timeout must be positive, not {self.timeout}")
-        from bcoder.adapter import POLICIES
+        from bcoder.qmodel.adapter import POLICIES
 
         if self.policy is not None and self.policy not in POLICIES:
             raise BcoderError(f"policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
@@ -97,12 +97,12 @@ class SolveSettings:
 def model_for(model: str | None, checkpoint: str | None) -> str:
     """The model to load: ``model`` when given, else the base ``checkpoint`` was trained on (so
     that ``--checkpoint`` alone is enough), else the default model."""
-    from bcoder.shipped import NO_CHECKPOINT
+    from bcoder.qmodel.shipped import NO_CHECKPOINT
 
     if model:
         return model
     if checkpoint and checkpoint.strip().lower() not in NO_CHECKPOINT:
-        from bcoder.model import read_checkpoint_config
+        from bcoder.qmodel.model import read_checkpoint_config
 
         base = read_checkpoint_config(checkpoint)["config"].get("base_model")
         if base:
@@ -120,7 +120,7 @@ class Engine:
         self, tokenizer: Any, model: Backend | BCoderModel, info: dict[str, Any], heads: str
     ):
         from bcoder.backends import as_backend
-        from bcoder.prompts import checkpoint_prompt_settings
+        from bcoder.problems.prompts import checkpoint_prompt_settings
 
         self.tokenizer = tokenizer
         self.backend = as_backend(model)
@@ -155,7 +155,7 @@ class Engine:
         """Load ``model`` (fetching it if needed) and the B-Coder heads of ``checkpoint`` on
         ``backend`` (auto: llama.cpp for a GGUF model on a CPU, see bcoder.backends)."""
         from bcoder.backends import choose_backend
-        from bcoder.sources import resolve_source
+        from bcoder.models.sources import resolve_source
 
         source = resolve_source(model)  # fail fast (before importing torch) on no model
         if checkpoint and not (Path(checkpoint) / "bcoder_config.json").is_file():
@@ -170,8 +170,8 @@ class Engine:
                 cls, model, checkpoint, threads=threads, on_event=on_event,
                 allow_download=allow_download,
             )  # fmt: skip
-        from bcoder.model import BCoderModel, QConfig
-        from bcoder.sources import load_model_and_tokenizer
+        from bcoder.models.sources import load_model_and_tokenizer
+        from bcoder.qmodel.model import BCoderModel, QConfig
 
         t0 = time.perf_counter()
         base, tokenizer, info = load_model_and_tokenizer(
@@ -197,7 +197,7 @@ class Engine:
     def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
         """The prompt family, prompt text and prompt token ids for ``problem``, made as the
         checkpoint's training prompts were (its family, else the default; its source length)."""
-        from bcoder.prompts import build_prompt, prompt_family
+        from bcoder.problems.prompts import build_prompt, prompt_family
 
         tokenizer = self.tokenizer
         if self.prompting.family != "auto":
@@ -221,7 +221,7 @@ class Engine:
         return tuple(sorted(ids))
 
     def fence(self) -> FenceStop:
-        from bcoder.sampling import FenceStop
+        from bcoder.decode.sampling import FenceStop
 
         if self._fence is None:
             self._fence = FenceStop(self.tokenizer, self.backend.vocab_size, self.backend.device)
@@ -230,7 +230,7 @@ class Engine:
     def policy(self, requested: str | None = None) -> str:
         """What to sample from: ``requested``, else the checkpoint's choice. The checkpoint
         policy needs its logits in the decode loop, which a frozen backbone (head, lmhead) has."""
-        from bcoder.adapter import checkpoint_policy
+        from bcoder.qmodel.adapter import checkpoint_policy
 
         policy = requested or checkpoint_policy(self.heads)
         if policy == "checkpoint" and not self.backend.scores_in_loop:
@@ -241,7 +241,7 @@ class Engine:
         return policy
 
     def options(self, settings: SolveSettings, family: str) -> DecodeOptions:
-        from bcoder.sampling import DecodeOptions
+        from bcoder.decode.sampling import DecodeOptions
 
         return DecodeOptions(
             policy=self.policy(settings.policy),
@@ -266,7 +266,7 @@ def cpu_threads() -> int:
     """
     import os
 
-    from bcoder.hardware import busy_cores
+    from bcoder.models.hardware import busy_cores
 
     cores = os.cpu_count() or 1
     busy = busy_cores(cores)
@@ -298,8 +298,8 @@ def solve(
     Candidates stream: each is announced (:class:`CandidateReady`) as soon as it is scored, and
     its tests run in the sandbox while sampling goes on (:class:`CandidateTested` when done).
     """
-    from bcoder.extract import extract_code
-    from bcoder.sampling import sample
+    from bcoder.decode.sampling import sample
+    from bcoder.problems.extract import extract_code
 
     emit = on_event or (lambda _e: None)
     ranker = checkpoint_ranker(engine.heads)  # the checkpoint's choice; a bad name fails now
@@ -476,7 +476,7 @@ def _text(engine: Engine, gen: Generation) -> str:
 def _candidate(
     engine: Engine, gen: Generation, scores: StepScores, gamma: float, code: str
 ) -> Candidate:
-    from bcoder.scoring import make_candidate
+    from bcoder.decode.scoring import make_candidate
 
     return make_candidate(
         engine.tokenizer, gen.action_ids, scores, gamma, code=code, finish_reason=gen.finish_reason
@@ -501,8 +501,8 @@ def score_codes(
     for chat prompts (ending at the closing fence, as sampling does), else followed by EOS.
     Returns one Candidate per code, in the order given (not ranked, not merged).
     """
-    from bcoder.extract import with_prompt_definitions
-    from bcoder.scoring import make_candidate
+    from bcoder.decode.scoring import make_candidate
+    from bcoder.problems.extract import with_prompt_definitions
 
     with engine.lock:
         family, prompt, prompt_ids = engine.prompt(problem)

@@ -1,6 +1,6 @@
 """One converter per dataset format: a raw row (or file) in, a :class:`Problem` out.
 
-The loaders in :mod:`bcoder.problems` stream rows and call these; a malformed row raises
+The loaders in :mod:`bcoder.problems.load` stream rows and call these; a malformed row raises
 :class:`RowError` naming the field, which the loader turns into a message naming file and line.
 
 Conventions shared by every format:
@@ -23,8 +23,8 @@ import keyword
 import re
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.spec import Problem, TestSpec
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem, TestSpec
 
 
 class RowError(Exception):

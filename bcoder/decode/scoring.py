@@ -3,13 +3,13 @@
 Two ways to get the raw per-token values (DESIGN section 2):
 
 - in head and lmhead modes the decode loop records them while sampling
-  (:class:`bcoder.sampling.StepScores`);
+  (:class:`bcoder.decode.sampling.StepScores`);
 - otherwise (lora / full mode, or a program the model did not write) one batched forward of the
   Q-model over prompt + action tokens: :func:`score_tokens`. Its logits are l_theta (in lmhead
   mode the logit adapter's residual is added by ``BCoderModel.forward``), so the log-probabilities
   are the trained policy's, as in the decode loop.
 
-Either way :func:`make_candidate` turns them into a :class:`~bcoder.results.Candidate`, with the
+Either way :func:`make_candidate` turns them into a :class:`~bcoder.core.types.Candidate`, with the
 recovered rewards from :func:`bcoder.rl.recovered_rewards` (gamma from the model's config).
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from bcoder import rl
-from bcoder.model import BCoderModel, make_batch
-from bcoder.results import Candidate, TokenScore
-from bcoder.sampling import StepScores
+from bcoder.core.types import Candidate, TokenScore
+from bcoder.decode.sampling import StepScores
+from bcoder.qmodel.model import BCoderModel, make_batch
 
 
 def token_texts(tokenizer: Any, ids: Sequence[int]) -> list[str]:

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.spec import Problem, TestSpec
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem, TestSpec
 
 FAMILIES = ("apps", "mbpp", "humaneval", "chat")
 CHARS_PER_TOKEN = 4
@@ -78,7 +78,7 @@ def checkpoint_prompt_settings(checkpoint: str | Path | None) -> PromptSettings:
     """The prompt settings a checkpoint was trained with (defaults without a checkpoint)."""
     if not checkpoint:
         return PromptSettings()
-    from bcoder.model import read_checkpoint_config
+    from bcoder.qmodel.model import read_checkpoint_config
 
     return PromptSettings.from_meta(read_checkpoint_config(checkpoint))
 

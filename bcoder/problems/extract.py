@@ -26,8 +26,8 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from bcoder.errors import BcoderError
-from bcoder.spec import Problem
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem
 
 _END_TOKENS = (
     "<|im_end|>",

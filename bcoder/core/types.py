@@ -75,7 +75,7 @@ class SolveResult:
 
     @property
     def ranker(self) -> str:
-        """The name of the ranker that ordered the candidates (``bcoder.ranking.RANKERS``), kept
+        """The name of the ranker that ordered the candidates (``bcoder.ranking.rankers.RANKERS``), kept
         in ``settings``; runs saved before there were several rankers were ranked by R~."""
         return str(self.settings.get("ranker") or "reward")
 

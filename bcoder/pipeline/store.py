@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.results import Candidate, SolveResult, TokenScore
+from bcoder.core.errors import BcoderError
+from bcoder.core.types import Candidate, SolveResult, TokenScore
 
 SCHEMA_VERSION = 1
 _TOKEN_FIELDS = [f.name for f in fields(TokenScore)]

@@ -15,11 +15,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.ranking import checkpoint_ranker, rank, run_tests
-from bcoder.results import Candidate, Progress, SolveResult
-from bcoder.solve import Engine, code_key, score_codes
-from bcoder.spec import Problem
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem
+from bcoder.core.types import Candidate, Progress, SolveResult
+from bcoder.pipeline.solve import Engine, code_key, score_codes
+from bcoder.ranking.rankers import checkpoint_ranker, rank, run_tests
 
 
 def read_candidates(path: str | Path, problem: str | None = None) -> list[tuple[str, list[str]]]:

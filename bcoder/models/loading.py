@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_dir
-from bcoder.results import Progress
-from bcoder.sources import (
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_dir
+from bcoder.core.types import Progress
+from bcoder.models.sources import (
     ProgressFn,
     cache_dir,
     ensure_local,
@@ -32,7 +32,7 @@ from bcoder.sources import (
 )
 
 _MARKER = "bcoder-converted.json"
-# On a CPU with native bf16 (see bcoder.hardware), models at least this large default to bfloat16;
+# On a CPU with native bf16 (see bcoder.models.hardware), models at least this large default to bfloat16;
 # smaller ones, and every model on a CPU without it, run in float32.
 BF16_MIN_PARAMS = 300_000_000
 
@@ -151,10 +151,10 @@ def parse_dtype(dtype: Any) -> Any:
 
 def default_dtype(n_params: int, device: str) -> Any:
     """bf16 (or fp16 on GPUs without bf16) on a GPU; on a CPU, bf16 for large models only where
-    the CPU computes bf16 natively (:func:`bcoder.hardware.default_cpu_dtype_name`), else fp32."""
+    the CPU computes bf16 natively (:func:`bcoder.models.hardware.default_cpu_dtype_name`), else fp32."""
     import torch
 
-    from bcoder.hardware import default_cpu_dtype_name
+    from bcoder.models.hardware import default_cpu_dtype_name
 
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

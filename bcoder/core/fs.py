@@ -58,7 +58,7 @@ def read_text(path: str | Path) -> str:
     one (missing, a directory, no permission, not UTF-8, ...) is a :class:`BcoderError` that says
     which on one line, never a traceback.
     """
-    from bcoder.errors import BcoderError
+    from bcoder.core.errors import BcoderError
 
     path = Path(path)
     try:
@@ -85,7 +85,7 @@ def exclusive(lock_path: str | Path, what: str) -> Iterator[None]:
     """
     import fcntl
 
-    from bcoder.errors import BcoderError
+    from bcoder.core.errors import BcoderError
 
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)

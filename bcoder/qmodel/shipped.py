@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 TRAINING_JSON = "TRAINING.json"
 NO_CHECKPOINT = ("none", "init")  # --checkpoint none: heads at their initialisation
 
@@ -48,7 +48,7 @@ def shipped_checkpoint(model: str) -> Path | None:
 def resolve_checkpoint(model: str | None, checkpoint: str | None) -> str | None:
     """The checkpoint to serve: ``checkpoint`` when given, None (no trained heads) for
     ``none``, else the one shipped for ``model`` (the default model when None), if any."""
-    from bcoder.sources import DEFAULT_MODEL
+    from bcoder.models.sources import DEFAULT_MODEL
 
     if checkpoint:
         return None if checkpoint.strip().lower() in NO_CHECKPOINT else checkpoint

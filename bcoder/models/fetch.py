@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bcoder.errors import BcoderError
-from bcoder.fsutil import atomic_write_text
-from bcoder.results import Progress
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_write_text
+from bcoder.core.types import Progress
 
 ProgressFn = Callable[[Progress], None]
 _CHUNK = 1 << 20

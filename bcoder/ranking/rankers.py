@@ -1,6 +1,6 @@
 """Verdicts and ranking: run candidates' tests in the sandbox, filter by example tests, rank.
 
-A *ranker* is a small pure function of a :class:`~bcoder.results.Candidate` (its per-token values
+A *ranker* is a small pure function of a :class:`~bcoder.core.types.Candidate` (its per-token values
 and verdicts) to a score, higher = better; :data:`RANKERS` holds them by name, and ``solve``,
 ``rank``, ``eval``, the TUI and the language server all rank through it:
 
@@ -34,10 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bcoder.cancel import check
-from bcoder.errors import BcoderError
-from bcoder.results import Candidate, Progress
-from bcoder.spec import Problem, TestSpec
+from bcoder.core.cancel import check
+from bcoder.core.errors import BcoderError
+from bcoder.core.spec import Problem, TestSpec
+from bcoder.core.types import Candidate, Progress
 
 Ranker = Callable[[Candidate], float]
 DEFAULT_RANKER = "reward"
@@ -134,7 +134,7 @@ def checkpoint_ranker(checkpoint: str | Path | None) -> str:
     """
     if checkpoint is None or str(checkpoint) == "init":
         return DEFAULT_RANKER
-    from bcoder.model import read_checkpoint_config
+    from bcoder.qmodel.model import read_checkpoint_config
 
     name = read_checkpoint_config(checkpoint).get("ranker", DEFAULT_RANKER)
     if name not in RANKERS:
@@ -147,8 +147,8 @@ def checkpoint_ranker(checkpoint: str | Path | None) -> str:
 
 def rank(candidates: list[Candidate], ranker: str = DEFAULT_RANKER) -> list[Candidate]:
     """Candidates best first by ``ranker`` (ties keep their order of arrival, NaN last: the
-    order of :func:`bcoder.metrics.rank_order`, as ``bcoder eval`` ranks)."""
-    from bcoder.metrics import rank_order
+    order of :func:`bcoder.evaluate.metrics.rank_order`, as ``bcoder eval`` ranks)."""
+    from bcoder.evaluate.metrics import rank_order
 
     score = get_ranker(ranker)
     return [candidates[i] for i in rank_order([score(c) for c in candidates])]

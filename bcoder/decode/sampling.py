@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from bcoder.backends.base import Backend, as_backend
-from bcoder.cancel import Cancelled, check
+from bcoder.core.cancel import Cancelled, check
 
 __all__ = [
     "Cancelled",
@@ -178,7 +178,7 @@ class _Recorder:
         if self.hidden is not None:
             self.hidden[rows, t] = hidden
         if self.topk:
-            from bcoder.adapter import topk_features
+            from bcoder.qmodel.adapter import topk_features
 
             top_l, top_i, taken_l, tail = topk_features(ckpt_logits, taken, self.topk)
             self.top_logits[rows, t], self.top_ids[rows, t] = top_l, top_i
@@ -230,7 +230,7 @@ class DecodeOptions:
     features: int = 0  # > 0 (with score): also featurize's columns, this many top-k logits
     # what to sample from: "trained", softmax(l_theta), or "checkpoint", softmax(l_ckpt) -- the
     # frozen LM's logits, which only a frozen backbone (scores_in_loop) has in the loop; the
-    # scores are l_theta's either way (bcoder.adapter.checkpoint_policy)
+    # scores are l_theta's either way (bcoder.qmodel.adapter.checkpoint_policy)
     policy: str = "trained"
 
 

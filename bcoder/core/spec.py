@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bcoder.errors import BcoderError
-from bcoder.fsutil import read_text
+from bcoder.core.errors import BcoderError
+from bcoder.core.fs import read_text
 
 TestKind = Literal["stdio", "call", "assert"]
 
