@@ -6,7 +6,7 @@
 # Every step is resumable: run the script again after an interruption and it goes on where it
 # stopped (finished collect / featurize shards and eval problems are kept; phi and theta resume
 # from their last checkpoint). Progress goes to $RUNS/logs/<step>.log. RUNS (default: runs) holds
-# the run directories. train/runs/ holds the small parts of earlier runs (the collected programs,
+# the run directories. results/runs/ holds the small parts of earlier runs (the collected programs,
 # eval records), copied into RUNS first so that the script goes on from them; RECOLLECT=1
 # starts from nothing instead (the same programs: collect and eval are seeded).
 # LIMIT (default 500: all of MBPP test, task ids 11-510) is the number of test problems whose
@@ -33,7 +33,7 @@ EVAL=(-d mbpp --split test -M 8 --temperature 0.6 --k 1,5)  # each call adds its
 log() { echo "$(date +%H:%M:%S) $*" | tee -a "$LOGS/steps.log" >&2; }
 
 if [ "${RECOLLECT:-0}" = 0 ]; then  # never overwrites what RUNS holds
-  for dir in train/runs/*/; do cp -rn "$dir" "$RUNS/"; done
+  for dir in results/runs/*/; do cp -rn "$dir" "$RUNS/"; done
 fi
 
 train() {
