@@ -1,19 +1,44 @@
-"""The TUI's entries in the command palette (ctrl+p), next to Textual's own."""
+"""The TUI's entries in the command palette (ctrl+p), next to Textual's own.
+
+The palette needs only a few things from the app: what is open, whether it is generating, and its
+actions. :class:`PaletteHost` names them, so the palette does not import the app (which imports
+the palette); ``BcoderTui`` provides them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from textual.app import SystemCommand
 
 from bcoder.cli.tui import colors
+from bcoder.core.spec import Problem
+from bcoder.core.types import Candidate
 
-if TYPE_CHECKING:
-    from bcoder.cli.tui.app import BcoderTui
+
+class PaletteHost(Protocol):
+    """The state the palette reads and the actions it offers (``BcoderTui`` has them)."""
+
+    problem: Problem | None
+    problem_info: dict[str, Any]
+    candidates: list[Candidate]
+
+    @property
+    def generating(self) -> bool: ...
+
+    def action_open(self) -> None: ...
+    def action_generate(self) -> None: ...
+    def action_cancel(self) -> None: ...
+    def action_metric(self, metric: str) -> None: ...
+    def action_run_tests(self) -> None: ...
+    def action_compare(self) -> None: ...
+    def action_copy(self) -> None: ...
+    def action_save(self) -> None: ...
+    def action_problem(self) -> None: ...
 
 
-def palette_commands(app: BcoderTui) -> Iterator[SystemCommand]:
+def palette_commands(app: PaletteHost) -> Iterator[SystemCommand]:
     """The actions that make sense in the app's current state."""
     yield SystemCommand(
         "Open", "Open a problem file, FILE.jsonl:ID or a stored run", app.action_open
