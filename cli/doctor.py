@@ -70,10 +70,9 @@ def inference(
     is on disk)."""
     from bcoder.backends.base import choose_backend, llama_cpp_available
     from bcoder.core.errors import BcoderError
-    from bcoder.models.hardware import cpu_info, default_cpu_dtype_name
+    from bcoder.models.hardware import cpu_info, cpu_threads, default_cpu_dtype_name
     from bcoder.models.loading import BF16_MIN_PARAMS
     from bcoder.models.sources import DEFAULT_MODEL, artifact_path, resolve_source
-    from bcoder.pipeline.solve import cpu_threads
 
     model = model or DEFAULT_MODEL
     cuda = _cuda()

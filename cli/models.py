@@ -75,7 +75,8 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     from rich.console import Console
     from rich.table import Table
 
-    from bcoder.models.sources import DEFAULT_MODEL, PRESETS, model_status
+    from bcoder.models.sources import DEFAULT_MODEL, PRESETS
+    from bcoder.models.cache import model_status
 
     rows = [model_status(name) for name in PRESETS]
     if as_json:
@@ -114,7 +115,7 @@ def pull(
     if source.sha256:
         typer.echo(f"sha256 {source.sha256} ok")
     if convert:
-        from bcoder.models.sources import load_model_and_tokenizer
+        from bcoder.models.loading import load_model_and_tokenizer
 
         with progress_bar() as on_progress:
             _, _, info = load_model_and_tokenizer(name, on_progress=on_progress)
@@ -126,7 +127,8 @@ def verify(
     name: str | None = typer.Argument(None, help="One model (default: all cached)."),
 ) -> None:
     """Re-hash cached models; exit status 1 when any file does not match its SHA-256."""
-    from bcoder.models.sources import PRESETS, verify_cached
+    from bcoder.models.sources import PRESETS
+    from bcoder.models.cache import verify_cached
 
     names = [name] if name else list(PRESETS)
     bad = 0

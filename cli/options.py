@@ -53,11 +53,11 @@ Threads = Annotated[int, typer.Option("--threads", min=0, help="CPU threads (0: 
 
 
 def set_threads(threads: int, device: str | None) -> None:
-    """Torch CPU threads: as asked, else the idle cores (see bcoder.pipeline.solve.cpu_threads)."""
+    """Torch CPU threads: as asked, else the idle cores (see bcoder.models.hardware.cpu_threads)."""
     if device and not device.startswith("cpu") and not threads:
         return
     import torch
 
-    from bcoder.pipeline.solve import cpu_threads
+    from bcoder.models.hardware import cpu_threads
 
     torch.set_num_threads(threads or cpu_threads())

@@ -125,7 +125,7 @@ def main() -> int:
     args.ns = [int(x) for x in args.ns.split(",")]
     import torch
 
-    from bcoder.pipeline.solve import cpu_threads
+    from bcoder.models.hardware import cpu_threads
 
     args.threads = args.threads or cpu_threads()
     torch.set_num_threads(args.threads)

@@ -55,7 +55,8 @@ def q_model(args: argparse.Namespace, mode: str):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from bcoder.qmodel.adapter import LogitAdapter
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
 
     cfg = LlamaConfig(
         vocab_size=256,

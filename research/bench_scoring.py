@@ -39,8 +39,10 @@ def main() -> None:
 
     from bcoder.core.spec import Problem
     from bcoder.decode.sampling import DecodeOptions, sample
-    from bcoder.decode.scoring import make_candidate, score_tokens
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.decode.scoring import make_candidate
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
+    from bcoder.qmodel.scores import score_tokens
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,7 +53,7 @@ def main() -> None:
         base = tiny_causal_lm(tokenizer, hidden_size=64, layers=2)
         info = {"name": "tiny (2-layer Llama, hidden 64)", "dtype": "float32", "device": "cpu"}
     else:
-        from bcoder.models.sources import load_model_and_tokenizer
+        from bcoder.models.loading import load_model_and_tokenizer
 
         base, tokenizer, info = load_model_and_tokenizer(args.model, allow_download=False)
     qmodel = BCoderModel(base, QConfig(mode="head")).to(next(base.parameters()).device).eval()

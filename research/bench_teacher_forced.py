@@ -4,7 +4,7 @@
     python3 research/bench_teacher_forced.py --model smollm2-135m --repeats 5
 
 Scores the 8 candidates of one MBPP test problem (results/runs/eval-init, prompted as the default
-checkpoint prompts) with ``bcoder.decode.scoring.score_tokens`` -- what ``bcoder rank`` and eval's
+checkpoint prompts) with ``bcoder.qmodel.scores.score_tokens`` -- what ``bcoder rank`` and eval's
 scoring run -- three ways per repeat, interleaved: the prompt re-read by every row in plain
 batches of 8 by length (the pass before 2026-12-06); the prompt once a batch (its KV cache
 repeated) in the same batches; and as shipped, the prompt once a batch with the batches cut by
@@ -34,8 +34,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    import bcoder.decode.scoring
     import bcoder.qmodel.model
+    import bcoder.qmodel.scores
     from bcoder.pipeline.solve import Engine
     from bcoder.problems.load import load_problems
 
@@ -65,7 +65,7 @@ def main() -> None:
         bcoder.qmodel.model._one_prompt = shared_check if shared else (lambda batch: False)
         bcoder.decode.scoring.length_batches = cuts if cut else plain
         t0 = time.perf_counter()
-        out = bcoder.decode.scoring.score_tokens(
+        out = bcoder.qmodel.scores.score_tokens(
             qmodel, [prompt] * len(programs), programs, engine.pad_id
         )
         return time.perf_counter() - t0, out

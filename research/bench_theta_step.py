@@ -23,7 +23,8 @@ import torch
 def build(args: argparse.Namespace):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
 
     cfg = LlamaConfig(
         vocab_size=args.vocab,

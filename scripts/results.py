@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bcoder import metrics
+from bcoder.evaluate import metrics
 from bcoder.evaluate.markdown import cell
 from bcoder.evaluate.paper import comparison_rows
 from bcoder.evaluate.plots import plot_reward_density
@@ -31,7 +31,7 @@ from bcoder.evaluate.report import (
     problem_values,
     ranked_method,
 )
-from bcoder.ranking import LEARNED, RANKER_LABELS, RANKERS
+from bcoder.ranking.rankers import LEARNED, RANKER_LABELS, RANKERS
 
 RUNS = {
     "init": "eval-init",

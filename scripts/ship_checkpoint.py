@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bcoder.core.fs import atomic_dir
 from bcoder.evaluate.records import weights_sha256
-from bcoder.qmodel.model import read_checkpoint_config
+from bcoder.qmodel.config import read_checkpoint_config
 from bcoder.ranking.rankers import DEFAULT_RANKER
 from bcoder.train.data import ShardStore, TrainingData, heldout_problems
 from bcoder.train.select import SELECT_JSON

@@ -13,7 +13,8 @@ from bcoder.qmodel.adapter import (
     load_logit_adapter,
     topk_features,
 )
-from bcoder.qmodel.model import BCoderModel, QConfig, make_batch, read_checkpoint_config
+from bcoder.qmodel.config import QConfig, read_checkpoint_config
+from bcoder.qmodel.model import BCoderModel, make_batch
 from bcoder.tiny import tiny_causal_lm
 
 PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]

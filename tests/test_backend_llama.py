@@ -16,10 +16,12 @@ import torch
 
 from bcoder.backends import choose_backend
 from bcoder.backends.hf import TransformersBackend
-from bcoder.backends.llama import LlamaBackend, LlamaModel
+from bcoder.backends.llama import LlamaBackend
+from bcoder.backends.llama_cpp import LlamaModel
 from bcoder.core.errors import BcoderError
 from bcoder.decode.sampling import DecodeOptions, decode, sample
-from bcoder.qmodel.model import BCoderModel, QConfig
+from bcoder.qmodel.config import QConfig
+from bcoder.qmodel.model import BCoderModel
 from bcoder.tiny import tiny_causal_lm, write_llama_gguf
 
 PROMPT = "Write a function to add two numbers.\n"
@@ -183,7 +185,7 @@ def test_lmhead_checkpoint_serves_the_trained_policy_on_llama(pair, tokenizer, t
     """An lmhead checkpoint on llama.cpp: its logit adapter is added at every decode step and in
     teacher-forced scoring, so greedy actions and per-token scores are the transformers
     backend's (where the adapter moves the policy away from the GGUF model's own)."""
-    from bcoder.backends.llama import load_llama_engine
+    from bcoder.backends.gguf import load_llama
     from bcoder.pipeline.solve import Engine
 
     hf, _, path, _ = pair
@@ -193,7 +195,7 @@ def test_lmhead_checkpoint_serves_the_trained_policy_on_llama(pair, tokenizer, t
         qmodel.logit_adapter.up.weight.normal_(0, 0.1)
         qmodel.phi_head.load_state_dict(hf.qmodel.phi_head.state_dict())
     ckpt = qmodel.save_checkpoint(tmp_path / "lmhead")
-    engine = load_llama_engine(Engine, str(path), str(ckpt), threads=1)
+    engine = Engine(*load_llama(str(path), str(ckpt), threads=1), str(ckpt))
     llama, trained = engine.backend, TransformersBackend(qmodel)
     assert llama.adapts_logits and trained.adapts_logits
     prompt, actions = _programs(tokenizer)

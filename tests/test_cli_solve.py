@@ -143,7 +143,8 @@ def test_solve_ranks_by_the_checkpoints_ranker_and_says_so(
 ):
     from transformers import AutoModelForCausalLM
 
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     qmodel = BCoderModel(base, QConfig(mode="head", base_model=str(tiny_model_dir)))
@@ -169,7 +170,8 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
     and its training data; --checkpoint none serves the untrained heads."""
     from transformers import AutoModelForCausalLM
 
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
     from bcoder.qmodel.shipped import TRAINING_JSON, resolve_checkpoint
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -201,7 +203,7 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
 
 
 def test_every_packaged_checkpoint_loads_and_says_what_it_was_trained_on():
-    from bcoder.qmodel.model import read_checkpoint_config
+    from bcoder.qmodel.config import read_checkpoint_config
     from bcoder.qmodel.shipped import SHIPPED_DIR, training_info
     from bcoder.ranking.rankers import RANKERS
 

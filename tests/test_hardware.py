@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from bcoder.models.hardware import busy_between, busy_cores
-from bcoder.pipeline.solve import cpu_threads
+from bcoder.models.hardware import busy_between, busy_cores, cpu_threads
 
 # user nice system idle iowait irq softirq steal (clock ticks)
 BEFORE = [1000, 500, 300, 9000, 10, 5, 5, 0]

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from bcoder.core.errors import BcoderError
-from bcoder.qmodel.model import BCoderModel, QConfig, make_batch
+from bcoder.qmodel.config import QConfig
+from bcoder.qmodel.model import BCoderModel, make_batch
 from bcoder.tiny import tiny_causal_lm, tiny_seq2seq
 
 MODES = ["head", "lora", "full", "lmhead"]

@@ -94,7 +94,7 @@ def test_unknown_ranker_is_a_one_line_error():
 
 
 def test_the_checkpoint_names_its_ranker(tmp_path):
-    from bcoder.qmodel.model import CHECKPOINT_FORMAT
+    from bcoder.qmodel.config import CHECKPOINT_FORMAT
 
     def checkpoint(name: str, **extra) -> str:
         path = tmp_path / name

@@ -18,8 +18,10 @@ from bcoder.decode.sampling import (
     sample_next,
     top_p_filter,
 )
-from bcoder.decode.scoring import make_candidate, recovered, score_tokens, token_texts
-from bcoder.qmodel.model import BCoderModel, QConfig, make_batch
+from bcoder.decode.scoring import make_candidate, recovered, token_texts
+from bcoder.qmodel.config import QConfig
+from bcoder.qmodel.model import BCoderModel, make_batch
+from bcoder.qmodel.scores import score_tokens
 from bcoder.tiny import tiny_causal_lm, tiny_seq2seq
 
 PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]
@@ -275,7 +277,7 @@ def test_length_batches_evaluate_the_fewest_positions():
     import itertools
     import random
 
-    from bcoder.decode.scoring import length_batches
+    from bcoder.qmodel.scores import length_batches
 
     def cost(batches, lengths, overhead):
         return sum(overhead + len(b) * max(lengths[i] for i in b) for b in batches)

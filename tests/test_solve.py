@@ -13,7 +13,6 @@ from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
 from bcoder.core.spec import TestSpec as Spec  # (not a test class)
 from bcoder.core.types import CandidateReady, CandidateTested, Progress, SolveResult
-from bcoder.decode.scoring import score_tokens
 from bcoder.models.sources import DEFAULT_MODEL
 from bcoder.pipeline.rank import rank_programs, read_candidates
 from bcoder.pipeline.solve import (
@@ -27,7 +26,9 @@ from bcoder.pipeline.solve import (
 )
 from bcoder.pipeline.store import Store
 from bcoder.problems.load import load_problems
-from bcoder.qmodel.model import BCoderModel, QConfig
+from bcoder.qmodel.config import QConfig
+from bcoder.qmodel.model import BCoderModel
+from bcoder.qmodel.scores import score_tokens
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TWO_SUM = Spec(

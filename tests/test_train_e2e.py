@@ -287,8 +287,9 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
 @pytest.mark.parametrize("mode", ["head", "lmhead", "lora", "full"])
 def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, fixture_data, monkeypatch):
     from bcoder.core.errors import BcoderError
-    from bcoder.models.sources import load_model_and_tokenizer
-    from bcoder.qmodel.model import BCoderModel, make_batch, read_checkpoint_config
+    from bcoder.models.loading import load_model_and_tokenizer
+    from bcoder.qmodel.config import read_checkpoint_config
+    from bcoder.qmodel.model import BCoderModel, make_batch
     from bcoder.train import run, setup
     from bcoder.train.data import TrainingData
     from bcoder.train.featurize import ensure_values
@@ -400,7 +401,7 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, fixture_
     assert sampled["policy"] == "trained"  # whatever the checkpoint says by now
     records = list((run_dir / "select" / "policy" / "problems").glob("*.json.gz"))
     assert len(records) == chosen["problems"]
-    from bcoder.qmodel.adapter import checkpoint_policy
+    from bcoder.qmodel.config import checkpoint_policy
 
     assert checkpoint_policy(run_dir / "checkpoint") == policy["chosen"]
 
@@ -657,7 +658,7 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, fixture_data):
     assert solve.returncode == 0, solve.stderr[-3000:]
     assert json.loads(solve.stdout)["heads"] == str(shipped / "tiny")
 
-    from bcoder.qmodel.model import read_checkpoint_config
+    from bcoder.qmodel.config import read_checkpoint_config
 
     # --reselect: a new select result (here: another ranker and a policy) replaces the shipped
     # one's choice and keeps the rest of TRAINING.json; other weights are refused

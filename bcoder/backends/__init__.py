@@ -13,6 +13,6 @@ without a CUDA GPU when llama.cpp is installed, else transformers.
 
 from __future__ import annotations
 
-from bcoder.backends.base import BACKENDS, Backend, Runner, as_backend, choose_backend
+from bcoder.backends.base import BACKENDS, Backend, Runner, choose_backend
 
-__all__ = ["BACKENDS", "Backend", "Runner", "as_backend", "choose_backend"]
+__all__ = ["BACKENDS", "Backend", "Runner", "choose_backend"]

@@ -11,8 +11,8 @@ from bcoder.core.errors import BcoderError
 if TYPE_CHECKING:
     import torch
 
-    from bcoder.decode.sampling import StepScores
-    from bcoder.qmodel.model import QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.scores import StepScores
 
 BACKENDS = ("auto", "transformers", "llama.cpp")
 
@@ -105,15 +105,6 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional: most backends need nothing)
         """Free native resources (a no-op where the garbage collector does it)."""
-
-
-def as_backend(model: Any) -> Backend:
-    """``model`` itself if it is a Backend, else a transformers backend over a BCoderModel."""
-    if isinstance(model, Backend):
-        return model
-    from bcoder.backends.hf import TransformersBackend
-
-    return TransformersBackend(model)
 
 
 def llama_cpp_available() -> bool:

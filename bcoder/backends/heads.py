@@ -16,7 +16,8 @@ from torch import nn
 
 from bcoder import rl
 from bcoder.core.errors import BcoderError
-from bcoder.qmodel.model import FROZEN_BACKBONE, QConfig, ValueHead, read_checkpoint_config
+from bcoder.qmodel.config import FROZEN_BACKBONE, QConfig, read_checkpoint_config
+from bcoder.qmodel.heads import ValueHead
 
 HEAD_NAMES = ("phi_head", "residual_head", "residual_frozen")
 

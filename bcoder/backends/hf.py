@@ -16,6 +16,7 @@ import torch
 
 from bcoder.backends.base import Backend
 from bcoder.qmodel.model import BCoderModel, cache_arg, cache_of
+from bcoder.qmodel.scores import score_tokens
 
 
 class TransformersBackend(Backend):
@@ -61,8 +62,6 @@ class TransformersBackend(Backend):
         *,
         batch_size: int = 8,
     ):
-        from bcoder.decode.scoring import score_tokens
-
         return score_tokens(self.qmodel, prompts, actions, pad_id, batch_size=batch_size)
 
     def generation_eos_ids(self) -> list[int]:
@@ -180,3 +179,10 @@ class _Seq2Seq:
         self.cache.batch_select_indices(rows)
         self.encoded.last_hidden_state = self.encoded.last_hidden_state[rows]
         self.mask = self.mask[rows]
+
+
+def as_backend(model: Any) -> Backend:
+    """``model`` itself if it is a Backend, else a transformers backend over a BCoderModel."""
+    if isinstance(model, Backend):
+        return model
+    return TransformersBackend(model)

@@ -28,15 +28,16 @@ from typing import Any
 
 import torch
 
-from bcoder.backends.base import Backend, as_backend
+from bcoder.backends.base import Backend
+from bcoder.backends.hf import as_backend
 from bcoder.core.cancel import Cancelled, check
+from bcoder.qmodel.scores import StepScores
 
 __all__ = [
     "Cancelled",
     "DecodeOptions",
     "FenceStop",
     "Generation",
-    "StepScores",
     "decode",
     "sample",
 ]
@@ -45,16 +46,6 @@ FINISH_EOS, FINISH_FENCE, FINISH_LENGTH = "eos", "code_block_end", "length"
 # Top-p sampling looks at this many most likely tokens first; it sorts the whole vocabulary (~25 ms
 # a row for 150k tokens) only when they hold less than top_p of the probability.
 NUCLEUS_K = 256
-
-
-@dataclass
-class StepScores:
-    """Per action token values recorded by the decode loop (head, lmhead). Shapes: (T,) each."""
-
-    advantage: torch.Tensor  # A(s_t, a_t)
-    value: torch.Tensor  # V_theta(s_t)
-    logprob: torch.Tensor  # log pi(a_t | s_t) at temperature 1
-    preferred: torch.Tensor  # argmax_a l(s_t, a) (long)
 
 
 @dataclass
@@ -230,7 +221,7 @@ class DecodeOptions:
     features: int = 0  # > 0 (with score): also featurize's columns, this many top-k logits
     # what to sample from: "trained", softmax(l_theta), or "checkpoint", softmax(l_ckpt) -- the
     # frozen LM's logits, which only a frozen backbone (scores_in_loop) has in the loop; the
-    # scores are l_theta's either way (bcoder.qmodel.adapter.checkpoint_policy)
+    # scores are l_theta's either way (bcoder.qmodel.config.checkpoint_policy)
     policy: str = "trained"
 
 

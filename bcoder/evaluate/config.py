@@ -81,7 +81,7 @@ class EvalSettings:
             raise BcoderError("need --temperature >= 0 and 0 < top-p <= 1")
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.bootstrap < 1:
             raise BcoderError("max_new_tokens, batch_size and bootstrap must be positive")
-        from bcoder.qmodel.adapter import POLICIES
+        from bcoder.qmodel.config import POLICIES
 
         if self.policy is not None and self.policy not in POLICIES:
             raise BcoderError(

@@ -373,7 +373,7 @@ def _run_problems(
     """Sample (or score) what has no samples file yet, then execute what has no record yet."""
     unsampled = [p for p in todo if not has_record(run_dir, p.id, SAMPLES)]
     if unsampled and not settings.rank_only:  # before a model loads: one run, one policy
-        from bcoder.qmodel.adapter import checkpoint_policy
+        from bcoder.qmodel.config import checkpoint_policy
 
         _check_policy(run_dir, settings.policy or checkpoint_policy(settings.checkpoint))
     if unsampled and engine is None:

@@ -9,6 +9,7 @@ model's size.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -114,3 +115,23 @@ def busy_cores(cores: int, window: float = 0.25) -> float | None:
     time.sleep(window)
     after = _cpu_ticks()
     return None if after is None else busy_between(before, after, cores)
+
+
+def cpu_threads() -> int:
+    """Torch / llama.cpp CPU threads worth using now: the cores not busy, at least 1. On an
+    oversubscribed machine a second thread makes decoding several times slower (measured: 7x on
+    2 shared cores), so callers apply this on CPU.
+
+    Busy means un-niced work over the last quarter second (/proc/stat), so a niced background
+    job leaves its cores to this one, and a stage that starts right after another one in the same
+    process sees the cores that one freed (the 1-minute load average, the fallback elsewhere,
+    still counts both for a minute).
+    """
+    cores = os.cpu_count() or 1
+    busy = busy_cores(cores)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            return cores
+    return max(1, min(cores, int(cores - busy + 0.5)))

@@ -42,7 +42,7 @@ def converted_dir(key: str) -> Path:
     return cache_dir() / "converted" / f"{key[:16]}-bf16"
 
 
-def _file_key(path: Path) -> str:
+def file_key(path: Path) -> str:
     """A cache key for a user's GGUF file without hashing it: its path, size and mtime."""
     st = path.stat()
     return hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
@@ -99,7 +99,7 @@ def _save_converted(model: Any, tokenizer: Any, directory: Path, key: str) -> No
 
 
 @contextlib.contextmanager
-def _quiet_transformers(on_progress: ProgressFn | None) -> Iterator[None]:
+def quiet_transformers(on_progress: ProgressFn | None) -> Iterator[None]:
     """No tqdm bars from transformers while we load: progress goes through our callback."""
     from transformers.utils import logging as hf_logging
 
@@ -259,9 +259,9 @@ def load_model_and_tokenizer(
         if on_progress:
             on_progress(Progress("load", done, 1, message))
 
-    with _quiet_transformers(on_progress):
+    with quiet_transformers(on_progress):
         if local.is_file():
-            fast = converted_dir(source.sha256 or _file_key(local))
+            fast = converted_dir(source.sha256 or file_key(local))
             if _converted_ok(fast):
                 report(0, f"loading {source.name}")
                 model, tokenizer, dtype = _load_dir(fast, dtype, device)
@@ -269,7 +269,7 @@ def load_model_and_tokenizer(
                 report(0, f"dequantizing {local.name} (first load only, then cached)")
                 model, tokenizer = _load_gguf(local)
                 report(0, "saving a fast-loading copy")
-                _save_converted(model, tokenizer, fast, source.sha256 or _file_key(local))
+                _save_converted(model, tokenizer, fast, source.sha256 or file_key(local))
                 n = sum(p.numel() for p in model.parameters())
                 dtype = dtype or default_dtype(n, device)
                 converted = True

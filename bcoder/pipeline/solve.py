@@ -29,8 +29,9 @@ from bcoder.ranking.rankers import checkpoint_ranker, rank, run_tests
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.backends import Backend
-    from bcoder.decode.sampling import DecodeOptions, FenceStop, Generation, StepScores
+    from bcoder.decode.sampling import DecodeOptions, FenceStop, Generation
     from bcoder.qmodel.model import BCoderModel
+    from bcoder.qmodel.scores import StepScores
 
 __all__ = ["Cancelled", "Engine", "SolveSettings", "score_codes", "solve"]
 
@@ -60,7 +61,7 @@ class SolveSettings:
     backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     timeout: float = 4.0  # seconds per test in the sandbox
     # sample from the "trained" policy l_theta or the "checkpoint" LM's own (lmhead / head
-    # mode); None: the one the checkpoint's validation chose (bcoder.qmodel.adapter.checkpoint_policy)
+    # mode); None: the one the checkpoint's validation chose (bcoder.qmodel.config.checkpoint_policy)
     policy: str | None = None
 
     def __post_init__(self) -> None:
@@ -85,7 +86,7 @@ class SolveSettings:
             raise BcoderError(f"seed must be >= 0, not {self.seed}")
         if self.timeout <= 0:
             raise BcoderError(f"timeout must be positive, not {self.timeout}")
-        from bcoder.qmodel.adapter import POLICIES
+        from bcoder.qmodel.config import POLICIES
 
         if self.policy is not None and self.policy not in POLICIES:
             raise BcoderError(f"policy must be one of {', '.join(POLICIES)}, not {self.policy!r}")
@@ -102,7 +103,7 @@ def model_for(model: str | None, checkpoint: str | None) -> str:
     if model:
         return model
     if checkpoint and checkpoint.strip().lower() not in NO_CHECKPOINT:
-        from bcoder.qmodel.model import read_checkpoint_config
+        from bcoder.qmodel.config import read_checkpoint_config
 
         base = read_checkpoint_config(checkpoint)["config"].get("base_model")
         if base:
@@ -119,7 +120,7 @@ class Engine:
     def __init__(
         self, tokenizer: Any, model: Backend | BCoderModel, info: dict[str, Any], heads: str
     ):
-        from bcoder.backends import as_backend
+        from bcoder.backends.hf import as_backend
         from bcoder.problems.prompts import checkpoint_prompt_settings
 
         self.tokenizer = tokenizer
@@ -164,14 +165,15 @@ class Engine:
         if name == "llama.cpp":
             if device and not device.startswith("cpu"):
                 raise BcoderError("the llama.cpp backend runs on the CPU: drop --device")
-            from bcoder.backends.llama import load_llama_engine
+            from bcoder.backends.gguf import load_llama
 
-            return load_llama_engine(
-                cls, model, checkpoint, threads=threads, on_event=on_event,
-                allow_download=allow_download,
-            )  # fmt: skip
-        from bcoder.models.sources import load_model_and_tokenizer
-        from bcoder.qmodel.model import BCoderModel, QConfig
+            tokenizer, llama, info = load_llama(
+                model, checkpoint, threads=threads, on_event=on_event, allow_download=allow_download
+            )
+            return cls(tokenizer, llama, info, checkpoint or "init")
+        from bcoder.models.loading import load_model_and_tokenizer
+        from bcoder.qmodel.config import QConfig
+        from bcoder.qmodel.model import BCoderModel
 
         t0 = time.perf_counter()
         base, tokenizer, info = load_model_and_tokenizer(
@@ -230,7 +232,7 @@ class Engine:
     def policy(self, requested: str | None = None) -> str:
         """What to sample from: ``requested``, else the checkpoint's choice. The checkpoint
         policy needs its logits in the decode loop, which a frozen backbone (head, lmhead) has."""
-        from bcoder.qmodel.adapter import checkpoint_policy
+        from bcoder.qmodel.config import checkpoint_policy
 
         policy = requested or checkpoint_policy(self.heads)
         if policy == "checkpoint" and not self.backend.scores_in_loop:
@@ -252,30 +254,6 @@ class Engine:
             fence=self.fence() if family == "chat" else None,  # chat prompts ask for a block
             score=self.backend.scores_in_loop,
         )
-
-
-def cpu_threads() -> int:
-    """Torch / llama.cpp CPU threads worth using now: the cores not busy, at least 1. On an
-    oversubscribed machine a second thread makes decoding several times slower (measured: 7x on
-    2 shared cores), so callers apply this on CPU.
-
-    Busy means un-niced work over the last quarter second (/proc/stat), so a niced background
-    job leaves its cores to this one, and a stage that starts right after another one in the same
-    process sees the cores that one freed (the 1-minute load average, the fallback elsewhere,
-    still counts both for a minute).
-    """
-    import os
-
-    from bcoder.models.hardware import busy_cores
-
-    cores = os.cpu_count() or 1
-    busy = busy_cores(cores)
-    if busy is None:
-        try:
-            busy = os.getloadavg()[0]
-        except OSError:
-            return cores
-    return max(1, min(cores, int(cores - busy + 0.5)))
 
 
 def code_key(code: str) -> str:

@@ -78,7 +78,7 @@ def checkpoint_prompt_settings(checkpoint: str | Path | None) -> PromptSettings:
     """The prompt settings a checkpoint was trained with (defaults without a checkpoint)."""
     if not checkpoint:
         return PromptSettings()
-    from bcoder.qmodel.model import read_checkpoint_config
+    from bcoder.qmodel.config import read_checkpoint_config
 
     return PromptSettings.from_meta(read_checkpoint_config(checkpoint))
 

@@ -161,29 +161,3 @@ def load_logit_adapter(directory: str | Path, config: dict[str, Any]) -> LogitAd
 def adapter_scale(config: dict[str, Any]) -> float:
     """The LoRA-style scale lora_alpha / lora_r of a Q-model config (as a dict)."""
     return float(config.get("lora_alpha", 32)) / float(config.get("lora_r", 16))
-
-
-POLICIES = ("trained", "checkpoint")  # what the decode loop samples from (DecodeOptions.policy)
-
-
-def checkpoint_policy(checkpoint: str | Path | None) -> str:
-    """The policy a checkpoint's validation chose to sample from: its ``"policy"`` field
-    (``train select`` writes it in lmhead mode), else ``trained``, softmax(l_theta).
-
-    ``checkpoint`` means softmax(l_ckpt): the frozen LM's own policy, still scored (Q, V, A, r~)
-    with the trained l_theta. ``select`` chooses it when the trained policy's held-out pass rate
-    falls below the checkpoint policy's. ``None`` and ``"init"`` have no trained policy.
-    """
-    from bcoder.core.errors import BcoderError
-
-    if checkpoint is None or str(checkpoint) == "init":
-        return "trained"
-    from bcoder.qmodel.model import read_checkpoint_config
-
-    name = read_checkpoint_config(checkpoint).get("policy", "trained")
-    if name not in POLICIES:
-        raise BcoderError(
-            f"{checkpoint}: unknown policy {name!r} in bcoder_config.json "
-            f"(known: {', '.join(POLICIES)})"
-        )
-    return name

@@ -36,87 +36,14 @@ from bcoder import rl
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_dir
 from bcoder.qmodel.adapter import ADAPTER_FILE, LogitAdapter
-
-Mode = Literal["full", "lora", "head", "lmhead"]
-MODES = ("full", "lora", "head", "lmhead")
-FROZEN_BACKBONE = ("head", "lmhead")  # modes that train on stored hidden states
-Role = Literal["ckpt", "phi", "theta"]
-CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class QConfig:
-    """Hyper-parameters of the Q-model; saved with every checkpoint."""
-
-    mode: Mode = "head"  # full | lora | head | lmhead (see the module docstring)
-    alpha: float = 1.0  # energy temperature: A = alpha * (l - max l)
-    gamma: float = 0.999  # discount
-    r_max: float = 1.0  # bound on V and Q
-    head_hidden: int = 0  # value-head width: 0 for a linear head, else one hidden layer
-    lora_r: int = 16  # LoRA rank (lora mode; the LM-head adapter's rank in lmhead mode)
-    lora_alpha: int = 32  # LoRA scaling numerator (lora and lmhead modes)
-    lora_dropout: float = 0.0  # LoRA dropout (lora mode)
-    lora_target_modules: list[str] | str = "all-linear"  # peft target modules (lora mode)
-    base_model: str = ""  # the model source the base was loaded from (informational)
-    base_fingerprint: str = ""  # identity of the base weights, checked when loading
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise BcoderError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.alpha <= 0:
-            raise BcoderError(f"alpha must be positive, not {self.alpha}")
-        if not 0 < self.gamma <= 1:
-            raise BcoderError(f"gamma must be in (0, 1], not {self.gamma}")
-        if self.head_hidden < 0 or self.lora_r <= 0:
-            raise BcoderError("head_hidden must be >= 0 and lora_r > 0")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> QConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-class ValueHead(nn.Module):
-    """u(s): a raw scalar per state from a hidden state (linear, or one hidden layer).
-
-    Initialised to output exactly 0, so an untrained head gives V = R_max everywhere. Note that
-    softabs'(0) = 0: a head trained from u = 0 gets no gradient, so training recipes call
-    :meth:`start_at` to move the starting point off zero.
-    """
-
-    def __init__(self, hidden_size: int, head_hidden: int = 0):
-        super().__init__()
-        if head_hidden:
-            self.net = nn.Sequential(
-                nn.Linear(hidden_size, head_hidden), nn.GELU(), nn.Linear(head_hidden, 1)
-            )
-        else:
-            self.net = nn.Sequential(nn.Linear(hidden_size, 1))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Shape: hidden (..., H) -> u (...)."""
-        return self.net(hidden.float()).squeeze(-1)
-
-    @torch.no_grad()
-    def start_at(self, value: float, r_max: float = 1.0) -> None:
-        """Set the output bias so that V = R_max - softabs(u) starts at ``value`` (< R_max)."""
-        self.net[-1].bias.fill_(inverse_softabs(r_max - value))
-
-
-def inverse_softabs(y: float) -> float:
-    """The positive x with softabs(x) = y, for y > 0 (by bisection; softabs is increasing on x>0)."""
-    if y <= 0:
-        raise ValueError("softabs only reaches y > 0 away from 0")
-    lo, hi = 0.0, 2 * y + 2.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if float(rl.softabs(torch.tensor(mid, dtype=torch.float64))) < y:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+from bcoder.qmodel.config import (
+    CHECKPOINT_FORMAT,
+    FROZEN_BACKBONE,
+    QConfig,
+    Role,
+    read_checkpoint_config,
+)
+from bcoder.qmodel.heads import ValueHead
 
 
 @dataclass
@@ -490,20 +417,6 @@ def cache_arg(lm: nn.Module, cache: object) -> dict[str, object]:
 def cache_of(out: object) -> object:
     """The KV cache a forward returned (``cache`` in transformers 5.x)."""
     return out.cache if hasattr(out, "cache") else out.past_key_values  # type: ignore[attr-defined]
-
-
-def read_checkpoint_config(directory: str | Path) -> dict:
-    """The JSON metadata of a checkpoint directory, with a clear error if it is not one."""
-    path = Path(directory) / "bcoder_config.json"
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BcoderError(f"{directory}: not a bcoder checkpoint (no bcoder_config.json)") from None
-    except json.JSONDecodeError as err:
-        raise BcoderError(f"{path}: corrupt checkpoint config ({err})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
-        raise BcoderError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
-    return meta
 
 
 def _trainable_copy(base: nn.Module, is_seq2seq: bool) -> nn.Module:

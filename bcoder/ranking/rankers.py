@@ -134,7 +134,7 @@ def checkpoint_ranker(checkpoint: str | Path | None) -> str:
     """
     if checkpoint is None or str(checkpoint) == "init":
         return DEFAULT_RANKER
-    from bcoder.qmodel.model import read_checkpoint_config
+    from bcoder.qmodel.config import read_checkpoint_config
 
     name = read_checkpoint_config(checkpoint).get("ranker", DEFAULT_RANKER)
     if name not in RANKERS:
