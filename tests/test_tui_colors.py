@@ -1,4 +1,4 @@
-"""The TUI's pure parts: the value -> colour formatter and the token layout."""
+"""The TUI's pure parts: the value -> colour formatter, the token layout and small helpers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import math
 import pytest
 
 from bcoder.cli.tui import colors
-from bcoder.cli.tui.compare import bar_cells
+from bcoder.cli.tui.compare import bar_cells, compare_pair
 from bcoder.cli.tui.layout import EMPTY_TOKEN, layout_code, layout_tokens, line_sums
+from bcoder.cli.tui.screens import save_name
 from bcoder.core.types import Candidate, TokenScore
 
 DARK, LIGHT = "#121212", "#fafafa"
@@ -136,6 +137,39 @@ def test_line_sums_attribute_tokens_to_their_first_line():
     cand = Candidate(code="", completion="", tokens=[tok("a", 1), tok("\n", 2), tok("b", -4)])
     lay = layout_tokens([t.text for t in cand.tokens])
     assert line_sums(cand, lay) == [3.0, -4.0]
+
+
+def test_metrics_cycle_and_share_one_scale_per_run():
+    seen = ["reward"]
+    for _ in range(4):
+        seen.append(colors.next_metric(seen[-1]))
+    assert seen == ["reward", "q", "v", "advantage", "reward"]
+
+    def tok(v: float) -> TokenScore:
+        return TokenScore("x", 1, q=v, v=1.0, advantage=0.0, reward=-v, logprob=0.0)
+
+    a = Candidate("a", "a", tokens=[tok(0.5)])
+    b = Candidate("b", "b", tokens=[tok(-2.0)])
+    limits = colors.scale_limits([a, b])
+    assert limits["q"] == limits["reward"] == 2.0  # over both candidates
+    assert limits["v"] == 1.0 and limits["advantage"] == 1.0  # all-zero: the default scale
+
+
+def test_compare_pair_marked_or_best_against_selected():
+    a, b, c = (Candidate(x, x) for x in "abc")
+    assert compare_pair([a, b, c], None, c) == (a, c)  # nothing marked: the best
+    assert compare_pair([a, b, c], b, c) == (b, c)
+    assert compare_pair([a, b, c], b, b) == (b, a)  # never a candidate against itself
+    assert compare_pair([a, b, c], None, a) == (a, b)
+    gone = Candidate("gone", "gone")  # marked, then a new run replaced the list
+    assert compare_pair([a, b, c], gone, c) == (a, c)
+
+
+def test_save_name_is_a_safe_file_name():
+    assert save_name("mbpp/11", 2) == "mbpp_11_2.py"
+    assert save_name("stub.py:Stack.push", 1) == "stub.py_Stack.push_1.py"
+    assert save_name("../../etc", 3) == ".._.._etc_3.py"  # no "/" left: it stays a file name
+    assert save_name(None, 1) == save_name("///", 1) == "candidate_1.py"
 
 
 def test_compare_bars_diverge_from_the_middle():

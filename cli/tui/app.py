@@ -4,12 +4,15 @@ State lives on :class:`BcoderTui`: the problem, the current run's candidates (ra
 the selected one and the colour metric. Slow work — loading the model, sampling and scoring, running
 tests — happens in thread workers that report back with ``call_from_thread``; the solve engine's
 progress events drive the progress bar, and each scored candidate joins the list as it arrives.
+
+The app holds the state and thin handlers; the rest is beside it: the widgets in ``panels``,
+``heatmap`` and ``compare``, the dialogs in ``screens``, the palette in ``palette``, and the
+workers' bodies (no Textual) in ``generate`` and ``run_tests``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,24 +24,24 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, Static
+from textual.widgets import DataTable, Footer, Header, Static
 
 from bcoder.cli.tui import colors
-from bcoder.cli.tui.compare import CompareScreen
+from bcoder.cli.tui.compare import CompareScreen, compare_pair
 from bcoder.cli.tui.generate import generate
 from bcoder.cli.tui.heatmap import HeatmapView, base_colour, details_text, legend_text
 from bcoder.cli.tui.palette import palette_commands
-from bcoder.cli.tui.panels import CandidateTable, TestsPanel
+from bcoder.cli.tui.panels import CandidateTable, GenerationProgress, TestsPanel
 from bcoder.cli.tui.problem_io import open_request
-from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen
+from bcoder.cli.tui.run_tests import record_outcome, run_tests
+from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen, save_name
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text
 from bcoder.core.spec import Problem
 from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
+from bcoder.execution import ExecResult
 from bcoder.models.sources import DEFAULT_MODEL
 from bcoder.pipeline.store import Store
-
-METRIC_ORDER = ["reward", "q", "v", "advantage"]
 
 
 class BcoderTui(App[None]):
@@ -101,9 +104,7 @@ class BcoderTui(App[None]):
         self.table = CandidateTable(id="candidates")
         self.tests_panel = TestsPanel(id="tests")
         self.view = HeatmapView(id="code")
-        self.progress_row = Horizontal(id="progress-row")
-        self.progress_label = Label("", id="progress-label")
-        self.progress_bar = ProgressBar(id="progress", show_eta=False)
+        self.progress_row = GenerationProgress(id="progress-row")
         self.details = Static(id="details")
         self.legend = Static(id="legend")
         yield Header()
@@ -112,9 +113,7 @@ class BcoderTui(App[None]):
             with Vertical(id="right"):
                 yield self.view
                 yield self.tests_panel
-        with self.progress_row:
-            yield self.progress_label
-            yield self.progress_bar
+        yield self.progress_row
         yield self.details
         yield self.legend
         yield Footer(compact=True)
@@ -134,12 +133,7 @@ class BcoderTui(App[None]):
 
     def _refresh_all(self, keep: Candidate | None = None) -> None:
         """Recompute scales, rebuild the list (keeping ``keep`` selected) and the views."""
-        self.limits = {
-            m: colors.scale_limit(
-                colors.metric_value(t, m) for c in self.candidates for t in c.tokens
-            )
-            for m in colors.METRICS
-        }
+        self.limits = colors.scale_limits(self.candidates)
         if (index := self.rank_of(keep)) is not None:
             self.selected = index
         self.selected = max(0, min(self.selected, len(self.candidates) - 1))
@@ -294,15 +288,14 @@ class BcoderTui(App[None]):
         self.status = "generating"
         self._cancel = threading.Event()
         self.generating = True
-        self.progress_label.update("starting…")
-        self.progress_bar.update(total=None, progress=0)
+        self.progress_row.start()
         self._refresh_all()
         self._solve(self.problem, self.solve_settings(), self._cancel)
 
     def action_cancel(self) -> None:
         if self.generating:
             self._cancel.set()
-            self.progress_label.update("cancelling…")
+            self.progress_row.cancelling()
 
     def _post(self, callback, *args, **kwargs) -> None:
         """Run ``callback`` on the app's thread; quietly drop it once the app has gone."""
@@ -329,11 +322,7 @@ class BcoderTui(App[None]):
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, Progress):
-            label = f"{event.stage} {event.done}/{event.total}" if event.total else event.stage
-            if event.message:
-                label += f" · {event.message}"
-            self.progress_label.update(label[:48])
-            self.progress_bar.update(total=event.total or None, progress=event.done)
+            self.progress_row.show(event)
         elif isinstance(event, CandidateReady):
             keep = self.selected_candidate
             self.candidates.append(event.candidate)
@@ -359,7 +348,7 @@ class BcoderTui(App[None]):
         self.metric = metric
 
     def action_cycle_metric(self) -> None:
-        self.metric = METRIC_ORDER[(METRIC_ORDER.index(self.metric) + 1) % len(METRIC_ORDER)]
+        self.metric = colors.next_metric(self.metric)
 
     def action_mark(self) -> None:
         self.marked = self.selected_candidate
@@ -370,10 +359,7 @@ class BcoderTui(App[None]):
         if len(self.candidates) < 2:
             self.notify("need two candidates to compare", severity="warning")
             return
-        a = self.marked if self.rank_of(self.marked) is not None else self.candidates[0]
-        b = self.selected_candidate
-        if b is a:
-            b = self.candidates[1] if a is self.candidates[0] else self.candidates[0]
+        a, b = compare_pair(self.candidates, self.marked, self.candidates[self.selected])
         ranks = (self.rank_of(a) + 1, self.rank_of(b) + 1)
         self.push_screen(CompareScreen(a, b, ranks))
 
@@ -387,8 +373,7 @@ class BcoderTui(App[None]):
         cand = self.selected_candidate
         if cand is None:
             return
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(self.problem_info.get("id") or "candidate"))
-        default = f"{stem.strip('_') or 'candidate'}_{self.selected + 1}.py"
+        default = save_name(self.problem_info.get("id"), self.selected + 1)
 
         def write(path: str | None) -> None:
             if path:
@@ -415,25 +400,20 @@ class BcoderTui(App[None]):
 
     @work(thread=True, group="tests", exit_on_error=False)
     def _run_tests(self, cand: Candidate, problem: Problem) -> None:
-        from bcoder.execution import Executor
-
         timeout = float(self.solve_settings().get("timeout") or 4.0)
 
         def warn(message: str) -> None:
             self._post(self.notify, message, severity="warning", timeout=10)
 
-        try:  # every test, not only up to the first failure: the panel lists them all
-            with Executor(workers=1, timeout=timeout, stop_on_failure=False, on_warning=warn) as ex:
-                outcome = ex.run(cand.code, problem.tests)
+        try:
+            verdict = run_tests(cand.code, problem.tests, timeout, warn)
         except BcoderError as err:
             self._post(self.notify, f"tests: {err}", severity="error")
             return
-        self._post(self._tested, cand, outcome)
+        self._post(self._tested, cand, verdict)
 
-    def _tested(self, cand: Candidate, outcome: Any) -> None:
-        cand.outcome = getattr(outcome.outcome, "value", outcome.outcome)
-        cand.true_reward = float(outcome.reward)
-        cand.tests = list(outcome.tests)
+    def _tested(self, cand: Candidate, verdict: ExecResult) -> None:
+        record_outcome(cand, verdict)
         if self.result is not None and self.result.run_id and self.rank_of(cand) is not None:
             try:
                 self.store.update_candidate_outcomes(self.result.run_id, self.candidates)

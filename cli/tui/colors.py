@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bcoder.core.types import TokenScore
+from bcoder.core.types import Candidate, TokenScore
 
 NEGATIVE = "#e34a33"  # orange-red, luminance ~0.21
 POSITIVE = "#3b82d6"  # blue, luminance ~0.22
@@ -28,11 +28,17 @@ METRICS: dict[str, tuple[str, str]] = {
     "advantage": ("advantage", "A"),
     "reward": ("reward", "r~"),
 }
+METRIC_ORDER = ["reward", "q", "v", "advantage"]  # the order the "m" key cycles through
 
 
 def metric_value(token: TokenScore, metric: str) -> float:
     """The value of ``metric`` (a key of :data:`METRICS`) for one token."""
     return float(getattr(token, METRICS[metric][0]))
+
+
+def next_metric(metric: str) -> str:
+    """The metric after ``metric`` in :data:`METRIC_ORDER` (wrapping round)."""
+    return METRIC_ORDER[(METRIC_ORDER.index(metric) + 1) % len(METRIC_ORDER)]
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
@@ -89,6 +95,14 @@ def scale_limit(values: Iterable[float], quantile: float = 0.98, floor: float = 
         return 1.0
     k = min(len(mags) - 1, max(0, math.ceil(quantile * len(mags)) - 1))
     return mags[k]
+
+
+def scale_limits(candidates: Sequence[Candidate]) -> dict[str, float]:
+    """Per metric, the :func:`scale_limit` of all tokens of ``candidates``: one scale for a run,
+    so that colours compare across its candidates."""
+    return {
+        m: scale_limit(metric_value(t, m) for c in candidates for t in c.tokens) for m in METRICS
+    }
 
 
 def level(value: float, limit: float, steps: int = STEPS) -> int:

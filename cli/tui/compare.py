@@ -32,6 +32,18 @@ EIGHTHS = " ▏▎▍▌▋▊▉█"
 LEVELS = "▁▂▃▄▅▆▇█"
 
 
+def compare_pair(
+    candidates: list[Candidate], marked: Candidate | None, selected: Candidate
+) -> tuple[Candidate, Candidate]:
+    """The two candidates to compare (of at least two): the marked one if it is still listed, else
+    the best, against the selected one, or against the best or runner-up if that is the same."""
+    a = marked if any(c is marked for c in candidates) else candidates[0]
+    b = selected
+    if b is a:
+        b = candidates[1] if a is candidates[0] else candidates[0]
+    return a, b
+
+
 def bar_cells(value: float, limit: float, half: int = BAR // 2) -> tuple[str, str]:
     """A diverging bar as (left half, right half) strings of ``half`` cells each.
 

@@ -1,13 +1,13 @@
-"""The ranked candidate list and the test-results panel."""
+"""The ranked candidate list, the test-results panel and the generation's progress row."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Label, ProgressBar, Static
 
-from bcoder.core.types import Candidate, TestOutcome
+from bcoder.core.types import Candidate, Progress, TestOutcome
 
 PASS = "#4caf50"  # green, readable on dark and light backgrounds
 WARN = "#e0a030"
@@ -107,3 +107,30 @@ class TestsPanel(Vertical):
                 f"{test.time:.2f}",
                 first_line(test.detail or test.stderr)[:200],
             )
+
+
+class GenerationProgress(Horizontal):
+    """The generation's stage and progress bar, fed by the solve engine's progress events."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.label = Label("", id="progress-label")
+        self.bar = ProgressBar(id="progress", show_eta=False)
+
+    def compose(self) -> ComposeResult:
+        yield self.label
+        yield self.bar
+
+    def start(self) -> None:
+        self.label.update("starting…")
+        self.bar.update(total=None, progress=0)
+
+    def cancelling(self) -> None:
+        self.label.update("cancelling…")
+
+    def show(self, event: Progress) -> None:
+        label = f"{event.stage} {event.done}/{event.total}" if event.total else event.stage
+        if event.message:
+            label += f" · {event.message}"
+        self.label.update(label[:48])
+        self.bar.update(total=event.total or None, progress=event.done)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -83,6 +84,13 @@ class OpenScreen(ModalScreen[OpenRequest | None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+def save_name(problem_id: object, rank: int) -> str:
+    """The file name :class:`SaveScreen` offers: the problem id, made safe for a file name, and
+    the candidate's rank."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(problem_id or "candidate"))
+    return f"{stem.strip('_') or 'candidate'}_{rank}.py"
 
 
 class SaveScreen(ModalScreen[str | None]):
