@@ -8,16 +8,8 @@ import random
 
 import pytest
 
-from bcoder.evaluate.metrics import (
-    Summary,
-    bootstrap_ci,
-    breakdown,
-    filtered_ranked_pass_at_k,
-    pass_at_k,
-    rank_order,
-    ranked_pass_at_k,
-    upper_bound_pass_at_k,
-)
+from bcoder.evaluate.metrics import Summary, bootstrap_ci, breakdown, filtered_ranked_pass_at_k, pass_at_k, ranked_pass_at_k, upper_bound_pass_at_k
+from bcoder.ranking.rankers import rank_order
 
 
 def test_pass_at_k_hand_values():

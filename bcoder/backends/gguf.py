@@ -11,10 +11,10 @@ from bcoder.backends.heads import ValueHeads
 from bcoder.backends.llama import LlamaBackend
 from bcoder.backends.llama_cpp import LlamaModel
 from bcoder.core.errors import BcoderError
-from bcoder.core.fs import atomic_dir
+from bcoder.core.fs import atomic_dir, cache_dir
 from bcoder.core.types import Progress
 from bcoder.models.loading import file_key, quiet_transformers
-from bcoder.models.sources import cache_dir, ensure_local, resolve_source
+from bcoder.models.sources import ensure_local, resolve_source
 from bcoder.qmodel.adapter import load_logit_adapter
 from bcoder.qmodel.config import QConfig
 

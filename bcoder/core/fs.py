@@ -104,3 +104,13 @@ def exclusive(lock_path: str | Path, what: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cache_dir() -> Path:
+    """The download cache: ``$BCODER_CACHE``, else the platform's user cache dir for bcoder."""
+    env = os.environ.get("BCODER_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("bcoder"))

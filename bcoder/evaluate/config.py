@@ -59,7 +59,7 @@ class EvalSettings:
 
         self.checkpoint = resolve_checkpoint(self.model, self.checkpoint)
         if self.max_new_tokens is None:  # as the checkpoint was trained (recorded in the run)
-            from bcoder.problems.prompts import checkpoint_prompt_settings
+            from bcoder.qmodel.config import checkpoint_prompt_settings
 
             self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
         if self.samples < 1 and self.rank_only is None:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bcoder.ranking.rankers import rank_order
+
 DIFFICULTIES = ("introductory", "interview", "competition")
 
 
@@ -42,14 +44,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:  # every k-subset holds a correct sample (also covers n < k)
         return 1.0
     return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-def rank_order(scores: Sequence[float]) -> list[int]:
-    """Indices from the highest score to the lowest; ties keep index order, NaN last."""
-    return sorted(
-        range(len(scores)),
-        key=lambda i: (math.isnan(scores[i]), -scores[i] if not math.isnan(scores[i]) else 0, i),
-    )
 
 
 def _check(k: int, *columns: Sequence) -> None:

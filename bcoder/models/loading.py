@@ -21,15 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
-from bcoder.core.fs import atomic_dir
+from bcoder.core.fs import atomic_dir, cache_dir
 from bcoder.core.types import Progress
-from bcoder.models.sources import (
-    ProgressFn,
-    cache_dir,
-    ensure_local,
-    resolve_source,
-    sha256_file,
-)
+from bcoder.models.sources import ProgressFn, ensure_local, resolve_source, sha256_file
 
 _MARKER = "bcoder-converted.json"
 # On a CPU with native bf16 (see bcoder.models.hardware), models at least this large default to bfloat16;

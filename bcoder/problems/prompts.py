@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
@@ -72,15 +71,6 @@ class PromptSettings:
         names = {"prompt_family": "family", "max_source_tokens": "max_source_tokens"}
         names["max_target_tokens"] = "max_target_tokens"
         return cls(**{ours: data[theirs] for theirs, ours in names.items() if theirs in data})
-
-
-def checkpoint_prompt_settings(checkpoint: str | Path | None) -> PromptSettings:
-    """The prompt settings a checkpoint was trained with (defaults without a checkpoint)."""
-    if not checkpoint:
-        return PromptSettings()
-    from bcoder.qmodel.config import read_checkpoint_config
-
-    return PromptSettings.from_meta(read_checkpoint_config(checkpoint))
 
 
 def prompt_family(problem: Problem, tokenizer: Any = None) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from bcoder.core.errors import BcoderError
+from bcoder.problems.prompts import PromptSettings
 
 Mode = Literal["full", "lora", "head", "lmhead"]
 
@@ -94,3 +95,10 @@ def checkpoint_policy(checkpoint: str | Path | None) -> str:
             f"(known: {', '.join(POLICIES)})"
         )
     return name
+
+
+def checkpoint_prompt_settings(checkpoint: str | Path | None) -> PromptSettings:
+    """The prompt settings a checkpoint was trained with (defaults without a checkpoint)."""
+    if not checkpoint:
+        return PromptSettings()
+    return PromptSettings.from_meta(read_checkpoint_config(checkpoint))

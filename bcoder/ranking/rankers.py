@@ -30,7 +30,7 @@ import contextlib
 import hashlib
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,9 +147,7 @@ def checkpoint_ranker(checkpoint: str | Path | None) -> str:
 
 def rank(candidates: list[Candidate], ranker: str = DEFAULT_RANKER) -> list[Candidate]:
     """Candidates best first by ``ranker`` (ties keep their order of arrival, NaN last: the
-    order of :func:`bcoder.evaluate.metrics.rank_order`, as ``bcoder eval`` ranks)."""
-    from bcoder.evaluate.metrics import rank_order
-
+    order of :func:`rank_order`, as ``bcoder eval`` ranks)."""
     score = get_ranker(ranker)
     return [candidates[i] for i in rank_order([score(c) for c in candidates])]
 
@@ -216,3 +214,11 @@ def run_tests(
         if full is not None:
             _run(executor, [c.code for c in candidates], full, full_done, cancel)
     return candidates
+
+
+def rank_order(scores: Sequence[float]) -> list[int]:
+    """Indices from the highest score to the lowest; ties keep index order, NaN last."""
+    return sorted(
+        range(len(scores)),
+        key=lambda i: (math.isnan(scores[i]), -scores[i] if not math.isnan(scores[i]) else 0, i),
+    )
