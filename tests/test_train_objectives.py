@@ -17,7 +17,8 @@ def softabs(x: float) -> float:
 
 @pytest.fixture(scope="module")
 def setup(tokenizer):
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
     from bcoder.tiny import tiny_causal_lm
 
     torch.manual_seed(0)
@@ -128,7 +129,8 @@ def test_imitate_passing_adds_the_passing_samples_to_l_adv_and_l_ce(setup):
 def lmhead_setup(tokenizer, setup):
     """An lmhead Q-model with a moved adapter, and the setup's batch with the stored features
     (hidden states, the checkpoint's top-k) featurize would write for it, k = the vocabulary."""
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
     from bcoder.tiny import tiny_causal_lm
     from bcoder.train.featurize import token_features
     from bcoder.train.objectives import action_batch
@@ -189,8 +191,7 @@ def test_lmhead_theta_reports_both_policies_nll(lmhead_setup):
 
 
 def test_phi_objective_matches_the_naive_loop(setup):
-    from bcoder.train.featurize import lm_hidden
-    from bcoder.train.objectives import PhiObjective, action_batch, set_trainable
+    from bcoder.train.objectives import PhiObjective, action_batch, lm_hidden, set_trainable
 
     model, batch, lengths = setup
     set_trainable(model, "phi")
@@ -227,7 +228,8 @@ def theta_batch() -> dict[str, torch.Tensor]:
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tokenizer):
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
     from bcoder.tiny import tiny_causal_lm
     from bcoder.train.objectives import ThetaObjective, set_trainable
     from bcoder.train.setup import enable_gradient_checkpointing
@@ -258,7 +260,8 @@ def test_seq2seq_full_theta_step_trains_its_lm_head_not_the_encoder(tokenizer):
     """Full mode on T5: a theta step moves theta's own LM head and decoder embedding; the shared
     encoder (with its embedding, which T5 ties to both) and everything else not theta's stay
     bit-identical."""
-    from bcoder.qmodel.model import BCoderModel, QConfig
+    from bcoder.qmodel.config import QConfig
+    from bcoder.qmodel.model import BCoderModel
     from bcoder.tiny import tiny_seq2seq
     from bcoder.train.objectives import ThetaObjective, set_trainable
 

@@ -198,7 +198,7 @@ def test_a_ground_truth_cut_at_the_target_length_is_labelled_as_cut(tokenizer):
     to pass (collect.execute_ground_truth = false); a whole one keeps its +1."""
     from bcoder.core.spec import Problem, TestSpec
     from bcoder.execution import Executor
-    from bcoder.train.collect import Prompter, label, written_programs
+    from bcoder.train.programs import Prompter, label, written_programs
 
     short = "def add(a, b):\n    return a + b\n"
     long = "".join(f"def unused_{i}(x):\n    return x + {i}\n\n\n" for i in range(8)) + short

@@ -23,11 +23,9 @@ shard whose ground truths were written in another style gets them written again
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,41 +34,20 @@ from bcoder.core.spec import Problem
 from bcoder.core.types import Progress
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, collect_features
+from bcoder.train.features import SAMPLED_FEATURES, features_meta, write_recorded
+from bcoder.train.programs import (
+    CollectSummary,
+    Program,
+    Prompter,
+    executor_for,
+    label,
+    tally,
+    to_columns,
+    written_programs,
+)
 from bcoder.train.setup import StageClock
 
 EventFn = Callable[[Any], None]
-
-
-@dataclass
-class Program:
-    """One collected (or imported) program of a problem, before execution."""
-
-    problem_id: str
-    source: str  # sample | ground_truth | import
-    prompt_ids: list[int]
-    action_ids: list[int]
-    completion: str
-    code: str
-    finish_reason: str
-    count: int = 1
-    outcome: str = ""
-    reward: float = 0.0
-    features: dict[str, Any] | None = None  # featurize's columns, recorded while sampling
-
-
-@dataclass
-class CollectSummary:
-    """What a collect (or import) call did."""
-
-    problems: int = 0  # problems in the configured set
-    skipped_no_tests: list[str] = field(default_factory=list)  # problems without tests
-    shards_written: int = 0
-    shards_skipped: int = 0  # already finished by an earlier run
-    shards_restyled: int = 0  # of those, the ones whose ground truths were written again
-    programs: int = 0  # rows written (unique programs)
-    samples: int = 0  # programs sampled (with duplicates)
-    outcomes: dict[str, int] = field(default_factory=dict)  # over sampled programs, by count
-    seconds: float = 0.0
 
 
 def problem_seed(seed: int, problem_id: str) -> int:
@@ -90,48 +67,6 @@ def load_training_problems(cfg: TrainConfig) -> list[Problem]:
     if not problems:
         raise BcoderError(f"no problems in {data.dataset!r} (split={data.split}, ids={data.ids})")
     return problems
-
-
-class Prompter:
-    """Prompts and ground-truth completions in the policy's own format (as bcoder.pipeline.solve does)."""
-
-    def __init__(self, tokenizer: Any, cfg: TrainConfig, is_seq2seq: bool):
-        self.tokenizer, self.cfg, self.is_seq2seq = tokenizer, cfg, is_seq2seq
-
-    def family(self, problem: Problem) -> str:
-        from bcoder.problems.prompts import prompt_family
-
-        if self.cfg.data.prompt_family != "auto":
-            return self.cfg.data.prompt_family
-        return prompt_family(problem, None if self.is_seq2seq else self.tokenizer)
-
-    def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
-        """(family, prompt text, prompt ids)."""
-        from bcoder.problems.prompts import build_prompt
-
-        family = self.family(problem)
-        text = build_prompt(problem, family, self.tokenizer, self.cfg.data.max_source_tokens)
-        ids = self.tokenizer(text, add_special_tokens=family != "chat").input_ids
-        return family, text, list(ids)
-
-    def actions_for(self, code: str, family: str, prompt: str) -> tuple[list[int], str, str]:
-        """(action ids, completion, finish reason) of ``code`` written as the policy would.
-
-        Chat answers end at the closing fence (where sampling stops); others end with EOS.
-        """
-        from bcoder.pipeline.solve import completion_for
-
-        tok = self.tokenizer
-        code = code.replace("\r\n", "\n").replace("\r", "\n")
-        completion = completion_for(code, family, prompt)
-        ids = tok(completion, add_special_tokens=False).input_ids
-        reason = "code_block_end" if family == "chat" else "eos"
-        if family != "chat":
-            ids = ids + [tok.eos_token_id]
-        limit = self.cfg.data.max_target_tokens
-        if len(ids) > limit:
-            ids, reason = ids[:limit], "length"
-        return ids or [tok.eos_token_id], completion, reason
 
 
 def sample_programs(
@@ -228,110 +163,6 @@ def ground_truth_programs(prompter: Prompter, problem: Problem) -> list[Program]
     return written_programs(prompter, problem, codes, "ground_truth")
 
 
-def written_programs(
-    prompter: Prompter, problem: Problem, codes: Iterable[str], source: str
-) -> list[Program]:
-    """Programs written elsewhere (ground truths, imports) as actions of the policy, merged.
-
-    A program cut at the target length becomes the code its kept actions hold (extracted as a
-    sample's would be), so that it is executed and labelled as what the training data holds.
-    """
-    from bcoder.problems.extract import extract_code
-
-    family, text, prompt_ids = prompter.prompt(problem)
-    merged: dict[tuple[int, ...], Program] = {}
-    for code in codes:
-        ids, completion, reason = prompter.actions_for(code, family, text)
-        if tuple(ids) in merged:
-            merged[tuple(ids)].count += 1
-            continue
-        code_n = code.replace("\r\n", "\n").replace("\r", "\n")
-        if reason == "length":
-            completion = prompter.tokenizer.decode(ids, skip_special_tokens=True)
-            code_n = extract_code(completion, problem, family)
-        merged[tuple(ids)] = Program(
-            problem.id, source, prompt_ids, ids, completion, code_n, reason
-        )
-    return list(merged.values())
-
-
-def execute(programs: list[Program], problems: dict[str, Problem], executor: Any) -> None:
-    """Fill outcome and reward of each program; identical code of a problem runs once."""
-    from bcoder.pipeline.solve import code_key
-
-    jobs: list[tuple[str, Any]] = []
-    index: dict[tuple[str, str], int] = {}
-    slot: list[int] = []
-    for p in programs:
-        key = (p.problem_id, code_key(p.code))
-        if key not in index:
-            index[key] = len(jobs)
-            jobs.append((p.code, problems[p.problem_id].tests))
-        slot.append(index[key])
-    results: dict[int, Any] = dict(executor.run_many(jobs)) if jobs else {}
-    for p, j in zip(programs, slot, strict=True):
-        outcome = results[j].outcome
-        p.outcome, p.reward = str(getattr(outcome, "value", outcome)), float(results[j].reward)
-
-
-def label(
-    programs: list[Program],
-    problems: dict[str, Problem],
-    executor: Any,
-    execute_ground_truth: bool = True,
-) -> None:
-    """Fill outcome and reward of every program: run them in the sandbox, except, without
-    ``execute_ground_truth``, whole ground truths, which are assumed to pass. A ground truth cut
-    at the target length is always run: its outcome is not the full solution's."""
-
-    def assumed(p: Program) -> bool:
-        whole = p.finish_reason != "length"
-        return p.source == "ground_truth" and whole and not execute_ground_truth
-
-    execute([p for p in programs if not assumed(p)], problems, executor)
-    for p in programs:
-        if assumed(p):
-            p.outcome, p.reward = "pass", 1.0
-
-
-def to_columns(programs: list[Program]) -> dict[str, list]:
-    return {
-        "problem_id": [p.problem_id for p in programs],
-        "source": [p.source for p in programs],
-        "is_ground_truth": [p.source == "ground_truth" for p in programs],
-        "prompt_ids": [p.prompt_ids for p in programs],
-        "action_ids": [p.action_ids for p in programs],
-        "completion": [p.completion for p in programs],
-        "code": [p.code for p in programs],
-        "count": [p.count for p in programs],
-        "outcome": [p.outcome for p in programs],
-        "reward": [p.reward for p in programs],
-        "finish_reason": [p.finish_reason for p in programs],
-    }
-
-
-def tally(summary: CollectSummary, programs: list[Program]) -> None:
-    summary.programs += len(programs)
-    for p in programs:
-        if p.source != "ground_truth":
-            summary.samples += p.count
-            summary.outcomes[p.outcome] = summary.outcomes.get(p.outcome, 0) + p.count
-
-
-@contextlib.contextmanager
-def executor_for(cfg: TrainConfig, executor: Any):
-    if executor is not None:
-        yield executor
-        return
-    from bcoder.execution import Executor
-
-    kwargs: dict[str, Any] = {"timeout": cfg.collect.timeout}
-    if cfg.collect.workers:
-        kwargs["workers"] = cfg.collect.workers
-    with Executor(**kwargs) as ex:
-        yield ex
-
-
 class _RowProgress:
     """Progress in problems while a shard's rows are being sampled."""
 
@@ -345,17 +176,13 @@ class _RowProgress:
         self.emit(Progress("collect", done, self.total, f"sampling {self.name}"))
 
 
-SAMPLED_FEATURES = "sampled_features"  # data/<this>: featurize's columns of sampled programs
-
-
 def recording(cfg: TrainConfig, policy: Any) -> dict[str, Any]:
     """Whether collect records featurize's columns while sampling: ``{"topk": k, "meta": the
     features' settings}`` (k = 0: not). It does in the frozen-backbone modes, on a backend that
     scores in its decode loop, unless ``featurize.in_collect`` is off; featurize then uses the
     records whose settings are its own (the same backend, base, alpha, top-k)."""
-    from bcoder.backends import as_backend
-    from bcoder.qmodel.model import FROZEN_BACKBONE
-    from bcoder.train.featurize import features_meta
+    from bcoder.backends.hf import as_backend
+    from bcoder.qmodel.config import FROZEN_BACKBONE
 
     backend = as_backend(policy)
     if not (cfg.featurize.in_collect and cfg.model.mode in FROZEN_BACKBONE):
@@ -364,22 +191,6 @@ def recording(cfg: TrainConfig, policy: Any) -> dict[str, Any]:
         return {"topk": 0, "meta": None}
     meta = features_meta(cfg, policy)
     return {"topk": meta.get("topk", 1), "meta": meta}
-
-
-def write_recorded(
-    store: ShardStore, name: str, programs: list[Program], meta: dict[str, Any], problems: list
-) -> None:
-    """The recorded features of a shard's sampled programs, with their row in the shard."""
-    from datasets import Features, Value
-
-    from bcoder.train.featurize import feature_schema, stored_row
-
-    schema = feature_schema(meta)
-    rows = [i for i, p in enumerate(programs) if p.features is not None]
-    stored = [stored_row(programs[i].features, schema) for i in rows]  # type: ignore[arg-type]
-    columns: dict[str, list] = {"row": rows, **{c: [s[c] for s in stored] for c in schema}}
-    schema = Features({"row": Value("int32"), **schema})
-    store.write(name, columns, schema, problems=problems, features_meta=meta)
 
 
 def _check_meta(store: ShardStore, meta: dict[str, Any], what: str) -> None:

@@ -34,7 +34,7 @@ def _check(cond: bool, message: str) -> None:
 
 @dataclass
 class ModelConfig:
-    """The base LM and the Q-model built on it (see bcoder.qmodel.model.QConfig)."""
+    """The base LM and the Q-model built on it (see bcoder.qmodel.config.QConfig)."""
 
     name: str = "smollm2-135m"  # model source: preset, local dir, .gguf or HF id
     mode: Literal["head", "lmhead", "lora", "full"] = "head"  # what trains (DESIGN section 2)

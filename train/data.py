@@ -171,7 +171,7 @@ class Ragged:
         return np.diff(self.offsets)
 
 
-def _ragged(ds, column: str, width: int = 0) -> Ragged:
+def as_ragged(ds, column: str, width: int = 0) -> Ragged:
     """A list column of a datasets.Dataset as a Ragged, through Arrow (no Python objects).
 
     ``width`` > 0 reshapes a flat column of ``T * width`` values per row into (T, width).
@@ -253,7 +253,7 @@ class TrainingData:
                         sources.append((fds, col, topk if col.startswith("topk") else 0))
             if name in value_names:
                 sources.append((values.load(name), "u_phi", 0))
-            per_shard.append({col: _ragged(src, col, width) for src, col, width in sources})
+            per_shard.append({col: as_ragged(src, col, width) for src, col, width in sources})
         # a shard featurize has not reached yet: its rows have no features (and stay out of
         # training, like the samples featurize.max_samples_per_problem leaves out)
         featured = next((p for p in per_shard if "ckpt_adv" in p), {})

@@ -45,13 +45,22 @@ import torch
 from bcoder import rl
 from bcoder.core.types import Progress
 from bcoder.qmodel.adapter import topk_features
-from bcoder.qmodel.model import FROZEN_BACKBONE, ActionBatch, BCoderModel
+from bcoder.qmodel.config import FROZEN_BACKBONE
+from bcoder.qmodel.model import ActionBatch, BCoderModel
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, TrainingData
+from bcoder.train.features import (
+    F16_MAX,
+    feature_schema,
+    features_meta,
+    featurized_rows,
+    recorded_rows,
+    stored_row,
+)
+from bcoder.train.objectives import lm_hidden
 from bcoder.train.setup import StageClock
 
 EventFn = Callable[[Any], None]
-F16_MAX = 65504.0
 
 
 @dataclass
@@ -62,14 +71,6 @@ class FeaturizeSummary:
     tokens: int = 0  # computed here
     tokens_recorded: int = 0  # recorded by collect while sampling (featurize.in_collect)
     seconds: float = 0.0
-
-
-def lm_hidden(model: BCoderModel, role: str, batch: ActionBatch) -> torch.Tensor:
-    """The last hidden state at each state s_t of the ``role`` LM, without the (B, T, V) logits.
-
-    Shape: -> (B, T, H).
-    """
-    return model.run_lm(role, batch, logits=False)[1]  # type: ignore[arg-type]
 
 
 def _batches(lengths: np.ndarray, size: int) -> list[list[int]]:
@@ -88,7 +89,7 @@ def _prompt_batches(
     program). Where rows are ``padded`` to the longest (transformers), a group is cut as
     ``score_tokens`` cuts it (:func:`bcoder.decode.scoring.length_batches`)."""
     from bcoder.backends.llama import by_prompt
-    from bcoder.decode.scoring import length_batches
+    from bcoder.qmodel.scores import length_batches
 
     batches = []
     for prompt, group in by_prompt([prompts[i] for i in rows]).items():  # positions in ``rows``
@@ -104,22 +105,6 @@ def _to_batch(ds_rows: dict[str, list], rows: list[int], pad_id: int, device: An
     prompts = [ds_rows["prompt_ids"][i] for i in rows]
     actions = [ds_rows["action_ids"][i] for i in rows]
     return make_batch(prompts, actions, pad_id, str(device))
-
-
-def features_meta(cfg: TrainConfig, model: Any) -> dict[str, Any]:
-    """What the stored features depend on; a change recomputes them all. ``backend`` is kept
-    with the checkpoints trained on them (served on the other backend, solve says so)."""
-    llama = getattr(model, "name", "") == "llama.cpp"
-    meta = {
-        "base_fingerprint": model.lm.fingerprint if llama else model.config.base_fingerprint,
-        "backend": "llama.cpp" if llama else "transformers",
-        "alpha": cfg.model.alpha,
-        "hidden": cfg.model.mode in FROZEN_BACKBONE,
-        "hidden_dtype": cfg.featurize.hidden_dtype,
-    }
-    if cfg.model.mode == "lmhead":  # (absent otherwise, so head-mode features stay valid)
-        meta["topk"] = cfg.featurize.topk
-    return meta
 
 
 def token_features(
@@ -250,27 +235,6 @@ def _hidden_size(model: BCoderModel) -> int:
     return int(model.lm.get_input_embeddings().weight.shape[1])
 
 
-def recorded_rows(
-    data: Path, entry: dict[str, Any], meta: dict[str, Any], schema: Any
-) -> dict[int, dict[str, np.ndarray]]:
-    """{row: its stored columns} for the programs of a collect shard whose features collect
-    recorded while sampling (``data/sampled_features``); none when it recorded them with other
-    settings than ``meta`` (another backend, base, alpha or top-k) or for another shard."""
-    from bcoder.train.collect import SAMPLED_FEATURES
-    from bcoder.train.data import _ragged
-
-    store = ShardStore(data / SAMPLED_FEATURES)
-    mine = [s for s in store.shards() if s["name"] == entry["name"]]
-    if not mine or mine[0].get("problems") != entry.get("problems"):
-        return {}
-    if mine[0].get("features_meta") != meta:
-        return {}
-    ds = store.load(entry["name"])
-    rows = ds.data.table.column("row").to_pylist()
-    ragged = {col: _ragged(ds, col) for col in schema}
-    return {row: {col: r.row(j) for col, r in ragged.items()} for j, row in enumerate(rows)}
-
-
 def wanted_rows(table: Any, max_samples: int, seed: int) -> set[int]:
     """The rows of a collect shard to featurize: every ground truth and import, and of each
     problem's sampled programs all, or with ``max_samples`` the first that many by a hash of
@@ -286,45 +250,6 @@ def wanted_rows(table: Any, max_samples: int, seed: int) -> set[int]:
     for sampled in by_problem.values():
         want.update(i for _, i in sorted(sampled)[: max_samples or None])
     return want
-
-
-def featurized_rows(ds: Any, schema: Any) -> dict[int, dict[str, np.ndarray]]:
-    """{row: its stored columns} of a features shard, for the rows that have them (a row left
-    out by ``featurize.max_samples_per_problem`` is stored empty)."""
-    from bcoder.train.data import _ragged
-
-    ragged = {col: _ragged(ds, col) for col in schema if col in ds.column_names}
-    if set(ragged) != set(schema):  # stored with other columns: recompute
-        return {}
-    n = len(ragged["ckpt_adv"].lengths())
-    return {i: {c: r.row(i) for c, r in ragged.items()} for i in range(n)
-            if len(ragged["ckpt_adv"].row(i))}  # fmt: skip
-
-
-def stored_row(columns: dict[str, np.ndarray], schema: Any) -> dict[str, np.ndarray]:
-    """A program's features as stored: each column of ``schema`` flat in its dtype (hidden
-    states clipped to the float16 range first)."""
-    out = {}
-    for col in schema:
-        x = columns[col]
-        if col == "hidden":
-            x = np.clip(x, -F16_MAX, F16_MAX)
-        out[col] = np.asarray(x).astype(schema[col].feature.dtype).reshape(-1)
-    return out
-
-
-def feature_schema(meta: dict[str, Any]):
-    """The features schema (one flat list per row: (T,), or (T * H,) / (T * K,) for the 2-d)."""
-    from datasets import Features, Sequence, Value
-
-    f = {"ckpt_adv": Sequence(Value("float32")), "ckpt_argmax": Sequence(Value("int32"))}
-    if meta["hidden"]:
-        f["hidden"] = Sequence(Value(meta["hidden_dtype"]))
-    if meta.get("topk"):
-        f["topk_ids"] = Sequence(Value("int32"))
-        for col in ("topk_logits", "ckpt_logit", "tail_lse"):
-            f[col] = Sequence(Value("float32"))
-    return Features(f)
 
 
 def values_fresh(run_dir: str | Path, tag: str) -> bool:

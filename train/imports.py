@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
 from bcoder.core.types import Progress
-from bcoder.train.collect import (
+from bcoder.train.config import TrainConfig
+from bcoder.train.data import ShardStore, collect_features
+from bcoder.train.programs import (
     CollectSummary,
-    EventFn,
     Program,
     Prompter,
     execute,
@@ -28,8 +30,8 @@ from bcoder.train.collect import (
     to_columns,
     written_programs,
 )
-from bcoder.train.config import TrainConfig
-from bcoder.train.data import ShardStore, collect_features
+
+EventFn = Callable[[Any], None]
 
 
 def read_imports(path: str | Path) -> dict[str, list[str]]:

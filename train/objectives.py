@@ -30,7 +30,6 @@ from bcoder import rl
 from bcoder.execution import REWARDS, Outcome
 from bcoder.qmodel.adapter import candidate_max_and_lse, candidate_set
 from bcoder.qmodel.model import ActionBatch, BCoderModel
-from bcoder.train.featurize import lm_hidden
 
 SATURATION_EPS = 0.01  # V within this of R_max counts as "at the cap"
 
@@ -39,6 +38,14 @@ def action_batch(batch: dict[str, torch.Tensor]) -> ActionBatch:
     return ActionBatch(
         batch["prompt_ids"], batch["prompt_mask"], batch["action_ids"], batch["action_mask"]
     )
+
+
+def lm_hidden(model: BCoderModel, role: str, batch: ActionBatch) -> torch.Tensor:
+    """The last hidden state at each state s_t of the ``role`` LM, without the (B, T, V) logits.
+
+    Shape: -> (B, T, H).
+    """
+    return model.run_lm(role, batch, logits=False)[1]  # type: ignore[arg-type]
 
 
 def value_stats(value: torch.Tensor, mask: torch.Tensor, r_max: float) -> dict[str, torch.Tensor]:

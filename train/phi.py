@@ -23,6 +23,7 @@ from bcoder.train.data import TrainingData
 from bcoder.train.featurize import ensure_values, values_fresh
 from bcoder.train.loop import latest_checkpoint
 from bcoder.train.objectives import PhiObjective
+from bcoder.train.stage import train_and_record
 
 EventFn = Callable[[Any], None]
 
@@ -62,7 +63,7 @@ def run_phi(
         model.phi_head.start_at(setup.initial_value(cfg, data, train_rows), cfg.model.r_max)
     model.to(device)
     pad_id = int(tokenizer.pad_token_id)
-    setup.train_and_record(
+    train_and_record(
         cfg,
         "phi",
         PhiObjective(model),

@@ -16,7 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bcoder.qmodel.model import FROZEN_BACKBONE, BCoderModel, QConfig
+from bcoder.qmodel.config import FROZEN_BACKBONE, QConfig
+from bcoder.qmodel.model import BCoderModel
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 

@@ -20,7 +20,7 @@ problems, as collect sampled them (``collect.samples_per_problem`` at ``collect.
 ``<run>/select/policy``, an eval run), and writes ``"policy": "trained"`` into the checkpoint when
 its unranked pass@1 is at least the checkpoint policy's, else ``"checkpoint"``: ``solve`` then
 samples from the frozen LM's own logits and still scores with l_theta
-(:func:`bcoder.qmodel.adapter.checkpoint_policy`), so that training never makes what a user samples
+(:func:`bcoder.qmodel.config.checkpoint_policy`), so that training never makes what a user samples
 worse than the base model on the held-out problems. ``select.policy = false`` skips the check.
 """
 
@@ -71,7 +71,7 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     from bcoder.evaluate.config import EvalSettings
     from bcoder.evaluate.report import ranked_method
     from bcoder.evaluate.run import run_eval
-    from bcoder.qmodel.model import read_checkpoint_config
+    from bcoder.qmodel.config import read_checkpoint_config
     from bcoder.ranking.rankers import DEFAULT_RANKER, LEARNED, RANKER_LABELS, RANKERS
     from bcoder.train.theta import stage_name
 

@@ -28,6 +28,7 @@ from bcoder.train.featurize import ensure_values
 from bcoder.train.loop import latest_checkpoint
 from bcoder.train.objectives import ThetaObjective
 from bcoder.train.phi import weights_tag
+from bcoder.train.stage import train_and_record
 
 EventFn = Callable[[Any], None]
 
@@ -107,7 +108,7 @@ def run_theta(
     )
     data = TrainingData.load(root / "data", need=columns)
     t = cfg.theta
-    diagnostics = setup.train_and_record(
+    diagnostics = train_and_record(
         cfg,
         "theta",
         ThetaObjective(model, t.beta_adv, t.beta_ce, t.operator, t.imitate),
