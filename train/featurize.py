@@ -46,7 +46,7 @@ from bcoder import rl
 from bcoder.core.types import Progress
 from bcoder.qmodel.adapter import topk_features
 from bcoder.qmodel.config import FROZEN_BACKBONE
-from bcoder.qmodel.model import ActionBatch, BCoderModel
+from bcoder.qmodel.model import ActionBatch, BCoderModel, make_batch
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, TrainingData
 from bcoder.train.features import (
@@ -99,14 +99,6 @@ def _prompt_batches(
     return batches
 
 
-def _to_batch(ds_rows: dict[str, list], rows: list[int], pad_id: int, device: Any) -> ActionBatch:
-    from bcoder.qmodel.model import make_batch
-
-    prompts = [ds_rows["prompt_ids"][i] for i in rows]
-    actions = [ds_rows["action_ids"][i] for i in rows]
-    return make_batch(prompts, actions, pad_id, str(device))
-
-
 def token_features(
     logits: torch.Tensor, hidden: torch.Tensor, actions: torch.Tensor, alpha: float, meta: dict
 ) -> dict[str, torch.Tensor]:
@@ -139,7 +131,8 @@ def featurize(
     on_event: EventFn | None = None,
 ) -> FeaturizeSummary:
     """Compute ckpt_adv, ckpt_argmax (and hidden in head / lmhead mode, the top-k columns in
-    lmhead mode) for every collected shard not featurized yet. ``ckpt`` is any BCoderModel over the checkpoint (its "ckpt" role is used).
+    lmhead mode) for every collected shard not featurized yet. ``ckpt`` is any BCoderModel over
+    the checkpoint (its "ckpt" role is used), or the llama.cpp backend.
 
     When the stored features were made with other settings (another base, alpha or mode), they
     are all recomputed.
@@ -149,90 +142,139 @@ def featurize(
     data = Path(run_dir) / "data"
     collect, feats = ShardStore(data / "collect"), ShardStore(data / "features")
     meta = features_meta(cfg, ckpt)
-    old = feats.meta()
-    # (features stored before backends were recorded came from transformers)
-    stale = bool(old) and any(old.get(k, "transformers" if k == "backend" else None) != v
-                              for k, v in meta.items())  # fmt: skip
+    stale = settings_changed(feats.meta(), meta)
     if stale:
         emit(Progress("featurize", 0, 1, "settings changed: recomputing all features"))
         if rank == 0:
             feats.clear()
     done = set() if stale else feats.names()
     shards = collect.shards()
-    llama = meta["backend"] == "llama.cpp"
-    device = ckpt.device if llama else next(ckpt.parameters()).device
-    if not llama:
-        ckpt.eval()
+    checkpoint = CheckpointFeatures(ckpt, meta, cfg.model.alpha, pad_id)
     summary = FeaturizeSummary()
-    schema = feature_schema(meta)
-    hidden_size = 0
     clock = StageClock(Path(run_dir), "featurize")
     for k, entry in enumerate(shards):
-        name = entry["name"]
         if k % world != rank:
             continue
-        ds = collect.load(name)
-        table = ds.data.table
-        want = wanted_rows(table, cfg.featurize.max_samples_per_problem, cfg.run.seed)
-        previous = featurized_rows(feats.load(name), schema) if name in done else {}
-        if name in done and want <= set(previous):
+        wrote = featurize_shard(cfg, data, entry, entry["name"] in done, checkpoint)
+        if wrote is None:
             summary.shards_skipped += 1
             continue
-        cols = {c: table.column(c).to_pylist() for c in ("prompt_ids", "action_ids")}
-        n = len(ds)
-        lengths = np.array([len(a) for a in cols["action_ids"]])
-        rows_out: dict[str, list] = {col: [[] for _ in range(n)] for col in schema}  # [] = left out
-        recorded = recorded_rows(data, entry, meta, schema)
-        summary.tokens_recorded += int(lengths[list(recorded)].sum())
-        recorded.update(previous)
-        for i, stored in recorded.items():
-            for col, value in stored.items():
-                rows_out[col][i] = value
-        todo = np.array(sorted(want - set(recorded)), dtype=np.int64)
-        size = cfg.featurize.batch_size
-        batches = _prompt_batches(cols["prompt_ids"], todo.tolist(), lengths, size, not llama)
-        for rows in batches:
-            if llama:  # the same columns from llama.cpp's teacher-forced pass
-                got = ckpt.features(
-                    [cols["prompt_ids"][i] for i in rows],
-                    [cols["action_ids"][i] for i in rows],
-                    topk=meta.get("topk", 0),
-                )
-                for i, st in zip(rows, got, strict=True):
-                    hidden_size = st["hidden"].shape[-1]
-                    for col, value in stored_row(st, schema).items():
-                        rows_out[col][i] = value
-                summary.tokens += int(lengths[rows].sum())
-                continue
-            batch = _to_batch(cols, rows, pad_id, device)
-            logits, h = ckpt.run_lm("ckpt", batch)  # (B, T, V), (B, T, H)
-            per_token = token_features(logits, h, batch.action_ids, cfg.model.alpha, meta)
-            hidden_size = h.shape[-1]
-            for col, x in per_token.items():
-                x = x.cpu().numpy()
-                dtype = schema[col].feature.dtype  # float32, int32 or the hidden dtype
-                for b, i in enumerate(rows):
-                    rows_out[col][i] = x[b, : int(lengths[i])].astype(dtype).reshape(-1)
-            summary.tokens += int(lengths[rows].sum())
-        feats.write(name, rows_out, schema)
         if rank == 0:  # after every shard: a stopped featurize leaves features that can be read
-            size = hidden_size or (ckpt.lm.n_embd if llama else _hidden_size(ckpt))
-            feats.set_meta({**meta, "hidden_size": size})
-            clock.lap(add={"shards": 1, "programs": len(todo), "tokens": int(lengths[todo].sum())})
+            feats.set_meta(checkpoint.stored_meta())
+            clock.lap(add={"shards": 1, "programs": wrote.computed, "tokens": wrote.tokens})
         summary.shards_written += 1
-        summary.programs += n
-        emit(Progress("featurize", k + 1, len(shards), f"wrote {name}"))
+        summary.programs += wrote.programs
+        summary.tokens += wrote.tokens
+        summary.tokens_recorded += wrote.tokens_recorded
+        emit(Progress("featurize", k + 1, len(shards), f"wrote {entry['name']}"))
     if rank == 0:
         if summary.shards_written:  # u_phi was computed on other features
             ShardStore(data / "values").clear()
-        size = hidden_size or (ckpt.lm.n_embd if llama else _hidden_size(ckpt))
-        feats.set_meta({**meta, "hidden_size": size})
+        feats.set_meta(checkpoint.stored_meta())
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
+def settings_changed(old: dict[str, Any], meta: dict[str, Any]) -> bool:
+    """True when features are stored (``old`` is their meta) and were made with other settings
+    than ``meta``."""
+    # (features stored before backends were recorded came from transformers)
+    return bool(old) and any(old.get(k, "transformers" if k == "backend" else None) != v
+                             for k, v in meta.items())  # fmt: skip
+
+
+class CheckpointFeatures:
+    """The checkpoint's stored columns for some programs: from llama.cpp's teacher-forced pass,
+    or from a forward of the transformers model (:func:`token_features`). Remembers the size of
+    the hidden states it saw, which the features' meta records."""
+
+    def __init__(self, ckpt: Any, meta: dict[str, Any], alpha: float, pad_id: int):
+        self.ckpt, self.meta, self.alpha, self.pad_id = ckpt, meta, alpha, pad_id
+        self.schema = feature_schema(meta)
+        self.llama = meta["backend"] == "llama.cpp"
+        self.device = ckpt.device if self.llama else next(ckpt.parameters()).device
+        if not self.llama:
+            ckpt.eval()
+        self.hidden_size = 0
+
+    def compute(
+        self, prompts: list[list[int]], actions: list[list[int]]
+    ) -> list[dict[str, np.ndarray]]:
+        """Each program's columns as stored (flat, in the schema's dtypes)."""
+        if self.llama:
+            got = self.ckpt.features(prompts, actions, topk=self.meta.get("topk", 0))
+            for st in got:
+                self.hidden_size = st["hidden"].shape[-1]
+            return [stored_row(st, self.schema) for st in got]
+        batch = make_batch(prompts, actions, self.pad_id, str(self.device))
+        logits, h = self.ckpt.run_lm("ckpt", batch)  # (B, T, V), (B, T, H)
+        per_token = token_features(logits, h, batch.action_ids, self.alpha, self.meta)
+        self.hidden_size = h.shape[-1]
+        out: list[dict[str, np.ndarray]] = [{} for _ in actions]
+        for col, x in per_token.items():
+            x = x.cpu().numpy()
+            dtype = self.schema[col].feature.dtype  # float32, int32 or the hidden dtype
+            for b, program in enumerate(actions):
+                out[b][col] = x[b, : len(program)].astype(dtype).reshape(-1)
+        return out
+
+    def stored_meta(self) -> dict[str, Any]:
+        """The features' meta: their settings and the hidden size."""
+        ckpt = self.ckpt
+        size = self.hidden_size or (ckpt.lm.n_embd if self.llama else _hidden_size(ckpt))
+        return {**self.meta, "hidden_size": size}
+
+
 def _hidden_size(model: BCoderModel) -> int:
     return int(model.lm.get_input_embeddings().weight.shape[1])
+
+
+@dataclass
+class ShardFeatures:
+    """What featurize did for one collect shard."""
+
+    programs: int  # rows of the shard
+    computed: int  # programs whose features were computed here
+    tokens: int  # their tokens
+    tokens_recorded: int  # tokens of the programs collect recorded while sampling
+
+
+def featurize_shard(
+    cfg: TrainConfig,
+    data: Path,
+    entry: dict[str, Any],
+    featurized: bool,
+    checkpoint: CheckpointFeatures,
+) -> ShardFeatures | None:
+    """Write the features of one collect shard (``entry``): the rows an earlier featurize
+    stored (when ``featurized``) and the ones collect recorded while sampling are kept, the rest
+    of the wanted rows (:func:`wanted_rows`) computed. None when all are there already."""
+    collect, feats = ShardStore(data / "collect"), ShardStore(data / "features")
+    name, schema = entry["name"], checkpoint.schema
+    ds = collect.load(name)
+    table = ds.data.table
+    want = wanted_rows(table, cfg.featurize.max_samples_per_problem, cfg.run.seed)
+    previous = featurized_rows(feats.load(name), schema) if featurized else {}
+    if featurized and want <= set(previous):
+        return None
+    prompts, actions = (table.column(c).to_pylist() for c in ("prompt_ids", "action_ids"))
+    lengths = np.array([len(a) for a in actions])
+    have = recorded_rows(data, entry, checkpoint.meta, schema)  # row -> its stored columns
+    tokens_recorded = int(lengths[list(have)].sum())
+    have.update(previous)
+    todo = np.array(sorted(want - set(have)), dtype=np.int64)
+    size = cfg.featurize.batch_size
+    for rows in _prompt_batches(prompts, todo.tolist(), lengths, size, not checkpoint.llama):
+        got = checkpoint.compute([prompts[i] for i in rows], [actions[i] for i in rows])
+        have.update(zip(rows, got, strict=True))
+    rows_out: dict[str, list] = {
+        col: [[] for _ in range(len(ds))] for col in schema
+    }  # [] = left out
+    for i, stored in have.items():
+        for col, value in stored.items():
+            rows_out[col][i] = value
+    feats.write(name, rows_out, schema)
+    return ShardFeatures(len(ds), len(todo), int(lengths[todo].sum()), tokens_recorded)
 
 
 def wanted_rows(table: Any, max_samples: int, seed: int) -> set[int]:
