@@ -7,7 +7,7 @@ them and the terminal reward of running that code. Identical action sequences of
 stored once with a ``count``; identical code is executed once. Ground truths are written the way
 the policy would have written them (:func:`bcoder.pipeline.solve.completion_for`), in the style
 ``collect.ground_truth_style`` names (:func:`restyled`), and, like imported
-programs (:mod:`bcoder.train.imports`: anyone's programs, from a jsonl), executed the same way.
+programs (:mod:`bcoder.train.offpolicy`: anyone's programs, from a jsonl), executed the same way.
 One that is longer than ``data.max_target_tokens`` is cut there, like a sample, and is then the
 cut program: its code is what the kept actions say, and its reward is that code's, from the
 sandbox (even with ``collect.execute_ground_truth`` off), not the full solution's +1.

@@ -2,7 +2,7 @@
 stored as a row of the collect store.
 
 Collected samples, ground truths and imported programs (:mod:`bcoder.train.collect`,
-:mod:`bcoder.train.imports`) are all :class:`Program` rows. Programs written elsewhere (ground
+:mod:`bcoder.train.offpolicy`) are all :class:`Program` rows. Programs written elsewhere (ground
 truths, imports) are tokenised the way the policy would have written them (:class:`Prompter`,
 :func:`written_programs`); every program's outcome and reward come from running its code in the
 sandbox (:func:`label`, :func:`execute`); :func:`to_columns` gives the collect store's columns

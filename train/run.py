@@ -88,7 +88,7 @@ def run_import(
     cfg: TrainConfig, path: str | Path, accelerator: Any, *, on_event: EventFn | None = None
 ) -> dict[str, Any]:
     """Import off-policy programs from a jsonl (main process only; others wait)."""
-    from bcoder.train.imports import import_programs
+    from bcoder.train.offpolicy import import_programs
 
     root = setup.write_config(cfg, accelerator.is_main_process)
     summary: dict[str, Any] = {}

@@ -1,4 +1,5 @@
-"""import: off-policy programs (other models', people's, historical) as training records.
+"""Off-policy programs (other models', people's, historical) as training records
+(``bcoder train import``).
 
 Using programs the checkpoint did not write is the point of a value-based method. Each program
 of a jsonl (``{"problem_id": ..., "code": ...}``) is written as the policy would have written it,
