@@ -73,38 +73,40 @@ def evaluate(
     if ctx.invoked_subcommand is not None:
         return
     from bcoder.core.errors import BcoderError
+    from bcoder.core.settings import SamplingSettings
     from bcoder.evaluate import EvalSettings, parse_ks, parse_shard, run_eval, write_report
-    from bcoder.pipeline.solve import model_for
-    from bcoder.qmodel.shipped import resolve_checkpoint
+    from bcoder.pipeline.engine import model_for
 
     if out is None or (dataset is None and not resume):
         raise BcoderError("bcoder eval needs --dataset and --out (see bcoder eval --help)")
-    checkpoint = resolve_checkpoint(model, checkpoint) or "none"
     if dataset is None:  # --out DIR --resume: go on with the settings DIR was started with
         settings = EvalSettings.from_run(out)
     else:
-        settings = EvalSettings(
-            dataset=dataset,
-            split=None if split in (None, "", "all") else split,
-            limit=limit,
-            ids=[x.strip() for x in ids.split(",") if x.strip()] if ids else None,
-            samples=samples,
-            ks=parse_ks(k) if k is not None else None,
-            model=model_for(model, checkpoint),
-            checkpoint=checkpoint,
+        sampling = SamplingSettings(
+            n=samples,
             temperature=temperature,
             top_p=top_p,
             max_new_tokens=max_new_tokens,
             seed=seed,
             batch_size=batch_size,
+            policy=policy,
+        )
+        settings = EvalSettings(
+            dataset=dataset,
+            split=None if split in (None, "", "all") else split,
+            limit=limit,
+            ids=[x.strip() for x in ids.split(",") if x.strip()] if ids else None,
+            sampling=sampling,
+            ks=parse_ks(k) if k is not None else None,
+            model=model_for(model, checkpoint),
+            checkpoint=checkpoint,
             timeout=timeout,
             rank_only=str(rank_only) if rank_only else None,
             bootstrap=bootstrap,
             backend=backend,
             dtype=dtype,
             device=device,
-            policy=policy,
-        )
+        ).resolved()
     settings.threads = threads
     set_threads(threads, settings.device)
     with _progress() as on_event:

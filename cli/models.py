@@ -75,8 +75,8 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     from rich.console import Console
     from rich.table import Table
 
-    from bcoder.models.sources import DEFAULT_MODEL, PRESETS
     from bcoder.models.cache import model_status
+    from bcoder.models.sources import DEFAULT_MODEL, PRESETS
 
     rows = [model_status(name) for name in PRESETS]
     if as_json:
@@ -127,8 +127,8 @@ def verify(
     name: str | None = typer.Argument(None, help="One model (default: all cached)."),
 ) -> None:
     """Re-hash cached models; exit status 1 when any file does not match its SHA-256."""
-    from bcoder.models.sources import PRESETS
     from bcoder.models.cache import verify_cached
+    from bcoder.models.sources import PRESETS
 
     names = [name] if name else list(PRESETS)
     bad = 0

@@ -28,8 +28,9 @@ Policy = Annotated[
     str | None,
     typer.Option(
         "--policy",
-        help="Sample from the 'trained' policy or the 'checkpoint' LM's own (lmhead / head "
-        "mode; default: the one the checkpoint's validation chose).",
+        help="Sample from the 'trained' policy or the 'base' LM's own (lmhead / head mode; "
+        "default: the one the checkpoint's validation chose; 'checkpoint' is the old name of "
+        "'base').",
     ),
 ]
 Backend = Annotated[

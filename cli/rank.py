@@ -45,16 +45,14 @@ def rank_command(
     """Re-tokenise programs (from other models or people), score them and rank them by R~."""
     from bcoder.cli.options import set_threads
     from bcoder.cli.solve import EventBar, check_color_by, notice
+    from bcoder.pipeline.engine import Engine
     from bcoder.pipeline.rank import rank_programs, read_candidates
-    from bcoder.pipeline.solve import Engine, model_for
     from bcoder.problems.load import load_problem
-    from bcoder.qmodel.shipped import resolve_checkpoint
 
     check_color_by(color_by)
     groups = read_candidates(candidates, problem)
     problems = {ref: load_problem(ref, tests if ref == problem else None) for ref, _ in groups}
     set_threads(threads, device)
-    checkpoint = resolve_checkpoint(model, checkpoint)
     store = None
     if not no_save:
         from bcoder.pipeline.store import Store
@@ -63,7 +61,7 @@ def rank_command(
     results = []
     with EventBar(enabled=True) as bar:
         engine = Engine.load(
-            model_for(model, checkpoint),
+            model,
             checkpoint,
             dtype=dtype,
             device=device,

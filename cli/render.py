@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from bcoder.core.settings import is_no_heads, policy_name
 from bcoder.core.types import SolveResult, TokenScore
 
 METRICS = {  # --color-by name -> (TokenScore field, what it is)
@@ -107,9 +108,9 @@ def first_line(code: str, width: int = 60) -> str:
 
 def heads_note(result: SolveResult) -> Text:
     """Say plainly whether R~ comes from trained heads or from the untrained initialisation."""
-    if result.heads == "init":
+    if is_no_heads(result.heads):
         return Text(
-            "heads: untrained initialisation (V = R_max everywhere, Q = A_ckpt + V): R~ here is "
+            "heads: untrained initialisation (V = R_max everywhere, Q = A_base + V): R~ here is "
             "the sum of the model's own advantages plus a constant, not a learned reward; train "
             "heads with `bcoder train` or pass --checkpoint (none ship for this model)",
             style="yellow",
@@ -117,7 +118,7 @@ def heads_note(result: SolveResult) -> Text:
     from bcoder.qmodel.shipped import describe
 
     sampled = ""
-    if result.settings.get("policy") == "checkpoint":
+    if policy_name(result.settings.get("policy")) == "base":
         sampled = "; sampled from the base model's own policy (--policy trained: the trained one)"
     return Text(f"heads: {describe(result.heads)}{sampled}", style="dim")
 

@@ -139,27 +139,31 @@ def solve_command(
     timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
 ) -> None:
     """Sample candidate programs, rank them by the recovered reward R~ and show why."""
-    from bcoder.pipeline.solve import SolveSettings
+    from bcoder.core.settings import SamplingSettings
+    from bcoder.pipeline.settings import SolveSettings
     from bcoder.problems.load import load_problem
 
     check_color_by(color_by)
     prob = load_problem(problem, tests)
-    settings = SolveSettings(
-        model=model,
-        checkpoint=checkpoint,
+    sampling = SamplingSettings(
         n=n,
         temperature=temperature,
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         seed=seed,
         batch_size=batch_size,
+        policy=policy,
+    )
+    settings = SolveSettings(
+        model=model,
+        checkpoint=checkpoint,
+        sampling=sampling,
         run_tests=not no_tests,
         filter_examples=filter_examples,
         dtype=dtype,
         device=device,
         backend=backend,
         timeout=timeout,
-        policy=policy,
     )
     set_threads(threads, settings.device)
     result = run_solve(prob, settings, save=not no_save, threads=threads)
@@ -175,7 +179,8 @@ def solve_command(
 
 def run_solve(prob: Any, settings: Any, *, save: bool, threads: int = 0) -> Any:
     """Load the engine and solve, with progress bars on stderr."""
-    from bcoder.pipeline.solve import Engine, solve
+    from bcoder.pipeline.engine import Engine
+    from bcoder.pipeline.solve import solve
 
     store = None
     if save:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from bcoder.core.errors import BcoderError
+from bcoder.core.settings import SamplingSettings
 from bcoder.models.sources import DEFAULT_MODEL
 
 
@@ -28,6 +30,7 @@ class ServerSettings:
     topP: float = 0.95
     maxNewTokens: int = 0  # 0: the checkpoint's target length (512 without a checkpoint)
     seed: int = 0
+    policy: str | None = None  # trained | base; None (or ""): the one the checkpoint chose
     runTests: bool = True
     timeout: float = 4.0  # seconds per test run
     device: str | None = None  # cpu | cuda | mps; None (or ""): the best available
@@ -55,14 +58,39 @@ class ServerSettings:
                 problems.append(value.message)
             else:
                 changes[f.name] = value
-        if changes.get("samples", 1) < 1:
-            problems.append("bcoder.samples must be at least 1")
-            changes.pop("samples")
-        return replace(self, **changes, warnings=problems)
+        new = replace(self, **changes, warnings=problems)
+        try:  # the sampling settings are checked as everywhere else; bad ones keep the old
+            new.sampling()
+        except BcoderError as err:
+            return replace(self, warnings=[*problems, f"bcoder sampling settings: {err}"])
+        return new
+
+    def sampling(self) -> SamplingSettings:
+        """The sampling settings of one request."""
+        return SamplingSettings(
+            n=self.samples,
+            temperature=self.temperature,
+            top_p=self.topP,
+            max_new_tokens=self.maxNewTokens or None,  # 0: the checkpoint's length
+            seed=self.seed,
+            # the fast path wants one passing candidate soon: a step of few rows is quicker
+            # (llama.cpp, 1.5B model, 2 cores: 2 rows ~3x faster per step than 8)
+            batch_size=max(1, min(self.samples, 2 if self.fastPath and self.runTests else 8)),
+            policy=self.policy,
+        )
 
     def solve_key(self) -> tuple:
         """What the loaded engine depends on: a change reloads the model."""
         return (self.model, self.checkpoint, self.dtype, self.device, self.backend)
+
+
+def changes(old: ServerSettings, new: ServerSettings) -> str:
+    """``name=value`` for each setting that differs."""
+    return " ".join(
+        f"{f.name}={getattr(new, f.name)}"
+        for f in fields(new)
+        if f.compare and getattr(old, f.name) != getattr(new, f.name)
+    )
 
 
 class _Bad:
@@ -72,7 +100,7 @@ class _Bad:
 
 # Optional strings: None, "" or blanks mean unset. VS Code's Settings UI can only edit a plain
 # string setting, and clearing its field sends "", so "" is how a user there returns to the default.
-_OPTIONAL = {"checkpoint", "device", "dtype"}
+_OPTIONAL = {"checkpoint", "device", "dtype", "policy"}
 
 
 def _coerce(value: Any, kind: type, name: str) -> Any:

@@ -31,20 +31,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(backend: str, args: argparse.Namespace) -> dict:
+    from bcoder.core.settings import SamplingSettings
     from bcoder.decode.sampling import sample
-    from bcoder.pipeline.solve import Engine, SolveSettings, solve
+    from bcoder.pipeline.engine import Engine
+    from bcoder.pipeline.settings import SolveSettings
+    from bcoder.pipeline.solve import solve
     from bcoder.problems.load import load_problem
 
     problem = load_problem(str(ROOT / "examples" / "max_of_list.py"))
     out: dict = {"backend": backend}
     t0 = time.perf_counter()
-    engine = Engine.load(args.model, backend=backend, threads=args.threads, dtype=args.dtype)
+    engine = Engine.load(  # no trained heads: the backends themselves are measured
+        args.model, "none", backend=backend, threads=args.threads, dtype=args.dtype
+    )
     out["load_warm_s"] = time.perf_counter() - t0
     out["dtype"] = engine.info.get("dtype")
     family, _, prompt_ids = engine.prompt(problem)
     out["prompt_tokens"] = len(prompt_ids)
-    settings = SolveSettings(model=args.model, max_new_tokens=args.max_new_tokens)
-    options = engine.options(settings, family)
+    options = engine.options(SamplingSettings(max_new_tokens=args.max_new_tokens), family)
     programs: list[list[int]] = []
     for n in args.ns:
         t0 = time.perf_counter()
@@ -66,7 +70,7 @@ def measure(backend: str, args: argparse.Namespace) -> dict:
         "tok_s": tokens / dt,
     }
     print(f"  {backend}: scoring {len(programs)} programs: {tokens / dt:.1f} tok/s ({dt:.1f} s)")
-    settings = SolveSettings(model=args.model, n=8, run_tests=False, backend=backend)
+    settings = SolveSettings(model=args.model, checkpoint="none", run_tests=False, backend=backend)
     t0 = time.perf_counter()
     result = solve(problem, engine, settings)
     wall = time.perf_counter() - t0
@@ -96,10 +100,10 @@ def first_run(backend: str, args: argparse.Namespace) -> float:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(local, dest)
                 shutil.copystat(local, dest, follow_symlinks=False)
-            from bcoder.pipeline.solve import Engine
+            from bcoder.pipeline.engine import Engine
 
             t0 = time.perf_counter()
-            engine = Engine.load(args.model, backend=backend, threads=args.threads)
+            engine = Engine.load(args.model, "none", backend=backend, threads=args.threads)
             seconds = time.perf_counter() - t0
             engine.backend.close()
         finally:

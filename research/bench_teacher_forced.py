@@ -36,11 +36,11 @@ def main() -> None:
 
     import bcoder.qmodel.model
     import bcoder.qmodel.scores
-    from bcoder.pipeline.solve import Engine
+    from bcoder.pipeline.engine import Engine
     from bcoder.problems.load import load_problems
 
     torch.set_num_threads(args.threads)
-    engine = Engine.load(args.model, backend="transformers")
+    engine = Engine.load(args.model, "none", backend="transformers")
     (path,) = (ROOT / "results/runs/eval-init/problems").glob(args.problem + "-*.json.gz")
     with gzip.open(path) as f:
         record = json.loads(f.read())

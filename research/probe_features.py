@@ -130,7 +130,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    from bcoder.pipeline.solve import Engine
+    from bcoder.pipeline.engine import Engine
 
     torch.set_num_threads(args.threads)
     engine = Engine.load("qwen2.5-coder-1.5b", str(CKPT), backend="transformers")

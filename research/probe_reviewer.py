@@ -96,7 +96,7 @@ def main() -> int:
         return 0
     from probe_features import CKPT
 
-    from bcoder.pipeline.solve import Engine
+    from bcoder.pipeline.engine import Engine
     from bcoder.problems.load import load_problems
 
     torch.set_num_threads(args.threads)

@@ -77,7 +77,8 @@ def summarize(cfg: dict, data: dict, select: dict | None, meta: dict) -> str:
     )
     policy = (select or {}).get("policy")
     if policy:  # lmhead mode: which policy samples, by held-out pass@1 (train/select.py)
-        figures = f"{policy['trained']:.1%} against {policy['checkpoint']:.1%} held out"
+        base = policy.get("base", policy.get("checkpoint"))  # "checkpoint": before the name base
+        figures = f"{policy['trained']:.1%} against {base:.1%} held out"
         which = "the trained" if policy["chosen"] == "trained" else "the base model's"
         summary += f"; samples from {which} policy (trained policy pass@1 {figures})"
     return summary

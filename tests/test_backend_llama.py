@@ -186,7 +186,7 @@ def test_lmhead_checkpoint_serves_the_trained_policy_on_llama(pair, tokenizer, t
     teacher-forced scoring, so greedy actions and per-token scores are the transformers
     backend's (where the adapter moves the policy away from the GGUF model's own)."""
     from bcoder.backends.gguf import load_llama
-    from bcoder.pipeline.solve import Engine
+    from bcoder.pipeline.engine import Engine
 
     hf, _, path, _ = pair
     qmodel = BCoderModel(hf.qmodel.lm, QConfig(mode="lmhead", alpha=0.8, lora_r=4)).eval()
@@ -206,7 +206,7 @@ def test_lmhead_checkpoint_serves_the_trained_policy_on_llama(pair, tokenizer, t
     assert got.action_ids == ref.action_ids != untrained.action_ids
     assert torch.allclose(got.scores.advantage, torch.zeros(len(got.action_ids)), atol=1e-6)
     # the checkpoint policy: the GGUF model's own greedy actions, scored with l_theta
-    base = dataclasses.replace(options, policy="checkpoint")
+    base = dataclasses.replace(options, policy="base")
     own = next(iter(decode(llama, [prompt], base, tokenizer.pad_token_id)))
     assert own.action_ids == untrained.action_ids
     assert own.scores.advantage.min() < -1e-3  # not l_theta's argmax

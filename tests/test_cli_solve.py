@@ -195,11 +195,11 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
     assert "tiny-heads (shipped; trained on 3 MBPP problems)" in out.stdout
     from bcoder.qmodel.shipped import label
 
-    assert label(shipped) == "tiny-heads" and label("init") == "untrained heads"
+    assert label(shipped) == "tiny-heads" and label("none") == label("init") == "untrained heads"
     assert label(tmp_path / "elsewhere" / "ckpt") == "ckpt"
     result = json.loads(invoke(*args, "--checkpoint", "none", "--json", monkeypatch=monkeypatch,
                                env=env).stdout)  # fmt: skip
-    assert result["heads"] == "init" and result["settings"]["ranker"] == "reward"
+    assert result["heads"] == "none" and result["settings"]["ranker"] == "reward"
 
 
 def test_every_packaged_checkpoint_loads_and_says_what_it_was_trained_on():

@@ -53,7 +53,7 @@ def mbpp(fixture_data) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    from bcoder.pipeline.solve import Engine
+    from bcoder.pipeline.engine import Engine
 
     return Engine.load(str(tiny_model_dir))
 
@@ -85,10 +85,10 @@ def test_rank_only_report_figures_recomputed_from_records(
     tmp_path, mbpp, tiny_model_dir, engine, capsys
 ):
     cands = _candidates_file(tmp_path / "cands.jsonl", mbpp)
-    settings = EvalSettings(
+    settings = EvalSettings.from_dict(dict(
         dataset=str(mbpp), ids=list(MBPP), ks=[1, 2, 5], model=str(tiny_model_dir),
         rank_only=str(cands), bootstrap=200, seed=2,
-    )  # fmt: skip
+    ))  # fmt: skip
     out = run_eval(settings, tmp_path / "run", engine=engine)
     assert out.missing == [] and out.report is not None
     report = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -171,7 +171,7 @@ def test_interrupted_limited_and_sharded_runs_give_the_same_report(
     base = dict(dataset=str(mbpp), samples=3, ks=[1, 2], model=str(tiny_model_dir),
                 max_new_tokens=16, batch_size=3)  # fmt: skip
     fast = {"engine": engine, "plots": False}
-    full = run_eval(EvalSettings(**base, limit=3), tmp_path / "full", **fast)
+    full = run_eval(EvalSettings.from_dict(dict(**base, limit=3)), tmp_path / "full", **fast)
     reference = _figures(tmp_path / "full")
     assert full.report is not None and reference["problems"] == 3 and reference["samples"] == [3]
 
@@ -190,21 +190,29 @@ def test_interrupted_limited_and_sharded_runs_give_the_same_report(
     proc.wait()
     assert 1 <= len(list((run / "problems").glob("*.json.gz"))) < 3
     assert not (run / "report.json").exists()
-    resumed = run_eval(EvalSettings(**base, limit=3), run, **fast, resume=True)
+    resumed = run_eval(EvalSettings.from_dict(dict(**base, limit=3)), run, **fast, resume=True)
     assert 1 <= len(resumed.done_now) <= 2 and _figures(run) == reference
 
     # A run limited to one problem, then extended; and the same run in two shards.
-    run_eval(EvalSettings(**base, limit=1), tmp_path / "grown", **fast)
-    out = run_eval(EvalSettings(**base, limit=3), tmp_path / "grown", **fast, resume=True)
+    run_eval(EvalSettings.from_dict(dict(**base, limit=1)), tmp_path / "grown", **fast)
+    out = run_eval(
+        EvalSettings.from_dict(dict(**base, limit=3)), tmp_path / "grown", **fast, resume=True
+    )
     assert len(out.done_now) == 2 and _figures(tmp_path / "grown") == reference
-    first = run_eval(EvalSettings(**base, limit=3), tmp_path / "shards", **fast, shard=(0, 2))
+    first = run_eval(
+        EvalSettings.from_dict(dict(**base, limit=3)), tmp_path / "shards", **fast, shard=(0, 2)
+    )
     assert first.report is None and len(first.missing) == 1
     with pytest.raises(BcoderError, match="no results yet"):
         write_report(tmp_path / "shards")
-    second = run_eval(EvalSettings(**base, limit=3), tmp_path / "shards", **fast, shard=(1, 2))
+    second = run_eval(
+        EvalSettings.from_dict(dict(**base, limit=3)), tmp_path / "shards", **fast, shard=(1, 2)
+    )
     assert second.report is not None and _figures(tmp_path / "shards") == reference
     with pytest.raises(BcoderError, match="temperature"):  # a different run in the same place
-        run_eval(EvalSettings(**base, limit=3, temperature=0.9), run, **fast, resume=True)
+        run_eval(
+            EvalSettings.from_dict(dict(**base, limit=3, temperature=0.9)), run, **fast, resume=True
+        )
 
 
 def test_a_rank_only_run_extends_to_more_problems(tmp_path, mbpp, tiny_model_dir, engine):
@@ -217,13 +225,15 @@ def test_a_rank_only_run_extends_to_more_problems(tmp_path, mbpp, tiny_model_dir
     first.write_text("\n".join(r for r in cands if json.loads(r)["problem_id"] != "13") + "\n")
     base = dict(dataset=str(mbpp), ids=list(MBPP), ks=[1, 2], model=str(tiny_model_dir))
     run = tmp_path / "run"
-    out = run_eval(EvalSettings(**base, rank_only=str(first)), run, engine=engine, plots=False)
+    out = run_eval(
+        EvalSettings.from_dict(dict(**base, rank_only=str(first))), run, engine=engine, plots=False
+    )
     assert out.problem_ids == ["mbpp/11", "mbpp/12"] and out.report is not None
     scored = {p: record_path(run, p, SAMPLES).read_bytes() for p in out.problem_ids}
     more = tmp_path / "elsewhere" / "more.jsonl"  # the export, made again for three problems
     more.parent.mkdir()
     more.write_text("\n".join(cands) + "\n")
-    out = run_eval(EvalSettings(**base, rank_only=str(more)), run, engine=engine, plots=False,
+    out = run_eval(EvalSettings.from_dict(dict(**base, rank_only=str(more))), run, engine=engine, plots=False,
                    resume=True)  # fmt: skip
     assert out.problem_ids == [f"mbpp/{t}" for t in MBPP] and out.done_now == ["mbpp/13"]
     assert {p: record_path(run, p, SAMPLES).read_bytes() for p in scored} == scored
@@ -233,7 +243,12 @@ def test_a_rank_only_run_extends_to_more_problems(tmp_path, mbpp, tiny_model_dir
     changed = [r.replace("return None", "return 0") for r in cands]  # another wrong answer
     first.write_text("\n".join(changed) + "\n")
     with pytest.raises(BcoderError, match="scored other programs for mbpp/11"):
-        run_eval(EvalSettings(**base, rank_only=str(first)), run, engine=engine, resume=True)
+        run_eval(
+            EvalSettings.from_dict(dict(**base, rank_only=str(first))),
+            run,
+            engine=engine,
+            resume=True,
+        )
 
 
 def test_a_run_resumes_only_with_the_same_checkpoint_weights(tmp_path):
@@ -284,9 +299,11 @@ def test_cli_errors_are_one_line(tmp_path, mbpp):
 
 
 def test_default_k_are_the_defaults_that_fit_m():
-    assert EvalSettings(dataset="mbpp", samples=1).ks == [1]
-    assert EvalSettings(dataset="mbpp", samples=4).ks == [1]
-    assert EvalSettings(dataset="mbpp", samples=5).ks == [1, 5]
-    assert EvalSettings(dataset="mbpp", samples=0, rank_only="c.jsonl").ks == [1, 5]
+    assert EvalSettings.from_dict(dict(dataset="mbpp", samples=1)).ks == [1]
+    assert EvalSettings.from_dict(dict(dataset="mbpp", samples=4)).ks == [1]
+    assert EvalSettings.from_dict(dict(dataset="mbpp", samples=5)).ks == [1, 5]
+    assert EvalSettings.from_dict(dict(dataset="mbpp", samples=0, rank_only="c.jsonl")).ks == [1, 5]
     with pytest.raises(BcoderError, match="--k 5 is larger than --samples 1"):
-        EvalSettings(dataset="mbpp", samples=1, ks=[1, 5])  # an explicit k stays an error
+        EvalSettings.from_dict(
+            dict(dataset="mbpp", samples=1, ks=[1, 5])
+        )  # an explicit k stays an error

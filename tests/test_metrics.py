@@ -8,7 +8,15 @@ import random
 
 import pytest
 
-from bcoder.evaluate.metrics import Summary, bootstrap_ci, breakdown, filtered_ranked_pass_at_k, pass_at_k, ranked_pass_at_k, upper_bound_pass_at_k
+from bcoder.evaluate.metrics import (
+    Summary,
+    bootstrap_ci,
+    breakdown,
+    filtered_ranked_pass_at_k,
+    pass_at_k,
+    ranked_pass_at_k,
+    upper_bound_pass_at_k,
+)
 from bcoder.ranking.rankers import rank_order
 
 

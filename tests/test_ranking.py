@@ -105,7 +105,12 @@ def test_the_checkpoint_names_its_ranker(tmp_path):
 
     assert checkpoint_ranker(checkpoint("chosen", ranker="terminal")) == "terminal"
     assert checkpoint_ranker(checkpoint("older")) == "reward"  # no field: the paper's R~
-    assert checkpoint_ranker(None) == checkpoint_ranker("init") == "reward"
+    assert (
+        checkpoint_ranker(None)
+        == checkpoint_ranker("none")
+        == checkpoint_ranker("init")
+        == "reward"
+    )
     bad = checkpoint("bad", ranker="best")
     with pytest.raises(BcoderError, match=r"bad: unknown ranker 'best' in bcoder_config.json"):
         checkpoint_ranker(bad)

@@ -113,8 +113,8 @@ def test_greedy_decoding_follows_the_policy_logits(tokenizer, kind, mode):
         assert gens[0].action_ids != gens[1].action_ids
 
 
-def test_the_checkpoint_policy_samples_from_the_frozen_lm_and_scores_with_theta(tokenizer):
-    """policy="checkpoint" on an lmhead model draws the tokens its base model (no adapter) draws
+def test_the_base_policy_samples_from_the_frozen_lm_and_scores_with_theta(tokenizer):
+    """policy="base" on an lmhead model draws the tokens its base model (no adapter) draws
     with the same seed, while the recorded scores are still l_theta's (qmodel(batch)); the trained
     policy draws others. A mode whose loop has no frozen logits (lora) refuses it."""
     lmhead = _qmodel(tokenizer, "causal", "lmhead")
@@ -129,7 +129,7 @@ def test_the_checkpoint_policy_samples_from_the_frozen_lm_and_scores_with_theta(
         gens = decode(model, [prompt] * 3, options, tokenizer.pad_token_id, generator=gen)
         return sorted(gens, key=lambda g: g.index)
 
-    ckpt = draw(lmhead, "checkpoint", score=True)
+    ckpt = draw(lmhead, "base", score=True)
     assert [g.action_ids for g in ckpt] == [g.action_ids for g in draw(base, "trained")]
     assert [g.action_ids for g in ckpt] != [g.action_ids for g in draw(lmhead, "trained")]
     _, out = _forward(lmhead, [prompt] * 3, [g.action_ids for g in ckpt], 0)
@@ -138,7 +138,7 @@ def test_the_checkpoint_policy_samples_from_the_frozen_lm_and_scores_with_theta(
         assert torch.allclose(g.scores.advantage, out.advantage[i, :n], atol=1e-4)
         assert torch.allclose(g.scores.value, out.value[i, :n], atol=1e-4)
     with pytest.raises(ValueError, match="frozen backbone"):
-        draw(_qmodel(tokenizer, "causal", "lora"), "checkpoint")
+        draw(_qmodel(tokenizer, "causal", "lora"), "base")
 
 
 def test_seeds_are_reproducible(tokenizer):

@@ -10,20 +10,15 @@ import pytest
 import torch
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.settings import SamplingSettings
 from bcoder.core.spec import Problem
 from bcoder.core.spec import TestSpec as Spec  # (not a test class)
 from bcoder.core.types import CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.models.sources import DEFAULT_MODEL
+from bcoder.pipeline.engine import Engine, model_for
 from bcoder.pipeline.rank import rank_programs, read_candidates
-from bcoder.pipeline.solve import (
-    Cancelled,
-    Engine,
-    SolveSettings,
-    code_key,
-    model_for,
-    score_codes,
-    solve,
-)
+from bcoder.pipeline.settings import SolveSettings
+from bcoder.pipeline.solve import Cancelled, code_key, score_codes, solve
 from bcoder.pipeline.store import Store
 from bcoder.problems.load import load_problems
 from bcoder.qmodel.config import QConfig
@@ -59,10 +54,9 @@ def engine(tiny_model_dir):
     return Engine.load(str(tiny_model_dir))
 
 
-def _settings(model, **kw):
-    return SolveSettings(
-        model=str(model), **{"n": 6, "max_new_tokens": 16, "run_tests": False, **kw}
-    )
+def _settings(model, run_tests=False, timeout=4.0, **sampling):
+    sampling = SamplingSettings(**{"n": 6, "max_new_tokens": 16, **sampling})
+    return SolveSettings(model=str(model), sampling=sampling, run_tests=run_tests, timeout=timeout)
 
 
 def _check_scores(engine, result):
@@ -95,7 +89,7 @@ def test_solve_causal_end_to_end(engine, tiny_model_dir):
     assert gen[0].total == 6 * 16  # n * max_new_tokens
     assert gen[-1].done == gen[-1].total >= sum(c.count for c in result.candidates)
     assert gen[-1].message == "6/6 candidates"
-    assert result.heads == "init" and result.settings["prompt_family"] == "chat"
+    assert result.heads == "none" and result.settings["prompt_family"] == "chat"
     assert result.ranker == result.settings["ranker"] == "reward"  # no checkpoint: R~
     for c in result.candidates:
         assert c.outcome is None and c.finish_reason in ("eos", "code_block_end", "length")
@@ -268,31 +262,33 @@ def test_lmhead_checkpoint_samples_from_the_trained_policy(engine, tiny_model_di
     _check_scores(trained, solve(_problem(), trained, _settings(tiny_model_dir, n=3)))
 
     # the checkpoint's validation chose the base policy: solve samples from the base LM (and
-    # says so) while scoring with l_theta; --policy trained overrides it
+    # says so) while scoring with l_theta; --policy trained overrides it. A checkpoint written
+    # before the name "base" says "checkpoint": the same choice.
     qmodel.save_checkpoint(tmp_path / "base-policy", extra={"policy": "checkpoint"})
     chose_base = Engine.load(str(tiny_model_dir), str(tmp_path / "base-policy"))
     result = solve(_problem(), chose_base, greedy)
-    assert result.settings["policy"] == "checkpoint"
+    assert result.settings["policy"] == "base"
     assert [t.token_id for t in result.candidates[0].tokens] == [
         t.token_id for t in base_only.tokens
     ]
     assert any(t.advantage < -1e-3 for t in result.candidates[0].tokens)  # not l_theta's argmax
     _check_scores(chose_base, result)
-    override = solve(_problem(), chose_base, dataclasses.replace(greedy, policy="trained"))
+    trained_policy = dataclasses.replace(greedy.sampling, policy="trained")
+    override = solve(_problem(), chose_base, dataclasses.replace(greedy, sampling=trained_policy))
     assert override.settings["policy"] == "trained"
     assert [t.token_id for t in override.candidates[0].tokens] == [t.token_id for t in ours.tokens]
     with pytest.raises(BcoderError, match="policy must be one of"):
-        dataclasses.replace(greedy, policy="greedy")
+        dataclasses.replace(greedy.sampling, policy="greedy")
     lora = BCoderModel(AutoModelForCausalLM.from_pretrained(tiny_model_dir), QConfig(mode="lora"))
-    lora.save_checkpoint(tmp_path / "lora", extra={"policy": "checkpoint"})
+    lora.save_checkpoint(tmp_path / "lora", extra={"policy": "base"})
     with pytest.raises(BcoderError, match="needs head or lmhead mode"):
         solve(_problem(), Engine.load(str(tiny_model_dir), str(tmp_path / "lora")), greedy)
 
 
 def test_the_checkpoints_prompt_settings_are_used(engine, tiny_model_dir, tmp_path):
     """A checkpoint trained with mbpp prompts cut to 40 tokens and 5-token programs is solved
-    (and evaluated, in the TUI and the LSP: all go through SolveSettings and Engine) the same
-    way, unless a length is given; without a checkpoint the defaults stay."""
+    (and evaluated, in the TUI and the LSP: all go through Engine) the same way, unless a length
+    is given; without a checkpoint the defaults stay."""
     from transformers import AutoModelForCausalLM
 
     from bcoder.evaluate import EvalSettings
@@ -301,20 +297,21 @@ def test_the_checkpoints_prompt_settings_are_used(engine, tiny_model_dir, tmp_pa
     prompt = {"family": "mbpp", "max_source_tokens": 40, "max_target_tokens": 5}
     ckpt = str(tmp_path / "ckpt")
     BCoderModel(base, QConfig(mode="head")).save_checkpoint(ckpt, extra={"prompt": prompt})
-    assert SolveSettings(model=str(tiny_model_dir), checkpoint=ckpt).max_new_tokens == 5
-    given = SolveSettings(model=str(tiny_model_dir), checkpoint=ckpt, max_new_tokens=9)
-    assert given.max_new_tokens == 9
-    assert SolveSettings(model=str(tiny_model_dir)).max_new_tokens == 512
-    assert EvalSettings(dataset="mbpp", checkpoint=ckpt).max_new_tokens == 5
+    trained = Engine.load(str(tiny_model_dir), ckpt)
+    assert trained.max_new_tokens(SamplingSettings()) == 5
+    assert trained.max_new_tokens(SamplingSettings(max_new_tokens=9)) == 9
+    assert engine.max_new_tokens(SamplingSettings()) == 512
+    eval_settings = EvalSettings(dataset="mbpp", checkpoint=ckpt).resolved()
+    assert eval_settings.sampling.max_new_tokens == 5
     problem = Problem(
         id="long", source="mbpp", text="Add two numbers. " * 40, tests=Spec(asserts=("True",))
     )
-    trained = Engine.load(str(tiny_model_dir), ckpt)
     family, text, ids = trained.prompt(problem)
     assert family == "mbpp" and len(ids) <= 45 and text.startswith('"""')
     assert engine.prompt(problem)[0] == "chat" and len(engine.prompt(problem)[2]) > 100
+    sampling = SamplingSettings(n=2, temperature=1.0)
     settings = SolveSettings(
-        model=str(tiny_model_dir), checkpoint=ckpt, n=2, temperature=1.0, run_tests=False
+        model=str(tiny_model_dir), checkpoint=ckpt, sampling=sampling, run_tests=False
     )
     result = solve(problem, trained, settings)
     assert result.settings["prompt_family"] == "mbpp" and result.settings["max_new_tokens"] == 5
@@ -324,7 +321,30 @@ def test_the_checkpoints_prompt_settings_are_used(engine, tiny_model_dir, tmp_pa
 def test_settings_are_validated():
     for bad in ({"n": 0}, {"temperature": -1}, {"top_p": 0}, {"max_new_tokens": 0}, {"model": ""}):
         with pytest.raises(BcoderError):
-            SolveSettings(**bad)
+            SolveSettings.from_dict(bad)
+    for bad in ({"temperature": 11}, {"seed": -1}, {"policy": "best"}, {"batch_size": 0}):
+        with pytest.raises(BcoderError):  # the one check solve, eval, collect and the LSP share
+            SamplingSettings(**bad)
+    assert SamplingSettings(policy="checkpoint").policy == "base"  # the old name still reads
+
+
+def test_settings_are_pure_values(tmp_path):
+    """Building settings reads no disk and imports no torch; what a checkpoint means is resolved
+    where the engine loads, so replacing a field means what it says."""
+    settings = SolveSettings(checkpoint=str(tmp_path / "missing"))
+    assert dataclasses.replace(settings, checkpoint="none").checkpoint == "none"
+    assert SolveSettings().checkpoint is None and SolveSettings().model is None
+    assert SolveSettings.from_dict(settings.to_dict()) == settings
+    code = (
+        "import sys; from bcoder.pipeline.settings import SolveSettings; SolveSettings(); "
+        "from bcoder.evaluate.config import EvalSettings; EvalSettings(dataset='mbpp'); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_read_candidates(tmp_path):
@@ -348,7 +368,6 @@ def test_the_model_defaults_to_the_checkpoints_base(tmp_path, tiny_model_dir):
     assert model_for(None, str(tmp_path / "ckpt")) == "some/base"
     assert model_for("other", str(tmp_path / "ckpt")) == "other"  # --model wins
     assert model_for(None, None) == DEFAULT_MODEL
-    assert SolveSettings(checkpoint=str(tmp_path / "ckpt")).model == "some/base"
     with pytest.raises(BcoderError, match="not a bcoder checkpoint"):
         model_for(None, str(tmp_path))
 

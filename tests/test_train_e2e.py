@@ -375,7 +375,8 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, fixture_
     trained = BCoderModel.from_checkpoint(run_dir / "checkpoint", base3)
     assert trained.config.mode == mode
     # it records how its prompts and programs were made: solve / eval / TUI / LSP use that
-    from bcoder.problems.prompts import PromptSettings, checkpoint_prompt_settings
+    from bcoder.problems.prompts import PromptSettings
+    from bcoder.qmodel.config import checkpoint_prompt_settings
 
     assert checkpoint_prompt_settings(run_dir / "checkpoint") == PromptSettings("auto", 600, 24)
     h1 = trained.residual_head.net[-1].weight
@@ -392,10 +393,10 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, fixture_
     if mode != "lmhead":
         assert policy is None and "policy" not in read_checkpoint_config(run_dir / "checkpoint")
         return
-    assert 0 <= policy["trained"] <= 1 and 0 <= policy["checkpoint"] <= 1
-    assert policy["checkpoint"] == chosen["pass@1"]["unranked"]
-    better = policy["trained"] >= policy["checkpoint"]
-    assert policy["chosen"] == ("trained" if better else "checkpoint")
+    assert 0 <= policy["trained"] <= 1 and 0 <= policy["base"] <= 1
+    assert policy["base"] == chosen["pass@1"]["unranked"]
+    better = policy["trained"] >= policy["base"]
+    assert policy["chosen"] == ("trained" if better else "base")
     assert read_checkpoint_config(run_dir / "checkpoint")["policy"] == policy["chosen"]
     sampled = json.loads((run_dir / "select" / "policy" / "model.json").read_text())
     assert sampled["policy"] == "trained"  # whatever the checkpoint says by now
@@ -415,18 +416,19 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, fixture_
 
     policy_run = run_dir / "select" / "policy"
     saved = json.loads((policy_run / "config.json").read_text())["settings"]
-    known = {f.name for f in dataclasses.fields(EvalSettings)}
-    settings = EvalSettings(**{k: v for k, v in saved.items() if k in known})
+    settings = EvalSettings.from_dict(saved)
     for stage in (PROBLEMS, SAMPLES):  # one problem left to sample
         record_path(policy_run, saved["ids"][0], stage).unlink(missing_ok=True)
-    other = dataclasses.replace(settings, policy="checkpoint")
-    from bcoder.pipeline.solve import Engine
+    other = dataclasses.replace(
+        settings, sampling=dataclasses.replace(settings.sampling, policy="base")
+    )
+    from bcoder.pipeline.engine import Engine
 
     loads, load = [], Engine.load.__func__
     monkeypatch.setattr(
         Engine, "load", classmethod(lambda *a, **k: loads.append(1) or load(*a, **k))
     )
-    with pytest.raises(BcoderError, match="sampled from the trained policy, not the checkpoint"):
+    with pytest.raises(BcoderError, match="sampled from the trained policy, not the base"):
         run_eval(other, policy_run, resume=True)
     assert loads == []  # refused before a model loads
     assert run_eval(settings, policy_run, resume=True).report is not None  # the same one goes on
@@ -437,7 +439,7 @@ def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, fixture_
     (policy_run / "model.json").write_text(json.dumps(info))
     for stage in (PROBLEMS, SAMPLES):
         record_path(policy_run, saved["ids"][0], stage).unlink()
-    with pytest.raises(BcoderError, match="sampled from the trained policy, not the checkpoint"):
+    with pytest.raises(BcoderError, match="sampled from the trained policy, not the base"):
         run_eval(other, policy_run, resume=True)
 
 

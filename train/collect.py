@@ -23,13 +23,13 @@ shard whose ground truths were written in another style gets them written again
 from __future__ import annotations
 
 import ast
-import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.settings import NO_HEADS, problem_seed
 from bcoder.core.spec import Problem
 from bcoder.core.types import Progress
 from bcoder.train.config import TrainConfig
@@ -48,12 +48,6 @@ from bcoder.train.programs import (
 from bcoder.train.setup import StageClock
 
 EventFn = Callable[[Any], None]
-
-
-def problem_seed(seed: int, problem_id: str) -> int:
-    """A sampling seed from the run's seed and a problem id (a shard's batches are seeded by
-    its first problem, so a shard yields the same programs whenever it is (re)collected)."""
-    return int(hashlib.sha1(f"{seed}:{problem_id}".encode()).hexdigest()[:12], 16)
 
 
 def load_training_problems(cfg: TrainConfig) -> list[Problem]:
@@ -90,14 +84,14 @@ def sample_programs(
     import torch
 
     from bcoder.decode.sampling import DecodeOptions, decode
-    from bcoder.pipeline.solve import Engine
+    from bcoder.pipeline.engine import Engine
     from bcoder.problems.extract import extract_code
 
-    cfg = prompter.cfg.collect
-    m = cfg.samples_per_problem
+    m = prompter.cfg.collect.samples_per_problem
     if not problems or not m:
         return []
-    engine = Engine(tokenizer, qmodel, {}, "init")  # stop tokens and fences exactly as solve's
+    sampling = prompter.cfg.collect.sampling()
+    engine = Engine(tokenizer, qmodel, {}, NO_HEADS)  # stop tokens and fences exactly as solve's
     device = engine.backend.device
     prompts = {p.id: prompter.prompt(p) for p in problems}  # id -> (family, text, ids)
     merged: dict[tuple[str, tuple[int, ...]], Program] = {}
@@ -107,16 +101,16 @@ def sample_programs(
     for family in sorted({f for f, _, _ in prompts.values()}):
         rows = [pid for p in problems for pid in [p.id] * m if prompts[p.id][0] == family]
         options = DecodeOptions(
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
             max_new_tokens=prompter.cfg.data.max_target_tokens,
             eos_ids=engine.eos_ids(),
             fence=engine.fence() if family == "chat" else None,  # chat prompts ask for a block
             score=bool(features),
             features=features,
         )
-        for start in range(0, len(rows), cfg.batch_size):
-            batch = rows[start : start + cfg.batch_size]
+        for start in range(0, len(rows), sampling.batch_size):
+            batch = rows[start : start + sampling.batch_size]
             ids = [prompts[pid][2] for pid in batch]
             gens = decode(qmodel, ids, options, tokenizer.pad_token_id, generator=generator)
             for gen in sorted(gens, key=lambda g: g.index):

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import tomllib
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.settings import SamplingSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 ENV_PREFIX = "BCODER_TRAIN_"
@@ -104,11 +105,25 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         _check(self.samples_per_problem >= 0, "collect.samples_per_problem must be >= 0")
-        _check(self.temperature >= 0 and 0 < self.top_p <= 1, "collect.temperature, top_p")
+        if self.samples_per_problem:
+            try:  # checked as solve's and eval's sampling settings are
+                self.sampling()
+            except BcoderError as err:
+                raise BcoderError(f"config: collect: {err}") from None
         _check(self.batch_size > 0 and self.shard_problems > 0, "collect.batch_size, shards")
         _check(self.timeout > 0 and self.workers >= 0, "collect.timeout, workers")
         styles = ("unparse", "raw")
         _check(self.ground_truth_style in styles, f"collect.ground_truth_style: one of {styles}")
+
+    def sampling(self) -> SamplingSettings:
+        """How collect samples: m programs per problem (the run's seed and target length are
+        applied by collect, which samples before any training: the base policy)."""
+        return SamplingSettings(
+            n=self.samples_per_problem,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            batch_size=self.batch_size,
+        )
 
 
 @dataclass

@@ -53,46 +53,32 @@ class CollectSummary:
 
 
 class Prompter:
-    """Prompts and ground-truth completions in the policy's own format (as
-    bcoder.pipeline.solve does)."""
+    """Prompts and completions of a training run: the library's :class:`~bcoder.problems.prompts.
+    Prompter` (the one solve, eval and rank use) with the run's prompt settings, so training data
+    and inference tokenise alike; completions are cut at the run's target length."""
 
     def __init__(self, tokenizer: Any, cfg: TrainConfig, is_seq2seq: bool):
-        self.tokenizer, self.cfg, self.is_seq2seq = tokenizer, cfg, is_seq2seq
+        from bcoder.problems.prompts import Prompter as PolicyPrompter
+        from bcoder.problems.prompts import PromptSettings
+
+        self.tokenizer, self.cfg = tokenizer, cfg
+        data = cfg.data
+        settings = PromptSettings(
+            data.prompt_family, data.max_source_tokens, data.max_target_tokens
+        )
+        self.policy = PolicyPrompter(tokenizer, settings, is_seq2seq)
 
     def family(self, problem: Problem) -> str:
-        from bcoder.problems.prompts import prompt_family
-
-        if self.cfg.data.prompt_family != "auto":
-            return self.cfg.data.prompt_family
-        return prompt_family(problem, None if self.is_seq2seq else self.tokenizer)
+        return self.policy.family(problem)
 
     def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
         """(family, prompt text, prompt ids)."""
-        from bcoder.problems.prompts import build_prompt
-
-        family = self.family(problem)
-        text = build_prompt(problem, family, self.tokenizer, self.cfg.data.max_source_tokens)
-        ids = self.tokenizer(text, add_special_tokens=family != "chat").input_ids
-        return family, text, list(ids)
+        return self.policy.prompt(problem)
 
     def actions_for(self, code: str, family: str, prompt: str) -> tuple[list[int], str, str]:
-        """(action ids, completion, finish reason) of ``code`` written as the policy would.
-
-        Chat answers end at the closing fence (where sampling stops); others end with EOS.
-        """
-        from bcoder.pipeline.solve import completion_for
-
-        tok = self.tokenizer
+        """(action ids, completion, finish reason) of ``code`` written as the policy would."""
         code = code.replace("\r\n", "\n").replace("\r", "\n")
-        completion = completion_for(code, family, prompt)
-        ids = tok(completion, add_special_tokens=False).input_ids
-        reason = "code_block_end" if family == "chat" else "eos"
-        if family != "chat":
-            ids = ids + [tok.eos_token_id]
-        limit = self.cfg.data.max_target_tokens
-        if len(ids) > limit:
-            ids, reason = ids[:limit], "length"
-        return ids or [tok.eos_token_id], completion, reason
+        return self.policy.actions(code, family, prompt, self.cfg.data.max_target_tokens)
 
 
 def written_programs(

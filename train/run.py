@@ -18,8 +18,11 @@ from typing import Any
 
 from bcoder.qmodel.config import FROZEN_BACKBONE, QConfig
 from bcoder.qmodel.model import BCoderModel
-from bcoder.train import setup
+from bcoder.train import phi, select, setup, theta
+from bcoder.train.collect import collect
 from bcoder.train.config import TrainConfig
+from bcoder.train.featurize import featurize
+from bcoder.train.offpolicy import import_programs
 
 EventFn = Callable[[Any], None]
 STAGES = ("collect", "featurize", "phi", "theta")
@@ -53,9 +56,10 @@ def stage_backend(cfg: TrainConfig, stage: str, device: Any) -> str:
 def _checkpoint_backend(cfg: TrainConfig, stage: str, device: Any) -> tuple[Any, Any]:
     """The checkpoint policy on the stage's backend, and its tokenizer."""
     if stage_backend(cfg, stage, device) == "llama.cpp":
-        from bcoder.pipeline.solve import Engine
+        from bcoder.core.settings import NO_HEADS
+        from bcoder.pipeline.engine import Engine
 
-        engine = Engine.load(cfg.model.name, backend="llama.cpp", threads=cfg.run.threads)
+        engine = Engine.load(cfg.model.name, NO_HEADS, backend="llama.cpp", threads=cfg.run.threads)
         return engine.backend, engine.tokenizer
     return _checkpoint_policy(cfg, device)
 
@@ -78,8 +82,6 @@ def run_collect(
     cfg: TrainConfig, accelerator: Any, *, on_event: EventFn | None = None
 ) -> dict[str, Any]:
     """Sample and execute programs for every configured problem; returns the summary."""
-    from bcoder.train.collect import collect
-
     stage = partial(collect, cfg, on_event=on_event)
     return _on_checkpoint_policy(cfg, accelerator, stage, "collect")
 
@@ -88,8 +90,6 @@ def run_import(
     cfg: TrainConfig, path: str | Path, accelerator: Any, *, on_event: EventFn | None = None
 ) -> dict[str, Any]:
     """Import off-policy programs from a jsonl (main process only; others wait)."""
-    from bcoder.train.offpolicy import import_programs
-
     root = setup.write_config(cfg, accelerator.is_main_process)
     summary: dict[str, Any] = {}
     if accelerator.is_main_process:
@@ -107,7 +107,6 @@ def run_featurize(
     cfg: TrainConfig, accelerator: Any, *, on_event: EventFn | None = None
 ) -> dict[str, Any]:
     """Compute the frozen per-token features of every collected shard not done yet."""
-    from bcoder.train.featurize import featurize
 
     def stage(root: Path, qmodel: BCoderModel, tokenizer: Any, **shard: int) -> Any:
         return featurize(cfg, root, qmodel, int(tokenizer.pad_token_id), on_event=on_event, **shard)
@@ -118,31 +117,25 @@ def run_featurize(
 def run_phi(
     cfg: TrainConfig, accelerator: Any, *, resume: bool = False, on_event: EventFn | None = None
 ) -> dict[str, float]:
-    from bcoder.train.phi import run_phi as _run
-
     setup.write_config(cfg, accelerator.is_main_process)
-    return _run(cfg, accelerator, resume=resume, on_event=on_event)
+    return phi.run_phi(cfg, accelerator, resume=resume, on_event=on_event)
 
 
 def run_theta(
     cfg: TrainConfig, accelerator: Any, *, resume: bool = False, on_event: EventFn | None = None
 ) -> dict[str, float]:
-    from bcoder.train.theta import run_theta as _run
-
     setup.write_config(cfg, accelerator.is_main_process)
-    return _run(cfg, accelerator, resume=resume, on_event=on_event)
+    return theta.run_theta(cfg, accelerator, resume=resume, on_event=on_event)
 
 
 def run_select(
     cfg: TrainConfig, accelerator: Any, *, on_event: EventFn | None = None
 ) -> dict[str, Any]:
     """Choose the checkpoint's ranker on the held-out problems (main process; others wait)."""
-    from bcoder.train.select import run_select as _run
-
     summary: dict[str, Any] = {}
     if accelerator.is_main_process:
         t0 = time.perf_counter()
-        summary = _run(cfg, on_event=on_event)
+        summary = select.run_select(cfg, on_event=on_event)
         setup.record_time(setup.run_dir(cfg), "select", time.perf_counter() - t0)
     accelerator.wait_for_everyone()
     return summary

@@ -14,12 +14,12 @@ likelihood included, side by side) and ``<run>/select/select.json`` sums the cho
 resumes like any eval run while the checkpoint's weights are those it was started with
 (``checkpoint.sha256``), and starts again when they changed.
 
-Those programs were sampled from the checkpoint policy. In lmhead mode the trained policy
+Those programs were sampled from the base policy. In lmhead mode the trained policy
 softmax(l_theta) differs from it, so select also samples the trained policy on the same held-out
 problems, as collect sampled them (``collect.samples_per_problem`` at ``collect.temperature``;
 ``<run>/select/policy``, an eval run), and writes ``"policy": "trained"`` into the checkpoint when
-its unranked pass@1 is at least the checkpoint policy's, else ``"checkpoint"``: ``solve`` then
-samples from the frozen LM's own logits and still scores with l_theta
+its unranked pass@1 is at least the base policy's, else ``"base"``: ``solve`` then
+samples from the frozen base LM's own logits and still scores with l_theta
 (:func:`bcoder.qmodel.config.checkpoint_policy`), so that training never makes what a user samples
 worse than the base model on the held-out problems. ``select.policy = false`` skips the check.
 """
@@ -35,10 +35,12 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text
+from bcoder.core.settings import SamplingSettings
 from bcoder.evaluate.records import weights_sha256
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, heldout_problems
+from bcoder.train.theta import stage_name
 
 EventFn = Callable[[Any], None]
 SELECT_JSON = "select.json"
@@ -73,7 +75,6 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     from bcoder.evaluate.run import run_eval
     from bcoder.qmodel.config import read_checkpoint_config
     from bcoder.ranking.rankers import DEFAULT_RANKER, LEARNED, RANKER_LABELS, RANKERS
-    from bcoder.train.theta import stage_name
 
     root = setup.run_dir(cfg)
     ckpt_name = stage_name(cfg).replace("theta", "checkpoint", 1)  # an ablation's: checkpoint-*
@@ -108,12 +109,12 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
         checkpoint=str(checkpoint),
         rank_only=str(candidates),
         ks=[1],
-        seed=cfg.run.seed,
+        sampling=SamplingSettings(seed=cfg.run.seed),
         timeout=cfg.collect.timeout,
         workers=cfg.collect.workers or None,
         backend=cfg.model.backend,
         threads=cfg.run.threads,
-    )
+    ).resolved()
     outcome = run_eval(settings, eval_dir, resume=True, on_event=on_event, plots=False)
     assert outcome.report is not None  # one process, every problem done
     figures = outcome.report["figures"]
@@ -125,8 +126,8 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     policy = None
     if cfg.select.policy and config["config"].get("mode") == "lmhead":
         trained = sample_policy(settings, policy_dir, cfg, on_event)
-        policy = {"trained": trained, "checkpoint": pass1["unranked"]}
-        policy["chosen"] = "trained" if trained >= pass1["unranked"] else "checkpoint"
+        policy = {"trained": trained, "base": pass1["unranked"]}
+        policy["chosen"] = "trained" if trained >= pass1["unranked"] else "base"
     config["ranker"] = chosen
     if policy is not None:
         config["policy"] = policy["chosen"]
@@ -153,15 +154,13 @@ def sample_policy(ranked: Any, out: Path, cfg: TrainConfig, on_event: EventFn | 
     EvalSettings), sampled as collect sampled the checkpoint policy there."""
     from bcoder.evaluate.run import run_eval
 
-    settings = dataclasses.replace(
-        ranked,
-        rank_only=None,
-        samples=cfg.collect.samples_per_problem,
-        temperature=cfg.collect.temperature,
-        top_p=cfg.collect.top_p,
-        batch_size=cfg.collect.batch_size,
+    sampling = dataclasses.replace(
+        cfg.collect.sampling(),
+        max_new_tokens=ranked.sampling.max_new_tokens,
+        seed=ranked.sampling.seed,
         policy="trained",
     )
+    settings = dataclasses.replace(ranked, rank_only=None, sampling=sampling)
     outcome = run_eval(settings, out, resume=True, on_event=on_event, plots=False)
     assert outcome.report is not None
     return float(outcome.report["figures"]["metrics"]["all"]["unranked"]["1"]["value"])

@@ -69,7 +69,7 @@ class SolveResult:
     problem: dict[str, Any]  # id, source, text, starter_code, tests (TestSpec dict or None)
     settings: dict[str, Any]  # model, checkpoint, ranker, n, temperature, top_p, seed, ...
     candidates: list[Candidate] = field(default_factory=list)  # ranked, best first
-    heads: str = "init"  # "init" (no trained heads: Q = A_ckpt + V at initialisation) or a path
+    heads: str = "none"  # "none" (no trained heads: Q = A_base + V at init; "init" in older records) or a path
     timings: dict[str, float] = field(default_factory=dict)  # load, generate, score, execute (s)
     run_id: str | None = None  # set once saved in the results store
 

@@ -6,7 +6,7 @@ over the policy with temperature and top-p, driven through a backend's
 :class:`~bcoder.backends.Runner` (transformers or llama.cpp: the same loop, sampler and stopping
 rules for both). Every step's logits go through ``backend.policy_logits(logits, hidden)``, which
 in lmhead mode adds the logit adapter's residual, so the loop samples from the trained policy
-l_theta (or, with ``DecodeOptions.policy = "checkpoint"``, from the frozen LM's own logits while
+l_theta (or, with ``DecodeOptions.policy = "base"``, from the frozen base LM's own logits while
 still scoring with l_theta: what ``train select`` picks when the trained policy samples worse on
 held-out problems). With a frozen backbone (``backend.scores_in_loop``: head and lmhead modes)
 the loop also keeps, per action token, everything the per-token scores need -- the advantage A(s_t, a_t) =
@@ -31,6 +31,7 @@ import torch
 from bcoder.backends.base import Backend
 from bcoder.backends.hf import as_backend
 from bcoder.core.cancel import Cancelled, check
+from bcoder.core.settings import POLICIES
 from bcoder.qmodel.scores import StepScores
 
 __all__ = [
@@ -219,8 +220,8 @@ class DecodeOptions:
     fence: FenceStop | None = None  # stop at the end of a fenced code block
     score: bool = False  # record StepScores (head and lmhead modes only)
     features: int = 0  # > 0 (with score): also featurize's columns, this many top-k logits
-    # what to sample from: "trained", softmax(l_theta), or "checkpoint", softmax(l_ckpt) -- the
-    # frozen LM's logits, which only a frozen backbone (scores_in_loop) has in the loop; the
+    # what to sample from: "trained", softmax(l_theta), or "base", softmax(l_base) -- the
+    # frozen base LM's logits, which only a frozen backbone (scores_in_loop) has in the loop; the
     # scores are l_theta's either way (bcoder.qmodel.config.checkpoint_policy)
     policy: str = "trained"
 
@@ -250,11 +251,11 @@ def decode(
         )
     if options.features and not options.score:
         raise ValueError("DecodeOptions.features needs score=True")
-    if options.policy not in ("trained", "checkpoint"):
+    if options.policy not in POLICIES:
         raise ValueError(f"unknown policy {options.policy!r}")
-    if options.policy == "checkpoint" and not backend.scores_in_loop:
-        raise ValueError("sampling the checkpoint policy needs a frozen backbone (head or lmhead)")
-    from_ckpt = options.policy == "checkpoint"
+    if options.policy == "base" and not backend.scores_in_loop:
+        raise ValueError("sampling the base policy needs a frozen backbone (head or lmhead)")
+    from_ckpt = options.policy == "base"
     check(cancel)
     # hidden states only when V or the logit adapter depends on them (a runtime may skip
     # computing them otherwise)

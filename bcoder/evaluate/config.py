@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.settings import NO_HEADS, SamplingSettings, is_no_heads
 from bcoder.evaluate.records import CONFIG
 
 # Fields that change the samples or their scores: a resumed run must agree on all of them.
@@ -29,21 +30,25 @@ DEFAULT_KS = (1, 5)  # pass@k reported when --k is not given (each k <= M)
 
 @dataclass
 class EvalSettings:
-    """What ``bcoder eval`` does; one documented field per knob."""
+    """What ``bcoder eval`` does; one documented field per knob, validated on construction.
+
+    Validation is pure. What a request means on disk (the checkpoint shipped for the model, the
+    length a checkpoint was trained with) is filled in by :meth:`resolved` (``run_eval`` calls
+    it); a run directory stores the resolved settings.
+    """
 
     dataset: str  # apps | mbpp | humaneval | a problems file or folder
     split: str | None = "test"  # train | validation | test | prompt | None (every split)
     limit: int | None = None  # the first N problems of the selection
     ids: list[str] | None = None  # only these problem ids (dataset ids or Problem.id)
-    samples: int = 8  # M: candidates sampled per problem
+    # M = sampling.n candidates per problem; each problem samples with its own seed
+    # (core.settings.problem_seed of sampling.seed and its id); sampling.seed seeds the bootstrap
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
     ks: list[int] | None = None  # pass@k for these k (None: those of DEFAULT_KS that fit M)
     model: str = "qwen2.5-coder-1.5b"  # a preset, hub id, local dir or GGUF file
-    checkpoint: str | None = None  # trained heads / adapter (None: the shipped one; "none")
-    temperature: float = 0.6  # sampling temperature (the paper's ranking setting)
-    top_p: float = 0.95
-    max_new_tokens: int | None = None  # None: the checkpoint's target length, else 512
-    seed: int = 0  # sampling seed (per problem: seed + problem index), and the bootstrap's
-    batch_size: int = 8  # rows decoded together
+    # trained heads / adapter: a checkpoint directory; None: the one shipped for the model, if
+    # any; "none": no trained heads (a run records it as null)
+    checkpoint: str | None = None
     timeout: float = 4.0  # seconds per test run in the sandbox
     workers: int | None = None  # sandbox workers (None: the executor's default)
     rank_only: str | None = None  # jsonl of (problem id, code) from another model: score + rank
@@ -52,44 +57,69 @@ class EvalSettings:
     device: str | None = None  # torch device (transformers; None: cuda if any)
     backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     threads: int = 0  # CPU threads of this process (0: the idle cores); not part of the run
-    policy: str | None = None  # trained | checkpoint (None: the checkpoint's; SolveSettings)
 
     def __post_init__(self) -> None:
-        from bcoder.qmodel.shipped import resolve_checkpoint
-
-        self.checkpoint = resolve_checkpoint(self.model, self.checkpoint)
-        if self.max_new_tokens is None:  # as the checkpoint was trained (recorded in the run)
-            from bcoder.qmodel.config import checkpoint_prompt_settings
-
-            self.max_new_tokens = checkpoint_prompt_settings(self.checkpoint).max_target_tokens
-        if self.samples < 1 and self.rank_only is None:
-            raise BcoderError(f"--samples must be at least 1 (got {self.samples})")
+        samples = self.sampling.n
         if self.ks is None:  # the defaults that fit M: -M 1 alone is a valid run
-            self.ks = [k for k in DEFAULT_KS if self.rank_only or k <= self.samples]
+            self.ks = [k for k in DEFAULT_KS if self.rank_only or k <= samples]
         if not self.ks or any(k < 1 for k in self.ks):
             raise BcoderError(f"--k must list positive integers (got {self.ks})")
         self.ks = sorted(set(self.ks))
-        if self.rank_only is None and max(self.ks) > self.samples:
+        if self.rank_only is None and max(self.ks) > samples:
             raise BcoderError(
-                f"--k {max(self.ks)} is larger than --samples {self.samples}: pass@k needs k <= M"
+                f"--k {max(self.ks)} is larger than --samples {samples}: pass@k needs k <= M"
             )
         if self.limit is not None and self.limit < 1:
             raise BcoderError(f"--limit must be at least 1 (got {self.limit})")
         if self.limit is not None and self.ids:
             raise BcoderError("give --limit or --ids, not both")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise BcoderError("need --temperature >= 0 and 0 < top-p <= 1")
-        if self.max_new_tokens < 1 or self.batch_size < 1 or self.bootstrap < 1:
-            raise BcoderError("max_new_tokens, batch_size and bootstrap must be positive")
-        from bcoder.qmodel.config import POLICIES
+        if self.bootstrap < 1:
+            raise BcoderError(f"--bootstrap must be at least 1 (got {self.bootstrap})")
+        if not self.timeout > 0:
+            raise BcoderError(f"--timeout must be positive (got {self.timeout})")
 
-        if self.policy is not None and self.policy not in POLICIES:
-            raise BcoderError(
-                f"--policy must be one of {', '.join(POLICIES)} (got {self.policy!r})"
-            )
+    def resolved(self) -> EvalSettings:
+        """These settings as a run records them: the checkpoint a request means (a directory, or
+        ``"none"``) and the completion length (None: the checkpoint's). Resolving twice changes
+        nothing."""
+        from bcoder.qmodel.config import checkpoint_prompt_settings
+        from bcoder.qmodel.shipped import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(self.model, self.checkpoint)
+        length = self.sampling.max_new_tokens
+        if length is None:  # as the checkpoint was trained (recorded in the run)
+            length = checkpoint_prompt_settings(checkpoint).max_target_tokens
+        sampling = replace(self.sampling, max_new_tokens=length)
+        return replace(self, checkpoint=checkpoint or NO_HEADS, sampling=sampling)
+
+    @property
+    def heads(self) -> str | None:
+        """The checkpoint directory of resolved settings; None for no trained heads."""
+        return None if self.checkpoint is None or is_no_heads(self.checkpoint) else self.checkpoint
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat, as run directories have always stored them (``samples`` is M; no trained heads
+        is ``checkpoint: null``)."""
+        out = asdict(self)
+        sampling = out.pop("sampling")
+        out["checkpoint"] = self.heads
+        return {**out, "samples": sampling.pop("n"), **sampling}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EvalSettings:
+        """From the flat form :meth:`to_dict` writes (``checkpoint: null``, recorded, is no
+        trained heads); unknown keys are ignored."""
+        names = {f.name for f in fields(cls)} - {"sampling"}
+        known = {f.name for f in fields(SamplingSettings)}
+        sampling = {k: v for k, v in values.items() if k in known and k != "n"}
+        if "samples" in values and not (values.get("rank_only") and values["samples"] < 1):
+            sampling["n"] = values["samples"]  # (a rank-only run samples nothing: M is unused)
+        if "checkpoint" in values and values["checkpoint"] is None:
+            values = {**values, "checkpoint": NO_HEADS}
+        return cls(
+            sampling=SamplingSettings(**sampling),
+            **{k: v for k, v in values.items() if k in names},
+        )
 
     @classmethod
     def from_run(cls, run_dir: Path) -> EvalSettings:
@@ -100,13 +130,11 @@ class EvalSettings:
             raise BcoderError(
                 f"{run_dir}: no eval run to resume there; give --dataset to start one"
             ) from None
-        names = {f.name for f in fields(cls)}
-        kept = {k: v for k, v in stored.items() if k in names}
-        kept["checkpoint"] = kept.get("checkpoint") or "none"  # as run: not the shipped one
-        return cls(**kept)
+        return cls.from_dict(stored).resolved()
 
     def identity(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
+        flat = self.to_dict()
+        return {name: flat[name] for name in IDENTITY_FIELDS}
 
 
 def parse_ks(text: str) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bcoder.core.settings import is_no_heads
 from bcoder.evaluate.report import METHOD_LABELS, METHODS, ranked_method
 from bcoder.ranking.rankers import RANKER_LABELS
 
@@ -165,7 +166,7 @@ def _rankers(fig: dict[str, Any], used: str | None, k: str) -> list[str]:
 
 
 def _heads(heads: str | None) -> list[str]:
-    if heads != "init":
+    if not is_no_heads(heads):
         return [f"- value heads: `{heads}`"] if heads else []
     return [
         "- value heads: **init** (untrained): V is constant, so R~ = sum of advantages + const, "

@@ -11,25 +11,25 @@ Shardable: ``shard=(i, n)`` takes the problems at positions i, i+n, i+2n, ... of
 processes sharing a run directory agree through ``config.json``, and whichever finds every record
 present writes the report (``write_report`` does it later for a directory, too).
 
-Each problem is sampled with its own seed (``settings.seed`` and its id), so its samples do not
+Each problem is sampled with its own seed (``settings.sampling.seed`` and its id), so its samples do not
 depend on the selection, the shard or the order in which problems run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text, exclusive
+from bcoder.core.settings import policy_name, problem_seed
 from bcoder.core.spec import Problem
 from bcoder.core.types import Progress
 from bcoder.evaluate.config import IDENTITY_FIELDS, EvalSettings
@@ -64,13 +64,6 @@ class EvalOutcome:
     missing: list[str] = field(default_factory=list)  # problems still without a record
     report: dict[str, Any] | None = None
     wall_seconds: float = 0.0
-
-
-def problem_seed(seed: int, problem_id: str) -> int:
-    """The sampling seed of one problem: stable across selections, shards and resumes."""
-    return (seed * 1_000_003 + int(hashlib.sha256(problem_id.encode()).hexdigest()[:8], 16)) % (
-        2**31
-    )
 
 
 def select_problems(settings: EvalSettings) -> tuple[Path, list[Problem]]:
@@ -150,21 +143,17 @@ def _sample_problem(
     problem: Problem, engine: Any, settings: EvalSettings, emit: EventFn, cancel
 ) -> ProblemRecord:
     """M samples of a problem, scored and merged (counted), not executed."""
-    from bcoder.pipeline.solve import SolveSettings, solve
+    from bcoder.pipeline.settings import SolveSettings
+    from bcoder.pipeline.solve import solve
 
+    sampling = replace(settings.sampling, seed=problem_seed(settings.sampling.seed, problem.id))
     solve_settings = SolveSettings(
         model=settings.model,
         checkpoint=settings.checkpoint,
-        n=settings.samples,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_new_tokens=settings.max_new_tokens,
-        seed=problem_seed(settings.seed, problem.id),
-        batch_size=settings.batch_size,
+        sampling=sampling,
         run_tests=False,
         filter_examples=False,
         timeout=settings.timeout,
-        policy=settings.policy,
     )
     result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel)
     return _record(problem, result.candidates, result.timings)
@@ -178,7 +167,9 @@ def _score_problem(
 
     t0 = time.perf_counter()
     distinct = _distinct(codes)
-    candidates = score_codes(problem, engine, list(distinct), batch_size=settings.batch_size)
+    candidates = score_codes(
+        problem, engine, list(distinct), batch_size=settings.sampling.batch_size
+    )
     for cand, count in zip(candidates, distinct.values(), strict=True):
         cand.count = count
     return _record(problem, candidates, {"score": time.perf_counter() - t0})
@@ -223,7 +214,7 @@ def execute_record(
 ) -> ProblemRecord:
     """Run every candidate's tests (and example tests) in the sandbox; fill the verdicts."""
     from bcoder.core.types import Candidate
-    from bcoder.pipeline.solve import SolveSettings
+    from bcoder.pipeline.settings import SolveSettings
     from bcoder.ranking.rankers import run_tests
 
     t0 = time.perf_counter()
@@ -293,6 +284,7 @@ def run_eval(
     """
     emit = on_event or (lambda _e: None)
     t_start = time.perf_counter()
+    settings = settings.resolved()
     data_path, problems = select_problems(settings)
     codes_by_problem: dict[str, list[str]] = {}
     rank_sha = None
@@ -308,7 +300,7 @@ def run_eval(
             "data_path": str(data_path),
             "data_sha256": sha256_file(data_path),
             "rank_only_sha256": rank_sha,
-            "checkpoint_sha256": weights_sha256(settings.checkpoint),
+            "checkpoint_sha256": weights_sha256(settings.heads),
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -351,7 +343,7 @@ def _check_policy(run_dir: Path, policy: str) -> None:
     if not (run_dir / MODEL).is_file():
         return
     info = _read_json(run_dir / MODEL)
-    before = info.get("policy", "trained" if info.get("heads") else None)
+    before = policy_name(info.get("policy", "trained" if info.get("heads") else None))
     if before not in (None, policy):
         raise BcoderError(
             f"{run_dir} was sampled from the {before} policy, not the {policy} one: "
@@ -375,9 +367,9 @@ def _run_problems(
     if unsampled and not settings.rank_only:  # before a model loads: one run, one policy
         from bcoder.qmodel.config import checkpoint_policy
 
-        _check_policy(run_dir, settings.policy or checkpoint_policy(settings.checkpoint))
+        _check_policy(run_dir, settings.sampling.policy or checkpoint_policy(settings.checkpoint))
     if unsampled and engine is None:
-        from bcoder.pipeline.solve import Engine
+        from bcoder.pipeline.engine import Engine
 
         engine = Engine.load(
             settings.model, settings.checkpoint, dtype=settings.dtype, device=settings.device,
@@ -390,7 +382,7 @@ def _run_problems(
             "ranker": checkpoint_ranker(engine.heads),
         }
         if not settings.rank_only:  # what sampled the candidates
-            model_info["policy"] = policy = engine.policy(settings.policy)
+            model_info["policy"] = policy = engine.policy(settings.sampling.policy)
             _check_policy(run_dir, policy)
         atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
     with contextlib.ExitStack() as stack:

@@ -16,9 +16,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.settings import NO_HEADS
 from bcoder.core.spec import Problem
 from bcoder.core.types import Candidate, Progress, SolveResult
-from bcoder.pipeline.solve import Engine, code_key, score_codes
+from bcoder.pipeline.engine import Engine
+from bcoder.pipeline.solve import code_key, score_codes
 from bcoder.ranking.rankers import checkpoint_ranker, rank, run_tests
 
 
@@ -88,7 +90,7 @@ def rank_programs(
         timings["execute"] = time.perf_counter() - t1
     settings = {
         "model": engine.info.get("name", ""),
-        "checkpoint": None if engine.heads == "init" else engine.heads,
+        "checkpoint": None if engine.heads == NO_HEADS else engine.heads,
         "ranker": checkpoint_ranker(engine.heads),
         "mode": "rank",
         "candidates_file": source,

@@ -242,3 +242,52 @@ def _chat(problem: Problem, question: str, tokenizer: Any) -> str:
     except Exception:  # some templates refuse a system turn: fold it into the user turn
         messages = [{"role": "user", "content": f"{SYSTEM_PROMPT}\n\n{user}"}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def completion_for(code: str, family: str, prompt: str) -> str:
+    """The completion a model would have written for ``code`` under a ``family`` prompt."""
+    if family == "chat":
+        return f"```python\n{code.strip(chr(10))}\n```"
+    if family == "humaneval" and code.startswith(prompt.rstrip("\n")):
+        return code[len(prompt.rstrip("\n")) :].lstrip("\n")  # the body that continues the stub
+    return code
+
+
+@dataclass(frozen=True)
+class Prompter:
+    """Prompts and completions as token ids, made one way for sampling (solve, eval), scoring
+    programs written elsewhere (rank) and training data (collect, import): if they drifted apart,
+    the heads would be trained on other token sequences than they score."""
+
+    tokenizer: Any
+    settings: PromptSettings = PromptSettings()  # a checkpoint's (or the defaults)
+    is_seq2seq: bool = False  # an encoder-decoder reads the plain problem, no chat turns
+
+    def family(self, problem: Problem) -> str:
+        """The checkpoint's family, else :func:`prompt_family`'s choice."""
+        if self.settings.family != "auto":
+            return self.settings.family
+        return prompt_family(problem, None if self.is_seq2seq else self.tokenizer)
+
+    def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
+        """(family, prompt text, prompt token ids) for ``problem``."""
+        family = self.family(problem)
+        text = build_prompt(problem, family, self.tokenizer, self.settings.max_source_tokens)
+        ids = self.tokenizer(text, add_special_tokens=family != "chat").input_ids
+        return family, text, list(ids)
+
+    def actions(
+        self, code: str, family: str, prompt: str, limit: int | None = None
+    ) -> tuple[list[int], str, str]:
+        """(action ids, completion, finish reason) of ``code`` written as the policy would:
+        inside a fenced block for chat prompts (ending at the closing fence, where sampling
+        stops), else followed by EOS; cut to ``limit`` tokens when given."""
+        tok = self.tokenizer
+        completion = completion_for(code, family, prompt)
+        ids = tok(completion, add_special_tokens=False).input_ids
+        reason = "code_block_end" if family == "chat" else "eos"
+        if family != "chat":
+            ids = ids + [tok.eos_token_id]
+        if limit is not None and len(ids) > limit:
+            ids, reason = ids[:limit], "length"
+        return ids or [tok.eos_token_id], completion, reason

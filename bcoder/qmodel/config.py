@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.settings import OLD_POLICY_NAMES, POLICIES, is_no_heads
 from bcoder.problems.prompts import PromptSettings
 
 Mode = Literal["full", "lora", "head", "lmhead"]
@@ -75,20 +76,19 @@ def read_checkpoint_config(directory: str | Path) -> dict:
     return meta
 
 
-POLICIES = ("trained", "checkpoint")  # what the decode loop samples from (DecodeOptions.policy)
-
-
 def checkpoint_policy(checkpoint: str | Path | None) -> str:
     """The policy a checkpoint's validation chose to sample from: its ``"policy"`` field
     (``train select`` writes it in lmhead mode), else ``trained``, softmax(l_theta).
 
-    ``checkpoint`` means softmax(l_ckpt): the frozen LM's own policy, still scored (Q, V, A, r~)
+    ``base`` means softmax(l_base): the frozen base LM's own policy, still scored (Q, V, A, r~)
     with the trained l_theta. ``select`` chooses it when the trained policy's held-out pass rate
-    falls below the checkpoint policy's. ``None`` and ``"init"`` have no trained policy.
+    falls below the base policy's. No heads (``None``, ``"none"``) have no trained policy.
+    Checkpoints written before the name ``base`` say ``checkpoint``: read as ``base``.
     """
-    if checkpoint is None or str(checkpoint) == "init":
+    if checkpoint is None or is_no_heads(checkpoint):
         return "trained"
-    name = read_checkpoint_config(checkpoint).get("policy", "trained")
+    stored = read_checkpoint_config(checkpoint).get("policy", "trained")
+    name = OLD_POLICY_NAMES.get(stored, stored)
     if name not in POLICIES:
         raise BcoderError(
             f"{checkpoint}: unknown policy {name!r} in bcoder_config.json "

@@ -16,9 +16,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bcoder.core.settings import is_no_heads
+
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 TRAINING_JSON = "TRAINING.json"
-NO_CHECKPOINT = ("none", "init")  # --checkpoint none: heads at their initialisation
 
 
 def _folders() -> list[Path]:
@@ -51,7 +52,7 @@ def resolve_checkpoint(model: str | None, checkpoint: str | None) -> str | None:
     from bcoder.models.sources import DEFAULT_MODEL
 
     if checkpoint:
-        return None if checkpoint.strip().lower() in NO_CHECKPOINT else checkpoint
+        return None if is_no_heads(checkpoint) else checkpoint
     found = shipped_checkpoint(model or DEFAULT_MODEL)
     return str(found) if found is not None else None
 
@@ -67,8 +68,8 @@ def training_info(checkpoint: str | Path) -> dict[str, Any] | None:
 
 def label(heads: str | Path) -> str:
     """A short name for the heads a result was ranked with: a shipped checkpoint's name, another
-    checkpoint's folder name, or "untrained heads" ("init")."""
-    if str(heads) == "init":
+    checkpoint's folder name, or "untrained heads" ("none"; "init" in older records)."""
+    if is_no_heads(heads):
         return "untrained heads"
     info = training_info(heads)
     return str(info.get("name")) if info and info.get("name") else Path(heads).name

@@ -36,6 +36,7 @@ from typing import Any
 
 from bcoder.core.cancel import check
 from bcoder.core.errors import BcoderError
+from bcoder.core.settings import is_no_heads
 from bcoder.core.spec import Problem, TestSpec
 from bcoder.core.types import Candidate, Progress
 
@@ -130,9 +131,10 @@ def get_ranker(name: str) -> Ranker:
 def checkpoint_ranker(checkpoint: str | Path | None) -> str:
     """The ranker a checkpoint's validation chose (its ``"ranker"`` field), else ``reward``.
 
-    ``None`` and ``"init"`` (heads at their initialisation, :attr:`Engine.heads`) rank by R~.
+    ``None`` and ``"none"`` (heads at their initialisation, :attr:`Engine.heads`; ``"init"`` in
+    older records) rank by R~.
     """
-    if checkpoint is None or str(checkpoint) == "init":
+    if checkpoint is None or is_no_heads(checkpoint):
         return DEFAULT_RANKER
     from bcoder.qmodel.config import read_checkpoint_config
 
