@@ -5,7 +5,7 @@ A program is stored as the *actions* the policy took (its completion tokens, end
 the end of a fenced code block, or at the length limit) together with the code extracted from
 them and the terminal reward of running that code. Identical action sequences of a problem are
 stored once with a ``count``; identical code is executed once. Ground truths are written the way
-the policy would have written them (:func:`bcoder.pipeline.solve.completion_for`), in the style
+the policy would have written them (:func:`bcoder.problems.prompts.completion_for`), in the style
 ``collect.ground_truth_style`` names (:func:`restyled`), and, like imported
 programs (:mod:`bcoder.train.offpolicy`: anyone's programs, from a jsonl), executed the same way.
 One that is longer than ``data.max_target_tokens`` is cut there, like a sample, and is then the

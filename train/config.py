@@ -64,7 +64,7 @@ class ModelConfig:
 class DataConfig:
     """Which problems train, which are held out, and how prompts are made."""
 
-    dataset: str = "mbpp"  # a dataset name or path (bcoder.problems.load_problems)
+    dataset: str = "mbpp"  # a dataset name or path (bcoder.problems.load.load_problems)
     split: str | None = "train"  # keep one split, or several ("train+validation"; "" or none: all)
     ids: list[str] = field(default_factory=list)  # keep only these problem ids (empty: all)
     limit: int = 0  # keep the first N problems after filtering (0: all)

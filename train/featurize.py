@@ -87,7 +87,7 @@ def _prompt_batches(
     and BCoderModel's shared-prompt pass), so a prompt is evaluated once a batch (a prompt is
     ~2.5x a program's tokens on MBPP; batches by length, which mix problems, evaluated it once a
     program). Where rows are ``padded`` to the longest (transformers), a group is cut as
-    ``score_tokens`` cuts it (:func:`bcoder.decode.scoring.length_batches`)."""
+    ``score_tokens`` cuts it (:func:`bcoder.qmodel.scores.length_batches`)."""
     from bcoder.backends.llama import by_prompt
     from bcoder.qmodel.scores import length_batches
 
