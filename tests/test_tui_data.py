@@ -82,7 +82,8 @@ def synthetic_result(tokenizer) -> SolveResult:
 
 def scored_result(model_dir) -> SolveResult:
     """PROGRAMS scored by the real engine on the tiny model, ranked by R~."""
-    from bcoder.pipeline.solve import Engine, score_codes
+    from bcoder.pipeline.engine import Engine
+    from bcoder.pipeline.solve import score_codes
 
     engine = Engine.load(str(model_dir))
     cands = score_codes(Problem.from_dict(PROBLEM), engine, PROGRAMS)

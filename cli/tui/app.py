@@ -37,6 +37,7 @@ from bcoder.cli.tui.run_tests import record_outcome, run_tests
 from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen, save_name
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text
+from bcoder.core.settings import policy_name
 from bcoder.core.spec import Problem
 from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.execution import ExecResult
@@ -153,7 +154,7 @@ class BcoderTui(App[None]):
             from bcoder.qmodel.shipped import label
 
             policy = self.result.settings.get("policy")
-            sampled = ", base policy" if policy == "checkpoint" else ""
+            sampled = ", base policy" if policy_name(policy) == "base" else ""
             ranked = f"ranked by {self.result.ranker} ({label(self.result.heads)}{sampled})"
         self.sub_title = " · ".join(x for x in (str(model or ""), ranked, run, self.status) if x)
         self.table.border_subtitle = f"{len(self.candidates)}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
 
 from bcoder.core.spec import Problem
@@ -17,11 +16,14 @@ from bcoder.pipeline.store import Store
 
 
 def settings_from(values: dict[str, Any]) -> Any:
-    """A ``SolveSettings`` from a run's settings dict (keys it does not know are ignored)."""
-    from bcoder.pipeline.solve import SolveSettings
+    """A ``SolveSettings`` from a run's settings dict (keys it does not know are ignored). A run
+    records ``"checkpoint": null`` when it had no trained heads: it is solved again without."""
+    from bcoder.core.settings import NO_HEADS
+    from bcoder.pipeline.settings import SolveSettings
 
-    known = {f.name for f in fields(SolveSettings)}
-    return SolveSettings(**{k: v for k, v in values.items() if k in known})
+    if "checkpoint" in values and values["checkpoint"] is None:
+        values = {**values, "checkpoint": NO_HEADS}
+    return SolveSettings.from_dict(values)
 
 
 def generate(
@@ -36,7 +38,8 @@ def generate(
 
     Returns the saved result; raises ``bcoder.pipeline.solve.Cancelled`` when ``cancel`` is set.
     """
-    from bcoder.pipeline.solve import Cancelled, Engine, solve
+    from bcoder.pipeline.engine import Engine
+    from bcoder.pipeline.solve import Cancelled, solve
 
     config = settings_from(values)
     key = (config.model, config.checkpoint, config.dtype, config.device, config.backend)
