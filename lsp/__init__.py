@@ -2,6 +2,8 @@
 
 Modules: ``stubs`` (functions found with tree-sitter), ``edits`` (a candidate's body, placed),
 ``values`` (hover, inlay hints, diagnostics), ``settings``, ``jobs`` (engine and job threads),
-``protocol`` (pygls glue), ``actions`` (the server's state and long actions), ``server`` (handlers).
+``protocol`` (pygls glue), ``language_server`` (the server's state, messages, progress and
+diagnostics), ``implement`` (the implement job), ``apply`` (a candidate into the document, switching
+candidates), ``server`` (the handlers).
 The VS Code client is in ``vscode/``.
 """

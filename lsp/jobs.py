@@ -1,11 +1,13 @@
 """Threads behind the server: the lazily loaded engine, and the running jobs with their cancel flags.
 
 Nothing here touches the protocol; the server passes callbacks. Loading a model and solving take
-seconds to minutes, so both run on worker threads and the server's event loop only awaits them.
+seconds to minutes, so both run on worker threads and the server's event loop only awaits them
+(:func:`wait`, which gives up when the job is cancelled).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +18,10 @@ from typing import Any
 from bcoder.lsp.settings import ServerSettings
 
 Listener = Callable[[Any], None]
+
+
+class Stopped(Exception):
+    """A job was cancelled (by the user, the client, or a newer request)."""
 
 
 class EngineCache:
@@ -66,13 +72,12 @@ class EngineCache:
             listener(event)
 
     def _load(self, settings: ServerSettings) -> Any:
-        from bcoder.pipeline.solve import Engine
-        from bcoder.qmodel.shipped import resolve_checkpoint
+        from bcoder.pipeline.engine import Engine
 
         start = time.monotonic()
         engine = Engine.load(
             settings.model,
-            checkpoint=resolve_checkpoint(settings.model, settings.checkpoint),
+            checkpoint=settings.checkpoint,
             dtype=settings.dtype,
             device=settings.device,
             backend=settings.backend,
@@ -141,3 +146,18 @@ class Jobs:
             if self.run_lock.acquire(timeout=0.1):
                 return True
         return False
+
+
+async def wait(future: Future, job: Job) -> Any:
+    """Await a worker thread's future; raise :class:`Stopped` as soon as ``job`` is cancelled."""
+    wrapped = asyncio.wrap_future(future)
+    try:
+        while True:
+            done, _ = await asyncio.wait({wrapped}, timeout=0.1)
+            if done:
+                return wrapped.result()
+            if job.cancel.is_set():
+                raise Stopped(job.reason)
+    finally:  # abandoned (cancelled): its eventual exception is expected, not news
+        if not wrapped.done():
+            wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())

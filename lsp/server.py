@@ -23,7 +23,9 @@ from urllib.parse import unquote
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
 
-from bcoder.lsp.actions import BcoderServer
+from bcoder.lsp.apply import switch_candidate
+from bcoder.lsp.implement import implement_at
+from bcoder.lsp.language_server import BcoderServer
 from bcoder.lsp.values import candidate_list, hover, inlay_hints
 
 IMPLEMENT = "bcoder.implement"
@@ -159,7 +161,7 @@ def code_action(ls: BcoderServer, params: lsp.CodeActionParams) -> list[lsp.Code
 async def implement(ls: BcoderServer, *args: Any) -> dict[str, Any]:
     uri, pos, _ = _target(args)
     ls.loop = asyncio.get_running_loop()
-    return await ls.implement(uri, pos)
+    return await implement_at(ls, uri, pos)
 
 
 def _implemented(ls: BcoderServer, uri: str, pos: tuple[int, int]) -> Any:
@@ -175,7 +177,7 @@ def _implemented(ls: BcoderServer, uri: str, pos: tuple[int, int]) -> Any:
 async def next_candidate(ls: BcoderServer, *args: Any) -> dict[str, Any]:
     uri, pos, _ = _target(args)
     item, error = _implemented(ls, uri, pos)
-    return error or await ls.switch(item, None)
+    return error or await switch_candidate(ls, item, None)
 
 
 @server.command(SHOW)
@@ -188,7 +190,7 @@ async def show_candidate(ls: BcoderServer, *args: Any) -> dict[str, Any]:
         raise JsonRpcInvalidParams(
             f"there are {len(item.result.candidates)} candidates, not {rank}"
         )
-    return await ls.switch(item, rank - 1)
+    return await switch_candidate(ls, item, rank - 1)
 
 
 @server.command(LIST)
