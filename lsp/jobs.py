@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bcoder.lsp.settings import ServerSettings
+from bcoder.pipeline.engine import Engine
 
 Listener = Callable[[Any], None]
 
@@ -71,9 +72,7 @@ class EngineCache:
         for listener in listeners:
             listener(event)
 
-    def _load(self, settings: ServerSettings) -> Any:
-        from bcoder.pipeline.engine import Engine
-
+    def _load(self, settings: ServerSettings) -> Engine:
         start = time.monotonic()
         engine = Engine.load(
             settings.model,

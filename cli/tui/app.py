@@ -35,6 +35,7 @@ from bcoder.cli.tui.panels import CandidateTable, GenerationProgress, TestsPanel
 from bcoder.cli.tui.problem_io import open_request
 from bcoder.cli.tui.run_tests import record_outcome, run_tests
 from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen, save_name
+from bcoder.core.cancel import Cancelled
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text
 from bcoder.core.settings import policy_name
@@ -43,6 +44,7 @@ from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progre
 from bcoder.execution import ExecResult
 from bcoder.models.sources import DEFAULT_MODEL
 from bcoder.pipeline.store import Store
+from bcoder.qmodel.shipped import label
 
 
 class BcoderTui(App[None]):
@@ -151,8 +153,6 @@ class BcoderTui(App[None]):
         self.title = f"bcoder · {info.get('id', 'no problem')}"
         ranked = ""
         if self.result:
-            from bcoder.qmodel.shipped import label
-
             policy = self.result.settings.get("policy")
             sampled = ", base policy" if policy_name(policy) == "base" else ""
             ranked = f"ranked by {self.result.ranker} ({label(self.result.heads)}{sampled})"
@@ -305,8 +305,6 @@ class BcoderTui(App[None]):
 
     @work(thread=True, exclusive=True, group="solve", exit_on_error=False)
     def _solve(self, problem: Problem, settings: dict[str, Any], cancel: threading.Event) -> None:
-        from bcoder.pipeline.solve import Cancelled
-
         def on_event(event: object) -> None:
             self._post(self._on_event, event)
 

@@ -10,17 +10,19 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from bcoder.core.cancel import Cancelled
+from bcoder.core.settings import NO_HEADS
 from bcoder.core.spec import Problem
 from bcoder.core.types import Progress, SolveResult
+from bcoder.pipeline.engine import Engine
+from bcoder.pipeline.settings import SolveSettings
+from bcoder.pipeline.solve import solve
 from bcoder.pipeline.store import Store
 
 
-def settings_from(values: dict[str, Any]) -> Any:
+def settings_from(values: dict[str, Any]) -> SolveSettings:
     """A ``SolveSettings`` from a run's settings dict (keys it does not know are ignored). A run
     records ``"checkpoint": null`` when it had no trained heads: it is solved again without."""
-    from bcoder.core.settings import NO_HEADS
-    from bcoder.pipeline.settings import SolveSettings
-
     if "checkpoint" in values and values["checkpoint"] is None:
         values = {**values, "checkpoint": NO_HEADS}
     return SolveSettings.from_dict(values)
@@ -36,11 +38,8 @@ def generate(
 ) -> SolveResult:
     """Solve ``problem`` with settings ``values``, reusing a loaded engine from ``engines``.
 
-    Returns the saved result; raises ``bcoder.pipeline.solve.Cancelled`` when ``cancel`` is set.
+    Returns the saved result; raises ``bcoder.core.cancel.Cancelled`` when ``cancel`` is set.
     """
-    from bcoder.pipeline.engine import Engine
-    from bcoder.pipeline.solve import Cancelled, solve
-
     config = settings_from(values)
     key = (config.model, config.checkpoint, config.dtype, config.device, config.backend)
     if key not in engines:

@@ -9,6 +9,8 @@ from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem, TestSpec
 from bcoder.core.types import SolveResult
 from bcoder.pipeline.store import Store
+from bcoder.problems.formats import text_problem
+from bcoder.problems.load import load_problem
 
 
 def open_request(request: OpenRequest, store: Store) -> tuple[Problem | None, SolveResult | None]:
@@ -16,8 +18,6 @@ def open_request(request: OpenRequest, store: Store) -> tuple[Problem | None, So
 
     A reference that is neither an existing file nor ``FILE:ID`` is tried as a run id.
     """
-    from bcoder.problems.load import load_problem
-
     if request.run_id:
         return None, store.get(request.run_id)
     tests = request.tests or None
@@ -31,7 +31,5 @@ def open_request(request: OpenRequest, store: Store) -> tuple[Problem | None, So
             raise BcoderError(
                 f"{request.ref}: no such file or run (use FILE.txt, FILE.py, FILE.jsonl:ID or a run id)"
             ) from None
-    from bcoder.problems.formats import text_problem
-
     spec = TestSpec.load(tests) if tests else None
     return text_problem(request.text, "typed", spec), None
