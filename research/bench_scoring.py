@@ -22,6 +22,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 
 def main() -> None:
@@ -46,8 +47,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.model == "tiny":
-        from bcoder.tiny import tiny_causal_lm, tiny_tokenizer
+    if args.model == "tiny":  # the test suite's tiny model (tests/support/tiny.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from support.tiny import tiny_causal_lm, tiny_tokenizer
 
         tokenizer = tiny_tokenizer()
         base = tiny_causal_lm(tokenizer, hidden_size=64, layers=2)

@@ -31,7 +31,7 @@ def named_datasets_are_the_fixture_data():
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from bcoder.tiny import tiny_tokenizer
+    from support.tiny import tiny_tokenizer
 
     return tiny_tokenizer()
 
@@ -39,7 +39,7 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny causal LM + tokenizer saved as a local model directory."""
-    from bcoder.tiny import save_tiny_model
+    from support.tiny import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-causal"), "causal")
 
@@ -47,6 +47,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_seq2seq_dir(tmp_path_factory) -> Path:
     """A tiny T5-style seq2seq LM + tokenizer saved as a local model directory."""
-    from bcoder.tiny import save_tiny_model
+    from support.tiny import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-seq2seq"), "seq2seq")

@@ -4,6 +4,7 @@ computation on a tiny model, the numpy entry point for other backends, and stand
 import numpy as np
 import pytest
 import torch
+from support.tiny import tiny_causal_lm
 
 from bcoder import rl
 from bcoder.qmodel.adapter import (
@@ -15,7 +16,6 @@ from bcoder.qmodel.adapter import (
 )
 from bcoder.qmodel.config import QConfig, read_checkpoint_config
 from bcoder.qmodel.model import BCoderModel, make_batch
-from bcoder.tiny import tiny_causal_lm
 
 PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]
 PROGRAMS = ["def add(a, b):\n    return a + b\n", "print(int(input()))"]

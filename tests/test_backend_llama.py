@@ -13,6 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from support.tiny import tiny_causal_lm, write_llama_gguf
 
 from bcoder.backends import choose_backend
 from bcoder.backends.hf import TransformersBackend
@@ -22,7 +23,6 @@ from bcoder.core.errors import BcoderError
 from bcoder.decode.sampling import DecodeOptions, decode, sample
 from bcoder.qmodel.config import QConfig
 from bcoder.qmodel.model import BCoderModel
-from bcoder.tiny import tiny_causal_lm, write_llama_gguf
 
 PROMPT = "Write a function to add two numbers.\n"
 # F32 weights on both sides: the differences are float summation order only (llama.cpp's kernels

@@ -66,8 +66,7 @@ TOTAL = 3
 def _train_echo_model(directory: Path, seed: int = 0) -> Path:
     """A tiny causal LM that completes a Python stub with one of ``BODIES`` then EOS."""
     import torch
-
-    from bcoder.tiny import tiny_causal_lm, tiny_tokenizer
+    from support.tiny import tiny_causal_lm, tiny_tokenizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # many threads on a small model are slower, and the CPU is shared

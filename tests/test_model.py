@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from support.tiny import tiny_causal_lm, tiny_seq2seq
 
 from bcoder.core.errors import BcoderError
 from bcoder.qmodel.config import QConfig
 from bcoder.qmodel.model import BCoderModel, make_batch
-from bcoder.tiny import tiny_causal_lm, tiny_seq2seq
 
 MODES = ["head", "lora", "full", "lmhead"]
 KINDS = ["causal", "seq2seq"]

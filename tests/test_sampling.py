@@ -5,6 +5,7 @@ import threading
 
 import pytest
 import torch
+from support.tiny import tiny_causal_lm, tiny_seq2seq
 from torch import nn
 
 from bcoder import rl
@@ -22,7 +23,6 @@ from bcoder.decode.scoring import make_candidate, recovered, token_texts
 from bcoder.qmodel.config import QConfig
 from bcoder.qmodel.model import BCoderModel, make_batch
 from bcoder.qmodel.scores import score_tokens
-from bcoder.tiny import tiny_causal_lm, tiny_seq2seq
 
 PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]
 

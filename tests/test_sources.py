@@ -238,8 +238,7 @@ def write_tiny_gguf(path: Path, tok, model) -> None:
 
 def test_gguf_file_loads_then_loads_fast(tmp_path, monkeypatch, tokenizer):
     import torch
-
-    from bcoder.tiny import tiny_causal_lm
+    from support.tiny import tiny_causal_lm
 
     monkeypatch.setenv("BCODER_CACHE", str(tmp_path / "cache"))
     ref = tiny_causal_lm(tokenizer)

@@ -17,9 +17,10 @@ def softabs(x: float) -> float:
 
 @pytest.fixture(scope="module")
 def setup(tokenizer):
+    from support.tiny import tiny_causal_lm
+
     from bcoder.qmodel.config import QConfig
     from bcoder.qmodel.model import BCoderModel
-    from bcoder.tiny import tiny_causal_lm
 
     torch.manual_seed(0)
     model = BCoderModel(tiny_causal_lm(tokenizer), QConfig(mode="lora", alpha=ALPHA, gamma=GAMMA))
@@ -129,9 +130,10 @@ def test_imitate_passing_adds_the_passing_samples_to_l_adv_and_l_ce(setup):
 def lmhead_setup(tokenizer, setup):
     """An lmhead Q-model with a moved adapter, and the setup's batch with the stored features
     (hidden states, the checkpoint's top-k) featurize would write for it, k = the vocabulary."""
+    from support.tiny import tiny_causal_lm
+
     from bcoder.qmodel.config import QConfig
     from bcoder.qmodel.model import BCoderModel
-    from bcoder.tiny import tiny_causal_lm
     from bcoder.train.featurize import token_features
     from bcoder.train.objectives import action_batch
 
@@ -228,9 +230,10 @@ def theta_batch() -> dict[str, torch.Tensor]:
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tokenizer):
+    from support.tiny import tiny_causal_lm
+
     from bcoder.qmodel.config import QConfig
     from bcoder.qmodel.model import BCoderModel
-    from bcoder.tiny import tiny_causal_lm
     from bcoder.train.objectives import ThetaObjective, set_trainable
     from bcoder.train.setup import enable_gradient_checkpointing
 
@@ -260,9 +263,10 @@ def test_seq2seq_full_theta_step_trains_its_lm_head_not_the_encoder(tokenizer):
     """Full mode on T5: a theta step moves theta's own LM head and decoder embedding; the shared
     encoder (with its embedding, which T5 ties to both) and everything else not theta's stay
     bit-identical."""
+    from support.tiny import tiny_seq2seq
+
     from bcoder.qmodel.config import QConfig
     from bcoder.qmodel.model import BCoderModel
-    from bcoder.tiny import tiny_seq2seq
     from bcoder.train.objectives import ThetaObjective, set_trainable
 
     torch.manual_seed(0)

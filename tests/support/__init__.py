@@ -1,0 +1,1 @@
+"""Test support: tiny models and tokenizers built from configs (no network)."""
