@@ -45,7 +45,7 @@ def tui(
     if problem and run:
         raise BcoderError("give a PROBLEM or --run ID, not both")
     if checkpoint and not model:  # the base the checkpoint was trained on
-        from bcoder.pipeline.solve import model_for
+        from bcoder.pipeline.engine import model_for
 
         model = model_for(model, checkpoint)
     given: dict[str, Any] = {
