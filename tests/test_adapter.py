@@ -14,8 +14,9 @@ from bcoder.qmodel.adapter import (
     load_logit_adapter,
     topk_features,
 )
+from bcoder.qmodel.batch import make_batch
 from bcoder.qmodel.config import QConfig, read_checkpoint_config
-from bcoder.qmodel.model import BCoderModel, make_batch
+from bcoder.qmodel.model import BCoderModel
 
 PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]
 PROGRAMS = ["def add(a, b):\n    return a + b\n", "print(int(input()))"]

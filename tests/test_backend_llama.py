@@ -78,7 +78,7 @@ def test_lmhead_features_match_transformers(pair, tokenizer):
     """What featurize stores for lmhead mode, from llama.cpp: the checkpoint's top-k logits and
     ids, the taken action's logit and the tail's logsumexp, as transformers' full logits give."""
     from bcoder.qmodel.adapter import topk_features
-    from bcoder.qmodel.model import make_batch
+    from bcoder.qmodel.batch import make_batch
 
     hf, llama, _, _ = pair
     prompt, actions = _programs(tokenizer)

@@ -5,8 +5,9 @@ import torch
 from support.tiny import tiny_causal_lm, tiny_seq2seq
 
 from bcoder.core.errors import BcoderError
+from bcoder.qmodel.batch import make_batch
 from bcoder.qmodel.config import QConfig
-from bcoder.qmodel.model import BCoderModel, make_batch
+from bcoder.qmodel.model import BCoderModel
 
 MODES = ["head", "lora", "full", "lmhead"]
 KINDS = ["causal", "seq2seq"]

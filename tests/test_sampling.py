@@ -20,8 +20,9 @@ from bcoder.decode.sampling import (
     top_p_filter,
 )
 from bcoder.decode.scoring import make_candidate, recovered, token_texts
+from bcoder.qmodel.batch import make_batch
 from bcoder.qmodel.config import QConfig
-from bcoder.qmodel.model import BCoderModel, make_batch
+from bcoder.qmodel.model import BCoderModel
 from bcoder.qmodel.scores import score_tokens
 
 PROMPTS = ["Write a function to add two numbers.\n", "QUESTION:\nPrint n.\nANSWER:\n"]

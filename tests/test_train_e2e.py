@@ -288,8 +288,9 @@ def test_featurize_caps_samples_per_problem(collected, tmp_path, tiny_model_dir,
 def test_featurize_phi_theta(mode, collected, tmp_path, tiny_model_dir, fixture_data, monkeypatch):
     from bcoder.core.errors import BcoderError
     from bcoder.models.loading import load_model_and_tokenizer
+    from bcoder.qmodel.batch import make_batch
     from bcoder.qmodel.config import read_checkpoint_config
-    from bcoder.qmodel.model import BCoderModel, make_batch
+    from bcoder.qmodel.model import BCoderModel
     from bcoder.train import run, setup
     from bcoder.train.data import TrainingData
     from bcoder.train.featurize import ensure_values

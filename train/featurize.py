@@ -45,8 +45,9 @@ import torch
 from bcoder import rl
 from bcoder.core.types import Progress
 from bcoder.qmodel.adapter import topk_features
+from bcoder.qmodel.batch import ActionBatch, make_batch
 from bcoder.qmodel.config import FROZEN_BACKBONE
-from bcoder.qmodel.model import ActionBatch, BCoderModel, make_batch
+from bcoder.qmodel.model import BCoderModel
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, TrainingData
 from bcoder.train.features import (

@@ -29,7 +29,8 @@ from torch import nn
 from bcoder import rl
 from bcoder.execution import REWARDS, Outcome
 from bcoder.qmodel.adapter import candidate_max_and_lse, candidate_set
-from bcoder.qmodel.model import ActionBatch, BCoderModel
+from bcoder.qmodel.batch import ActionBatch
+from bcoder.qmodel.model import BCoderModel
 
 SATURATION_EPS = 0.01  # V within this of R_max counts as "at the cap"
 

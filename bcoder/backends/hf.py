@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from bcoder.backends.base import Backend
-from bcoder.qmodel.model import BCoderModel, cache_arg, cache_of
+from bcoder.qmodel.batch import cache_arg, cache_of
+from bcoder.qmodel.model import BCoderModel
 from bcoder.qmodel.scores import score_tokens
 
 

@@ -54,9 +54,24 @@ def _seconds(x: float | None) -> str:
 
 def render(report: dict[str, Any]) -> str:
     """The whole report as Markdown."""
+    ks = [str(k) for k in report["config"]["ks"]]
+    lines = [
+        *_header(report),
+        *_pass_at_k(report["figures"]["metrics"], ks),
+        *_outcomes(report["figures"]),
+        "",
+        "## rankers",
+        "",
+        *_rankers(report["figures"], report["model"].get("ranker"), ks[0]),
+        *_against_likelihood(report["figures"], ks),
+        *_paper(report.get("paper")),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _header(report: dict[str, Any]) -> list[str]:
+    """The title, then what ran: model and heads, sampling, data and run time."""
     cfg, fig = report["config"], report["figures"]
-    ks = [str(k) for k in cfg["ks"]]
-    metrics = fig["metrics"]
     samples = ", ".join(str(m) for m in fig["samples"]) or "-"
     lines = [
         f"# bcoder eval: {cfg['dataset']} ({cfg.get('split') or 'all splits'}), "
@@ -77,7 +92,12 @@ def render(report: dict[str, Any]) -> str:
             f"problems (generate {_seconds(t.get('generate'))}, score {_seconds(t.get('score'))}, "
             f"execute {_seconds(t.get('execute'))}; {_seconds(t.get('per_problem'))} per problem)"
         )
-    lines += [
+    return lines
+
+
+def _pass_at_k(metrics: dict[str, Any], ks: list[str]) -> list[str]:
+    """pass@k of every method over all problems, then per difficulty when there are several."""
+    lines = [
         "",
         "## pass@k (%), all problems",
         "",
@@ -93,50 +113,65 @@ def render(report: dict[str, Any]) -> str:
             n = next(iter(metrics[g]["unranked"].values()))["n"]
             rows += [[f"{g} ({n})", *r] for r in metrics_rows(metrics[g], ks)]
         lines += _table(["difficulty (problems)", "method", *(f"pass@{k}" for k in ks)], rows)
-    lines += ["", "## outcomes of the samples", ""]
+    return lines
+
+
+def _outcomes(fig: dict[str, Any]) -> list[str]:
+    lines = ["", "## outcomes of the samples", ""]
     rows = [
         [o, str(s["n"]), pct(s["share"]), _num(s["reward_mean"]), _num(s["mean_logprob_mean"])]
         for o, s in fig["outcomes"].items()
     ]
-    lines += _table(["outcome", "samples", "share (%)", "mean R~", "mean token log-prob"], rows)
-    lines += ["", "## rankers", ""]
-    lines += _rankers(fig, report["model"].get("ranker"), ks[0])
-    if fig.get("vs_likelihood"):
-        lines += [
-            "",
-            "## learned rankers against likelihood (percentage points)",
-            "",
-            "Each cell: the learned ranker's ranked pass@k minus the likelihood ranking's, over "
-            "problems, and its 95% paired bootstrap interval (above 0: the learned one wins).",
-            "",
+    return lines + _table(
+        ["outcome", "samples", "share (%)", "mean R~", "mean token log-prob"], rows
+    )
+
+
+def _against_likelihood(fig: dict[str, Any], ks: list[str]) -> list[str]:
+    """The learned rankers' paired differences against the likelihood ranking, when reported."""
+    if not fig.get("vs_likelihood"):
+        return []
+    lines = [
+        "",
+        "## learned rankers against likelihood (percentage points)",
+        "",
+        "Each cell: the learned ranker's ranked pass@k minus the likelihood ranking's, over "
+        "problems, and its 95% paired bootstrap interval (above 0: the learned one wins).",
+        "",
+    ]
+    rows = [
+        [f"`{pair}`", *(cell(by_k.get(k)) for k in ks)]
+        for pair, by_k in fig["vs_likelihood"].items()
+    ]
+    return lines + _table(["learned - likelihood", *(f"pass@{k}" for k in ks)], rows)
+
+
+def _paper(paper: list[dict[str, Any]] | None) -> list[str]:
+    """The paper's published numbers beside this run's (``--paper``)."""
+    if not paper:
+        return []
+    lines = [
+        "",
+        "## the paper's numbers (Yu et al., ICLR 2024) beside this run",
+        "",
+        "The **paper** column is published (CodeT5-770M backbone, APPS / MBPP, its own m); "
+        "**this run** is this report's.",
+        "",
+    ]
+    rows = [
+        [
+            r["table"],
+            r["method"],
+            str(r["k"]),
+            r["difficulty"],
+            f"{r['paper']:.2f}",
+            "-" if r["run"] is None else f"{r['run']:.2f}",
+            r["setting"],
         ]
-        rows = [
-            [f"`{pair}`", *(cell(by_k.get(k)) for k in ks)]
-            for pair, by_k in fig["vs_likelihood"].items()
-        ]
-        lines += _table(["learned - likelihood", *(f"pass@{k}" for k in ks)], rows)
-    if report.get("paper"):
-        lines += ["", "## the paper's numbers (Yu et al., ICLR 2024) beside this run", ""]
-        lines += [
-            "The **paper** column is published (CodeT5-770M backbone, APPS / MBPP, its own m); "
-            "**this run** is this report's.",
-            "",
-        ]
-        rows = [
-            [
-                r["table"],
-                r["method"],
-                str(r["k"]),
-                r["difficulty"],
-                f"{r['paper']:.2f}",
-                "-" if r["run"] is None else f"{r['run']:.2f}",
-                r["setting"],
-            ]
-            for r in report["paper"]
-        ]
-        header = ["paper table", "method", "k", "difficulty", "paper", "this run", "paper setting"]
-        lines += _table(header, rows)
-    return "\n".join(lines) + "\n"
+        for r in paper
+    ]
+    header = ["paper table", "method", "k", "difficulty", "paper", "this run", "paper setting"]
+    return lines + _table(header, rows)
 
 
 def _rankers(fig: dict[str, Any], used: str | None, k: str) -> list[str]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from bcoder import rl
-from bcoder.qmodel.model import BCoderModel, make_batch
+from bcoder.qmodel.batch import make_batch
+from bcoder.qmodel.model import BCoderModel
 
 
 @dataclass
