@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
 
 
 def rank_command(
-    candidates: Path = typer.Argument(..., help='JSON lines: {"problem": REF, "code": "..."}.'),
+    candidates: Path = typer.Argument(
+        ..., help='A programs file: JSON lines {"problem": REF, "code": "...", "id": "..."}.'
+    ),
     problem: str | None = typer.Option(
         None, "--problem", "-p", help="The problem of lines without one."
     ),
@@ -46,11 +48,15 @@ def rank_command(
     from bcoder.cli.options import set_threads
     from bcoder.cli.solve import EventBar, check_color_by, notice
     from bcoder.pipeline.engine import Engine
-    from bcoder.pipeline.rank import rank_programs, read_candidates
+    from bcoder.pipeline.rank import rank_programs
     from bcoder.problems.load import load_problem
+    from bcoder.problems.programs import by_reference, read_programs
 
     check_color_by(color_by)
-    groups = read_candidates(candidates, problem)
+    programs = read_programs(candidates)
+    for line in programs.notes:
+        typer.echo(f"note: {line}", err=True)
+    groups = by_reference(programs.rows, problem)
     problems = {ref: load_problem(ref, tests if ref == problem else None) for ref, _ in groups}
     set_threads(threads, device)
     store = None
@@ -70,12 +76,13 @@ def rank_command(
             on_event=bar,
         )
         notice(engine)
-        for ref, codes in groups:
+        for ref, rows in groups:
             results.append(
                 rank_programs(
                     problems[ref],
                     engine,
-                    codes,
+                    [r.code for r in rows],
+                    ids=[r.id for r in rows],
                     run_tests_=not no_tests,
                     filter_examples=filter_examples,
                     timeout=timeout,

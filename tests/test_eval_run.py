@@ -18,6 +18,8 @@ from test_eval_report import naive_ci, naive_values
 from bcoder.core.errors import BcoderError
 from bcoder.evaluate import EvalSettings, run_eval, write_report
 from bcoder.evaluate.records import load_records
+from bcoder.problems.load import load_problem
+from bcoder.problems.programs import by_reference, read_programs
 from bcoder.ranking.rankers import RANKER_LABELS, RANKERS
 
 MBPP = ("11", "12", "13")
@@ -156,9 +158,13 @@ def test_rank_only_report_figures_recomputed_from_records(
     assert exit_info.value.code == 0
     exported = (tmp_path / "export.jsonl").read_text().splitlines()
     given = [json.loads(line) for line in cands.read_text().splitlines()]
-    assert sorted((r["problem_id"], r["code"]) for r in map(json.loads, exported)) == sorted(
-        (f"mbpp/{r['problem_id']}", r["code"]) for r in given
+    assert sorted((r["problem"], r["code"]) for r in map(json.loads, exported)) == sorted(
+        (f"{mbpp}:mbpp/{r['problem_id']}", r["code"]) for r in given
     )
+    # ... and what `bcoder rank` reads: every row names a problem it can load
+    rows = read_programs(tmp_path / "export.jsonl").rows
+    refs = [ref for ref, _ in by_reference(rows, None)]
+    assert [load_problem(ref).id for ref in refs] == [f"mbpp/{t}" for t in MBPP]
 
 
 def _figures(run_dir: Path) -> dict:

@@ -16,7 +16,7 @@ from bcoder.core.spec import TestSpec as Spec  # (not a test class)
 from bcoder.core.types import CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.models.sources import DEFAULT_MODEL
 from bcoder.pipeline.engine import Engine, model_for
-from bcoder.pipeline.rank import rank_programs, read_candidates
+from bcoder.pipeline.rank import rank_programs
 from bcoder.pipeline.settings import SolveSettings
 from bcoder.pipeline.solve import Cancelled, code_key, score_codes, solve
 from bcoder.pipeline.store import Store
@@ -197,11 +197,13 @@ def test_score_codes_and_filter_examples(engine):
     assert text.startswith("```python\n") and text.endswith("```")  # chat prompts: a fenced block
     assert cands[1].finish_reason == "code_block_end"
     result = rank_programs(
-        problem, engine, [wrong, CORRECT, CORRECT + "\n"], filter_examples=True, timeout=2.0
-    )
+        problem, engine, [wrong, CORRECT, CORRECT + "\n"], filter_examples=True, timeout=2.0,
+        ids=["a", "b", "c"],
+    )  # fmt: skip
     assert len(result.candidates) == 1
     best = result.candidates[0]
     assert best.count == 2 and best.passed_examples is True and best.outcome == "pass"
+    assert best.ids == ["b", "c"]  # the lines it was made from (identical programs merged)
     assert best.reward == pytest.approx(cands[1].reward, abs=1e-5)
 
 
@@ -345,17 +347,6 @@ def test_settings_are_pure_values(tmp_path):
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-
-
-def test_read_candidates(tmp_path):
-    f = tmp_path / "c.jsonl"
-    f.write_text('{"problem": "a.txt", "code": "x = 1"}\n\n{"code": "y = 2"}\n')
-    assert read_candidates(f, "b.txt") == [("a.txt", ["x = 1"]), ("b.txt", ["y = 2"])]
-    with pytest.raises(BcoderError, match='no "problem"'):
-        read_candidates(f)
-    f.write_text('{"problem": "a.txt", "code": 3}\n')
-    with pytest.raises(BcoderError, match=r"c.jsonl:1"):
-        read_candidates(f)
 
 
 def test_the_model_defaults_to_the_checkpoints_base(tmp_path, tiny_model_dir):

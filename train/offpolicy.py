@@ -10,7 +10,6 @@ store (``source = "import"``, merged by identical actions with a count).
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
 from bcoder.core.types import Progress
+from bcoder.problems.programs import read_programs
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, collect_features
 from bcoder.train.programs import (
@@ -35,28 +35,17 @@ from bcoder.train.programs import (
 EventFn = Callable[[Any], None]
 
 
-def read_imports(path: str | Path) -> dict[str, list[str]]:
-    """Programs to import, grouped by problem: a jsonl of ``{"problem_id": ..., "code": ...}``
-    (``task_id`` / ``id`` are accepted for the id, ``completion`` for the code)."""
-    path = Path(path)
+def read_imports(path: str | Path) -> tuple[dict[str, list[str]], list[str]]:
+    """Programs to import, grouped by the problem each names (a programs file,
+    :mod:`bcoder.problems.programs`: its ``DATASET:`` prefix dropped, so ``mbpp:mbpp/601`` is
+    ``mbpp/601``), and the file's notes."""
+    programs = read_programs(path)
     out: dict[str, list[str]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise BcoderError(f"{path}: cannot read ({err})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BcoderError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        pid = next((row[k] for k in ("problem_id", "task_id", "id") if k in row), None)
-        code = row.get("code", row.get("completion"))
-        if pid is None or not isinstance(code, str):
-            raise BcoderError(f"{path}:{n}: need 'problem_id' and 'code'")
-        out.setdefault(str(pid), []).append(code)
-    return out
+    for row in programs.rows:
+        if row.problem is None:
+            raise BcoderError(f'{row.id}: no "problem" on this line')
+        out.setdefault(row.problem.rsplit(":", 1)[-1], []).append(row.code)
+    return out, programs.notes
 
 
 def import_programs(
@@ -69,14 +58,14 @@ def import_programs(
     executor: Any = None,
     on_event: EventFn | None = None,
 ) -> CollectSummary:
-    """Import off-policy programs from a jsonl: tokenise them as the policy's actions, execute
+    """Import off-policy programs from a programs file: tokenise them as the policy's actions, execute
     them, and store them as ``source="import"`` shards (one per ``shard_problems`` problems)."""
     from bcoder.problems.extract import extract_code
     from bcoder.problems.load import load_problems
 
     t0 = time.perf_counter()
     emit = on_event or (lambda _e: None)
-    wanted = read_imports(path)
+    wanted, notes = read_imports(path)
     digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
     lookup: dict[str, Problem] = {}
     for p in load_problems(cfg.data.dataset, ids=list(wanted)):
@@ -89,7 +78,7 @@ def import_programs(
     prompter = Prompter(tokenizer, cfg, is_seq2seq)
     ids = sorted(wanted)
     size = cfg.collect.shard_problems
-    summary = CollectSummary(problems=len(ids))
+    summary = CollectSummary(problems=len(ids), notes=notes)
     done = store.names()
     with executor_for(cfg, executor) as ex:
         for k in range(0, len(ids), size):

@@ -49,6 +49,7 @@ class CollectSummary:
     programs: int = 0  # rows written (unique programs)
     samples: int = 0  # programs sampled (with duplicates)
     outcomes: dict[str, int] = field(default_factory=dict)  # over sampled programs, by count
+    notes: list[str] = field(default_factory=list)  # about the input (import), for the user
     seconds: float = 0.0
 
 

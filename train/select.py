@@ -37,6 +37,7 @@ from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text
 from bcoder.core.settings import SamplingSettings
 from bcoder.evaluate.records import weights_sha256
+from bcoder.problems.programs import program_row
 from bcoder.train import setup
 from bcoder.train.config import TrainConfig
 from bcoder.train.data import ShardStore, heldout_problems
@@ -98,8 +99,8 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stamp, digest + "\n")
     candidates = out_dir / "candidates.jsonl"
-    lines = [json.dumps({"problem_id": pid, "code": code}) for pid, codes in programs.items()
-             for code in codes]  # fmt: skip
+    lines = [json.dumps(program_row(cfg.data.dataset, pid, code))
+             for pid, codes in programs.items() for code in codes]  # fmt: skip
     atomic_write_text(candidates, "\n".join(lines) + "\n")
     settings = EvalSettings(
         dataset=cfg.data.dataset,

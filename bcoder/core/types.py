@@ -50,6 +50,7 @@ class Candidate:
     tests: list[TestOutcome] = field(default_factory=list)
     passed_examples: bool | None = None  # None when there are no example tests
     finish_reason: str = ""  # eos | code_block_end | length
+    ids: list[str] = field(default_factory=list)  # the programs-file lines it came from (rank)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

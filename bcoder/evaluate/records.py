@@ -29,6 +29,7 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.types import Candidate, TokenScore
+from bcoder.problems.programs import program_row
 
 # the layout above
 CONFIG, SELECTION, MODEL = "config.json", "selection.json", "model.json"
@@ -193,10 +194,12 @@ def load_records(run_dir: Path, problem_ids: list[str]) -> tuple[list[ProblemRec
 
 def exported_candidates(run_dir: Path) -> Iterator[dict[str, Any]]:
     """Every program sampled in a run, a row per sample (``count`` rows for a merged program), as
-    ``--rank-only`` reads them: ``{"problem_id", "code"}``. Sampled but not yet executed problems
-    count too; problems not sampled yet are left out."""
+    a programs file holds them (:mod:`bcoder.problems.programs`: ``--rank-only``, ``bcoder rank``
+    and ``train import`` read it). Sampled but not yet executed problems count too; problems not
+    sampled yet are left out."""
     try:
         ids = json.loads((run_dir / SELECTION).read_text())["problem_ids"]
+        dataset = json.loads((run_dir / CONFIG).read_text())["settings"]["dataset"]
     except (OSError, ValueError, KeyError) as err:
         raise BcoderError(f"{run_dir}: not an eval run directory ({err})") from None
     for pid in ids:
@@ -205,7 +208,7 @@ def exported_candidates(run_dir: Path) -> Iterator[dict[str, Any]]:
             if path.is_file():
                 for c in read_record(path).candidates:
                     for _ in range(c.count):
-                        yield {"problem_id": pid, "code": c.code}
+                        yield program_row(dataset, pid, c.code)
                 break
 
 

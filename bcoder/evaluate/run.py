@@ -49,6 +49,7 @@ from bcoder.evaluate.records import (
     weights_sha256,
     write_record,
 )
+from bcoder.problems.programs import by_problem, read_programs
 from bcoder.ranking.rankers import checkpoint_ranker
 
 EventFn = Callable[[Any], None]
@@ -233,32 +234,8 @@ def execute_record(
 
 
 def read_rank_only(path: Path, problems: list[Problem]) -> dict[str, list[str]]:
-    """{problem id: [code, ...]} from a jsonl of {"problem_id" | "task_id" | "id", "code"}."""
-    by_key = {}
-    for p in problems:
-        by_key[p.id] = p.id
-        if p.metadata.get("dataset_id") is not None:
-            by_key.setdefault(str(p.metadata["dataset_id"]), p.id)
-    out: dict[str, list[str]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise BcoderError(f"{path}: cannot read ({err})") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BcoderError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-        pid = next((row[k] for k in ("problem_id", "task_id", "id") if k in row), None)
-        code = row.get("code", row.get("completion"))
-        if pid is None or not isinstance(code, str):
-            raise BcoderError(
-                f"{path}:{lineno}: need a problem id (problem_id) and a 'code' string"
-            )
-        if str(pid) in by_key:
-            out.setdefault(by_key[str(pid)], []).append(code)
+    """{problem id: [code, ...]} of the selected problems, from a programs file."""
+    out = by_problem(read_programs(path).rows, problems)
     if not out:
         raise BcoderError(f"{path}: no candidate belongs to the selected problems")
     return out
