@@ -125,6 +125,66 @@ def test_continuation_of_a_leetcode_starter():
     assert extract_code(whole, p) == whole
 
 
+
+# --- a corpus of model outputs as they come: fences, prose, several blocks, stray fences ------
+
+REMOVE_OCC = (
+    "def remove_Occ(s, ch):\n"
+    "    s = s.replace(ch, '', 1)\n"
+    "    i = s.rfind(ch)\n"
+    "    return s if i < 0 else s[:i] + s[i + 1 :]\n"
+)
+USAGE = 'print(remove_Occ("hello", "l"))\n'
+CORPUS = {
+    # smollm2 on mbpp:11 (the chat prompt): the program unfenced, then a block closed that was
+    # never opened and an empty one opened (sampling stops at the second fence)
+    "unfenced, then an empty trailing pair": f"{REMOVE_OCC}```\n\n```",
+    "unfenced, then a closing fence only": f"{REMOVE_OCC}```\n",
+    "unfenced, closing fence, explanation": (
+        f"{REMOVE_OCC}```\n\nThis function removes the first and the last occurrence of ch."
+    ),
+    "unfenced, closing fence, prose, a usage block": (
+        f"{REMOVE_OCC}```\n\nYou can call it like this:\n\n```python\n{USAGE}```\n"
+    ),
+    "prose, unfenced, closing fence, empty pair": (
+        f"Here is the function:\n\n{REMOVE_OCC}```\n\n```"
+    ),
+    "one word before a fenced block": f"Solution\n```\n{REMOVE_OCC}```\n",
+    "prose before an untagged block": f"Here is the code:\n```\n{REMOVE_OCC}```\nDone.",
+    "fenced, then an empty trailing pair": f"```python\n{REMOVE_OCC}```\n\n```\n```",
+    "fenced, then an unclosed empty fence": f"```python\n{REMOVE_OCC}```\n\n```",
+    "fenced with prose around": (
+        f"Sure! Here's a Python function:\n\n```python\n{REMOVE_OCC}```\n\n"
+        "Explanation:\n1. `replace` drops the first one.\n2. `rfind` finds the last one.\n"
+    ),
+    "a helper, the solution and a usage block": (
+        f"```python\ndef helper(x):\n    return x\n```\nThe solution:\n```python\n{REMOVE_OCC}"
+        f"```\nExample:\n```python\n{USAGE}```"
+    ),
+    "unclosed fence cut at the length limit": f"```python\n{REMOVE_OCC}",
+    "an empty pair, then the code unfenced": f"```python\n```\n{REMOVE_OCC}",
+    "end of turn after the block": f"```python\n{REMOVE_OCC}```<|im_end|>\n```\n",
+    "tildes": f"~~~python\n{REMOVE_OCC}~~~\n~~~\n~~~",
+}
+NO_CODE = {
+    "only an empty pair": "```\n```",
+    "an empty python block": "```python\n\n```",
+    "prose and empty fences": "I am not sure.\n```\n```",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_a_corpus_of_model_outputs(name: str):
+    problem = load_problem("mbpp:11")
+    assert extract_code(CORPUS[name], problem, "chat") == REMOVE_OCC
+    # without the problem (no entry point to look for) the program is found all the same
+    assert extract_code(CORPUS[name]) == REMOVE_OCC
+
+
+@pytest.mark.parametrize("name", sorted(NO_CODE))
+def test_outputs_without_code(name: str):
+    assert extract_code(NO_CODE[name], load_problem("mbpp:11"), "chat") == ""
+
 # --- the prompt's own definitions: helpers, imports, constants ------------------------------
 
 HELPERS = {p.id: p for p in load_problems(FIXTURES / "humaneval_helpers.jsonl")}  # real rows

@@ -46,6 +46,7 @@ _STOP_LINE = re.compile(
 )
 _OPEN_FENCE = re.compile(r"(`{3,}|~{3,})[ \t]*([A-Za-z0-9_+#.-]*)[ \t]*$")
 _CLOSE_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
+_BARE_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*$")
 _PYTHON_TAGS = {"", "python", "py", "python3", "py3", "python2", "sage"}
 _BLOCK_OPENER = re.compile(
     r"^(async\s+)?(def|class|if|elif|else|for|while|with|try|except|finally|match|case)\b.*:\s*(#.*)?$"
@@ -101,6 +102,23 @@ def defines(code: str, name: str | None) -> bool:
     )
 
 
+def leading_code(text: str) -> Block | None:
+    """The code before a completion's first fence when that fence is a bare one that closes it.
+
+    An instruct model may write its program unfenced and then close a block it never opened,
+    often opening an empty one after it (``def f(x): ...\\n```\\n\\n```\\n``: sampling stops at
+    the second fence). The text before a bare first fence (no info string, nothing else on its
+    line) is then a candidate block too, when it holds more than prose.
+    """
+    lines = text.split("\n")
+    first = next((i for i, ln in enumerate(lines) if _OPEN_FENCE.search(ln)), None)
+    if first is None or not _BARE_FENCE.match(lines[first]):
+        return None
+    code = strip_prose("\n".join(lines[:first]).strip("\n"))
+    # "Sure" or "Solution" parse as Python too: code has an operator, a call or a block.
+    return Block("", code, True) if re.search(r"[=()\[\]:]", code) else None
+
+
 def _choose(blocks: list[Block], entry: str | None) -> str:
     python = [b for b in blocks if b.lang in _PYTHON_TAGS and b.code.strip()]
     pool = python or [b for b in blocks if b.code.strip()]
@@ -109,6 +127,27 @@ def _choose(blocks: list[Block], entry: str | None) -> str:
     # max() keeps the first of equals, so ties go to the earlier block.
     best = max(pool, key=lambda b: (defines(b.code, entry), parses(b.code), len(b.code.strip())))
     return best.code
+
+
+def _outside_fences(text: str) -> str:
+    """``text`` without its fence lines and fenced bodies: what is left when every block is
+    empty (``def f(x): ...\\n```python\\n```\\n``)."""
+    kept, fence = [], ""
+    for line in text.split("\n"):
+        if not fence:
+            m = _OPEN_FENCE.search(line)
+            if m:
+                fence = m.group(1)
+                head = line[: m.start()]
+                if head.strip():
+                    kept.append(head)
+            else:
+                kept.append(line)
+        else:
+            m = _CLOSE_FENCE.match(line)
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = ""
+    return "\n".join(kept)
 
 
 def _is_prose(line: str) -> bool:
@@ -339,7 +378,13 @@ def extract_code(completion: str, problem: Problem | None = None, family: str | 
     text = "\n".join(lines[:stop])
     entry = problem.entry_point if problem is not None else None
     blocks = fenced_blocks(text)
-    code = _choose(blocks, entry) if blocks else strip_prose(text)
+    if blocks:
+        lead = leading_code(text)
+        code = _choose(([lead] if lead else []) + blocks, entry)
+        if not code.strip():  # every block is empty: the code is outside them, if anywhere
+            code = strip_prose(_outside_fences(text).strip("\n"))
+    else:
+        code = strip_prose(text)
     code = code.strip("\n")
     if not code.strip():
         return ""
