@@ -7,6 +7,9 @@ Rules, in order:
 2. Fenced blocks (````` ``` ````` or ``~~~``, an unterminated last fence runs to the end): the
    block that defines the entry point wins, then one that parses, then the longest; blocks in
    another language (``bash``, ``text``, ...) only when there is no Python or untagged block.
+   Code before a bare first fence competes as an untagged block (a program written unfenced,
+   then a closing fence: :func:`leading_code`); when every block is empty, the text outside
+   the fences is taken as unfenced.
 3. No fence: the text is code, except that prose lines at its start and end are dropped when
    the whole does not parse (the smallest cut that parses; otherwise every prose line at both
    ends goes). Code is never edited, reindented or reordered.
