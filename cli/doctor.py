@@ -220,8 +220,8 @@ def doctor(
     for lv, ok in report["available"].items():
         console.print(f"  {lv:<13} {'[green]available[/]' if ok else '[red]not available[/]'}")
     console.print(
-        f"  bwrap: {report['bwrap_version'] or 'not found'}; "
-        f"unshare: {report['unshare'] or 'not found'}; "
+        f"  bwrap: {escape(report['bwrap_version'] or 'not found')}; "
+        f"unshare: {escape(report['unshare'] or 'not found')}; "
         f"running as root: {report['running_as_root']}"
     )
     smoke = report.get("smoke_test")
@@ -233,11 +233,11 @@ def doctor(
         )
     inf = report["inference"]
     console.print(f"inference ({escape(inf['model'])}):")
-    console.print(f"  backend: {inf['backend']} ({escape(inf['backend_why'])})")
+    console.print(f"  backend: {escape(str(inf['backend']))} ({escape(inf['backend_why'])})")
     if inf["backend"]:
-        console.print(f"  dtype:   {inf['dtype']} ({escape(inf['dtype_why'])})")
+        console.print(f"  dtype:   {escape(inf['dtype'])} ({escape(inf['dtype_why'])})")
         console.print(f"  threads: {inf['threads']} ({escape(inf['threads_why'])})")
-    console.print(f"  llama-cpp-python: {inf['llama_cpp'] or 'not installed'}")
+    console.print(f"  llama-cpp-python: {escape(inf['llama_cpp'] or 'not installed')}")
     runs = inf.get("llama_cpp_runs")
     if runs is not None:
         verdict = "[green]ok[/]" if runs["ok"] else f"[bold red]FAILS[/]: {escape(runs['why'])}"

@@ -47,7 +47,7 @@ def progress_bar(transient: bool = True) -> Iterator[Callable[[Progress], None]]
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # file names, URLs
         console=Console(stderr=True),
         transient=transient,
     )
@@ -74,6 +74,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     """The presets: source, size, whether cached, whether the hash was verified."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from bcoder.models.cache import model_status
     from bcoder.models.sources import DEFAULT_MODEL, PRESETS
@@ -93,7 +94,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         else:
             sha = "[green]ok[/]" if r.verified else "[yellow]unverified[/]"
         name = r.name + (" (default)" if r.name == DEFAULT_MODEL else "")
-        table.add_row(name, r.source, _size(r.size), cached, sha)
+        table.add_row(Text(name), Text(r.source), _size(r.size), cached, sha)
     Console().print(table)
 
 

@@ -46,7 +46,7 @@ def rank_command(
 ) -> None:
     """Re-tokenise programs (from other models or people), score them and rank them by R~."""
     from bcoder.cli.options import set_threads
-    from bcoder.cli.solve import EventBar, check_color_by, notice
+    from bcoder.cli.solve import EventBar, announce_tests, check_color_by, notice
     from bcoder.pipeline.engine import Engine
     from bcoder.pipeline.rank import rank_programs
     from bcoder.problems.load import load_problem
@@ -58,6 +58,8 @@ def rank_command(
         typer.echo(f"note: {line}", err=True)
     groups = by_reference(programs.rows, problem)
     problems = {ref: load_problem(ref, tests if ref == problem else None) for ref, _ in groups}
+    for ref, prob in problems.items():
+        announce_tests(prob, tests if ref == problem else None, run=not no_tests)
     set_threads(threads, device)
     store = None
     if not no_save:

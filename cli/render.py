@@ -4,6 +4,9 @@ Shared by ``bcoder solve``, ``bcoder rank`` and ``bcoder runs show``:
 
     render_result(console, result, color_by="reward", top=5)
     heatmap(tokens, "q")  -> rich Text, each token's background coloured by its value
+
+Text from users and models (statements, programs, paths) reaches Rich only as ``Text``, never as
+markup: ``list[int]`` or ``[/i]`` in it is shown as written.
 """
 
 from __future__ import annotations
@@ -123,6 +126,16 @@ def heads_note(result: SolveResult) -> Text:
     return Text(f"heads: {describe(result.heads)}{sampled}", style="dim")
 
 
+def timings_line(timings: dict[str, float]) -> str:
+    """Seconds per stage. A stage that took no time is left out: scoring that the decode loop did
+    while sampling is said so, not shown as "score 0.00s"."""
+    shown = {k: v for k, v in timings.items() if v >= 0.005}
+    parts = {k: f"{k} {v:.2f}s" for k, v in shown.items()}
+    if "generate" in shown and "score" in timings and "score" not in shown:
+        parts["generate"] += " (scored while sampling)"
+    return "  ".join(parts.values())
+
+
 def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) -> Table:
     """The candidates best first. The numbers and the outcome are never cut: at 80 columns or
     fewer the first line of code alone gives way (ellipsis)."""
@@ -171,10 +184,8 @@ def render_result(
         title += f"  ·  run {result.run_id}"
     console.print(Text(title, style="bold"))
     console.print(heads_note(result))
-    if result.timings:
-        console.print(
-            "  ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if v), style="dim"
-        )
+    if timings := timings_line(result.timings):
+        console.print(Text(timings, style="dim"))
     if not result.candidates:
         console.print("no candidates (all were dropped by --filter-examples)", style="red")
         return

@@ -23,7 +23,7 @@ def list_runs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     store: Path | None = StoreOption,
 ) -> None:
-    """The newest saved runs: id, time, problem, model, candidates, best R~ and outcome."""
+    """The newest saved runs: id, time, problem, model, distinct candidates, best R~, outcome."""
     from bcoder.pipeline.store import Store
 
     runs = Store(store).list(limit)
@@ -42,23 +42,28 @@ def list_runs(
 
 # Below this many columns the created column is left out: the id starts with the same time.
 _CREATED_FROM_WIDTH = 120
+_DISTINCT_FROM_WIDTH = 100  # below, the column is "n" and a caption says what it counts
 
 
 def runs_table(runs: list[Any], title: str, width: int) -> Any:
-    """The runs, newest first. The id (what ``runs show`` takes), n, best R~ and the outcome are
-    never cut; the problem and the model give way (see :func:`bcoder.cli.render.shrinking`)."""
+    """The runs, newest first. The id (what ``runs show`` takes), the distinct candidates, best R~
+    and the outcome are never cut; the problem and the model give way (see
+    :func:`bcoder.cli.render.shrinking`)."""
     from rich.table import Table
+    from rich.text import Text
 
     from bcoder.cli.render import outcome_text, shrinking
 
     created = width >= _CREATED_FROM_WIDTH
-    table = Table(title=title)
+    # n counts distinct programs (identical samples are merged), not samples: say so
+    wide = width >= _DISTINCT_FROM_WIDTH
+    table = Table(title=Text(title), caption=None if wide else "n: distinct programs")
     table.add_column("id", no_wrap=True)
     if created:
         table.add_column("created", no_wrap=True)
     table.add_column(shrinking("problem"), max_width=40)
     table.add_column(shrinking("model"))
-    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column("distinct" if wide else "n", justify="right", no_wrap=True)
     table.add_column("best R~", justify="right", no_wrap=True)
     table.add_column("outcome", no_wrap=True)
     for r in runs:
@@ -90,20 +95,23 @@ def show(
     from rich.console import Console
     from rich.panel import Panel
     from rich.syntax import Syntax
+    from rich.text import Text
 
-    from bcoder.cli.render import ranked_table
+    from bcoder.cli.render import ranked_table, timings_line
 
     console = Console()
     p = result.problem
     text = str(p.get("text") or p.get("starter_code") or "").strip()
     if len(text) > 1200:
         text = text[:1200] + " ..."
-    title = f"run {result.run_id}: {p.get('id') or 'problem'}"
-    console.print(Panel(text or "(no statement)", title=title, title_align="left"))
-    settings = "  ".join(f"[bold]{k}[/]={v}" for k, v in result.settings.items())
-    console.print(f"{settings}  [bold]heads[/]={result.heads}")
-    if result.timings:
-        console.print("  ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()), style="dim")
+    title = Text(f"run {result.run_id}: {p.get('id') or 'problem'}")
+    console.print(Panel(Text(text or "(no statement)"), title=title, title_align="left"))
+    settings = Text()
+    for k, v in [*result.settings.items(), ("heads", result.heads)]:
+        settings.append(k, style="bold").append(f"={v}  ")
+    console.print(settings)
+    if timings := timings_line(result.timings):
+        console.print(Text(timings, style="dim"))
     console.print(ranked_table(result, len(result.candidates), title="candidates, best first"))
     if result.candidates:
         best = result.candidates[0]

@@ -23,14 +23,14 @@ def register(app: typer.Typer) -> None:
 class EventBar:
     """Renders solve / load events (bcoder.core.types.Progress) as rich progress bars on stderr."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # messages name user files
             BarColumn(),
             TextColumn("{task.fields[count]}"),
             TimeElapsedColumn(),
@@ -48,15 +48,14 @@ class EventBar:
         self.progress.stop()
 
     def __call__(self, event: Any) -> None:
+        from rich.text import Text
+
         from bcoder.core.types import CandidateTested, Progress
 
         if isinstance(event, CandidateTested):  # candidates stream in as they are tested
             c = event.candidate
-            self.progress.console.print(
-                f"[dim]candidate {event.index + 1}: R~ {c.reward:.3f}, {c.outcome or '-'}, "
-                f"{len(c.tokens)} tokens[/dim]",
-                highlight=False,
-            )
+            line = f"candidate {event.index + 1}: R~ {c.reward:.3f}, {c.outcome or '-'}, "
+            self.progress.console.print(Text(f"{line}{len(c.tokens)} tokens", style="dim"))
             return
         if not isinstance(event, Progress):
             return
@@ -83,8 +82,16 @@ def notice(engine: Any) -> None:
     """A one-line note on stderr when the engine has one (heads served on another backend)."""
     if text := engine.info.get("notice"):
         from rich.console import Console
+        from rich.text import Text
 
-        Console(stderr=True).print(f"[dim]note: {text}[/dim]")
+        Console(stderr=True).print(Text(f"note: {text}", style="dim"))
+
+
+def announce_tests(problem: Any, given: Path | None, run: bool) -> None:
+    """Name the tests file found beside a statement (``FILE.tests.json``) when it will run."""
+    found = problem.metadata.get("tests_path")
+    if found and given is None and run:
+        typer.echo(f"tests: {found} (found beside the problem; --no-tests skips them)", err=True)
 
 
 def check_color_by(value: str) -> str:
@@ -145,6 +152,7 @@ def solve_command(
 
     check_color_by(color_by)
     prob = load_problem(problem, tests)
+    announce_tests(prob, tests, run=not no_tests)
     sampling = SamplingSettings(
         n=n,
         temperature=temperature,

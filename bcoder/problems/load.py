@@ -373,6 +373,21 @@ def load_problems(
     return _walk(resolved, splits, wanted, skip_bad, stats if stats is not None else LoadStats(), 0)
 
 
+def _name_one(path: Path) -> str:
+    """Why a file or folder of problems is not one problem, naming one it holds."""
+    try:
+        first = next(iter(load_problems(path, skip_bad=True)), None)
+    except BcoderError as err:
+        return str(err)
+    if first is None:
+        return (
+            f"{path}: no problems in it (expected .txt, .py or .jsonl problem files, or APPS "
+            "problem folders)"
+        )
+    example = first.metadata.get("dataset_id") or first.id
+    return f"{path}: holds several problems; name one as {path}:ID (e.g. {path}:{example})"
+
+
 def load_problem(ref: str | Path, tests: str | Path | None = None) -> Problem:
     """One problem: ``FILE.txt``, ``FILE.py`` (its one stub) or ``FILE.py:FUNC``,
     ``FILE.jsonl:ID`` / ``DATASET:ID`` (e.g. ``mbpp:11``), or an APPS problem folder.
@@ -392,7 +407,7 @@ def load_problem(ref: str | Path, tests: str | Path | None = None) -> Problem:
     if path.is_file() and path.suffix in (".txt", ".md", ".py"):
         return _single_file(path, name, tests)
     if name is None and not (path.is_dir() and (path / "question.txt").is_file()):
-        raise BcoderError(f"{path}: holds many problems; name one as {path}:ID")
+        raise BcoderError(_name_one(path))
     if name is None:
         problem = apps_folder(path)
     else:
