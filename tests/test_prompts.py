@@ -1,8 +1,9 @@
-"""Prompt families, truncation from the front of the question, and the default family."""
+"""Prompt families, fitting a long statement into the prompt, and the default family."""
 
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,9 @@ import pytest
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
 from bcoder.core.spec import TestSpec as Spec
+from bcoder.problems.fit import CHARS_PER_TOKEN, PromptCut, count_tokens
 from bcoder.problems.load import load_problem, load_problems
-from bcoder.problems.prompts import (
-    CHARS_PER_TOKEN,
-    SYSTEM_PROMPT,
-    build_prompt,
-    count_tokens,
-    prompt_family,
-)
+from bcoder.problems.prompts import SYSTEM_PROMPT, build_prompt, fit_prompt, prompt_family
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -102,57 +98,135 @@ def test_chat_template_without_system_role(tokenizer):
     assert prompt.startswith(f"[user] {SYSTEM_PROMPT}\n\nRead n and print 2n.")
 
 
-def _long(problem: Problem, words: int = 400) -> Problem:
+TASK = "Return twice the sum of the numbers in the data."
+
+
+def _long(problem: Problem, rows: int = 400) -> Problem:
+    """A statement whose examples hold a long table: the task first, the formats, the data."""
     p = copy.deepcopy(problem)
-    p.text = "START " + " ".join(f"w{i}" for i in range(words)) + " END-OF-QUESTION"
+    data = "\n".join(f"{i} {i * 7 % 13}" for i in range(rows))
+    p.text = (
+        f"{TASK} Each line holds two numbers.\n\n-----Input-----\nTwo integers a line.\n\n"
+        f"-----Examples-----\nInput\n{data}\n\nOutput\n12345\n\nEND-OF-QUESTION: print it."
+    )
     return p
 
 
 @pytest.mark.parametrize("family", ["apps", "mbpp", "chat"])
-def test_truncation_keeps_the_end(tokenizer, family):
+def test_a_long_statement_loses_the_middle_of_its_data_never_the_task(tokenizer, family):
     p = _long(_call())
     full = build_prompt(p, family, tokenizer, max_source_tokens=10_000)
-    assert "START" in full and count_tokens(full, tokenizer) > 300
-    cut = build_prompt(p, family, tokenizer, max_source_tokens=300)
-    assert count_tokens(cut, tokenizer) <= 300
-    assert count_tokens(cut, tokenizer) >= 290  # it uses the budget, not much less
-    assert "START" not in cut and "END-OF-QUESTION" in cut
+    assert TASK in full and count_tokens(full, tokenizer) > 1000
+    cut, what = fit_prompt(p, family, tokenizer, max_source_tokens=400)
+    assert build_prompt(p, family, tokenizer, max_source_tokens=400) == cut
+    assert 390 <= count_tokens(cut, tokenizer) <= 400  # it uses the budget, not much less
+    # the task, the input format, the end and the fixed tail are whole; the table lost its middle
+    assert TASK + " Each line holds two numbers.\n\n-----Input-----\nTwo integers a line." in cut
+    assert (
+        cut.count("[...]") == 1 and "Input\n0 0\n1 7\n" in cut and f"\n399 {399 * 7 % 13}\n" in cut
+    )
+    assert "\n200 " not in cut
     assert "def double(self, n: int) -> int:" in cut
-    # the fixed tail is intact
-    assert cut.endswith(full[full.index("END-OF-QUESTION") :])
+    assert cut.endswith(full[full.index("Output\n12345") :])
+    assert what == PromptCut(
+        limit=400, tokens=count_tokens(full, tokenizer), chars=len(p.text), kept=what.kept, parts=1
+    )
+    assert what.kept < len(p.text) and "400-token prompt" in what.message()
 
 
-def test_truncation_of_a_docstring(tokenizer):
+def test_the_longest_parts_are_cut_first_prose_after_data(tokenizer):
+    p = copy.deepcopy(_stdio())
+    story = " ".join(f"Story sentence {i} about the hero." for i in range(60))
+    table = "\n".join(" ".join(str(i * j) for j in range(8)) for i in range(60))
+    p.text = f"{TASK}\n\n{story}\n\nShort note.\n\n{table}\n\nPrint the answer."
+    without_table = copy.deepcopy(p)
+    without_table.text = p.text.replace(table, "[...]")
+    room = count_tokens(build_prompt(without_table, "apps", tokenizer, 10**6), tokenizer)
+    cut, what = fit_prompt(p, "apps", tokenizer, max_source_tokens=room + 60)
+    assert what.parts == 1 and cut.count("[...]") == 1  # the table only: the story is whole
+    assert story in cut and "Short note." in cut and "Print the answer." in cut
+    assert "\n0 0 0 0 0 0 0 0\n" in cut and "\n0 59 118 177" in cut  # its first and last rows
+    cut, what = fit_prompt(p, "apps", tokenizer, max_source_tokens=room - 100)
+    assert what.parts == 2 and cut.count("[...]") == 2  # then the story's middle too
+    assert "\n\n[...]\n\nPrint the answer." in cut  # the table is gone: data before prose
+    assert TASK in cut and "Story sentence 0 about" in cut and "Short note." in cut
+
+
+def test_a_docstrings_middle_is_cut_and_its_first_sentence_kept(tokenizer):
     stub = copy.deepcopy(load_problem(EXAMPLES / "max_of_list.py"))
-    stub.text = "START " + " ".join(["filler"] * 300) + "\nReturn the largest number."
+    stub.text = "Return the largest number.\n\n" + " ".join(["filler"] * 300) + "\n\nLast line."
     del stub.metadata["prompt"]  # the stub's file no longer matches: rebuild it from the parts
     stub.metadata["prompt"] = build_prompt(stub, "humaneval", max_source_tokens=10**6)
     assert stub.metadata["prompt"].count("filler") == 300  # built from the signature and text
     cut = build_prompt(stub, "humaneval", tokenizer, max_source_tokens=120)
     assert count_tokens(cut, tokenizer) <= 120
-    assert cut.startswith('def max_of_list(numbers: list[int]) -> int:\n    """\n')
-    assert cut.endswith('    Return the largest number.\n    """\n') and "START" not in cut
+    assert cut.startswith(
+        'def max_of_list(numbers: list[int]) -> int:\n    """\n    Return the largest number.\n'
+    )
+    assert cut.endswith('    Last line.\n    """\n') and "[...]" in cut
 
 
-def test_truncation_without_tokenizer_counts_characters():
-    p = _long(_stdio(), words=2000)
-    cut = build_prompt(p, "apps", None, max_source_tokens=100)
-    assert len(cut) <= 100 * CHARS_PER_TOKEN
-    assert len(cut) > 95 * CHARS_PER_TOKEN
-    assert cut.endswith(" END-OF-QUESTION\nUse Standard Input format\nANSWER:\n")
+def test_without_a_tokenizer_characters_are_counted():
+    p = _long(_stdio(), rows=2000)
+    cut, _ = fit_prompt(p, "apps", None, max_source_tokens=100)
+    assert 95 * CHARS_PER_TOKEN < len(cut) <= 100 * CHARS_PER_TOKEN
+    assert cut.startswith(f"\nQUESTION:\n{TASK}")
+    assert cut.endswith(" print it.\nUse Standard Input format\nANSWER:\n")
 
 
-def test_fixed_parts_are_never_cut(tokenizer):
+def test_a_huge_statement_keeps_its_task_and_ends(tokenizer):
+    """One paragraph of five megabytes: its first sentence and its end stay, the middle goes,
+    in well under a second (the whole is never tokenized: its size is estimated from its head)."""
+    p = copy.deepcopy(_stdio())
+    numbers = " ".join(str(i % 1000) for i in range(1_300_000))
+    p.text = f"Sum these numbers: {numbers} and print the total."
+    assert len(p.text) > 5_000_000
+    t0 = time.perf_counter()
+    cut, what = fit_prompt(p, "chat", tokenizer, max_source_tokens=600)
+    assert time.perf_counter() - t0 < 10
+    assert count_tokens(cut, tokenizer) <= 600 and what.parts == 1 and not what.exact
+    assert "Sum these numbers: 0 1 2 3" in cut and "998 999 and print the total." in cut
+    assert f"(about {what.tokens:,} tokens)" in what.message()
+
+
+def test_what_cannot_fit_is_refused_in_one_line(tokenizer):
     p = _long(_call())
     p.starter_code = "class Solution:\n" + "".join(f"    x{i} = {i}\n" for i in range(200))
-    prompt = build_prompt(p, "apps", tokenizer, max_source_tokens=50)
-    assert prompt == f"\nQUESTION:\n\n{p.starter_code}\nUse Call-Based format\nANSWER:\n"
+    with pytest.raises(BcoderError, match="cannot fit in the 50-token prompt") as err:
+        build_prompt(p, "apps", tokenizer, max_source_tokens=50)
+    assert "\n" not in str(err.value) and "fixed parts" in str(err.value)
+    q = copy.deepcopy(_stdio())
+    q.text = " ".join(["word"] * 2000)  # no end to its first sentence
+    with pytest.raises(BcoderError, match="first sentence"):
+        build_prompt(q, "apps", tokenizer, max_source_tokens=100)
+
+
+def test_prompts_that_fit_are_the_same_as_before(tokenizer, fixture_data):
+    """Every real MBPP and APPS row's prompt that fits (in the families the shipped checkpoint
+    and eval use) is byte for byte what bcoder built before cutting learned to keep the task:
+    the sha256 of them all was computed with that code."""
+    import hashlib
+
+    digest, fitted, cut = hashlib.sha256(), 0, 0
+    files = ("mbpp/mbpp.jsonl", "apps/train_150.jsonl", "apps/test_10.jsonl")
+    for rel in files:
+        for problem in load_problems(fixture_data / rel):
+            for family in ("chat", "apps" if problem.source == "apps" else "mbpp"):
+                full = build_prompt(problem, family, tokenizer, 10**9)
+                if count_tokens(full, tokenizer) > 600:
+                    cut += 1
+                    continue
+                assert fit_prompt(problem, family, tokenizer, 600) == (full, None)
+                digest.update(full.encode())
+                fitted += 1
+    assert (fitted, cut) == (1913, 355)  # the tiny tokenizer spends a token on 1-2 characters
+    assert digest.hexdigest() == "f43c739107b83f7315b90ac292d48ae93c5353b4a7a3636cbab29c1f0938698c"
 
 
 def test_pure_and_validated(tokenizer):
     p = _long(_call())
     before = copy.deepcopy(p)
-    assert build_prompt(p, "chat", tokenizer, 200) == build_prompt(p, "chat", tokenizer, 200)
+    assert build_prompt(p, "chat", tokenizer, 400) == build_prompt(p, "chat", tokenizer, 400)
     assert p == before
     with pytest.raises(BcoderError, match="unknown prompt family"):
         build_prompt(p, "gpt", tokenizer)
@@ -185,3 +259,16 @@ def test_prompt_settings_from_a_checkpoints_metadata():
     assert PromptSettings.from_meta({}) == PromptSettings("auto", 600, 512)
     with pytest.raises(BcoderError, match="prompt family"):
         PromptSettings(family="cobol")
+
+
+def test_an_mbpp_row_whose_tests_alone_are_over_the_limit_shows_fewer(tokenizer):
+    """mbpp/380's three tests take 793 tokens of Qwen2.5-Coder's 600-token chat prompt: the
+    statement used to be cut away entirely; now one test goes and the statement stays."""
+    p = load_problem("mbpp:380")
+    full = build_prompt(p, "mbpp", tokenizer, 10**9)
+    limit = count_tokens(full, tokenizer) * 3 // 4
+    prompt, what = fit_prompt(p, "mbpp", tokenizer, limit)
+    assert count_tokens(prompt, tokenizer) <= limit
+    assert p.text.strip() in prompt
+    assert prompt.count("assert ") == full.count("assert ") - what.tests_left_out == 2
+    assert what.parts == 0 and what.message().endswith("1 of the tests it shows is left out")

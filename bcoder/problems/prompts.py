@@ -11,12 +11,13 @@ Families:
   code block and a user message built from the problem (statement, starter code or signature,
   visible tests).
 
-Length: the prompt is cut to ``max_source_tokens`` by dropping text from the *front* of the
-question (statement / docstring), never the end, so the starter code, the format line and
-"ANSWER:" always survive. Tokens are counted with the tokenizer (``add_special_tokens=False``);
-without a tokenizer the count is approximated as ``len(text) / CHARS_PER_TOKEN`` (4 characters
-per token, typical of BPE on English and code). If the fixed parts alone exceed the limit, the
-question becomes empty and the prompt is returned over the limit (starter code is never cut).
+Length: a prompt of at most ``max_source_tokens`` tokens is the statement as it is. A longer
+one has its question (statement / docstring) cut where that loses least, the middle of long
+examples and data first, never its first sentence (:mod:`bcoder.problems.fit`); the starter
+code, the format line and "ANSWER:" are never cut, and the tests an MBPP-style prompt shows are
+fewer only when they and the first sentence alone are over the limit (two of MBPP's 974 rows
+with Qwen2.5-Coder's tokenizer at 600 tokens); a problem that still cannot fit is refused.
+:func:`fit_prompt` says what was cut.
 
 A trained checkpoint records how its training prompts and programs were made (family, source and
 target lengths): :class:`PromptSettings`, which solve, eval, the TUI and the LSP use with it.
@@ -26,14 +27,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem, TestSpec
+from bcoder.problems.fit import FixedPartsTooLong, PromptCut, fit_statement
 
 FAMILIES = ("apps", "mbpp", "humaneval", "chat")
-CHARS_PER_TOKEN = 4
 SYSTEM_PROMPT = (
     "You are an expert Python programmer. Answer with exactly one Python code block "
     "(```python ... ```) that holds the complete solution, and nothing else."
@@ -88,58 +89,48 @@ def build_prompt(
     problem: Problem, family: str, tokenizer: Any = None, max_source_tokens: int = 600
 ) -> str:
     """The prompt for ``problem`` in ``family`` (see the module docstring), at most
-    ``max_source_tokens`` long unless its fixed parts alone are longer."""
+    ``max_source_tokens`` long; a problem that cannot fit raises BcoderError."""
+    return fit_prompt(problem, family, tokenizer, max_source_tokens)[0]
+
+
+def fit_prompt(
+    problem: Problem, family: str, tokenizer: Any = None, max_source_tokens: int = 600
+) -> tuple[str, PromptCut | None]:
+    """:func:`build_prompt`'s prompt and what was cut from the statement to fit (None when it
+    fits as it is)."""
     if family not in FAMILIES:
         raise BcoderError(f"unknown prompt family {family!r} (expected {', '.join(FAMILIES)})")
     if family == "chat" and not getattr(tokenizer, "chat_template", None):
         raise BcoderError("the chat prompt needs a tokenizer with a chat template")
-    render: Callable[[str], str]
+    tests = visible_tests(problem)
+    shown = len(_shown_tests(tests)) if tests is not None and family in ("mbpp", "chat") else 0
+    tokens, k = None, shown
+    while True:  # as many of the tests it shows as fit: fewer only when the rest cannot fit
+        try:
+            prompt, cut = fit_statement(
+                _renderer(problem, family, tokenizer, k), problem.text, tokenizer, max_source_tokens
+            )
+        except FixedPartsTooLong as err:
+            if k <= 1:
+                raise
+            tokens, k = tokens or err.tokens, k - 1
+            continue
+        if tokens is None:
+            return prompt, cut
+        text = len(problem.text)
+        cut = cut or PromptCut(max_source_tokens, tokens, text, text, 0)
+        return prompt, replace(cut, tokens=tokens, tests_left_out=shown - k)
+
+
+def _renderer(problem: Problem, family: str, tokenizer: Any, shown: int) -> Callable[[str], str]:
+    """The prompt of ``problem`` as a function of its statement, showing ``shown`` tests."""
     if family == "apps":
-        render = lambda q: _apps(problem, q)  # noqa: E731
-    elif family == "mbpp":
-        render = lambda q: _mbpp(problem, q)  # noqa: E731
-    elif family == "humaneval":
-        render = lambda q: _code_context(problem, q)  # noqa: E731
-    else:
-        render = lambda q: _chat(problem, q, tokenizer)  # noqa: E731
-    return _fit(render, problem.text, tokenizer, max_source_tokens)
-
-
-# --- truncation ----------------------------------------------------------------------------
-
-
-def count_tokens(text: str, tokenizer: Any = None) -> int:
-    """Tokens in ``text`` (no special tokens added); ~len/4 without a tokenizer."""
-    if tokenizer is None:
-        return -(-len(text) // CHARS_PER_TOKEN)
-    return len(tokenizer.encode(text, add_special_tokens=False))
-
-
-def keep_tail(text: str, n_tokens: int, tokenizer: Any = None) -> str:
-    """The last ``n_tokens`` tokens of ``text`` (the front is dropped)."""
-    if n_tokens <= 0:
-        return ""
-    if tokenizer is None:
-        return text[-n_tokens * CHARS_PER_TOKEN :]
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if len(ids) <= n_tokens:
-        return text
-    # A byte-level token cut in half decodes to U+FFFD: drop it rather than show garbage.
-    return tokenizer.decode(ids[-n_tokens:]).lstrip("\ufffd")
-
-
-def _fit(render: Callable[[str], str], question: str, tokenizer: Any, limit: int) -> str:
-    prompt = render(question)
-    excess = count_tokens(prompt, tokenizer) - limit
-    q = question
-    # Token counts are not exactly additive across the seams, so shrink until it fits.
-    for _ in range(16):
-        if excess <= 0 or not q:
-            break
-        q = keep_tail(q, count_tokens(q, tokenizer) - excess, tokenizer)
-        prompt = render(q)
-        excess = count_tokens(prompt, tokenizer) - limit
-    return prompt
+        return lambda q: _apps(problem, q)
+    if family == "mbpp":
+        return lambda q: _mbpp(problem, q, shown)
+    if family == "humaneval":
+        return lambda q: _code_context(problem, q)
+    return lambda q: _chat(problem, q, tokenizer, shown)
 
 
 # --- pieces --------------------------------------------------------------------------------
@@ -161,6 +152,11 @@ def visible_tests(problem: Problem) -> TestSpec | None:
 
 def format_tests(spec: TestSpec, limit: int = MAX_SHOWN_TESTS) -> str:
     """Tests as a reader would write them: asserts, ``f(args) == out``, or Input/Output blocks."""
+    return ("\n" if spec.kind != "stdio" else "\n\n").join(_shown_tests(spec, limit))
+
+
+def _shown_tests(spec: TestSpec, limit: int = MAX_SHOWN_TESTS) -> list[str]:
+    """The tests :func:`format_tests` shows, each as it writes it."""
     shown: list[str] = []
     if spec.kind == "assert":
         shown = [a.strip() for a in spec.asserts or ()]
@@ -171,8 +167,7 @@ def format_tests(spec: TestSpec, limit: int = MAX_SHOWN_TESTS) -> str:
                 shown.append(f"assert {spec.fn_name}({args}) == {out!r}")
             else:
                 shown.append(f"Input:\n{str(inp).rstrip()}\nOutput:\n{str(out).rstrip()}")
-    shown = [s for s in shown if len(s) <= _MAX_TEST_CHARS][:limit]
-    return ("\n" if spec.kind != "stdio" else "\n\n").join(shown)
+    return [s for s in shown if len(s) <= _MAX_TEST_CHARS][:limit]
 
 
 def _docstring_code(signature: str, doc: str) -> str:
@@ -202,16 +197,16 @@ def _apps(problem: Problem, question: str) -> str:
     return prompt + "\nANSWER:\n"
 
 
-def _mbpp(problem: Problem, question: str) -> str:
+def _mbpp(problem: Problem, question: str, limit: int = MAX_SHOWN_TESTS) -> str:
     tests = visible_tests(problem)
-    shown = format_tests(tests) if tests is not None else ""
+    shown = format_tests(tests, limit) if tests is not None else ""
     body = question.strip()
     if shown:
         body += " Your code should pass these tests:\n\n" + shown
     return f'"""\n{body}\n"""\n' + problem.starter_code
 
 
-def _chat_user(problem: Problem, question: str) -> str:
+def _chat_user(problem: Problem, question: str, limit: int = MAX_SHOWN_TESTS) -> str:
     if problem.source in ("humaneval", "python") and problem.starter_code:
         code = _code_context(problem, question)
         return f"Complete this Python function; answer with the whole function.\n\n```python\n{code.rstrip()}\n```"
@@ -228,14 +223,14 @@ def _chat_user(problem: Problem, question: str) -> str:
             "Write a Python program that reads from standard input and writes to standard output."
         )
     tests = visible_tests(problem)
-    shown = format_tests(tests) if tests is not None else ""
+    shown = format_tests(tests, limit) if tests is not None else ""
     if shown:
         parts.append(f"Your code should pass these tests:\n\n{shown}")
     return "\n\n".join(parts)
 
 
-def _chat(problem: Problem, question: str, tokenizer: Any) -> str:
-    user = _chat_user(problem, question)
+def _chat(problem: Problem, question: str, tokenizer: Any, limit: int = MAX_SHOWN_TESTS) -> str:
+    user = _chat_user(problem, question, limit)
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -271,10 +266,16 @@ class Prompter:
 
     def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
         """(family, prompt text, prompt token ids) for ``problem``."""
+        family, text, ids, _ = self.fitted(problem)
+        return family, text, ids
+
+    def fitted(self, problem: Problem) -> tuple[str, str, list[int], PromptCut | None]:
+        """:meth:`prompt`, and what was cut from the statement to fit (None: nothing)."""
         family = self.family(problem)
-        text = build_prompt(problem, family, self.tokenizer, self.settings.max_source_tokens)
+        limit = self.settings.max_source_tokens
+        text, cut = fit_prompt(problem, family, self.tokenizer, limit)
         ids = self.tokenizer(text, add_special_tokens=family != "chat").input_ids
-        return family, text, list(ids)
+        return family, text, list(ids), cut
 
     def actions(
         self, code: str, family: str, prompt: str, limit: int | None = None
