@@ -76,8 +76,11 @@ def check(
         on_warning=warnings.append,
     ) as ex:
         result = ex.run(code, spec)
-    if as_json:
-        out = {"program": program, "tests_from": source, **result.to_dict()}
+    if as_json:  # docs/json.md; "reward" is the old name of "test_reward"
+        from bcoder.cli.schema import SCHEMA_VERSION
+
+        out = {"schema_version": SCHEMA_VERSION, "program": program, "tests_from": source}
+        out.update(**result.to_dict(), test_reward=result.reward)
         if warnings:
             out["warnings"] = warnings
         typer.echo(json.dumps(out, ensure_ascii=False))
@@ -96,7 +99,7 @@ def _render(result: Any, program: str, source: str, warnings: list[str]) -> None
         console.print(f"[bold red]warning:[/] {escape(w)}")
     outcome = result.outcome.value
     console.print(
-        f"[bold {_STYLE[outcome]}]{outcome}[/]  reward {result.reward:+.1f}  ·  "
+        f"[bold {_STYLE[outcome]}]{outcome}[/]  test reward {result.reward:+.1f}  ·  "
         f"{result.passed}/{len(result.tests)} tests passed  ·  {result.time:.2f} s  ·  "
         f"sandbox: {result.isolation}"
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from bcoder.cli import options as opt
+from bcoder.cli.solve import FORMAT_HELP, OutputFormat
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +39,9 @@ def rank_command(
         False, "--no-save", help="Do not save the runs in the results store."
     ),
     as_json: bool = typer.Option(False, "--json", help='Print one JSON object {"results": [...]}.'),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.auto, "--format", help=FORMAT_HELP.replace("program alone", "programs alone")
+    ),
     backend: opt.Backend = "auto",
     dtype: opt.Dtype = None,
     device: opt.Device = None,
@@ -46,7 +50,7 @@ def rank_command(
 ) -> None:
     """Re-tokenise programs (from other models or people), score them and rank them by R~."""
     from bcoder.cli.options import set_threads
-    from bcoder.cli.solve import EventBar, announce_tests, check_color_by, notice
+    from bcoder.cli.solve import EventBar, check_color_by, chosen_format, notice, tests_note
     from bcoder.pipeline.engine import Engine
     from bcoder.pipeline.rank import rank_programs
     from bcoder.problems.load import load_problem
@@ -58,8 +62,6 @@ def rank_command(
         typer.echo(f"note: {line}", err=True)
     groups = by_reference(programs.rows, problem)
     problems = {ref: load_problem(ref, tests if ref == problem else None) for ref, _ in groups}
-    for ref, prob in problems.items():
-        announce_tests(prob, tests if ref == problem else None, run=not no_tests)
     set_threads(threads, device)
     store = None
     if not no_save:
@@ -94,12 +96,33 @@ def rank_command(
                     source=str(candidates),
                 )
             )
-    if as_json:
-        sys.stdout.write(json.dumps({"results": [r.to_dict() for r in results]}) + "\n")
+    for ref, prob in problems.items():
+        if note := tests_note(prob, tests if ref == problem else None, run=not no_tests):
+            typer.echo(note, err=True)
+    show_results(results, chosen_format(output_format, as_json), color_by, top, verbose=False)
+
+
+def show_results(
+    results: list, output_format: OutputFormat, color_by: str, top: int, verbose: bool
+) -> None:
+    """Print each problem's ranked candidates as ``output_format`` (not auto) asks."""
+    if output_format is OutputFormat.json:
+        from bcoder.cli.schema import SCHEMA_VERSION, result_json
+
+        out = {"schema_version": SCHEMA_VERSION, "results": [result_json(r) for r in results]}
+        sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+        return
+    from bcoder.cli.render import best_program, render_result, summary_line
+
+    if output_format is OutputFormat.code:  # each problem's best program, named in a comment
+        for r in results:
+            name = r.problem.get("id") or "problem"
+            if len(results) > 1:
+                sys.stdout.write(f"# {name}\n")
+            sys.stdout.write(best_program(r))
+            typer.echo(f"{name}: {summary_line(r)}", err=True)
         return
     from rich.console import Console
-
-    from bcoder.cli.render import render_result
 
     console = Console()
     for r in results:

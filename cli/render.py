@@ -4,6 +4,7 @@ Shared by ``bcoder solve``, ``bcoder rank`` and ``bcoder runs show``:
 
     render_result(console, result, color_by="reward", top=5)
     heatmap(tokens, "q")  -> rich Text, each token's background coloured by its value
+    best_program(result)  -> the best candidate's code as plain text (piped output, --out)
 
 Text from users and models (statements, programs, paths) reaches Rich only as ``Text``, never as
 markup: ``list[int]`` or ``[/i]`` in it is shown as written.
@@ -19,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bcoder.core.settings import is_no_heads, policy_name
-from bcoder.core.types import SolveResult, TokenScore
+from bcoder.core.types import Candidate, SolveResult, TokenScore
 
 METRICS = {  # --color-by name -> (TokenScore field, what it is)
     "q": ("q", "Q(s_t, a_t)"),
@@ -136,6 +137,12 @@ def timings_line(timings: dict[str, float]) -> str:
     return "  ".join(parts.values())
 
 
+def sampled(result: SolveResult) -> str:
+    """How many programs the candidates came from: "8 sampled" (a solve), "3 given" (rank)."""
+    n = result.settings.get("n") or sum(c.count for c in result.candidates)
+    return f"{n} given" if result.settings.get("mode") == "rank" else f"{n} sampled"
+
+
 def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) -> Table:
     """The candidates best first. The numbers and the outcome are never cut: at 80 columns or
     fewer the first line of code alone gives way (ellipsis)."""
@@ -143,7 +150,7 @@ def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) ->
     table = Table(
         title=title
         or f"candidates ranked by {result.ranker} (top {len(shown)} of {len(result.candidates)} "
-        "distinct)",
+        f"distinct, {sampled(result)})",
         title_justify="left",
     )
     for name in ("rank", "R~", "outcome", "count", "tokens"):
@@ -190,20 +197,53 @@ def render_result(
         console.print("no candidates (all were dropped by --filter-examples)", style="red")
         return
     console.print(ranked_table(result, top))
-    best = result.candidates[0]
-    body = Group(heatmap(best.tokens, color_by), Text(""), legend(best.tokens, color_by))
+    show_best(console, result.candidates[0], color_by)
+
+
+def best_summary(best: Candidate) -> str:
+    """What the best candidate scored: R~, and its outcome and tests when it was tested."""
     sub = f"R~ {best.reward:.3f}"
     if best.outcome:
         sub += f"  ·  {best.outcome}"
         if best.tests:
             passed = sum(t.verdict == "pass" for t in best.tests)
             sub += f" ({passed}/{len(best.tests)} tests)"
+    return sub
+
+
+def show_best(console: Console, best: Candidate, color_by: str) -> None:
+    """The best candidate as a heatmap with its colour legend where the console shows colours;
+    elsewhere (a pipe, NO_COLOR) its program plainly, with no border to copy around."""
+    if console.color_system is None or console.no_color:
+        console.print(Text(f"best candidate  ·  {best_summary(best)}", style="bold"))
+        console.print(Text(best.code.rstrip("\n") or "(no code)"), soft_wrap=True)
+        return
+    body = Group(heatmap(best.tokens, color_by), Text(""), legend(best.tokens, color_by))
     console.print(
         Panel(
             body,
             title=f"best candidate, coloured by {color_by}",
-            subtitle=sub,
+            subtitle=best_summary(best),
             title_align="left",
             subtitle_align="right",
         )
     )
+
+
+def best_program(result: SolveResult) -> str:
+    """The best candidate's program, ending in one newline ("" when there is none)."""
+    if not result.candidates or not result.candidates[0].code.strip():
+        return ""
+    return result.candidates[0].code.rstrip("\n") + "\n"
+
+
+def summary_line(result: SolveResult) -> str:
+    """One plain line on the best candidate, for stderr when stdout carries the program."""
+    if not result.candidates:
+        return f"no candidates of {sampled(result)} (all were dropped by --filter-examples)"
+    best = result.candidates[0]
+    line = (
+        f"best of {sampled(result)} ({len(result.candidates)} distinct), ranked by "
+        f"{result.ranker}: {best_summary(best)}"
+    )
+    return line + (f"  ·  run {result.run_id}" if result.run_id else "")

@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from bcoder.cli.solve import FORMAT_HELP, OutputFormat
+
 runs_app = typer.Typer(help="Saved solve runs (the results store).", no_args_is_help=True)
 
 StoreOption = typer.Option(None, "--store", help="The store file (default: $BCODER_STORE).")
@@ -83,14 +85,24 @@ def runs_table(runs: list[Any], title: str, width: int) -> Any:
 def show(
     run_id: str = typer.Argument(..., help="A run id, a unique prefix of one, or 'last'."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole run as JSON."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.rich, "--format", help=FORMAT_HELP.replace("auto (", "auto (as solve: ")
+    ),
     store: Path | None = StoreOption,
 ) -> None:
     """One run: the problem, the settings and its candidates ranked by R~."""
+    from bcoder.cli.solve import chosen_format, show
     from bcoder.pipeline.store import Store
 
     result = Store(store).get(run_id)
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    output_format = chosen_format(output_format, as_json)
+    if output_format is OutputFormat.json:
+        from bcoder.cli.schema import result_json
+
+        typer.echo(json.dumps(result_json(result), indent=2, ensure_ascii=False))
+        return
+    if output_format is OutputFormat.code:
+        show(result, output_format, "reward", 1, verbose=False)
         return
     from rich.console import Console
     from rich.panel import Panel
@@ -115,4 +127,5 @@ def show(
     console.print(ranked_table(result, len(result.candidates), title="candidates, best first"))
     if result.candidates:
         best = result.candidates[0]
-        console.print(Syntax(best.code, "python", line_numbers=True), style="")
+        numbered = console.is_terminal  # a program piped out stays a program
+        console.print(Syntax(best.code, "python", line_numbers=numbered), style="")

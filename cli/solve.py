@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,21 @@ from bcoder.cli.options import set_threads
 from bcoder.core.errors import BcoderError
 
 COLOR_BY = ("q", "v", "advantage", "reward")
+
+
+class OutputFormat(str, Enum):
+    """What ``solve``, ``rank`` and ``runs show`` print on stdout."""
+
+    auto = "auto"  # rich on a terminal; code when stdout is a pipe or a file
+    rich = "rich"  # the ranked table and the best candidate (a heatmap where colours show)
+    code = "code"  # the best program alone, plain (a line on stderr says what it is)
+    json = "json"  # the documented JSON object (docs/json.md)
+
+
+FORMAT_HELP = (
+    "auto (rich on a terminal, else code), rich (the ranked table and the heatmap), code (the "
+    "best program alone) or json (docs/json.md)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -87,11 +103,70 @@ def notice(engine: Any) -> None:
         Console(stderr=True).print(Text(f"note: {text}", style="dim"))
 
 
-def announce_tests(problem: Any, given: Path | None, run: bool) -> None:
-    """Name the tests file found beside a statement (``FILE.tests.json``) when it will run."""
+def tests_note(problem: Any, given: Path | None, run: bool) -> str | None:
+    """A line naming the tests file found beside a statement (``FILE.tests.json``) when it runs.
+    Printed once the run is done, so that a bad flag's error stays the only line on stderr."""
     found = problem.metadata.get("tests_path")
     if found and given is None and run:
-        typer.echo(f"tests: {found} (found beside the problem; --no-tests skips them)", err=True)
+        return f"tests: {found} (found beside the problem; --no-tests skips them)"
+    return None
+
+
+def chosen_format(output_format: OutputFormat, as_json: bool) -> OutputFormat:
+    """--json is --format json; auto is rich on a terminal, else the program alone."""
+    if as_json:
+        return OutputFormat.json
+    if output_format is OutputFormat.auto:
+        from rich.console import Console
+
+        return OutputFormat.rich if Console().is_terminal else OutputFormat.code
+    return output_format
+
+
+def check_out(path: Path | None) -> None:
+    """Refuse an --out that cannot be a file before sampling, not after."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise BcoderError(f"{path}: is a directory (--out takes a file)")
+    if not path.parent.is_dir():
+        raise BcoderError(f"{path.parent}: no such directory (--out {path})")
+
+
+def write_program(path: Path, result: Any) -> None:
+    """The best program into ``path`` (--out), said on stderr."""
+    from bcoder.cli.render import best_program
+
+    program = best_program(result)
+    if not program:
+        typer.echo(f"note: no candidate, nothing written to {path}", err=True)
+        return
+    from bcoder.core.fs import atomic_write_text
+
+    try:
+        atomic_write_text(path, program)
+    except BcoderError:
+        raise
+    except OSError as err:
+        raise BcoderError(f"{path}: cannot write ({err.strerror or err})") from None
+    typer.echo(f"best program written to {path}", err=True)
+
+
+def show(result: Any, output_format: OutputFormat, color_by: str, top: int, verbose: bool) -> None:
+    """Print ``result`` on stdout as ``output_format`` (not auto) asks."""
+    if output_format is OutputFormat.json:
+        emit_json(result)
+        return
+    from bcoder.cli.render import best_program, render_result, summary_line
+
+    if output_format is OutputFormat.code:
+        sys.stdout.write(best_program(result))
+        sys.stdout.flush()
+        typer.echo(summary_line(result), err=True)
+        return
+    from rich.console import Console
+
+    render_result(Console(), result, color_by=color_by, top=top)
 
 
 def check_color_by(value: str) -> str:
@@ -101,8 +176,10 @@ def check_color_by(value: str) -> str:
 
 
 def emit_json(result: Any) -> None:
-    """Exactly one JSON object on stdout: the SolveResult, candidates best first."""
-    sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+    """Exactly one JSON object on stdout: the SolveResult, candidates best first (docs/json.md)."""
+    from bcoder.cli.schema import result_json
+
+    sys.stdout.write(json.dumps(result_json(result), ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
@@ -138,7 +215,11 @@ def solve_command(
     no_save: bool = typer.Option(
         False, "--no-save", help="Do not save the run in the results store."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (--format json)."),
+    output_format: OutputFormat = typer.Option(OutputFormat.auto, "--format", help=FORMAT_HELP),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", metavar="FILE", help="Also write the best program to FILE."
+    ),
     backend: opt.Backend = "auto",
     dtype: opt.Dtype = None,
     device: opt.Device = None,
@@ -151,8 +232,8 @@ def solve_command(
     from bcoder.problems.load import load_problem
 
     check_color_by(color_by)
+    check_out(out)
     prob = load_problem(problem, tests)
-    announce_tests(prob, tests, run=not no_tests)
     sampling = SamplingSettings(
         n=n,
         temperature=temperature,
@@ -175,14 +256,11 @@ def solve_command(
     )
     set_threads(threads, settings.device)
     result = run_solve(prob, settings, save=not no_save, threads=threads)
-    if as_json:
-        emit_json(result)
-        return
-    from rich.console import Console
-
-    from bcoder.cli.render import render_result
-
-    render_result(Console(), result, color_by=color_by, top=top)
+    if note := tests_note(prob, tests, run=not no_tests):
+        typer.echo(note, err=True)
+    if out is not None:
+        write_program(out, result)
+    show(result, chosen_format(output_format, as_json), color_by, top, verbose=False)
 
 
 def run_solve(prob: Any, settings: Any, *, save: bool, threads: int = 0) -> Any:

@@ -5,6 +5,10 @@ note, plain output when piped, and the smaller labels."""
 from __future__ import annotations
 
 import io
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,6 +77,13 @@ def test_runs_show_and_list_print_statements_and_paths_verbatim(env, monkeypatch
     assert "# [/i] [bold]not bold[/bold]" in text
 
 
+def test_runs_show_format_code_prints_the_program_alone(env, monkeypatch):
+    run_id = Store(env["BCODER_STORE"]).save(markup_result())
+    out = invoke("runs", "show", run_id, "--format", "code", env=env, monkeypatch=monkeypatch)
+    assert out.exit_code == 0, out.output
+    assert out.stdout == markup_result().candidates[0].code  # the program alone, as written
+
+
 def test_progress_descriptions_and_notes_are_not_markup(capsys):
     from bcoder.cli.solve import EventBar, notice
 
@@ -93,8 +104,94 @@ def test_progress_descriptions_and_notes_are_not_markup(capsys):
 
 # --- items 9, 11, 12 and 16 in a real solve on the tiny model ---------------------------------
 
+SOLVE = ["solve", EXAMPLES / "two_sum.txt", "-n", 3, "--max-new-tokens", 12, "--timeout", 2]
+
+
+def test_solve_json_has_a_documented_schema(tiny_model_dir, env, monkeypatch):
+    """--json: the schema of docs/json.md, with a version and the clear names of both rewards;
+    a run without trained heads says it sampled the LM's own policy."""
+    out = invoke(*SOLVE, "--model", tiny_model_dir, "--json", env=env, monkeypatch=monkeypatch)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["schema_version"] == 1
+    assert result["settings"]["policy"] == "base"  # no trained heads: the LM's own policy
+    assert result["heads_info"]["trained"] is False and result["ranker_label"]
+    for c in result["candidates"]:
+        assert c["recovered_reward"] == c["reward"]  # R~; "reward" kept in schema version 1
+        assert c["test_reward"] == c["true_reward"] is not None  # the tests' reward
+    documented = documented_keys()
+    assert set(result) <= documented["result"], set(result) - documented["result"]
+    cand = result["candidates"][0]
+    assert set(cand) <= documented["candidate"], set(cand) - documented["candidate"]
+    assert set(cand["tokens"][0]) <= documented["token"]
+    shown = invoke("runs", "show", result["run_id"], "--json", env=env, monkeypatch=monkeypatch)
+    assert json.loads(shown.stdout)["candidates"] == result["candidates"]
+    back = SolveResult.from_dict(json.loads(shown.stdout))  # the schema reads back
+    assert back.candidates[0].reward == cand["reward"]
+
+
+def test_solve_piped_prints_the_best_program_alone(tiny_model_dir, env, monkeypatch, tmp_path):
+    """stdout not a terminal: the best program, plainly (and into -o FILE); stderr names the
+    tests file picked up beside the statement and sums the run up."""
+    args = [*SOLVE, "--model", tiny_model_dir, "--no-save"]
+    best = json.loads(invoke(*args, "--json", env=env, monkeypatch=monkeypatch).stdout)
+    code = best["candidates"][0]["code"]
+    out = invoke(*args, "-o", tmp_path / "best.py", env=env, monkeypatch=monkeypatch)
+    assert out.exit_code == 0, out.output
+    program = code.rstrip("\n") + "\n" if code.strip() else ""
+    assert out.stdout == program and "low = red" not in out.output
+    if program:  # the tiny model may write no code at all
+        assert (tmp_path / "best.py").read_text() == program
+    assert "two_sum.tests.json" in out.stderr  # picked up beside the statement: said so
+    assert "best of 3 sampled" in out.stderr
+    out = invoke(*args, "--format", "nope", env=env, monkeypatch=monkeypatch)
+    assert out.exit_code != 0 and "--format" in out.output
+    out = invoke(*args, "-o", tmp_path, env=env, monkeypatch=monkeypatch)
+    assert out.exit_code != 0 and "is a directory" in str(out.exception)
+
+
+def documented_keys() -> dict[str, set[str]]:
+    """The keys docs/json.md lists in its result, candidate and token tables."""
+    doc = (ROOT / "docs" / "json.md").read_text()
+    out: dict[str, set[str]] = {}
+    for section in ("result", "candidate", "token"):
+        block = doc.split(f"<!-- keys: {section} -->", 1)[1].split("<!-- end -->", 1)[0]
+        out[section] = set(re.findall(r"^\| `([a-z_]+)`", block, flags=re.M))
+    return out
+
+
+def test_check_json_names_the_test_reward(tmp_path):
+    prog = tmp_path / "p.py"
+    prog.write_text("print(input())\n")
+    tests = tmp_path / "t.json"
+    tests.write_text(json.dumps({"inputs": ["1\n"], "outputs": ["1\n"]}))
+    out = subprocess.run(
+        [sys.executable, "-m", "bcoder", "check", prog, "--tests", tests, "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["test_reward"] == data["reward"] == 1.0 and data["schema_version"] == 1
+
 
 # --- item 12 at the renderer: no colours, no colour legend, the program plainly ------------------
+
+
+def test_without_colours_the_best_program_is_plain_and_no_legend():
+    from bcoder.cli.render import render_result
+
+    code = "def f(x):\n    return x + 1\n"
+    toks = [TokenScore("def f(x):", 1, 0.1, 1, -0.1, 0.1, -0.1), TokenScore("\n", 2, 0, 1, 0, 0, 0)]
+    result = SolveResult(
+        problem={"id": "p"},
+        settings={"model": "m", "n": 1},
+        candidates=[Candidate(code=code, completion=code, tokens=toks, reward=0.1)],
+    )
+    console = Console(width=100, record=True, no_color=True, force_terminal=True)
+    render_result(console, result, "reward", 5)
+    text = console.export_text()
+    assert "low = red" not in text and "↵" not in text
+    assert "def f(x):\n    return x + 1\n" in text  # copyable: no border, no markers
 
 
 # --- item 16: the smaller labels ----------------------------------------------------------------
@@ -118,16 +215,15 @@ def test_runs_list_says_distinct(env, monkeypatch):
     assert "distinct" in out.stdout
 
 
-def test_a_tests_file_beside_the_statement_is_announced(capsys):
-    from bcoder.cli.solve import announce_tests
+def test_a_tests_file_beside_the_statement_is_announced():
+    from bcoder.cli.solve import tests_note
     from bcoder.problems.load import load_problem
 
-    announce_tests(load_problem(EXAMPLES / "two_sum.txt"), None, run=True)
-    assert "two_sum.tests.json" in capsys.readouterr().err
-    announce_tests(load_problem(EXAMPLES / "two_sum.txt"), None, run=False)  # --no-tests
+    note = tests_note(load_problem(EXAMPLES / "two_sum.txt"), None, run=True)
+    assert "two_sum.tests.json" in note and "beside" in note
+    assert tests_note(load_problem(EXAMPLES / "two_sum.txt"), None, run=False) is None  # no-tests
     given = EXAMPLES / "two_sum.tests.json"
-    announce_tests(load_problem(EXAMPLES / "two_sum.txt", given), given, run=True)  # asked for
-    assert capsys.readouterr().err == ""
+    assert tests_note(load_problem(EXAMPLES / "two_sum.txt", given), given, run=True) is None
 
 
 def test_an_empty_folder_is_not_said_to_hold_many_problems(tmp_path):

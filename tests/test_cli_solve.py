@@ -87,6 +87,8 @@ def invoke(*args, monkeypatch, env):
 
 
 def test_solve_tables_and_heatmap(tiny_model_dir, env, monkeypatch):
+    for k, v in {"FORCE_COLOR": "1", "TERM": "xterm-256color"}.items():  # a colour terminal
+        monkeypatch.setenv(k, v)
     out = invoke(
         "solve",
         EXAMPLES / "max_of_list.py",
@@ -99,6 +101,8 @@ def test_solve_tables_and_heatmap(tiny_model_dir, env, monkeypatch):
         "--color-by",
         "advantage",
         "--no-save",
+        "--format",
+        "rich",
         monkeypatch=monkeypatch,
         env=env,
     )
@@ -157,7 +161,7 @@ def test_solve_ranks_by_the_checkpoints_ranker_and_says_so(
     assert result["settings"]["ranker"] == "terminal"
     terminal = [c["tokens"][-1]["q"] for c in result["candidates"]]
     assert terminal == sorted(terminal, reverse=True)
-    out = invoke(*args, monkeypatch=monkeypatch, env=env)
+    out = invoke(*args, "--format", "rich", monkeypatch=monkeypatch, env=env)
     assert out.exit_code == 0, out.output
     assert "candidates ranked by terminal" in out.stdout
 
@@ -190,7 +194,7 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
             "--max-new-tokens", 12, "--no-tests", "--no-save"]  # fmt: skip
     result = json.loads(invoke(*args, "--json", monkeypatch=monkeypatch, env=env).stdout)
     assert result["heads"] == str(shipped) and result["settings"]["ranker"] == "terminal"
-    out = invoke(*args, monkeypatch=monkeypatch, env=env)
+    out = invoke(*args, "--format", "rich", monkeypatch=monkeypatch, env=env)
     assert out.exit_code == 0, out.output
     assert "tiny-heads (shipped; trained on 3 MBPP problems)" in out.stdout
     from bcoder.qmodel.shipped import label

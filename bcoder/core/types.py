@@ -5,7 +5,7 @@ Plain dataclasses with ``to_dict`` / ``from_dict`` so that they round-trip throu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -57,7 +57,7 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
-        d = dict(d)
+        d = _known(cls, d)  # the JSON output's added names (recovered_reward, ...) read too
         d["tokens"] = [TokenScore(**t) for t in d.get("tokens", [])]
         d["tests"] = [TestOutcome(**t) for t in d.get("tests", [])]
         return cls(**d)
@@ -87,9 +87,15 @@ class SolveResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SolveResult:
-        d = dict(d)
+        d = _known(cls, d)  # the JSON output's added keys (schema_version, ...) read too
         d["candidates"] = [Candidate.from_dict(c) for c in d.get("candidates", [])]
         return cls(**d)
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``d`` that are fields of the dataclass ``cls``."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
 
 
 # Progress events, emitted by solve() through a callback; the CLI, TUI and LSP render them.

@@ -181,10 +181,13 @@ class Engine:
         return sampling.max_new_tokens or self.prompting.max_target_tokens
 
     def options(self, sampling: SamplingSettings, family: str) -> DecodeOptions:
+        """How to decode. Without trained heads there is no trained policy (l_theta is l_base):
+        the loop samples the base LM's own logits, the same ones, and the run says ``base``."""
         from bcoder.decode.sampling import DecodeOptions
 
+        policy = self.policy(sampling.policy)
         return DecodeOptions(
-            policy=self.policy(sampling.policy),
+            policy="base" if self.heads == NO_HEADS else policy,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_new_tokens=self.max_new_tokens(sampling),
