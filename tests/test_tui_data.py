@@ -93,3 +93,8 @@ def scored_result(model_dir) -> SolveResult:
         settings={"model": str(model_dir), "n": len(PROGRAMS), "max_new_tokens": 16},
         candidates=cands,
     )
+
+
+def screen_lines(app) -> list[str]:
+    """The text of the app's top screen as drawn, one string per terminal row."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]

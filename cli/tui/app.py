@@ -239,7 +239,7 @@ class BcoderTui(App[None]):
         try:
             runs = self.store.list(30)
         except BcoderError as err:
-            self.notify(str(err), severity="error")
+            self.notify(str(err), severity="error", markup=False)
             runs = []
         self.push_screen(OpenScreen(runs), self._opened)
 
@@ -249,7 +249,7 @@ class BcoderTui(App[None]):
         try:
             problem, result = open_request(request, self.store)
         except BcoderError as err:
-            self.notify(str(err), severity="error", timeout=8)
+            self.notify(str(err), severity="error", timeout=8, markup=False)
             return
         if result is not None:
             self.show_result(result)
@@ -338,7 +338,8 @@ class BcoderTui(App[None]):
         else:
             self.status = status
             self._update_titles()
-            self.notify(status, severity="error" if status.startswith("error") else "warning")
+            severity = "error" if status.startswith("error") else "warning"
+            self.notify(status, severity=severity, markup=False)
         self.refresh_bindings()
 
     # -- actions on the selected candidate -----------------------------------------------------
@@ -379,9 +380,9 @@ class BcoderTui(App[None]):
                 try:
                     atomic_write_text(Path(path).expanduser(), cand.code)
                 except OSError as err:
-                    self.notify(f"cannot save {path}: {err}", severity="error")
+                    self.notify(f"cannot save {path}: {err}", severity="error", markup=False)
                 else:
-                    self.notify(f"saved {path}")
+                    self.notify(f"saved {path}", markup=False)
 
         self.push_screen(SaveScreen(default), write)
 
@@ -402,12 +403,12 @@ class BcoderTui(App[None]):
         timeout = float(self.solve_settings().get("timeout") or 4.0)
 
         def warn(message: str) -> None:
-            self._post(self.notify, message, severity="warning", timeout=10)
+            self._post(self.notify, message, severity="warning", timeout=10, markup=False)
 
         try:
             verdict = run_tests(cand.code, problem.tests, timeout, warn)
         except BcoderError as err:
-            self._post(self.notify, f"tests: {err}", severity="error")
+            self._post(self.notify, f"tests: {err}", severity="error", markup=False)
             return
         self._post(self._tested, cand, verdict)
 
@@ -417,9 +418,9 @@ class BcoderTui(App[None]):
             try:
                 self.store.update_candidate_outcomes(self.result.run_id, self.candidates)
             except BcoderError as err:
-                self.notify(f"not recorded in the store: {err}", severity="warning")
+                self.notify(f"not recorded in the store: {err}", severity="warning", markup=False)
         self._refresh_all(keep=self.selected_candidate)
-        self.notify(f"{cand.outcome} (reward {cand.true_reward:+.1f})")
+        self.notify(f"{cand.outcome} (reward {cand.true_reward:+.1f})", markup=False)
 
     # -- command palette and shutdown ----------------------------------------------------------
 

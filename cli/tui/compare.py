@@ -148,7 +148,7 @@ class CompareScreen(Screen[None]):
             for side, cand, rank in ((0, self.a, self.ranks[0]), (1, self.b, self.ranks[1])):
                 with Horizontal(classes="compare-row"):
                     yield Label(
-                        f"#{rank} R~ {cand.reward:+.3f} {cand.outcome or 'untested'}",
+                        Text(f"#{rank} R~ {cand.reward:+.3f} {cand.outcome or 'untested'}"),
                         classes="compare-label",
                     )
                     yield Curve(view.sums[side], view.limit, classes="compare-curve")

@@ -105,7 +105,7 @@ class TestsPanel(Vertical):
                 str(i),
                 Text(f"{mark} {test.verdict}"[:7], style=colour),
                 f"{test.time:.2f}",
-                first_line(test.detail or test.stderr)[:200],
+                Text(first_line(test.detail or test.stderr)[:200]),  # test output: never markup
             )
 
 
@@ -132,5 +132,5 @@ class GenerationProgress(Horizontal):
         label = f"{event.stage} {event.done}/{event.total}" if event.total else event.stage
         if event.message:
             label += f" · {event.message}"
-        self.label.update(label[:48])
+        self.label.update(Text(label[:48]))  # messages name models and files: never markup
         self.bar.update(total=event.total or None, progress=event.done)

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -52,7 +53,8 @@ class OpenScreen(ModalScreen[OpenRequest | None]):
         table.add_columns("run", "problem", "n", "R~ best")
         for run in self.runs:
             best = "" if run.best_reward is None else f"{run.best_reward:+.3f}"
-            table.add_row(run.id, run.title[:30] or run.problem_id, str(run.n_candidates), best)
+            title = run.title[:30] or run.problem_id  # user text: a Text, never markup
+            table.add_row(Text(run.id), Text(title), str(run.n_candidates), best)
         self.query_one("#open-ref", Input).focus()
 
     def _request(self) -> OpenRequest:
@@ -136,7 +138,7 @@ class ProblemScreen(ModalScreen[None]):
         n_tests = len(tests.get("asserts") or tests.get("inputs") or [])
         with Vertical(id="problem-dialog", classes="dialog"):
             yield Label(
-                f"{p.get('id', '?')}  ({p.get('source', '?')}, {n_tests} tests)",
+                Text(f"{p.get('id', '?')}  ({p.get('source', '?')}, {n_tests} tests)"),
                 classes="dialog-title",
             )
             with VerticalScroll():
