@@ -235,6 +235,29 @@ def test_malformed_rows_name_file_line_and_field(tmp_path: Path):
     assert "field 'solutions'" in stats.errors[3] and "field 'question': missing" in stats.errors[4]
 
 
+def test_a_malformed_row_is_not_filtered_out_unseen(tmp_path: Path, fixture_data: Path):
+    """A row whose id or split field is malformed cannot be placed in a split: it used to be
+    dropped by the split filter without a word (eval and collect load with a split). It is
+    reported like every malformed row: an error naming file, line and field, or with
+    ``skip_bad`` counted with its line."""
+    real = [json.loads(line) for line in (fixture_data / "mbpp/mbpp.jsonl").open()][10:13]
+    rows = [real[0], {**real[1], "task_id": str(real[1]["task_id"])}, {"text": "x"}, real[2]]
+    bad = _write_jsonl(tmp_path / "mine.jsonl", rows)
+    with pytest.raises(BcoderError, match=r"mine\.jsonl:2: field 'task_id': missing or not an"):
+        list(load_problems(bad, split="test"))
+    stats = LoadStats()
+    got = list(load_problems(bad, split="test", skip_bad=True, stats=stats))
+    assert [p.id for p in got] == [f"mbpp/{real[0]['task_id']}", f"mbpp/{real[2]['task_id']}"]
+    assert stats.skipped == 2 and [e.split(": ")[0] for e in stats.errors] == [
+        f"{bad}:2",
+        f"{bad}:3",
+    ]
+    apps = _write_jsonl(tmp_path / "train_a.jsonl", [_apps_row(1), _apps_row(2, split=["test"])])
+    with pytest.raises(BcoderError, match=r"train_a\.jsonl:2: field 'split': expected a string"):
+        list(load_problems(apps, split="train"))
+    assert next(iter(load_problems(apps, ids=["1"]))).id == "apps/train/1"  # before the bad row
+
+
 def test_unknown_formats(tmp_path: Path):
     weird = _write_jsonl(tmp_path / "weird.jsonl", [{"a": 1}])
     with pytest.raises(BcoderError, match=r"weird\.jsonl:1: unknown dataset format"):

@@ -141,6 +141,24 @@ def detect_format(row: dict[str, Any]) -> str | None:
     return None
 
 
+def _check_keys(fmt: str, row: dict[str, Any]) -> None:
+    """Raise RowError when a field the split and id filters read is malformed: such a row
+    would otherwise be filtered out unseen, as if it belonged to another split."""
+    if fmt == "mbpp":
+        tid = row.get("task_id")
+        if not isinstance(tid, int) or isinstance(tid, bool):
+            raise RowError("task_id", "missing or not an integer")
+    elif fmt == "humaneval":
+        if not isinstance(row.get("task_id"), str):
+            raise RowError("task_id", "missing or not a string")
+    else:
+        pid = row.get("problem_id")
+        if not isinstance(pid, (int, str)) or isinstance(pid, bool) or pid == "":
+            raise RowError("problem_id", "missing or not an integer / string")
+        if row.get("split") is not None and not isinstance(row["split"], str):
+            raise RowError("split", "expected a string")
+
+
 def _raw_ids(fmt: str, row: dict[str, Any], split_hint: str | None) -> tuple[str, ...]:
     """The ids a row answers to (dataset id and Problem.id), cheaply, before conversion."""
     if fmt == "mbpp":
@@ -153,8 +171,7 @@ def _raw_ids(fmt: str, row: dict[str, Any], split_hint: str | None) -> tuple[str
 
 def _raw_split(fmt: str, row: dict[str, Any], split_hint: str | None) -> str | None:
     if fmt == "mbpp":
-        tid = row.get("task_id")
-        return mbpp_split(tid) if isinstance(tid, int) else None
+        return mbpp_split(row["task_id"])
     if fmt == "humaneval":
         return "test"
     return row.get("split") or split_hint
@@ -199,11 +216,12 @@ def _dataset_file(
                     "APPS (problem_id, question, input_output), MBPP (task_id, text, test_list) "
                     "or HumanEval (task_id, prompt, entry_point, test)"
                 )
-        if splits is not None and _raw_split(fmt, row, hint) not in splits:
-            continue
-        if ids is not None and ids.isdisjoint(_raw_ids(fmt, row, hint)):
-            continue
         try:
+            _check_keys(fmt, row)
+            if splits is not None and _raw_split(fmt, row, hint) not in splits:
+                continue
+            if ids is not None and ids.isdisjoint(_raw_ids(fmt, row, hint)):
+                continue
             problem = _CONVERT[fmt](row, hint)
         except RowError as err:
             _bad(f"{where}: {err}", skip_bad, stats)
@@ -214,7 +232,7 @@ def _dataset_file(
 
 def _bad(message: str, skip_bad: bool, stats: LoadStats) -> None:
     if not skip_bad:
-        raise BcoderError(message + " (load with skip_bad to skip bad rows)")
+        raise BcoderError(message + " (fix or remove that row)")
     stats.skipped += 1
     stats.errors.append(message)
 
