@@ -42,6 +42,9 @@ def rank_command(
     output_format: OutputFormat = typer.Option(
         OutputFormat.auto, "--format", help=FORMAT_HELP.replace("program alone", "programs alone")
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Say more: the heads in full, the policy, what R~ is."
+    ),
     backend: opt.Backend = "auto",
     dtype: opt.Dtype = None,
     device: opt.Device = None,
@@ -99,7 +102,7 @@ def rank_command(
     for ref, prob in problems.items():
         if note := tests_note(prob, tests if ref == problem else None, run=not no_tests):
             typer.echo(note, err=True)
-    show_results(results, chosen_format(output_format, as_json), color_by, top, verbose=False)
+    show_results(results, chosen_format(output_format, as_json), color_by, top, verbose)
 
 
 def show_results(
@@ -126,4 +129,4 @@ def show_results(
 
     console = Console()
     for r in results:
-        render_result(console, r, color_by=color_by, top=top)
+        render_result(console, r, color_by=color_by, top=top, verbose=verbose)

@@ -19,6 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from bcoder.cli.schema import heads_info
 from bcoder.core.settings import is_no_heads, policy_name
 from bcoder.core.types import Candidate, SolveResult, TokenScore
 
@@ -36,6 +37,15 @@ OUTCOME_STYLE = {
 }
 _LOW, _MID, _HIGH = (200, 40, 40), (150, 140, 30), (30, 150, 60)  # red, amber, green
 _SPECIALS = ("<|", "</s>", "<pad>", "<s>", "<end_of_turn>")
+# What an R~ means, under every ranked table; R_EXPLAINED with --verbose (docs/json.md says more).
+R_MEANING = "R~: higher is better, +1 at most; compare it only within one problem"
+R_EXPLAINED = (
+    "R~ = V(s_0) + sum_t A(s_t, a_t) + (1 - gamma) sum_t V(s_t): the value the model predicts "
+    "before the first token (at most +1) plus each token's advantage, log p(token) - log p(the "
+    "model's first choice), 0 for that choice; so -10 means the tokens were together about e^10 "
+    "times less likely than the model's first choices. Its scale depends on the problem and the "
+    "program's length: compare candidates of one problem, not problems."
+)
 
 
 def _blend(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> str:
@@ -103,28 +113,77 @@ def outcome_text(outcome: str | None) -> Text:
     return Text(outcome, style=OUTCOME_STYLE.get(outcome, "white"))
 
 
-def first_line(code: str, width: int = 60) -> str:
+def first_line(code: str) -> str:
     for line in code.splitlines():
         if line.strip():
-            return line.strip()[:width]
+            return line.strip()
     return "(no code)"
 
 
-def heads_note(result: SolveResult) -> Text:
-    """Say plainly whether R~ comes from trained heads or from the untrained initialisation."""
-    if is_no_heads(result.heads):
-        return Text(
-            "heads: untrained initialisation (V = R_max everywhere, Q = A_base + V): R~ here is "
-            "the sum of the model's own advantages plus a constant, not a learned reward; train "
-            "heads with `bcoder train` or pass --checkpoint (none ship for this model)",
-            style="yellow",
-        )
-    from bcoder.qmodel.shipped import describe
+def statements(code: str) -> list[str]:
+    """A program's non-blank lines, stripped, without comments and docstring lines."""
+    out: list[str] = []
+    quote = ""
+    for raw in code.splitlines():
+        line = raw.strip()
+        if quote:  # inside a docstring
+            quote = "" if quote in line else quote
+        elif line.startswith(('"""', "'''")):
+            quote = line[:3] if line.count(line[:3]) == 1 else ""
+        elif line and not line.startswith("#"):
+            out.append(line)
+    return out
 
-    sampled = ""
-    if policy_name(result.settings.get("policy")) == "base":
-        sampled = "; sampled from the base model's own policy (--policy trained: the trained one)"
-    return Text(f"heads: {describe(result.heads)}{sampled}", style="dim")
+
+def telling_lines(result: SolveResult, shown: Sequence[Candidate]) -> list[str]:
+    """What tells each shown candidate from the others: its first statement that is neither the
+    problem's stub (signature, docstring) nor on every candidate shown (the signature they all
+    write); else its first line that is not on every candidate; else its first line."""
+    p = result.problem
+    stub = {
+        ln.strip() for key in ("starter_code", "text") for ln in str(p.get(key) or "").split("\n")
+    }
+    lines = [{ln.strip() for ln in c.code.splitlines()} for c in shown]
+    everywhere = set.intersection(*lines) if len(lines) > 1 else set()
+    told = []
+    for c in shown:
+        differs = [ln.strip() for ln in c.code.splitlines() if ln.strip() not in everywhere]
+        statement = (s for s in statements(c.code) if s not in stub and s not in everywhere)
+        told.append(next(statement, None) or next(iter(differs), "") or first_line(c.code))
+    return told
+
+
+def heads_line(result: SolveResult) -> Text:
+    """One line: what ranks the candidates and what the heads learnt from (--verbose: more)."""
+    if is_no_heads(result.heads):
+        text = "untrained heads: R~ is the model's own likelihood here, not a learned reward"
+        return Text(text, style="yellow", no_wrap=True, overflow="ellipsis")
+    from bcoder.ranking.rankers import RANKER_LABELS
+
+    info = heads_info(result.heads)
+    heads = f"trained on {info['trained_on']}" if info["trained_on"] else info["label"]
+    ranks = RANKER_LABELS.get(result.ranker, result.ranker)
+    return Text(f"ranks by {ranks} · heads {heads}", style="dim", no_wrap=True, overflow="ellipsis")
+
+
+def heads_details(result: SolveResult) -> list[str]:
+    """What --verbose adds to the heads line: the heads in full, the policy sampled, what R~ is."""
+    if is_no_heads(result.heads):
+        lines = [
+            "heads: untrained initialisation (V = R_max everywhere, Q = A_base + V): R~ is the "
+            "sum of the model's own advantages plus a constant, not a learned reward; train heads "
+            "with `bcoder train` or pass --checkpoint"
+        ]
+    else:
+        from bcoder.qmodel.shipped import describe
+
+        lines = [f"heads: {describe(result.heads)}"]
+        if policy_name(result.settings.get("policy")) == "base":
+            lines.append(
+                "sampled from the base model's own policy, softmax(l_base), scored with the "
+                "trained one (--policy trained: sample from the trained one)"
+            )
+    return [*lines, R_EXPLAINED]
 
 
 def timings_line(timings: dict[str, float]) -> str:
@@ -144,26 +203,31 @@ def sampled(result: SolveResult) -> str:
 
 
 def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) -> Table:
-    """The candidates best first. The numbers and the outcome are never cut: at 80 columns or
-    fewer the first line of code alone gives way (ellipsis)."""
+    """The candidates best first, each with the line of code that tells it from the others. The
+    numbers and the outcome are never cut; the code takes the width the terminal has and alone
+    gives way (ellipsis) when it is too narrow."""
     shown = result.candidates[:top]
+    title = title or (
+        f"candidates ranked by {result.ranker} (top {len(shown)} of {len(result.candidates)} "
+        f"distinct, {sampled(result)})"
+    )
     table = Table(
-        title=title
-        or f"candidates ranked by {result.ranker} (top {len(shown)} of {len(result.candidates)} "
-        f"distinct, {sampled(result)})",
+        title=Text(title),
         title_justify="left",
+        caption=Text(R_MEANING),
+        caption_justify="left",
     )
     for name in ("rank", "R~", "outcome", "count", "tokens"):
         table.add_column(name, justify="left" if name == "outcome" else "right", no_wrap=True)
-    table.add_column(shrinking("first line"), max_width=60)
-    for i, c in enumerate(shown, 1):
+    table.add_column(shrinking("first line that differs"))
+    for i, (c, told) in enumerate(zip(shown, telling_lines(result, shown), strict=True), 1):
         table.add_row(
             str(i),
             f"{c.reward:.3f}",
             outcome_text(c.outcome),
             str(c.count),
             str(len(c.tokens)),
-            shrinking(first_line(c.code)),
+            shrinking(told),
         )
     return table
 
@@ -179,18 +243,19 @@ def shrinking(text: str) -> Text:
 
 
 def render_result(
-    console: Console, result: SolveResult, color_by: str = "reward", top: int = 5
+    console: Console,
+    result: SolveResult,
+    color_by: str = "reward",
+    top: int = 5,
+    verbose: bool = False,
 ) -> None:
-    """Print the heads note, the ranked table and the best candidate as a per-token heatmap."""
-    p = result.problem
-    model = result.settings.get("model", "?")
-    title = f"{p.get('id') or 'problem'}  ·  model {model}"
-    if backend := result.settings.get("backend"):  # runs saved before backends have none
-        title += f" on {backend}"
-    if result.run_id:
-        title += f"  ·  run {result.run_id}"
-    console.print(Text(title, style="bold"))
-    console.print(heads_note(result))
+    """Print the title, the heads line (with ``verbose`` its details), the timings, the ranked
+    table and the best candidate."""
+    console.print(title_line(result))
+    console.print(heads_line(result))
+    if verbose:
+        for line in heads_details(result):
+            console.print(Text(line, style="dim"))
     if timings := timings_line(result.timings):
         console.print(Text(timings, style="dim"))
     if not result.candidates:
@@ -198,6 +263,18 @@ def render_result(
         return
     console.print(ranked_table(result, top))
     show_best(console, result.candidates[0], color_by)
+
+
+def title_line(result: SolveResult) -> Text:
+    """The problem, the model and backend, and the run's id."""
+    p = result.problem
+    model = result.settings.get("model", "?")
+    title = f"{p.get('id') or 'problem'}  ·  model {model}"
+    if backend := result.settings.get("backend"):  # runs saved before backends have none
+        title += f" on {backend}"
+    if result.run_id:
+        title += f"  ·  run {result.run_id}"
+    return Text(title, style="bold")
 
 
 def best_summary(best: Candidate) -> str:

@@ -109,7 +109,7 @@ def show(
     from rich.syntax import Syntax
     from rich.text import Text
 
-    from bcoder.cli.render import ranked_table, timings_line
+    from bcoder.cli.render import heads_line, ranked_table, timings_line
 
     console = Console()
     p = result.problem
@@ -118,6 +118,7 @@ def show(
         text = text[:1200] + " ..."
     title = Text(f"run {result.run_id}: {p.get('id') or 'problem'}")
     console.print(Panel(Text(text or "(no statement)"), title=title, title_align="left"))
+    console.print(heads_line(result))
     settings = Text()
     for k, v in [*result.settings.items(), ("heads", result.heads)]:
         settings.append(k, style="bold").append(f"={v}  ")

@@ -157,16 +157,17 @@ def show(result: Any, output_format: OutputFormat, color_by: str, top: int, verb
     if output_format is OutputFormat.json:
         emit_json(result)
         return
-    from bcoder.cli.render import best_program, render_result, summary_line
+    from bcoder.cli.render import best_program, heads_line, render_result, summary_line
 
     if output_format is OutputFormat.code:
         sys.stdout.write(best_program(result))
         sys.stdout.flush()
+        typer.echo(heads_line(result).plain, err=True)
         typer.echo(summary_line(result), err=True)
         return
     from rich.console import Console
 
-    render_result(Console(), result, color_by=color_by, top=top)
+    render_result(Console(), result, color_by=color_by, top=top, verbose=verbose)
 
 
 def check_color_by(value: str) -> str:
@@ -220,6 +221,9 @@ def solve_command(
     out: Path | None = typer.Option(
         None, "--out", "-o", metavar="FILE", help="Also write the best program to FILE."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Say more: the heads in full, the policy, what R~ is."
+    ),
     backend: opt.Backend = "auto",
     dtype: opt.Dtype = None,
     device: opt.Device = None,
@@ -260,7 +264,7 @@ def solve_command(
         typer.echo(note, err=True)
     if out is not None:
         write_program(out, result)
-    show(result, chosen_format(output_format, as_json), color_by, top, verbose=False)
+    show(result, chosen_format(output_format, as_json), color_by, top, verbose)
 
 
 def run_solve(prob: Any, settings: Any, *, save: bool, threads: int = 0) -> Any:

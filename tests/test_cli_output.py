@@ -61,7 +61,7 @@ def markup_result() -> SolveResult:
         problem={"id": "two_sum[/b]", "text": TWO_SUM + "\nA stray [/i] tag.\n"},
         settings={"model": "/models/[red]tiny[/red]", "checkpoint": "[/x]", "n": 2},
         candidates=[candidate(code, 0.5, "pass"), candidate(code + "# [/u]\n", -1.0, "fail")],
-        heads="/ckpts/[b]mine[/b]",
+        heads="/ckpts/[bold]mine",
         timings={"generate": 1.5},
     )
 
@@ -73,7 +73,7 @@ def test_runs_show_and_list_print_statements_and_paths_verbatim(env, monkeypatch
     text = out.stdout
     assert "returns a list [i, j] with i < j" in text and "nums[i] + nums[j] == target" in text
     assert "A stray [/i] tag." in text and "two_sum[/b]" in text
-    assert "/models/[red]tiny[/red]" in text and "/ckpts/[b]mine[/b]" in text
+    assert "/models/[red]tiny[/red]" in text and "/ckpts/[bold]mine" in text
     assert "# [/i] [bold]not bold[/bold]" in text
 
 
@@ -82,6 +82,16 @@ def test_runs_show_format_code_prints_the_program_alone(env, monkeypatch):
     out = invoke("runs", "show", run_id, "--format", "code", env=env, monkeypatch=monkeypatch)
     assert out.exit_code == 0, out.output
     assert out.stdout == markup_result().candidates[0].code  # the program alone, as written
+
+
+def test_solve_output_renders_markup_like_text_verbatim():
+    from bcoder.cli.render import render_result
+
+    console = Console(width=160, record=True, force_terminal=True)
+    render_result(console, markup_result(), "reward", 5)
+    text = console.export_text()
+    assert "/models/[red]tiny[/red]" in text and "heads [bold]mine" in text
+    assert "# [/u]" in text and "two_sum[/b]" in text  # the line that tells the two apart
 
 
 def test_progress_descriptions_and_notes_are_not_markup(capsys):
@@ -98,8 +108,83 @@ def test_progress_descriptions_and_notes_are_not_markup(capsys):
 
 # --- item 10: the column that tells candidates apart ---------------------------------------------
 
+STUB_DEF = "def max_of_list(numbers: list[int]) -> int:"
+DOC = '    """Return the largest number in a non-empty list of integers."""'
+
+
+def test_the_code_column_shows_what_tells_candidates_apart_at_the_terminals_width():
+    from bcoder.cli.render import ranked_table
+
+    long_line = (
+        "    return max(numbers, key=lambda value: (value, -numbers.index(value)), default=0)"
+    )
+    bodies = [
+        ["    best = numbers[0]", "    for x in numbers[1:]:", "        best = max(best, x)"],
+        [long_line],
+        ["    # the largest", "    return sorted(numbers)[-1]"],
+    ]
+    cands = [
+        candidate("\n".join([STUB_DEF, DOC, *body, ""]), 1.0 - i) for i, body in enumerate(bodies)
+    ]
+    result = SolveResult(
+        problem={"id": "max_of_list", "text": DOC.strip(), "starter_code": STUB_DEF},
+        settings={"model": "m", "n": 3},
+        candidates=cands,
+    )
+    console = Console(width=160, record=True)
+    console.print(ranked_table(result, 5))
+    text = console.export_text()
+    assert STUB_DEF not in text  # the same on every row: it tells nothing
+    assert "best = numbers[0]" in text and "return sorted(numbers)[-1]" in text
+    assert long_line.strip() in text  # all 80 characters: the table takes the terminal's width
+    console = Console(width=80, record=True)
+    console.print(ranked_table(result, 5))
+    assert max(map(len, console.export_text().splitlines())) <= 80
+
 
 # --- item 11: one short heads line; details with --verbose; what R~ means -----------------------
+
+
+def shipped_like(tmp_path) -> Path:
+    heads = tmp_path / "shipped-heads"
+    heads.mkdir()
+    (heads / "TRAINING.json").write_text(
+        json.dumps(
+            {
+                "name": "bcoder qwen2.5-coder-1.5b-lmhead",
+                "summary": "lmhead mode on mbpp train+validation: 417 problems trained, 47 held "
+                "out; 2247 samples at temperature 0.6 (1325 pass) plus the ground truths (as "
+                "ast.unparse prints them); ranks by tests-first (chosen on the held-out problems)",
+                "data": {"trained_problems": 417, "heldout_problems": 47},
+                "config": {"data": {"dataset": "mbpp", "split": "train+validation"}},
+            }
+        )
+    )
+    return heads
+
+
+def test_the_heads_note_is_one_short_line_and_says_what_r_means(tmp_path):
+    from bcoder.cli.render import render_result
+
+    result = SolveResult(
+        problem={"id": "p"},
+        settings={"model": "qwen2.5-coder-1.5b", "ranker": "tests-first", "policy": "base"},
+        candidates=[candidate("def f():\n    return 1\n", -10.0)],
+        heads=str(shipped_like(tmp_path)),
+    )
+    console = Console(width=80, record=True)
+    render_result(console, result, "reward", 5)
+    text = console.export_text()
+    (heads,) = [line for line in text.splitlines() if "ranks by" in line]
+    assert "example tests first, then R~" in heads and "417 mbpp problems" in heads
+    assert not heads.endswith("…")  # whole, within 80 columns
+    assert "ast.unparse" not in text and "--policy trained" not in text  # details: --verbose
+    assert "higher is better" in text and "within" in text  # what an R~ of -10 or +1 means
+    console = Console(width=80, record=True)
+    render_result(console, result, "reward", 5, verbose=True)
+    text = console.export_text()
+    assert "bcoder qwen2.5-coder-1.5b-lmhead" in text and "ast.unparse" in text
+    assert "base model's own policy" in text and "e^10" in text
 
 
 # --- items 9, 11, 12 and 16 in a real solve on the tiny model ---------------------------------
@@ -148,6 +233,19 @@ def test_solve_piped_prints_the_best_program_alone(tiny_model_dir, env, monkeypa
     assert out.exit_code != 0 and "--format" in out.output
     out = invoke(*args, "-o", tmp_path, env=env, monkeypatch=monkeypatch)
     assert out.exit_code != 0 and "is a directory" in str(out.exception)
+
+
+def test_solve_verbose_says_what_the_heads_are(tiny_model_dir, env, monkeypatch):
+    args = [*SOLVE, "--model", tiny_model_dir, "--no-save", "--format", "rich"]
+    out = invoke(*args, "--verbose", env=env, monkeypatch=monkeypatch)
+    assert out.exit_code == 0, out.output
+    assert "distinct" in out.stdout and "3 sampled" in out.stdout  # distinct vs sampled
+    assert "untrained" in out.stdout and "V = R_max" in out.stdout  # verbose: what that means
+    assert "low = red" not in out.stdout  # no colours here, so no colour legend
+    lines = out.stdout.splitlines()
+    assert [x for x in lines if "untrained heads:" in x] == [lines[1]]  # one line, second
+    out = invoke(*args, env=env, monkeypatch=monkeypatch)
+    assert "V = R_max" not in out.stdout  # the details only with --verbose
 
 
 def documented_keys() -> dict[str, set[str]]:

@@ -108,7 +108,7 @@ def test_solve_tables_and_heatmap(tiny_model_dir, env, monkeypatch):
     )
     assert out.exit_code == 0, out.output
     text = out.stdout
-    assert "untrained initialisation" in text
+    assert "untrained heads" in text
     assert "ranked by reward" in text and "best candidate, coloured by advantage" in text
     assert "A(s_t, a_t) = Q - V" in text  # the legend names the metric
     assert not Path(env["BCODER_STORE"]).exists()
@@ -194,7 +194,7 @@ def test_a_shipped_checkpoint_is_the_default_and_is_named(
             "--max-new-tokens", 12, "--no-tests", "--no-save"]  # fmt: skip
     result = json.loads(invoke(*args, "--json", monkeypatch=monkeypatch, env=env).stdout)
     assert result["heads"] == str(shipped) and result["settings"]["ranker"] == "terminal"
-    out = invoke(*args, "--format", "rich", monkeypatch=monkeypatch, env=env)
+    out = invoke(*args, "--format", "rich", "--verbose", monkeypatch=monkeypatch, env=env)
     assert out.exit_code == 0, out.output
     assert "tiny-heads (shipped; trained on 3 MBPP problems)" in out.stdout
     from bcoder.qmodel.shipped import label
