@@ -22,17 +22,21 @@ def installed_layout(out: Path) -> Path:
     return out
 
 
-def test_import_contracts_hold(tmp_path):
-    tree = installed_layout(tmp_path / "tree")
+def lint_imports(tree: Path) -> subprocess.CompletedProcess:
+    """``lint-imports`` with the project's contracts on the copy at ``tree``."""
     lint = Path(sys.executable).with_name("lint-imports")
     command = [str(lint)] if lint.exists() else [shutil.which("lint-imports") or "lint-imports"]
-    out = subprocess.run(
+    return subprocess.run(
         [*command, str(ROOT / "pyproject.toml"), "--no-cache"],
         cwd=tree,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree)},
         capture_output=True,
         text=True,
     )
+
+
+def test_import_contracts_hold(tmp_path):
+    out = lint_imports(installed_layout(tmp_path / "tree"))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 broken" in out.stdout and "4 kept" in out.stdout, out.stdout
 
@@ -42,14 +46,6 @@ def test_the_contract_catches_an_upward_import(tmp_path):
     tree = installed_layout(tmp_path / "tree")
     errors = tree / "bcoder" / "core" / "errors.py"
     errors.write_text(errors.read_text() + "\nimport bcoder.pipeline.solve  # noqa\n")
-    lint = Path(sys.executable).with_name("lint-imports")
-    command = [str(lint)] if lint.exists() else [shutil.which("lint-imports") or "lint-imports"]
-    out = subprocess.run(
-        [*command, str(ROOT / "pyproject.toml"), "--no-cache"],
-        cwd=tree,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree)},
-        capture_output=True,
-        text=True,
-    )
+    out = lint_imports(tree)
     assert out.returncode != 0
     assert "bcoder.core.errors -> bcoder.pipeline.solve" in out.stdout, out.stdout
