@@ -175,6 +175,7 @@ def _show(report: dict[str, Any], run_dir: Path, as_json: bool) -> None:
         typer.echo(json.dumps(report, indent=1, default=str))
         return
     from rich.console import Console
+    from rich.text import Text
 
     console = Console()
     for table in _tables(report):
@@ -186,9 +187,8 @@ def _show(report: dict[str, Any], run_dir: Path, as_json: bool) -> None:
     )
     if report.get("missing"):
         console.print(f"[yellow]partial: {len(report['missing'])} problems not done yet[/]")
-    console.print(
-        f"report: {run_dir / 'report.md'}, {run_dir / 'report.json'}; plots in {run_dir / 'plots'}"
-    )
+    paths = f"{run_dir / 'report.md'}, {run_dir / 'report.json'}; plots in {run_dir / 'plots'}"
+    console.print(Text(f"report: {paths}"))  # a user's path, not markup
 
 
 _SHORT = {
@@ -283,7 +283,7 @@ class _progress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # problem ids from user files
             console=console,
             transient=False,
         )

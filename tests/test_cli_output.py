@@ -338,3 +338,13 @@ def test_an_empty_folder_is_not_said_to_hold_many_problems(tmp_path):
     with pytest.raises(BcoderError, match=r"two:a"):
         load_problem(tmp_path / "two")  # names one it holds
     assert load_problem(f"{tmp_path / 'two'}:b").id == "b"
+
+
+def test_eval_report_names_a_run_directory_verbatim(tmp_path, capsys, monkeypatch):
+    from bcoder.cli.eval import _show
+
+    monkeypatch.setenv("COLUMNS", "400")  # the line whole
+    report = json.loads((ROOT / "results" / "runs" / "eval-init" / "report.json").read_text())
+    run_dir = tmp_path / "[bold]run"
+    _show(report, run_dir, as_json=False)
+    assert f"report: {run_dir / 'report.md'}" in capsys.readouterr().out
