@@ -7,6 +7,7 @@ one-line message on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -63,6 +64,14 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# What is wrong with a path rather than with bcoder: a last net under the BcoderErrors that the
+# writes and reads of user paths raise themselves (bcoder.core.fs)
+_PATH_ERRNOS = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+    errno.EISDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG,
+}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line on stderr."""
     quiet_libraries()
@@ -70,6 +79,11 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="bcoder")
     except BcoderError as err:
         typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:  # a path the user named that a write did not expect to fail on
+        if err.errno not in _PATH_ERRNOS or not isinstance(err.filename, str):
+            raise
+        typer.echo(f"error: {err.filename}: {err.strerror}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

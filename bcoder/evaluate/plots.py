@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from bcoder.core.fs import writing
 from bcoder.evaluate.records import ProblemRecord
 from bcoder.evaluate.report import OUTCOMES, expand
 
@@ -119,12 +120,15 @@ def plot_calibration(bins: list[dict[str, Any]], path: Path) -> Path:
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(tmp, format="png")
+            tmp.replace(path)
+    finally:
+        plt.close(fig)
     return path
 
 

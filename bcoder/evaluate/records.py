@@ -19,15 +19,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.fs import atomic_write_bytes
 from bcoder.core.types import Candidate, TokenScore
 from bcoder.problems.programs import program_row
 
@@ -153,18 +152,8 @@ def record_path(run_dir: Path, problem_id: str, stage: str = PROBLEMS) -> Path:
 def write_record(run_dir: Path, record: ProblemRecord, stage: str = PROBLEMS) -> Path:
     """Write a problem's record through a temporary file and a rename (present = complete)."""
     path = record_path(run_dir, record.problem_id, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = gzip.compress(json.dumps(record.to_dict(), separators=(",", ":")).encode(), mtime=0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
     return path
 
 

@@ -100,6 +100,8 @@ def prepare_run_dir(
 ) -> dict[str, Any]:
     """Create the run directory's config, or check that an existing one describes this run."""
     path = run_dir / CONFIG
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BcoderError(f"{run_dir} is a file, not a run directory; choose another --out")
     if path.is_file():
         old = _read_json(path)
         if not (resume or sharded):

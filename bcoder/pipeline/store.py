@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
+from bcoder.core.fs import write_error
 from bcoder.core.types import Candidate, SolveResult, TokenScore
 
 SCHEMA_VERSION = 1
@@ -114,22 +115,37 @@ def _title(problem: dict[str, Any]) -> str:
     return ""
 
 
+def _unusable(path: Path, err: sqlite3.Error) -> str:
+    return (
+        f"the results store {path} cannot be used ({err}): move it aside, or set BCODER_STORE "
+        "(or --store) to another file"
+    )
+
+
 class Store:
     """A SQLite file of solve results. Safe to use from several processes at once."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise BcoderError(
+                f"cannot open the results store: {write_error(self.path, err)}"
+            ) from None
         with self._connect() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:  # a new file (migrations from older ones go here)
+                    db.executescript(
+                        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    )
+            except sqlite3.DatabaseError as err:
+                raise BcoderError(_unusable(self.path, err)) from None
             if version > SCHEMA_VERSION:
                 raise BcoderError(
                     f"the results store {self.path} has schema version {version}, newer than "
                     f"this bcoder understands ({SCHEMA_VERSION}); upgrade bcoder"
-                )
-            if version < SCHEMA_VERSION:  # a new file (migrations from older versions go here)
-                db.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 )
 
     @contextmanager
@@ -139,9 +155,12 @@ class Store:
         except sqlite3.Error as err:
             raise BcoderError(f"cannot open the results store {self.path}: {err}") from None
         try:
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA synchronous = NORMAL")
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA foreign_keys = ON")
+                db.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.DatabaseError as err:  # not a database, or not one we may write
+                raise BcoderError(_unusable(self.path, err)) from None
             yield db
         finally:
             db.close()
