@@ -82,17 +82,17 @@ async def test_stored_run_select_candidates_and_switch_metrics(stored):
         # switching the metric recolours the tokens and the legend
         strip_before = view.render_line(0)
         styles_reward = [s.bgcolor for s in view._styles]
-        await pilot.press("a")
+        await pilot.press("4")
         assert app.metric == "advantage" and view.metric == "advantage"
         assert text_of(app, "#legend").lstrip().startswith("A")
         assert [s.bgcolor for s in view._styles] != styles_reward
-        await pilot.press("q")
+        await pilot.press("2")
         assert view.metric == "q" and text_of(app, "#legend").lstrip().startswith("Q")
-        await pilot.press("v")
+        await pilot.press("3")
         assert view.metric == "v"
         await pilot.press("m")  # cycles v -> advantage
         assert view.metric == "advantage"
-        await pilot.press("r")
+        await pilot.press("1")
         assert view.metric == "reward"
         assert [s.bgcolor for s in view._styles] == styles_reward
         assert view.render_line(0).text == strip_before.text
@@ -287,6 +287,7 @@ async def test_cancel_generation(tiny_model_dir, tmp_path):
         assert app.status == "cancelled"
         assert app.result is None
         assert app.active_bindings["g"].enabled  # ready to generate again
+        assert "generating" not in app.query_one(HeatmapView).border_title
         assert "x" not in app.active_bindings  # cancel is hidden again
     assert store.list() == []  # a cancelled generation is not a run
 

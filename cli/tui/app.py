@@ -15,10 +15,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -28,23 +27,27 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from bcoder.cli.tui import colors
 from bcoder.cli.tui.compare import CompareScreen, compare_pair
-from bcoder.cli.tui.generate import generate
+from bcoder.cli.tui.generate import attempt
 from bcoder.cli.tui.heatmap import HeatmapView, base_colour, details_text, legend_text
 from bcoder.cli.tui.palette import palette_commands
 from bcoder.cli.tui.panels import CandidateTable, GenerationProgress, TestsPanel
 from bcoder.cli.tui.problem_io import open_request
 from bcoder.cli.tui.run_tests import record_outcome, run_tests
-from bcoder.cli.tui.screens import OpenRequest, OpenScreen, ProblemScreen, SaveScreen, save_name
-from bcoder.core.cancel import Cancelled
+from bcoder.cli.tui.screens import (
+    HelpScreen,
+    OpenRequest,
+    OpenScreen,
+    ProblemScreen,
+    SaveScreen,
+    help_keys,
+    save_name,
+)
+from bcoder.cli.tui.titles import header_titles
 from bcoder.core.errors import BcoderError
-from bcoder.core.fs import atomic_write_text
-from bcoder.core.settings import policy_name
 from bcoder.core.spec import Problem
 from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.execution import ExecResult
-from bcoder.models.sources import DEFAULT_MODEL
 from bcoder.pipeline.store import Store
-from bcoder.qmodel.shipped import label
 
 
 class BcoderTui(App[None]):
@@ -57,16 +60,19 @@ class BcoderTui(App[None]):
         Binding("g", "generate", "Generate"),
         Binding("x", "cancel", "Cancel"),
         Binding("m", "cycle_metric", "Metric"),
-        Binding("r", "metric('reward')", "Colour by r~", show=False),
-        Binding("q", "metric('q')", "Colour by Q", show=False),
-        Binding("v", "metric('v')", "Colour by V", show=False),
-        Binding("a", "metric('advantage')", "Colour by A", show=False),
+        Binding("1", "metric('reward')", "Colour by r~", show=False),
+        Binding("2", "metric('q')", "Colour by Q", show=False),
+        Binding("3", "metric('v')", "Colour by V", show=False),
+        Binding("4", "metric('advantage')", "Colour by A", show=False),
         Binding("t", "run_tests", "Test"),
         Binding("c", "compare", "Compare"),
         Binding("space", "mark", "Mark for compare", show=False),
-        Binding("y", "copy", "Copy"),
+        Binding("y", "copy", "Copy", show=False),  # in help (?) and the palette: room for ? and ^q
         Binding("s", "save", "Save"),
         Binding("p", "problem", "Problem"),
+        Binding("question_mark", "help", "Help"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("q", "help_quit", show=False),  # says that ctrl+q quits
     ]
 
     metric: reactive[str] = reactive("reward")
@@ -99,6 +105,10 @@ class BcoderTui(App[None]):
         self.status = ""  # last message of a generation: done, cancelled, error
         self._cancel = threading.Event()
         self._engines: dict[tuple, Any] = {}
+        # while generating: what was shown before (run, list, selection, mark), kept on screen
+        # until the new run's first candidate and brought back if the generation stops early
+        self._shown: tuple[SolveResult | None, list[Candidate], int, Candidate | None] | None = None
+        self._last_settings: dict[str, Any] = {}  # of the last generation started
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -119,7 +129,7 @@ class BcoderTui(App[None]):
         yield self.progress_row
         yield self.details
         yield self.legend
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ? lists ^p
 
     def on_mount(self) -> None:
         self.table.border_title = "candidates"
@@ -145,19 +155,19 @@ class BcoderTui(App[None]):
         self._update_titles()
         self._update_legend()
 
-    def _update_titles(self) -> None:
-        info = self.problem_info
+    def _update_titles(self, width: int | None = None) -> None:
         settings = self.result.settings if self.result else self.solve_settings()
-        model = settings.get("model") or DEFAULT_MODEL
-        run = self.result.run_id if self.result and self.result.run_id else "unsaved"
-        self.title = f"bcoder · {info.get('id', 'no problem')}"
-        ranked = ""
-        if self.result:
-            policy = self.result.settings.get("policy")
-            sampled = ", base policy" if policy_name(policy) == "base" else ""
-            ranked = f"ranked by {self.result.ranker} ({label(self.result.heads)}{sampled})"
-        self.sub_title = " · ".join(x for x in (str(model or ""), ranked, run, self.status) if x)
+        self.title, self.sub_title = header_titles(
+            self.problem_info.get("id"),
+            self.result,
+            settings,
+            self.status,
+            width or self.size.width,
+        )
         self.table.border_subtitle = f"{len(self.candidates)}"
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._update_titles(event.size.width)
 
     def _update_legend(self) -> None:
         view = self.view
@@ -218,6 +228,8 @@ class BcoderTui(App[None]):
 
     def watch_generating(self, generating: bool) -> None:
         self.progress_row.display = generating
+        if self.selected_candidate is None:
+            self._show_selected()  # the empty pane says "generating…" or what to press
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -225,6 +237,8 @@ class BcoderTui(App[None]):
             return action in {"quit", "command_palette", "pop_screen"}
         if action == "cancel":
             return self.generating
+        if action == "open":  # not while a generation is filling the list
+            return not self.generating or None
         if action == "generate":
             return not self.generating and self.problem is not None
         if action == "run_tests":
@@ -278,20 +292,22 @@ class BcoderTui(App[None]):
     # -- generating ----------------------------------------------------------------------------
 
     def solve_settings(self) -> dict[str, Any]:
-        """The settings of the next generation: the shown run's, overridden by the command line."""
-        base = dict(self.result.settings) if self.result else {}
+        """The settings of the next generation: the shown run's (or the last generation's),
+        overridden by the command line."""
+        base = dict(self.result.settings) if self.result else self._last_settings
         return {**base, **self.overrides}
 
     def action_generate(self) -> None:
         if self.problem is None or self.generating:
             return
-        self.candidates, self.selected, self.marked, self.result = [], 0, None, None
+        self._last_settings = settings = self.solve_settings()
+        self._shown = (self.result, self.candidates, self.selected, self.marked)
         self.status = "generating"
         self._cancel = threading.Event()
         self.generating = True
         self.progress_row.start()
-        self._refresh_all()
-        self._solve(self.problem, self.solve_settings(), self._cancel)
+        self._update_titles()
+        self._solve(self.problem, settings, self._cancel)
 
     def action_cancel(self) -> None:
         if self.generating:
@@ -308,22 +324,18 @@ class BcoderTui(App[None]):
         def on_event(event: object) -> None:
             self._post(self._on_event, event)
 
-        try:
-            result = generate(problem, settings, self._engines, self.store, on_event, cancel)
-        except Cancelled:
-            self._post(self._finished, None, "cancelled")
-        except BcoderError as err:
-            self._post(self._finished, None, f"error: {err}")
-        except Exception as err:  # a bug: show it rather than lose it in a thread
-            self._post(self._finished, None, f"error: {type(err).__name__}: {err}")
-        else:
-            self._post(self._finished, result, "")
+        result, status = attempt(problem, settings, self._engines, self.store, on_event, cancel)
+        self._post(self._finished, result, status)
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, Progress):
             self.progress_row.show(event)
         elif isinstance(event, CandidateReady):
             keep = self.selected_candidate
+            if self._shown is not None and self.candidates is self._shown[1]:
+                # the new run's first candidate: it replaces the list shown until now
+                self.result, self.candidates, self.selected, self.marked = None, [], 0, None
+                keep = None
             self.candidates.append(event.candidate)
             self.candidates.sort(key=lambda c: c.reward, reverse=True)
             self._refresh_all(keep=keep)
@@ -331,16 +343,19 @@ class BcoderTui(App[None]):
             self._refresh_all(keep=self.selected_candidate)
 
     def _finished(self, result: SolveResult | None, status: str) -> None:
-        self.generating = False
+        shown, self._shown = self._shown, None
         if result is not None:
             self.show_result(result)
             self.notify(f"saved run {result.run_id} ({len(result.candidates)} candidates)")
-        else:
+        else:  # cancelled or failed: back to what was shown before, if anything was
             self.status = status
+            if shown and (shown[0] or shown[1]) and self.candidates is not shown[1]:
+                self.result, self.candidates, self.selected, self.marked = shown
+                self._refresh_all()
             self._update_titles()
             severity = "error" if status.startswith("error") else "warning"
             self.notify(status, severity=severity, markup=False)
-        self.refresh_bindings()
+        self.generating = False
 
     # -- actions on the selected candidate -----------------------------------------------------
 
@@ -370,21 +385,12 @@ class BcoderTui(App[None]):
             self.notify(f"copied #{self.selected + 1} ({len(cand.code.splitlines())} lines)")
 
     def action_save(self) -> None:
-        cand = self.selected_candidate
-        if cand is None:
-            return
-        default = save_name(self.problem_info.get("id"), self.selected + 1)
+        if (cand := self.selected_candidate) is not None:
+            default = save_name(self.problem_info.get("id"), self.selected + 1)
+            self.push_screen(SaveScreen(default, cand.code))
 
-        def write(path: str | None) -> None:
-            if path:
-                try:
-                    atomic_write_text(Path(path).expanduser(), cand.code)
-                except OSError as err:
-                    self.notify(f"cannot save {path}: {err}", severity="error", markup=False)
-                else:
-                    self.notify(f"saved {path}", markup=False)
-
-        self.push_screen(SaveScreen(default), write)
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(help_keys(self.BINDINGS, self.get_key_display)))
 
     def action_problem(self) -> None:
         if self.problem_info:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bcoder.core.cancel import Cancelled
+from bcoder.core.errors import BcoderError
 from bcoder.core.settings import NO_HEADS
 from bcoder.core.spec import Problem
 from bcoder.core.types import Progress, SolveResult
@@ -59,3 +60,23 @@ def generate(
     if result.run_id is None:
         store.save(result)
     return result
+
+
+def attempt(
+    problem: Problem,
+    values: dict[str, Any],
+    engines: dict[tuple, Any],
+    store: Store,
+    on_event: Callable[[object], None],
+    cancel: threading.Event,
+) -> tuple[SolveResult | None, str]:
+    """:func:`generate`, never raising: (the saved result, "") or (None, "cancelled" or
+    "error: ..."), for the app to show. A bug is reported rather than lost in a thread."""
+    try:
+        return generate(problem, values, engines, store, on_event, cancel), ""
+    except Cancelled:
+        return None, "cancelled"
+    except BcoderError as err:
+        return None, f"error: {err}"
+    except Exception as err:
+        return None, f"error: {type(err).__name__}: {err}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -13,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static, TextArea
 
+from bcoder.core.fs import atomic_write_text
 from bcoder.pipeline.store import RunSummary
 
 
@@ -96,13 +99,13 @@ def save_name(problem_id: object, rank: int) -> str:
 
 
 class SaveScreen(ModalScreen[str | None]):
-    """Ask for the file to save the selected candidate's code to."""
+    """Ask for a file and save ``code`` to it; stay open, saying why, when it cannot be written."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_none", "Close")]
 
-    def __init__(self, default: str) -> None:
+    def __init__(self, default: str, code: str) -> None:
         super().__init__()
-        self.default = default
+        self.default, self.code = default, code
 
     def compose(self) -> ComposeResult:
         with Vertical(id="save-dialog", classes="dialog"):
@@ -113,11 +116,24 @@ class SaveScreen(ModalScreen[str | None]):
                 yield Button("Cancel", id="save-cancel", compact=True)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self._save(event.value.strip())
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        value = self.query_one("#save-path", Input).value.strip()
-        self.dismiss((value or None) if event.button.id == "save-ok" else None)
+        if event.button.id == "save-ok":
+            self._save(self.query_one("#save-path", Input).value.strip())
+        else:
+            self.dismiss(None)
+
+    def _save(self, path: str) -> None:
+        if not path:
+            return
+        try:
+            atomic_write_text(Path(path).expanduser(), self.code)
+        except OSError as err:  # the path is the user's: shown as typed, never as markup
+            self.notify(f"cannot save {path}: {err}", severity="error", markup=False)
+        else:
+            self.notify(f"saved {path}", markup=False)
+            self.dismiss(path)
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
@@ -148,3 +164,59 @@ class ProblemScreen(ModalScreen[None]):
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+# what the colour keys show (the list's R~ is the sum of r~ over the program)
+METRIC_HELP: dict[str, str] = {
+    "reward": "r~: recovered reward, higher is better; R~ sums it",
+    "q": "Q: the value of this token here, A + V",
+    "v": "V: the value of the state before the token",
+    "advantage": "A: Q - V, 0 for the preferred token, else below 0",
+}
+CODE_KEYS = [
+    ("enter", "from the list into the code; escape goes back"),
+    ("arrows", "move the token cursor; home, end, pgup, pgdn, click"),
+    ("^p", "command palette: every action by name, and themes"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key and what the colours mean (``?``)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "dismiss_none", "Close")
+    ]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        """``keys``: (key as the footer shows it, what it does), in the footer's order."""
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        for key, what in [*self.keys, *CODE_KEYS]:
+            text.append(f"{key:>7}  ", style="bold")
+            text.append(f"{what}\n")
+        text.rstrip()
+        with Vertical(id="help-dialog", classes="dialog"):
+            yield Label("Keys", classes="dialog-title")
+            with VerticalScroll():
+                yield Static(text)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+def help_keys(
+    bindings: list[Binding], key_display: Callable[[Binding], str]
+) -> list[tuple[str, str]]:
+    """(key, what it does) for each binding with a description; the colour keys explained."""
+    rows = []
+    for binding in bindings:
+        if not binding.description:
+            continue
+        what = binding.description
+        if binding.action.startswith("metric('"):
+            what = f"colour by {METRIC_HELP[binding.action[8:-2]]}"
+        rows.append((key_display(binding), what))
+    return rows
