@@ -50,12 +50,22 @@ def _load_tests(tests: Path | None, problem: str | None) -> tuple[Any, str]:
 
 def check(
     program: str = typer.Argument(..., help="The program file (- reads standard input)."),
-    tests: Path | None = typer.Option(None, "--tests", "-t", help="Tests JSON (a TestSpec)."),
-    problem: str | None = typer.Option(
-        None, "--problem", "-p", help="A dataset problem: FILE.jsonl:ID or DATASET:ID."
+    tests: Path | None = typer.Option(
+        None, "--tests", "-t", metavar="FILE", help="Tests JSON (a TestSpec)."
     ),
-    timeout: float = typer.Option(4.0, "--timeout", min=0.01, help="Seconds per test."),
-    memory_mb: int = typer.Option(1024, "--memory-mb", min=16, help="Memory per program (MB)."),
+    problem: str | None = typer.Option(
+        None,
+        "--problem",
+        "-p",
+        metavar="REF",
+        help="A dataset problem: FILE.jsonl:ID or DATASET:ID.",
+    ),
+    timeout: float = typer.Option(
+        4.0, "--timeout", min=0.01, metavar="SECONDS", help="Seconds per test."
+    ),
+    memory_mb: int = typer.Option(
+        1024, "--memory-mb", min=16, metavar="MB", help="Memory per program (MB)."
+    ),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing test."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

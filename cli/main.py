@@ -15,11 +15,54 @@ import typer
 from bcoder import __version__
 from bcoder.core.errors import BcoderError
 
+
+def _plain_help() -> None:
+    """Help that shows what to type. typer 0.29 shows a flag as ``--json <bool>`` (it takes no
+    value: ``--json true`` is an error), a required argument as ``{problem}`` and a value as
+    ``<str>`` or ``<list[str]>``. Show them as click does: a flag alone, an argument as PROBLEM
+    (``[PROBLEM]`` when optional), a value as its metavar (the options set one) or its type's
+    name in capitals. Only typer's help methods of that version are replaced (none when absent)."""
+    from typer import core
+
+    option, argument = core.TyperOption, getattr(core, "TyperArgument", None)
+    if argument is None or not hasattr(argument, "_usage_display_name"):
+        return
+
+    shown_type = option.display_type_rich
+
+    def option_type(self, ctx):
+        if self.is_flag or self.count:
+            return None
+        shown = shown_type(self, ctx)  # the metavar, else "<int>", "<a|b>", "<list[str]>"
+        if self.metavar is not None or not shown or not shown.startswith("<"):
+            return shown
+        inner = shown.strip("<>.")
+        if inner.startswith("list[") or shown.endswith("..."):
+            return inner.removeprefix("list[").rstrip("]").upper() + "..."
+        return inner if "|" in inner else inner.upper()
+
+    def argument_name(self):
+        name = self.metavar or self.name.upper()
+        return f"{name}..." if self.metavar is None and self.nargs != 1 else name
+
+    def argument_usage(self):
+        name = argument_name(self)
+        return name if self.required else f"[{name}]"
+
+    option.display_type_rich = option_type
+    argument.display_name_raw = property(argument_name)
+    argument._rich_display_name = argument_name
+    argument._usage_display_name = argument_usage
+    argument.display_type_rich = lambda self, ctx: None
+
+
+_plain_help()
+
 app = typer.Typer(
     name="bcoder",
     help="B-Coder: sample programs, rank them by the reward recovered from a learned Q-function.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, pwsh)
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )

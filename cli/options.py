@@ -1,16 +1,63 @@
-"""Options that several commands share (solve, rank, eval, tui, train): one definition each."""
+"""Options that several commands share (solve, rank, eval, tui, train): one definition each.
+
+Short flags mean one thing in every command that has them: ``-m`` model, ``-c`` checkpoint
+(``train``: its config; train has no checkpoint flag), ``-n`` candidates sampled per problem
+(``eval`` also takes ``-M``, the paper's name), ``-t`` tests, ``-p`` problem, ``-d`` dataset, ``-o``
+the file or directory written, ``-q`` quiet, ``-s`` a config override. Everything else is long only.
+
+What a flag names is checked when it is parsed, before any heavy import: an unknown ``--model`` or
+``--backend`` is a one-line error at once, and ``--threads`` is capped at the CPUs this process
+may use, with a note.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+
+
+def known_model(value: str | None) -> str | None:
+    """Fail fast on a model that cannot be found (no torch import, no download)."""
+    if value:
+        from bcoder.models.sources import resolve_source
+
+        resolve_source(value)
+    return value
+
+
+def known_backend(value: str | None) -> str | None:
+    """Fail fast on an unknown backend name (or llama.cpp when its binding is missing)."""
+    if value:
+        from bcoder.backends.base import choose_backend
+
+        choose_backend(value, "dir", cuda=False)
+    return value
+
+
+def capped_threads_option(value: int) -> int:
+    """``--threads`` at most the CPUs this process may use, saying so when it asked for more."""
+    from bcoder.models.hardware import usable_cpus
+
+    cpus = usable_cpus()
+    if value > cpus:
+        typer.echo(
+            f"note: --threads {value} is more than the {cpus} CPU{'s' * (cpus != 1)} this "
+            f"process may use: using {cpus}",
+            err=True,
+        )
+        return cpus
+    return value
+
 
 Model = Annotated[
     str | None,
     typer.Option(
         "--model",
         "-m",
+        metavar="NAME",
+        callback=known_model,
         help="Model preset, HF id, directory or .gguf (default: the checkpoint's base, else the "
         "default model).",
     ),
@@ -20,6 +67,7 @@ Checkpoint = Annotated[
     typer.Option(
         "--checkpoint",
         "-c",
+        metavar="DIR",
         help="B-Coder checkpoint dir (trained heads; default: the ones shipped for the model, if "
         "any; 'none': untrained).",
     ),
@@ -28,6 +76,7 @@ Policy = Annotated[
     str | None,
     typer.Option(
         "--policy",
+        metavar="trained|base",
         help="Sample from the 'trained' policy or the 'base' LM's own (lmhead / head mode; "
         "default: the one the checkpoint's validation chose; 'checkpoint' is the old name of "
         "'base').",
@@ -37,28 +86,54 @@ Backend = Annotated[
     str,
     typer.Option(
         "--backend",
+        metavar="NAME",
+        callback=known_backend,
         help="auto, transformers or llama.cpp (auto: llama.cpp for a GGUF model on a CPU).",
     ),
 ]
 Dtype = Annotated[
     str | None,
     typer.Option(
-        "--dtype", help="bf16, fp16 or fp32 (default: what the hardware runs fast; transformers)."
+        "--dtype",
+        metavar="bf16|fp16|fp32",
+        help="Default: what the hardware runs fast (transformers).",
     ),
 ]
 Device = Annotated[
     str | None,
-    typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: cuda if any; transformers)."),
+    typer.Option(
+        "--device",
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:1 ... (default: cuda if any; transformers).",
+    ),
 ]
-Threads = Annotated[int, typer.Option("--threads", min=0, help="CPU threads (0: the idle cores).")]
+Threads = Annotated[
+    int,
+    typer.Option(
+        "--threads",
+        min=0,
+        metavar="N",
+        callback=capped_threads_option,
+        help="CPU threads, at most the CPUs this process may use (0: the idle cores).",
+    ),
+]
+Samples = Annotated[int, typer.Option("--samples", "-n", metavar="N", help="Candidates to sample.")]
+Tests = Annotated[
+    Path | None, typer.Option("--tests", "-t", metavar="FILE", help="Tests JSON for the problem.")
+]
+Temperature = Annotated[
+    float, typer.Option("--temperature", metavar="T", help="Sampling temperature.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
 
 def set_threads(threads: int, device: str | None) -> None:
-    """Torch CPU threads: as asked, else the idle cores (see bcoder.models.hardware.cpu_threads)."""
+    """Torch CPU threads: as asked (``--threads`` is capped when parsed), else the idle cores
+    (see bcoder.models.hardware.cpu_threads)."""
     if device and not device.startswith("cpu") and not threads:
         return
     import torch
 
-    from bcoder.models.hardware import cpu_threads
+    from bcoder.models.hardware import capped_threads
 
-    torch.set_num_threads(threads or cpu_threads())
+    torch.set_num_threads(capped_threads(threads))

@@ -21,20 +21,24 @@ def rank_command(
         ..., help='A programs file: JSON lines {"problem": REF, "code": "...", "id": "..."}.'
     ),
     problem: str | None = typer.Option(
-        None, "--problem", "-p", help="The problem of lines without one."
+        None, "--problem", "-p", metavar="REF", help="The problem of lines without one."
     ),
-    tests: Path | None = typer.Option(None, "--tests", help="Tests JSON for --problem."),
+    tests: Path | None = typer.Option(
+        None, "--tests", "-t", metavar="FILE", help="Tests JSON for --problem."
+    ),
     model: opt.Model = None,
     checkpoint: opt.Checkpoint = None,
-    top: int = typer.Option(5, "--top", "-k", min=1, help="Rows in each ranked table."),
+    top: int = typer.Option(5, "--top", min=1, metavar="N", help="Rows in each ranked table."),
     color_by: str = typer.Option(
-        "reward", "--color-by", help="Heatmap metric: q, v, advantage or reward."
+        "reward", "--color-by", metavar="METRIC", help="Heatmap metric: q, v, advantage or reward."
     ),
     no_tests: bool = typer.Option(False, "--no-tests", help="Do not run the tests."),
     filter_examples: bool = typer.Option(
         False, "--filter-examples", help="Drop candidates failing the example tests."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Programs scored at once."),
+    batch_size: int = typer.Option(
+        8, "--batch-size", min=1, metavar="N", help="Programs scored at once."
+    ),
     no_save: bool = typer.Option(
         False, "--no-save", help="Do not save the runs in the results store."
     ),
@@ -49,7 +53,10 @@ def rank_command(
     dtype: opt.Dtype = None,
     device: opt.Device = None,
     threads: opt.Threads = 0,
-    timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
+    timeout: float = typer.Option(
+        4.0, "--timeout", metavar="SECONDS", help="Seconds per test in the sandbox."
+    ),
+    quiet: opt.Quiet = False,
 ) -> None:
     """Re-tokenise programs (from other models or people), score them and rank them by R~."""
     from bcoder.cli.options import set_threads
@@ -72,7 +79,7 @@ def rank_command(
 
         store = Store()
     results = []
-    with EventBar(enabled=True) as bar:
+    with EventBar(enabled=not quiet) as bar:
         engine = Engine.load(
             model,
             checkpoint,

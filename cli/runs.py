@@ -12,7 +12,9 @@ from bcoder.cli.solve import FORMAT_HELP, OutputFormat
 
 runs_app = typer.Typer(help="Saved solve runs (the results store).", no_args_is_help=True)
 
-StoreOption = typer.Option(None, "--store", help="The store file (default: $BCODER_STORE).")
+StoreOption = typer.Option(
+    None, "--store", metavar="FILE", help="The store file (default: $BCODER_STORE)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +23,9 @@ def register(app: typer.Typer) -> None:
 
 @runs_app.command("list")
 def list_runs(
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many runs, newest first."),
+    limit: int = typer.Option(
+        50, "--limit", min=1, metavar="N", help="How many runs, newest first."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     store: Path | None = StoreOption,
 ) -> None:

@@ -44,6 +44,7 @@ class EventBar:
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = console or Console(stderr=True)
+        self.enabled = enabled  # False (--quiet): no bars, no candidate lines
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}", markup=False),  # messages name user files
@@ -69,6 +70,8 @@ class EventBar:
         from bcoder.core.types import CandidateTested, Progress
 
         if isinstance(event, CandidateTested):  # candidates stream in as they are tested
+            if not self.enabled:
+                return
             c = event.candidate
             line = f"candidate {event.index + 1}: R~ {c.reward:.3f}, {c.outcome or '-'}, "
             self.progress.console.print(Text(f"{line}{len(c.tokens)} tokens", style="dim"))
@@ -190,24 +193,27 @@ def solve_command(
         help="FILE.txt (statement), FILE.py (stub with docstring), FILE.jsonl:ID or DATASET:ID.",
     ),
     tests: Path | None = typer.Option(
-        None, "--tests", help="Tests JSON (inputs/outputs or asserts)."
+        None, "--tests", "-t", metavar="FILE", help="Tests JSON (inputs/outputs or asserts)."
     ),
     model: opt.Model = None,
     checkpoint: opt.Checkpoint = None,
     policy: opt.Policy = None,
-    n: int = typer.Option(8, "-n", help="Candidates to sample."),
-    top: int = typer.Option(5, "--top", "-k", min=1, help="Rows in the ranked table."),
-    temperature: float = typer.Option(0.6, "--temperature", "-t", help="Sampling temperature."),
-    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
-    seed: int | None = typer.Option(0, "--seed", help="Sampling seed."),
+    n: opt.Samples = 8,
+    top: int = typer.Option(5, "--top", min=1, metavar="N", help="Rows in the ranked table."),
+    temperature: opt.Temperature = 0.6,
+    top_p: float = typer.Option(0.95, "--top-p", metavar="P", help="Nucleus sampling mass."),
+    seed: int | None = typer.Option(0, "--seed", metavar="N", help="Sampling seed."),
     max_new_tokens: int | None = typer.Option(
         None,
         "--max-new-tokens",
+        metavar="N",
         help="Length limit per candidate (default: the checkpoint's target length, else 512).",
     ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Candidates decoded at once."),
+    batch_size: int = typer.Option(
+        8, "--batch-size", metavar="N", help="Candidates decoded at once."
+    ),
     color_by: str = typer.Option(
-        "reward", "--color-by", help="Heatmap metric: q, v, advantage or reward."
+        "reward", "--color-by", metavar="METRIC", help="Heatmap metric: q, v, advantage or reward."
     ),
     no_tests: bool = typer.Option(False, "--no-tests", help="Do not run the tests."),
     filter_examples: bool = typer.Option(
@@ -228,7 +234,10 @@ def solve_command(
     dtype: opt.Dtype = None,
     device: opt.Device = None,
     threads: opt.Threads = 0,
-    timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
+    timeout: float = typer.Option(
+        4.0, "--timeout", metavar="SECONDS", help="Seconds per test in the sandbox."
+    ),
+    quiet: opt.Quiet = False,
 ) -> None:
     """Sample candidate programs, rank them by the recovered reward R~ and show why."""
     from bcoder.core.settings import SamplingSettings
@@ -259,7 +268,7 @@ def solve_command(
         timeout=timeout,
     )
     set_threads(threads, settings.device)
-    result = run_solve(prob, settings, save=not no_save, threads=threads)
+    result = run_solve(prob, settings, save=not no_save, threads=threads, quiet=quiet)
     if note := tests_note(prob, tests, run=not no_tests):
         typer.echo(note, err=True)
     if out is not None:
@@ -267,7 +276,9 @@ def solve_command(
     show(result, chosen_format(output_format, as_json), color_by, top, verbose)
 
 
-def run_solve(prob: Any, settings: Any, *, save: bool, threads: int = 0) -> Any:
+def run_solve(
+    prob: Any, settings: Any, *, save: bool, threads: int = 0, quiet: bool = False
+) -> Any:
     """Load the engine and solve, with progress bars on stderr."""
     from bcoder.pipeline.engine import Engine
     from bcoder.pipeline.solve import solve
@@ -277,7 +288,7 @@ def run_solve(prob: Any, settings: Any, *, save: bool, threads: int = 0) -> Any:
         from bcoder.pipeline.store import Store
 
         store = Store()
-    with EventBar(enabled=True) as bar:
+    with EventBar(enabled=not quiet) as bar:
         engine = Engine.load(
             settings.model,
             settings.checkpoint,

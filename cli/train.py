@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from bcoder.cli.options import known_backend
+
 train_app = typer.Typer(
     help="Train B-Coder: collect, featurize, phi-stage, theta-stage (resumable; CPU or GPUs).",
     no_args_is_help=True,
@@ -25,10 +27,15 @@ ConfigOption = typer.Option(
     ...,
     "--config",
     "-c",
+    metavar="NAME|FILE",
     help="Config file (TOML or YAML), or the name of a packaged one (e.g. smollm2-135m-head).",
 )
 SetOption = typer.Option(
-    None, "--set", "-s", help="Override a config value: SECTION.KEY=VALUE (repeatable)."
+    None,
+    "--set",
+    "-s",
+    metavar="SECTION.KEY=VALUE",
+    help="Override a config value (repeatable).",
 )
 ResumeOption = typer.Option(
     False, "--resume", help="Continue a started stage from its last checkpoint."
@@ -37,12 +44,15 @@ QuietOption = typer.Option(False, "--quiet", "-q", help="No progress display.")
 BackendOption = typer.Option(
     None,
     "--backend",
+    metavar="NAME",
+    callback=known_backend,
     help="Inference backend of collect and featurize (model.backend): auto, transformers or "
     "llama.cpp (featurize: head mode only).",
 )
 OperatorOption = typer.Option(
     None,
     "--operator",
+    metavar="NAME",
     help="theta-stage target action: conservative (the checkpoint's argmax, default) or "
     "optimality (Q_theta's own argmax; the paper's ablation).",
 )
@@ -258,7 +268,9 @@ def collect_cmd(
 
 @train_app.command("import")
 def import_cmd(
-    path: Path = typer.Argument(..., help='jsonl of {"problem_id": ..., "code": ...} rows.'),
+    path: Path = typer.Argument(
+        ..., help='A programs file: JSON lines {"problem": REF, "code": "...", "id": "..."}.'
+    ),
     config: str = ConfigOption,
     sets: list[str] = SetOption,
     quiet: bool = QuietOption,

@@ -21,22 +21,26 @@ def tui(
         None, help="FILE.txt, FILE.py stub, FILE.jsonl:ID or DATASET:ID; generation starts at once."
     ),
     run: str | None = typer.Option(
-        None, "--run", help="Reopen a saved run (id, prefix or 'last')."
+        None, "--run", metavar="ID", help="Reopen a saved run (id, prefix or 'last')."
     ),
-    tests: Path | None = typer.Option(None, "--tests", help="Tests JSON for the problem."),
+    tests: opt.Tests = None,
     model: opt.Model = None,
     checkpoint: opt.Checkpoint = None,
     backend: opt.Backend = "auto",
     threads: opt.Threads = 0,
-    n: int | None = typer.Option(None, "-n", min=1, help="Candidates to sample."),
-    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
-    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling mass."),
-    max_new_tokens: int | None = typer.Option(
-        None, "--max-new-tokens", min=1, help="Length limit."
+    n: int | None = typer.Option(
+        None, "--samples", "-n", min=1, metavar="N", help="Candidates to sample."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Sampling seed."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", metavar="T", help="Sampling temperature."
+    ),
+    top_p: float | None = typer.Option(None, "--top-p", metavar="P", help="Nucleus sampling mass."),
+    max_new_tokens: int | None = typer.Option(
+        None, "--max-new-tokens", min=1, metavar="N", help="Length limit."
+    ),
+    seed: int | None = typer.Option(None, "--seed", metavar="N", help="Sampling seed."),
     store: Path | None = typer.Option(
-        None, "--store", help="The results store file (default: $BCODER_STORE)."
+        None, "--store", metavar="FILE", help="The results store file (default: $BCODER_STORE)."
     ),
 ) -> None:
     """Browse ranked candidates and their per-token heatmaps; generate, test, compare, save."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text
+from bcoder.models.hardware import capped_threads
 from bcoder.problems.prompts import PromptSettings
 from bcoder.qmodel.config import FROZEN_BACKBONE, QConfig
 from bcoder.train.config import TrainConfig
@@ -26,8 +27,8 @@ def make_accelerator(cfg: TrainConfig):
     import torch
     from accelerate import Accelerator
 
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
+    if cfg.run.threads:  # at most the CPUs this process may use
+        torch.set_num_threads(capped_threads(cfg.run.threads))
     cuda = torch.cuda.is_available() and cfg.run.device != "cpu"
     precision = cfg.run.precision
     if precision == "auto":

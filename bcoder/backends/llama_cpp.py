@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bcoder.core.errors import BcoderError
-from bcoder.models.hardware import cpu_threads
+from bcoder.models.hardware import capped_threads
 
 _INIT_LOCK = threading.Lock()
 
@@ -74,7 +74,7 @@ class LlamaModel:
         self.n_ctx_train = int(ll.llama_model_n_ctx_train(self.model))
         st = self.path.stat()  # identity of the weights, for stored features (no hashing)
         self.fingerprint = f"gguf:{self.path.name}:{st.st_size}"
-        self.threads = threads or cpu_threads()
+        self.threads = capped_threads(threads)  # at most the CPUs this process may use
         self.ctx: Any = None
         self.ctx_seqs = self.ctx_per_seq = 0
         self.n_batch = 512

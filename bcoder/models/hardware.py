@@ -117,6 +117,21 @@ def busy_cores(cores: int, window: float = 0.25) -> float | None:
     return None if after is None else busy_between(before, after, cores)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, cgroup cpusets, a
+    container's share), else every CPU the machine has."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def capped_threads(asked: int) -> int:
+    """``asked`` threads, at most :func:`usable_cpus` (more only wait on each other); 0 is
+    :func:`cpu_threads`, the idle ones."""
+    return min(asked, usable_cpus()) if asked > 0 else cpu_threads()
+
+
 def cpu_threads() -> int:
     """Torch / llama.cpp CPU threads worth using now: the cores not busy, at least 1. On an
     oversubscribed machine a second thread makes decoding several times slower (measured: 7x on
@@ -127,7 +142,7 @@ def cpu_threads() -> int:
     process sees the cores that one freed (the 1-minute load average, the fallback elsewhere,
     still counts both for a minute).
     """
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     busy = busy_cores(cores)
     if busy is None:
         try:
