@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -26,14 +26,24 @@ def register(app: typer.Typer) -> None:
 def evaluate(
     ctx: typer.Context,
     dataset: str | None = typer.Option(
-        None, "--dataset", "-d", help="apps | mbpp | humaneval, or a problems file or folder."
+        None,
+        "--dataset",
+        "-d",
+        metavar="NAME|PATH",
+        help="apps | mbpp | humaneval, or a problems file or folder.",
     ),
-    split: str | None = typer.Option("test", "--split", help="train | validation | test | all."),
-    limit: int | None = typer.Option(None, "--limit", help="The first N problems only."),
-    ids: str | None = typer.Option(None, "--ids", help="Comma-separated problem ids."),
-    samples: int = typer.Option(8, "--samples", "-M", help="Candidates sampled per problem (M)."),
+    split: str | None = typer.Option(
+        "test", "--split", metavar="SPLIT", help="train | validation | test | all."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", metavar="N", help="The first N problems only (a resumed run grows)."
+    ),
+    ids: str | None = typer.Option(None, "--ids", metavar="ID,...", help="These problems only."),
+    samples: int = typer.Option(
+        8, "--samples", "-n", "-M", metavar="M", help="Candidates sampled per problem (M)."
+    ),
     k: str | None = typer.Option(
-        None, "--k", help="pass@k for these k, e.g. 1,5,10 (default: 1,5, those <= M)."
+        None, "--k", metavar="K,...", help="pass@k for these k, e.g. 1,5,10 (default: 1,5, <= M)."
     ),
     model: opt.Model = None,
     checkpoint: opt.Checkpoint = None,
@@ -41,33 +51,49 @@ def evaluate(
     backend: opt.Backend = "auto",
     dtype: opt.Dtype = None,
     device: opt.Device = None,
-    temperature: float = typer.Option(0.6, "--temperature", help="Sampling temperature."),
-    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
+    temperature: opt.Temperature = 0.6,
+    top_p: float = typer.Option(0.95, "--top-p", metavar="P", help="Nucleus sampling mass."),
     max_new_tokens: int | None = typer.Option(
         None,
         "--max-new-tokens",
+        metavar="N",
         help="Completion length limit (default: the checkpoint's target length, else 512).",
     ),
-    seed: int = typer.Option(0, "--seed", help="Sampling seed (and the random baseline's)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Candidates decoded together."),
-    timeout: float = typer.Option(4.0, "--timeout", help="Seconds per test in the sandbox."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="The run directory."),
+    seed: int = typer.Option(
+        0, "--seed", metavar="N", help="Sampling seed (and the random baseline's)."
+    ),
+    batch_size: int = typer.Option(
+        8, "--batch-size", metavar="N", help="Candidates decoded together."
+    ),
+    timeout: float = typer.Option(
+        4.0, "--timeout", metavar="SECONDS", help="Seconds per test in the sandbox."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", metavar="DIR", help="The run directory."),
     resume: bool = typer.Option(
         False,
         "--resume",
-        help="Continue the run in --out (without --dataset: with its own settings).",
+        help="Continue the run in --out with its own settings; --limit, --ids, --k and "
+        "--bootstrap given change what it covers, other settings must match.",
     ),
-    shard: str | None = typer.Option(None, "--shard", help="i/n: this process's share."),
+    shard: str | None = typer.Option(
+        None, "--shard", metavar="I/N", help="This process's share: every N-th problem from I."
+    ),
     rank_only: Path | None = typer.Option(
-        None, "--rank-only", help="Score and rank programs from a jsonl (problem_id, code)."
+        None,
+        "--rank-only",
+        metavar="FILE",
+        help="Score and rank the programs of a programs file instead of sampling.",
     ),
     paper: bool = typer.Option(False, "--paper", help="Show the paper's numbers beside."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the CIs."),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", metavar="N", help="Bootstrap resamples for the CIs."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     threads: opt.Threads = 0,
     generate_only: bool = typer.Option(
         False, "--generate-only", help="Sample and score only; a later --resume executes."
     ),
+    quiet: opt.Quiet = False,
 ) -> None:
     """Sample M candidates per problem, score and run them, and report pass@k (see the README)."""
     if ctx.invoked_subcommand is not None:
@@ -75,12 +101,39 @@ def evaluate(
     from bcoder.core.errors import BcoderError
     from bcoder.core.settings import SamplingSettings
     from bcoder.evaluate import EvalSettings, parse_ks, parse_shard, run_eval, write_report
+    from bcoder.evaluate.records import CONFIG
     from bcoder.pipeline.engine import model_for
 
     if out is None or (dataset is None and not resume):
         raise BcoderError("bcoder eval needs --dataset and --out (see bcoder eval --help)")
-    if dataset is None:  # --out DIR --resume: go on with the settings DIR was started with
-        settings = EvalSettings.from_run(out)
+    flat = {
+        "dataset": dataset,
+        "split": None if split in (None, "", "all") else split,
+        "limit": limit,
+        "ids": [x.strip() for x in ids.split(",") if x.strip()] if ids else None,
+        "samples": samples,
+        "ks": parse_ks(k) if k is not None else None,
+        "model": model,
+        "checkpoint": checkpoint,
+        "policy": policy,
+        "backend": backend,
+        "dtype": dtype,
+        "device": device,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+        "batch_size": batch_size,
+        "timeout": timeout,
+        "rank_only": str(rank_only) if rank_only else None,
+        "bootstrap": bootstrap,
+    }
+    if resume and (out / CONFIG).is_file():  # go on with the run's settings, and what was given
+        flags = {"samples": "samples", "ks": "k"}
+        given = {key: v for key, v in flat.items() if _given(ctx, flags.get(key, key))}
+        settings = EvalSettings.from_run(out, given)
+    elif dataset is None:
+        settings = EvalSettings.from_run(out)  # says there is no run to resume
     else:
         sampling = SamplingSettings(
             n=samples,
@@ -93,15 +146,15 @@ def evaluate(
         )
         settings = EvalSettings(
             dataset=dataset,
-            split=None if split in (None, "", "all") else split,
+            split=flat["split"],
             limit=limit,
-            ids=[x.strip() for x in ids.split(",") if x.strip()] if ids else None,
+            ids=flat["ids"],
             sampling=sampling,
-            ks=parse_ks(k) if k is not None else None,
+            ks=flat["ks"],
             model=model_for(model, checkpoint),
             checkpoint=checkpoint,
             timeout=timeout,
-            rank_only=str(rank_only) if rank_only else None,
+            rank_only=flat["rank_only"],
             bootstrap=bootstrap,
             backend=backend,
             dtype=dtype,
@@ -109,15 +162,18 @@ def evaluate(
         ).resolved()
     settings.threads = threads
     set_threads(threads, settings.device)
-    with _progress() as on_event:
-        outcome = run_eval(
-            settings,
-            out,
-            resume=resume,
-            shard=parse_shard(shard),
-            on_event=on_event,
-            execute=not generate_only,
-        )
+    try:
+        with _progress(quiet) as on_event:
+            outcome = run_eval(
+                settings,
+                out,
+                resume=resume,
+                shard=parse_shard(shard),
+                on_event=on_event,
+                execute=not generate_only,
+            )
+    except KeyboardInterrupt:
+        _interrupted(out, shard, generate_only)
     if generate_only:
         typer.echo("sampled and scored; to execute, run the same command with --resume", err=True)
         return
@@ -131,6 +187,34 @@ def evaluate(
         return
     report = write_report(out, paper=paper) if paper else outcome.report
     _show(report, out, as_json)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _interrupted(out: Path, shard: str | None, generate_only: bool) -> NoReturn:
+    """Ctrl-C: say what is kept and the command that goes on from there; exit 130."""
+    import shlex
+
+    from bcoder.evaluate.records import CONFIG, PROBLEMS, SAMPLES
+
+    if not (out / CONFIG).is_file():
+        typer.echo("interrupted before the run started: nothing was written", err=True)
+        raise typer.Exit(130)
+    done = len(list((out / PROBLEMS).glob("*.json.gz")))
+    sampled = len(list((out / SAMPLES).glob("*.json.gz")))
+    command = ["bcoder", "eval", "--out", str(out), "--resume"]
+    command += ["--shard", shard] if shard else []
+    command += ["--generate-only"] if generate_only else []
+    typer.echo(
+        f"interrupted: {done} problems done, {sampled} sampled, kept in {out}; "
+        f"to go on: {shlex.join(command)}",
+        err=True,
+    )
+    raise typer.Exit(130)
 
 
 @eval_app.command("report")
@@ -262,27 +346,60 @@ def _tables(report: dict[str, Any]) -> list[Any]:
     return tables
 
 
+class Eta:
+    """Time left, from the rate of the problems this process has finished, counted from when the
+    first of them started (after the model loaded; problems done before a resume took no time)."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+
+    def begin(self, now: float) -> None:
+        if self.start is None:
+            self.start = now
+
+    def left(self, done: int, total: int, now: float) -> float | None:
+        """Seconds left after ``done`` of ``total`` problems; None before the first is done."""
+        if self.start is None or done <= 0 or done >= total:
+            return None
+        return (now - self.start) / done * (total - done)
+
+
+def duration(seconds: float) -> str:
+    """45 s, 3 min 20 s, 2 h 05 min."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+_WORK = ("generate", "score", "execute", "problems")  # the stages after the model has loaded
+
+
 class _progress:
-    """Progress from Progress events: a rich display on a terminal, else a line per problem."""
+    """Progress from Progress events: on a terminal a rich display (the problems with an ETA,
+    the current problem's sampled tokens as a count: its total is only a bound, which shrinks as
+    candidates end), else a line per finished problem with an ETA; nothing with ``quiet``."""
+
+    def __init__(self, quiet: bool = False, console: Any = None) -> None:
+        self.quiet, self.console = quiet, console
 
     def __enter__(self):
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        console = Console(stderr=True)
-        self.live = console.is_terminal
+        console = self.console or Console(stderr=True)
+        self.live = console.is_terminal and not self.quiet
+        self.eta = Eta()
+        self.finish: float | None = None  # when the last problem should be done
         self.t0 = time.perf_counter()
         self.bar = Progress(
             TextColumn("[bold]{task.fields[stage]:<9}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[count]}"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
             TextColumn("{task.description}", markup=False),  # problem ids from user files
             console=console,
             transient=False,
@@ -294,23 +411,37 @@ class _progress:
 
     def on_event(self, ev: Any) -> None:
         stage = getattr(ev, "stage", None)
-        if stage is None:
+        if stage is None or self.quiet:
             return
+        now = time.perf_counter()
+        if stage in _WORK:
+            self.eta.begin(now)
+        if stage == "problems":
+            left = self.eta.left(ev.done, ev.total, now)
+            self.finish = None if left is None else now + left
         if not self.live:  # a log file: one line per finished problem
             if stage == "problems" and ev.done > 0:
-                elapsed = time.perf_counter() - self.t0
+                eta = "" if self.finish is None else f", eta {duration(self.finish - now)}"
+                elapsed = duration(now - self.t0)
                 typer.echo(
-                    f"[{ev.done}/{ev.total}] {ev.message} done ({elapsed:.0f} s in)", err=True
+                    f"[{ev.done}/{ev.total}] {ev.message} done ({elapsed} in{eta})", err=True
                 )
             return
+        if stage == "generate":  # tokens so far; the bound on the total is not a total
+            total, count = None, f"{ev.done} tokens"
+        else:
+            total, count = ev.total or None, f"{ev.done}/{ev.total}" if ev.total else ""
+        description = ev.message[:50]  # shown as it is (markup=False)
         if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(ev.message, total=ev.total or None, stage=stage)
+            self.tasks[stage] = self.bar.add_task(
+                description, total=total, stage=stage, count=count, eta=""
+            )
         self.bar.update(
-            self.tasks[stage],
-            completed=ev.done,
-            total=ev.total or None,
-            description=ev.message[:50],
+            self.tasks[stage], completed=ev.done, total=total, description=description, count=count
         )
+        if "problems" in self.tasks:  # the ETA counts down between problems
+            eta = "" if self.finish is None else f"eta {duration(max(self.finish - now, 0))}"
+            self.bar.update(self.tasks["problems"], eta=eta)
 
     def __exit__(self, *exc: Any) -> None:
         if self.live:

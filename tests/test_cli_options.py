@@ -87,7 +87,7 @@ def test_shell_completion_is_offered():
     assert out.returncode == 0 and "complete" in out.stdout and "bcoder" in out.stdout, out
 
 
-@pytest.mark.parametrize("words", [["solve"], ["rank"], ["train", "all"]])
+@pytest.mark.parametrize("words", [["solve"], ["rank"], ["eval"], ["train", "all"]])
 def test_every_command_with_progress_takes_quiet(words):
     text = _help(words)
     assert "--quiet" in text and "-q" in text

@@ -122,15 +122,24 @@ class EvalSettings:
         )
 
     @classmethod
-    def from_run(cls, run_dir: Path) -> EvalSettings:
-        """The settings a run directory was started with (to go on with ``--resume`` alone)."""
+    def from_run(cls, run_dir: Path, given: dict[str, Any] | None = None) -> EvalSettings:
+        """The settings a run directory was started with (to go on with ``--resume``), with the
+        ``given`` ones (flat, as :meth:`to_dict` names them) in their place: a new ``limit``,
+        ``ids``, ``ks`` or ``bootstrap`` changes what the run covers (a limit replaces the ids
+        and the other way round); a changed identity field is refused where the run starts
+        (``prepare_run_dir``)."""
         try:
             stored = json.loads((run_dir / CONFIG).read_text())["settings"]
         except (OSError, ValueError, KeyError, TypeError):
             raise BcoderError(
                 f"{run_dir}: no eval run to resume there; give --dataset to start one"
             ) from None
-        return cls.from_dict(stored).resolved()
+        given = dict(given or {})
+        if "limit" in given and "ids" not in given:
+            given["ids"] = None
+        if "ids" in given and "limit" not in given:
+            given["limit"] = None
+        return cls.from_dict({**stored, **given}).resolved()
 
     def identity(self) -> dict[str, Any]:
         flat = self.to_dict()
