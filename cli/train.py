@@ -8,7 +8,6 @@ draws progress and prints.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -193,18 +192,90 @@ def _print_result(title: str, result: dict[str, Any], main: bool) -> None:
     if not main:
         return
     from rich.console import Console
+
+    console = Console()
+    if "pass@1" in result and "ranker" in result:  # select: a table of rankers
+        for line in _select_lines(title, result):
+            console.print(line)
+        return
+    console.print(_result_table(title, result))
+
+
+def _result_table(title: str, result: dict[str, Any]) -> Any:
+    """A stage's result, a row per key (a nested value as key=value pairs)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    table = Table(title=escape(title), show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value", justify="right")
     for k, v in result.items():
-        if isinstance(v, float):
-            v = f"{v:.4g}"
-        elif isinstance(v, (dict, list)):
-            v = json.dumps(v)
-        table.add_row(k, str(v))
-    Console().print(table)
+        if isinstance(v, dict):
+            v = ", ".join(f"{key}={_number(x)}" for key, x in v.items())
+        elif isinstance(v, list):
+            v = ", ".join(map(_number, v))
+        table.add_row(escape(str(k)), escape(_number(v)))
+    return table
+
+
+def _number(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _select_lines(title: str, result: dict[str, Any]) -> list[Any]:
+    """``train select``'s choice: a line naming it, then the rankers as eval's report shows them
+    (pass@1 and ROC AUC on the held-out problems' samples, the chosen one marked), then the
+    policy check when there was one."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from bcoder.core.settings import policy_name
+    from bcoder.ranking.rankers import RANKER_LABELS
+
+    pass1, auc = result["pass@1"], result.get("auc") or {}
+    learned = set(result.get("learned") or ())
+    table = Table(
+        title=escape(
+            f"{title}: rankers on {result.get('problems', '?')} held-out problems, "
+            f"{result.get('samples', '?')} samples"
+        )
+    )
+    table.add_column("ranker", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("pass@1 (%)", justify="right", no_wrap=True)
+    table.add_column("AUC", justify="right", no_wrap=True)
+    rows = [name for name in RANKER_LABELS if name in pass1]
+    rows += [name for name in pass1 if name not in rows]
+    for name in rows:
+        label = RANKER_LABELS.get(name, name.replace("_", " "))
+        chosen = name == result["ranker"]
+        kind = "chosen" if chosen else ("learned" if name in learned else "")
+        value = auc.get(name)
+        table.add_row(
+            f"[bold]{escape(label)}[/]" if chosen else escape(label),
+            kind,
+            _pct(pass1[name]),
+            "-" if value is None else f"{value:.3f}",
+            end_section=name == rows[-1] or name in ("random",),
+        )
+    lines: list[Any] = [
+        f"ranker chosen: [bold]{escape(result['ranker'])}[/] "
+        f"({escape(str(result.get('label') or RANKER_LABELS.get(result['ranker'], '')))})",
+        table,
+    ]
+    policy = result.get("policy")
+    if isinstance(policy, dict) and "chosen" in policy:
+        base = policy.get("base", policy.get("checkpoint"))
+        lines.append(
+            f"policy: unranked pass@1 {_pct(policy.get('trained'))}% sampling from the trained "
+            f"policy, {_pct(base)}% from the base LM: samples from the "
+            f"{policy_name(policy['chosen'])} one"
+        )
+    return lines
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
 
 
 def _run(stage: str, cfg: Any, resume: bool, quiet: bool, path: Path | None = None) -> None:
