@@ -183,3 +183,16 @@ def test_a_bad_row_is_one_line_that_names_no_internal_parameter(tmp_path, fixtur
     out = bcoder("eval", "-d", bad, "--split", "all", "--out", tmp_path / "run", "-M", "1")
     one_line_error(out, f"{bad}:2", "not valid JSON")
     assert "skip_bad" not in out.stderr
+
+
+def test_train_into_a_read_only_place_is_one_line(tmp_path, read_only):
+    """The run directory is locked (so created) before the model loads: a bad one fails at once."""
+    (tmp_path / "a-file").write_text("")
+    env = {"BCODER_CACHE": str(tmp_path / "cache"),  # the model is never reached: no download
+           "BCODER_PIP_ARGS": "--index-url http://127.0.0.1:9/simple --retries 0"}  # fmt: skip
+    for run_dir, words in ((read_only / "run", ["cannot write", str(read_only)]),
+                           (tmp_path / "a-file" / "run", ["a-file is a file, not a directory"])):  # fmt: skip
+        out = bcoder("train", "collect", "-c", "smollm2-135m-head", "--set", f"run.dir={run_dir}",
+                     env=env)  # fmt: skip
+        one_line_error(out, *words)
+    assert not (tmp_path / "cache").exists()
