@@ -261,8 +261,28 @@ def render_result(
     if not result.candidates:
         console.print("no candidates (all were dropped by --filter-examples)", style="red")
         return
+    if passing := pass_count_line(result):
+        console.print(passing)
     console.print(ranked_table(result, top))
     show_best(console, result.candidates[0], color_by)
+
+
+def pass_count_line(result: SolveResult) -> Text | None:
+    """'3 of 16 pass the tests' once candidates were tested (merged copies counted; distinct
+    programs in brackets when some were merged), and whether those that pass come first."""
+    cands = result.candidates
+    if all(c.outcome is None for c in cands):
+        return None
+    passing = [c for c in cands if c.outcome == "pass"]
+    n, total = sum(c.count for c in passing), sum(c.count for c in cands)
+    line = f"{n} of {total} pass the tests"
+    if total != len(cands):
+        line += f" ({len(passing)} of {len(cands)} distinct programs)"
+    if untested := sum(c.count for c in cands if c.outcome is None):
+        line += f", {untested} not tested"
+    if passing and result.settings.get("passing_first"):
+        line += "; those that pass are ranked first"
+    return Text(line, style="bold green" if passing else "bold")
 
 
 def title_line(result: SolveResult) -> Text:

@@ -67,8 +67,11 @@ class EventBar:
     def __call__(self, event: Any) -> None:
         from rich.text import Text
 
-        from bcoder.core.types import CandidateTested, Progress
+        from bcoder.core.types import CandidateTested, Notice, Progress
 
+        if isinstance(event, Notice):  # e.g. a statement cut to fit the prompt: even with -q
+            self.progress.console.print(Text(f"note: {event.message}", style="yellow"))
+            return
         if isinstance(event, CandidateTested):  # candidates stream in as they are tested
             if not self.enabled:
                 return
@@ -281,7 +284,7 @@ def run_solve(
 ) -> Any:
     """Load the engine and solve, with progress bars on stderr."""
     from bcoder.pipeline.engine import Engine
-    from bcoder.pipeline.solve import solve
+    from bcoder.pipeline.solve import Interrupted, solve
 
     store = None
     if save:
@@ -299,4 +302,10 @@ def run_solve(
             on_event=bar,
         )
         notice(engine)
-        return solve(prob, engine, settings, on_event=bar, store=store)
+        try:
+            return solve(prob, engine, settings, on_event=bar, store=store)
+        except Interrupted as stop:  # Ctrl-C: what the solve had is saved, marked cancelled
+            if run := stop.result.run_id:
+                kept = f"{len(stop.result.candidates)} candidates kept as run {run}"
+                bar.console.print(f"cancelled: {kept} (bcoder runs show {run})", markup=False)
+            raise

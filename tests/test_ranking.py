@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -134,3 +135,15 @@ def test_rank_matches_a_naive_sort_on_random_candidates():
         range(len(pool)), key=lambda i: (pool[i].passed_examples is not True, -pool[i].reward, i)
     )
     assert rank(pool, "tests-first") == [pool[i] for i in naive]
+
+
+def test_passing_first_puts_what_passed_the_problems_tests_first():
+    """solve's order once the problem's own tests ran: pass, then the rest, each group in the
+    ranker's order; without the flag (eval) the ranker's pure order stays."""
+    outcomes = {"A": "runtime_error", "B": "pass", "C": None, "D": "pass"}
+    tested = [dataclasses.replace(c, outcome=outcomes[c.code]) for c in (C, A, D, B)]
+    assert order(tested, "reward") == "ABCD"  # pure R~: the best is a runtime error
+    assert "".join(c.code for c in rank(tested, "reward", passing_first=True)) == "BDAC"
+    assert "".join(c.code for c in rank(tested, "tests-first", passing_first=True)) == "DBCA"
+    nothing_passed = [dataclasses.replace(c, outcome="fail") for c in (C, A, D, B)]
+    assert rank(nothing_passed, "reward", passing_first=True) == rank(nothing_passed, "reward")

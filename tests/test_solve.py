@@ -288,7 +288,7 @@ def test_lmhead_checkpoint_samples_from_the_trained_policy(engine, tiny_model_di
 
 
 def test_the_checkpoints_prompt_settings_are_used(engine, tiny_model_dir, tmp_path):
-    """A checkpoint trained with mbpp prompts cut to 40 tokens and 5-token programs is solved
+    """A checkpoint trained with mbpp prompts cut to 50 tokens and 5-token programs is solved
     (and evaluated, in the TUI and the LSP: all go through Engine) the same way, unless a length
     is given; without a checkpoint the defaults stay."""
     from transformers import AutoModelForCausalLM
@@ -296,7 +296,7 @@ def test_the_checkpoints_prompt_settings_are_used(engine, tiny_model_dir, tmp_pa
     from bcoder.evaluate import EvalSettings
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    prompt = {"family": "mbpp", "max_source_tokens": 40, "max_target_tokens": 5}
+    prompt = {"family": "mbpp", "max_source_tokens": 50, "max_target_tokens": 5}
     ckpt = str(tmp_path / "ckpt")
     BCoderModel(base, QConfig(mode="head")).save_checkpoint(ckpt, extra={"prompt": prompt})
     trained = Engine.load(str(tiny_model_dir), ckpt)
@@ -309,7 +309,7 @@ def test_the_checkpoints_prompt_settings_are_used(engine, tiny_model_dir, tmp_pa
         id="long", source="mbpp", text="Add two numbers. " * 40, tests=Spec(asserts=("True",))
     )
     family, text, ids = trained.prompt(problem)
-    assert family == "mbpp" and len(ids) <= 45 and text.startswith('"""')
+    assert family == "mbpp" and len(ids) <= 55 and text.startswith('"""')
     assert engine.prompt(problem)[0] == "chat" and len(engine.prompt(problem)[2]) > 100
     sampling = SamplingSettings(n=2, temperature=1.0)
     settings = SolveSettings(
@@ -402,3 +402,89 @@ def test_a_checkpoint_with_an_unknown_ranker_fails_before_sampling(tiny_model_di
     with pytest.raises(BcoderError, match="unknown ranker 'best'"):
         solve(_problem(), engine, _settings(tiny_model_dir), on_event=events.append)
     assert events == []  # nothing was sampled
+
+
+def test_a_statement_cut_to_fit_is_announced_and_noted(engine, tiny_model_dir, tmp_path):
+    from bcoder.core.types import Notice
+
+    data = "\n".join(" ".join(str(i * j) for j in range(10)) for i in range(300))
+    problem = Problem(
+        id="long", source="text", text=f"Write two_sum(nums, target).\n\n{data}\n\nThat is all."
+    )
+    events = []
+    store = Store(tmp_path / "runs.sqlite")
+    result = solve(problem, engine, _settings(tiny_model_dir, n=2), on_event=events.append,
+                   store=store)  # fmt: skip
+    notices = [e.message for e in events if isinstance(e, Notice)]
+    assert len(notices) == 1 and "too long for the 600-token prompt" in notices[0]
+    cut = result.settings["prompt_cut"]
+    assert (
+        cut["limit"] == 600
+        and cut["parts"] == 1
+        and cut["kept"] < cut["chars"] == len(problem.text)
+    )
+    assert store.get(result.run_id).settings["prompt_cut"] == cut
+    assert "prompt_cut" not in solve(_problem(), engine, _settings(tiny_model_dir, n=1)).settings
+    problem.starter_code = "x = 1\n" * 2000  # fixed parts alone over the limit: refused
+    with pytest.raises(BcoderError, match="cannot fit in the 600-token prompt"):
+        solve(problem, engine, _settings(tiny_model_dir, n=1), on_event=events.append)
+
+
+def test_ctrl_c_keeps_what_the_solve_had_marked_cancelled(engine, tiny_model_dir, tmp_path):
+    """A KeyboardInterrupt while candidates come in: the ones scored so far are ranked, saved in
+    the store marked cancelled, and handed to the caller on the exception (still a
+    KeyboardInterrupt, so the CLI exits 130)."""
+    from bcoder.pipeline.solve import Interrupted
+
+    store = Store(tmp_path / "runs.sqlite")
+
+    def on_event(e):
+        if isinstance(e, CandidateReady):
+            raise KeyboardInterrupt  # Ctrl-C as the first candidate is shown
+
+    settings = _settings(tiny_model_dir, run_tests=True, timeout=2.0, temperature=1.0)
+    with pytest.raises(Interrupted) as stop:
+        solve(_problem(tests=TWO_SUM), engine, settings, on_event=on_event, store=store)
+    assert isinstance(stop.value, KeyboardInterrupt)
+    partial = stop.value.result
+    assert len(partial.candidates) == 1 and partial.candidates[0].tokens
+    assert partial.settings["cancelled"] is True and 1 <= partial.settings["samples_done"] <= 6
+    assert partial.run_id and store.list()[0].id == partial.run_id
+    assert store.get(partial.run_id).to_dict() == partial.to_dict()
+    assert "cancelled" not in solve(_problem(), engine, _settings(tiny_model_dir, n=1)).settings
+
+
+def test_candidates_that_pass_the_problems_tests_come_first(engine, tiny_model_dir, monkeypatch):
+    """With the problem's own tests run, solve puts what passes first (each group by the
+    ranker); eval's solve runs no tests, so its order stays the ranker's alone."""
+    import bcoder.problems.extract as extract
+
+    made = []
+
+    def alternate(text, problem=None, family=None):  # every other sample is a correct program
+        made.append(text)
+        i = len(made)
+        return CORRECT + f"# {i}\n" if i % 2 else f"def two_sum(nums, target):\n    return [{i}]\n"
+
+    monkeypatch.setattr(extract, "extract_code", alternate)
+    settings = _settings(tiny_model_dir, run_tests=True, timeout=2.0, n=8, temperature=1.0)
+    result = solve(_problem(tests=TWO_SUM), engine, settings)
+    outcomes = [c.outcome for c in result.candidates]
+    assert outcomes == ["pass"] * 4 + ["fail"] * 4 and result.settings["passing_first"] is True
+    for group in (result.candidates[:4], result.candidates[4:]):
+        assert [c.reward for c in group] == sorted((c.reward for c in group), reverse=True)
+    pure = [c.outcome for c in sorted(result.candidates, key=lambda c: -c.reward)]
+    assert pure != outcomes  # R~ alone would have mixed them
+    from rich.console import Console
+
+    from bcoder.cli.render import render_result
+
+    console = Console(record=True, width=100)
+    render_result(console, result)  # what `bcoder solve` prints
+    assert "4 of 8 pass the tests; those that pass are ranked first" in console.export_text()
+    untested = solve(
+        _problem(tests=TWO_SUM), engine, dataclasses.replace(settings, run_tests=False)
+    )
+    assert untested.settings["passing_first"] is False
+    rewards = [c.reward for c in untested.candidates]
+    assert rewards == sorted(rewards, reverse=True)

@@ -119,3 +119,11 @@ class CandidateTested:
 
     candidate: Candidate
     index: int  # order of arrival, as in its CandidateReady
+
+
+@dataclass
+class Notice:
+    """Something the user should know about a run, as one line (a statement cut to fit the
+    prompt, ...); the CLI prints it on stderr, and the run's record keeps it too."""
+
+    message: str

@@ -20,16 +20,33 @@ from typing import TYPE_CHECKING, Any
 from bcoder.core.cancel import Cancelled
 from bcoder.core.settings import NO_HEADS
 from bcoder.core.spec import Problem
-from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
+from bcoder.core.types import (
+    Candidate,
+    CandidateReady,
+    CandidateTested,
+    Notice,
+    Progress,
+    SolveResult,
+)
 from bcoder.pipeline.engine import Engine, EventFn
 from bcoder.pipeline.settings import SolveSettings
 from bcoder.ranking.rankers import checkpoint_ranker, rank, run_tests
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.decode.sampling import DecodeOptions, Generation
+    from bcoder.problems.fit import PromptCut
     from bcoder.qmodel.scores import StepScores
 
-__all__ = ["Cancelled", "score_codes", "solve"]
+__all__ = ["Cancelled", "Interrupted", "score_codes", "solve"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a solve. ``result`` holds the candidates it had scored, ranked, marked
+    ``"cancelled"`` in its settings, and saved when the solve had a store (``run_id``)."""
+
+    def __init__(self, result: SolveResult):
+        super().__init__("interrupted")
+        self.result = result
 
 
 def code_key(code: str) -> str:
@@ -51,6 +68,10 @@ def solve(
 
     Candidates stream: each is announced (:class:`CandidateReady`) as soon as it is scored, and
     its tests run in the sandbox while sampling goes on (:class:`CandidateTested` when done).
+    When the problem's own tests ran, candidates that pass come first, each group in the
+    ranker's order (``settings["passing_first"]``). A statement cut to fit the prompt is
+    announced (:class:`Notice`) and noted (``settings["prompt_cut"]``). Ctrl-C raises
+    :class:`Interrupted` with what the solve had, saved in ``store`` marked cancelled.
     """
     from bcoder.decode.sampling import sample
 
@@ -59,42 +80,69 @@ def solve(
     ranker = checkpoint_ranker(engine.heads)  # the checkpoint's choice; a bad name fails now
     timings = {"load": float(engine.info.get("engine_load_seconds") or 0.0)}
     with engine.lock:
-        family, _, prompt_ids = engine.prompt(problem)
+        family, _, prompt_ids, cut = engine.prompter.fitted(problem)
+        if cut is not None:
+            emit(Notice(cut.message()))
         options = engine.options(sampling, family)
         progress = TokenProgress(sampling.n, options.max_new_tokens, emit)
+        ran = what_ran(engine, settings, options, ranker, family, cut)
         t0 = time.perf_counter()
-        with StreamTester(problem, settings, executor, emit, cancel) as tester:
-            merger = Merger(engine, problem, family, tester, emit)
-            for gen in sample(
-                engine.backend,
-                prompt_ids,
-                sampling.n,
-                options,
-                engine.pad_id,
-                batch_size=sampling.batch_size,
-                seed=sampling.seed,
-                on_step=progress.step,
-                cancel=cancel,
-            ):
-                progress.row_done()
-                merger.add(gen)
-            timings["generate"] = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            merger.score_the_rest(sampling.batch_size)
-            timings["score"] = time.perf_counter() - t1
-            candidates = tester.finish(merger.candidates())
+        tester = StreamTester(problem, settings, executor, emit, cancel)
+        merger = Merger(engine, problem, family, tester, emit)
+        try:
+            with tester:
+                for gen in sample(
+                    engine.backend,
+                    prompt_ids,
+                    sampling.n,
+                    options,
+                    engine.pad_id,
+                    batch_size=sampling.batch_size,
+                    seed=sampling.seed,
+                    on_step=progress.step,
+                    cancel=cancel,
+                ):
+                    progress.row_done()
+                    merger.add(gen)
+                timings["generate"] = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                merger.score_the_rest(sampling.batch_size)
+                timings["score"] = time.perf_counter() - t1
+                candidates = tester.finish(merger.candidates())
+        except KeyboardInterrupt:
+            timings.setdefault("generate", time.perf_counter() - t0)
+            ran.update(cancelled=True, samples_done=progress.done)
+            partial = ranked_result(problem, engine, ran, merger.candidates(), tester, timings)
+            if store is not None and partial.candidates:
+                partial.run_id = store.save(partial)
+            raise Interrupted(partial) from None
         if tester.active:
             timings["execute"] = tester.waited  # test time not hidden behind sampling
-    result = SolveResult(
-        problem=problem.to_dict(),
-        settings=what_ran(engine, settings, options, ranker, family),
-        candidates=rank(candidates, ranker),
-        heads=engine.heads,
-        timings=timings,
-    )
+    result = ranked_result(problem, engine, ran, candidates, tester, timings)
     if store is not None:
         result.run_id = store.save(result)
     return result
+
+
+def ranked_result(
+    problem: Problem,
+    engine: Engine,
+    ran: dict[str, Any],
+    candidates: list[Candidate],
+    tester: StreamTester,
+    timings: dict[str, float],
+) -> SolveResult:
+    """The result, candidates best first: those that pass the problem's own tests first when
+    they were run, then the ranker's order (the paper's pure orders stay eval's, which runs
+    no tests in solve)."""
+    passing_first = tester.runs_full_tests
+    return SolveResult(
+        problem=problem.to_dict(),
+        settings={**ran, "passing_first": passing_first},
+        candidates=rank(candidates, ran["ranker"], passing_first=passing_first),
+        heads=engine.heads,
+        timings=timings,
+    )
 
 
 class TokenProgress:
@@ -173,8 +221,10 @@ class Merger:
         self.merged[key] = candidate
         index = len(self.merged) - 1
         shown = self.tester.submit(candidate, index)
-        self.emit(CandidateReady(candidate, index))
-        shown.set()
+        try:
+            self.emit(CandidateReady(candidate, index))
+        finally:  # its test waits for this: a Ctrl-C here must not leave it waiting
+            shown.set()
 
     def _candidate(self, gen: Generation, scores: StepScores, code: str) -> Candidate:
         from bcoder.decode.scoring import make_candidate
@@ -190,10 +240,17 @@ class Merger:
 
 
 def what_ran(
-    engine: Engine, settings: SolveSettings, options: DecodeOptions, ranker: str, family: str
+    engine: Engine,
+    settings: SolveSettings,
+    options: DecodeOptions,
+    ranker: str,
+    family: str,
+    cut: PromptCut | None = None,
 ) -> dict[str, Any]:
     """A result's settings: the ones asked for, with what actually ran in place of the defaults
-    (the engine's model, heads, dtype and device; the policy and length sampled with)."""
+    (the engine's model, heads, dtype and device; the policy and length sampled with; what was
+    cut from the statement to fit the prompt, when anything was)."""
+    cut_note = {"prompt_cut": cut.to_dict()} if cut is not None else {}
     return {
         **settings.to_dict(),
         "max_new_tokens": options.max_new_tokens,
@@ -206,6 +263,7 @@ def what_ran(
         "device": engine.info.get("device", settings.device),
         "prompt_family": family,
         "model_sha256": engine.info.get("sha256"),
+        **cut_note,
     }
 
 
@@ -222,9 +280,9 @@ class StreamTester:
     ):
         self.problem, self.settings, self.emit, self.cancel = problem, settings, emit, cancel
         wanted = settings.run_tests or settings.filter_examples
-        self.active = wanted and (
-            (settings.run_tests and problem.tests is not None) or problem.example_tests is not None
-        )
+        # the problem's own tests decide candidates' outcomes (generated tests would not)
+        self.runs_full_tests = settings.run_tests and problem.tests is not None
+        self.active = wanted and (self.runs_full_tests or problem.example_tests is not None)
         self.executor = executor
         self.futures: list[Any] = []
         self.done = 0

@@ -147,11 +147,18 @@ def checkpoint_ranker(checkpoint: str | Path | None) -> str:
     return name
 
 
-def rank(candidates: list[Candidate], ranker: str = DEFAULT_RANKER) -> list[Candidate]:
+def rank(
+    candidates: list[Candidate], ranker: str = DEFAULT_RANKER, *, passing_first: bool = False
+) -> list[Candidate]:
     """Candidates best first by ``ranker`` (ties keep their order of arrival, NaN last: the
-    order of :func:`rank_order`, as ``bcoder eval`` ranks)."""
+    order of :func:`rank_order`, as ``bcoder eval`` ranks). With ``passing_first`` those whose
+    outcome is ``pass`` come before the rest, each group in the ranker's order: what ``solve``
+    shows once the problem's own tests have run (eval keeps the ranker's pure order)."""
     score = get_ranker(ranker)
-    return [candidates[i] for i in rank_order([score(c) for c in candidates])]
+    order = rank_order([score(c) for c in candidates])
+    if passing_first:
+        order.sort(key=lambda i: candidates[i].outcome != "pass")  # stable: the ranker's order
+    return [candidates[i] for i in order]
 
 
 def _run(
