@@ -85,6 +85,19 @@ def test_list_summaries_newest_first(store):
     assert len(store.list(limit=2)) == 2
 
 
+def test_a_cancelled_run_says_so_in_the_list(store):
+    """A solve stopped by Ctrl-C is saved with what it had and settings.cancelled: runs list
+    can tell it from a finished one."""
+    done = store.save(make_result(0))
+    partial = make_result(1, n=2)
+    partial.settings.update(cancelled=True, samples_done=5)
+    stopped = store.save(partial)
+    flags = {r.id: r.cancelled for r in store.list()}
+    assert flags == {done: False, stopped: True}
+    assert store.list()[0].to_dict()["cancelled"] is True
+    assert store.get(stopped).settings["cancelled"] is True
+
+
 def test_prefix_lookup_and_errors(store):
     a = store.save(make_result(0))
     b = store.save(make_result(1))

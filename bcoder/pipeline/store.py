@@ -78,6 +78,7 @@ class RunSummary:
     n_candidates: int
     best_reward: float | None
     best_outcome: str | None
+    cancelled: bool = False  # stopped by Ctrl-C: the candidates it had by then (settings.cancelled)
 
     @property
     def created_iso(self) -> str:
@@ -260,10 +261,11 @@ class Store:
         with self._connect() as db:
             rows = db.execute(
                 "SELECT id, created, problem_id, title, model, n_candidates, best_reward, "
-                "best_outcome FROM runs ORDER BY created DESC, id DESC LIMIT ?",
+                "best_outcome, CASE WHEN json_valid(settings) THEN json_extract(settings, "
+                "'$.cancelled') END FROM runs ORDER BY created DESC, id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [RunSummary(*r) for r in rows]
+        return [RunSummary(*r[:-1], cancelled=bool(r[-1])) for r in rows]
 
     def update_candidate_outcomes(self, run_id: str, candidates: Sequence[Candidate]) -> None:
         """Record test results obtained after the run was saved (e.g. run later from the TUI).
