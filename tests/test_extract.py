@@ -125,7 +125,6 @@ def test_continuation_of_a_leetcode_starter():
     assert extract_code(whole, p) == whole
 
 
-
 # --- a corpus of model outputs as they come: fences, prose, several blocks, stray fences ------
 
 REMOVE_OCC = (
@@ -184,6 +183,7 @@ def test_a_corpus_of_model_outputs(name: str):
 @pytest.mark.parametrize("name", sorted(NO_CODE))
 def test_outputs_without_code(name: str):
     assert extract_code(NO_CODE[name], load_problem("mbpp:11"), "chat") == ""
+
 
 # --- the prompt's own definitions: helpers, imports, constants ------------------------------
 
