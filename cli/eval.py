@@ -99,10 +99,7 @@ def evaluate(
     if ctx.invoked_subcommand is not None:
         return
     from bcoder.core.errors import BcoderError
-    from bcoder.core.settings import SamplingSettings
-    from bcoder.evaluate import EvalSettings, parse_ks, parse_shard, run_eval, write_report
-    from bcoder.evaluate.records import CONFIG
-    from bcoder.pipeline.engine import model_for
+    from bcoder.evaluate import parse_ks, parse_shard, run_eval, write_report
 
     if out is None or (dataset is None and not resume):
         raise BcoderError("bcoder eval needs --dataset and --out (see bcoder eval --help)")
@@ -128,38 +125,7 @@ def evaluate(
         "rank_only": str(rank_only) if rank_only else None,
         "bootstrap": bootstrap,
     }
-    if resume and (out / CONFIG).is_file():  # go on with the run's settings, and what was given
-        flags = {"samples": "samples", "ks": "k"}
-        given = {key: v for key, v in flat.items() if _given(ctx, flags.get(key, key))}
-        settings = EvalSettings.from_run(out, given)
-    elif dataset is None:
-        settings = EvalSettings.from_run(out)  # says there is no run to resume
-    else:
-        sampling = SamplingSettings(
-            n=samples,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            batch_size=batch_size,
-            policy=policy,
-        )
-        settings = EvalSettings(
-            dataset=dataset,
-            split=flat["split"],
-            limit=limit,
-            ids=flat["ids"],
-            sampling=sampling,
-            ks=flat["ks"],
-            model=model_for(model, checkpoint),
-            checkpoint=checkpoint,
-            timeout=timeout,
-            rank_only=flat["rank_only"],
-            bootstrap=bootstrap,
-            backend=backend,
-            dtype=dtype,
-            device=device,
-        ).resolved()
+    settings = _settings(ctx, flat, out, resume)
     settings.threads = threads
     set_threads(threads, settings.device)
     try:
@@ -187,6 +153,24 @@ def evaluate(
         return
     report = write_report(out, paper=paper) if paper else outcome.report
     _show(report, out, as_json)
+
+
+def _settings(ctx: typer.Context, flat: dict[str, Any], out: Path, resume: bool) -> Any:
+    """The run's settings: a resumed run's own, changed by the options given; else the options'
+    (the checkpoint a request means and its length resolved)."""
+    from bcoder.evaluate import EvalSettings
+    from bcoder.evaluate.records import CONFIG
+    from bcoder.pipeline.engine import model_for
+
+    if resume and (out / CONFIG).is_file():  # go on with the run's settings, and what was given
+        flags = {"samples": "samples", "ks": "k"}
+        given = {key: v for key, v in flat.items() if _given(ctx, flags.get(key, key))}
+        return EvalSettings.from_run(out, given)
+    if flat["dataset"] is None:
+        return EvalSettings.from_run(out)  # says there is no run to resume
+    asked = {k: v for k, v in flat.items() if not (k == "checkpoint" and v is None)}  # shipped
+    asked["model"] = model_for(flat["model"], flat["checkpoint"])
+    return EvalSettings.from_dict(asked).resolved()
 
 
 def _given(ctx: typer.Context, name: str) -> bool:

@@ -81,7 +81,10 @@ def runs_table(runs: list[Any], title: str, width: int) -> Any:
             shrinking(problem),
             shrinking(r.model),
         ]
-        table.add_row(*cells, str(r.n_candidates), reward, outcome_text(r.best_outcome))
+        outcome = outcome_text(r.best_outcome)
+        if r.cancelled:  # stopped by Ctrl-C: what it had by then
+            outcome.append(" (cancelled)", style="yellow")
+        table.add_row(*cells, str(r.n_candidates), reward, outcome)
     return table
 
 

@@ -104,6 +104,7 @@ def _ablation_sets(operator: str | None, skip_phi: bool) -> list[str]:
 def _display(main: bool, quiet: bool) -> Iterator[Callable[[Any], None]]:
     """An event sink: a rich progress bar per stage (with ETA) and metric lines."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -140,7 +141,10 @@ def _display(main: bool, quiet: bool) -> Iterator[Callable[[Any], None]]:
             if ev.stage not in tasks:
                 tasks[ev.stage] = bar.add_task("", total=ev.total or None, stage=ev.stage)
             bar.update(
-                tasks[ev.stage], completed=ev.done, total=ev.total or None, description=ev.message
+                tasks[ev.stage],
+                completed=ev.done,
+                total=ev.total or None,
+                description=escape(ev.message),
             )
         elif isinstance(ev, Metrics) and ev.kind == "eval":
             shown = {
@@ -149,7 +153,7 @@ def _display(main: bool, quiet: bool) -> Iterator[Callable[[Any], None]]:
                 if k.endswith(("/td", "saturated_frac", "agreement"))
             }
             text = "  ".join(f"{k} {v:.4g}" for k, v in shown.items())
-            bar.console.print(f"[dim]{ev.stage} step {ev.step}[/]  {text}")
+            bar.console.print(f"[dim]{escape(ev.stage)} step {ev.step}[/]  {escape(text)}")
 
     with bar:
         yield on_event
@@ -179,11 +183,17 @@ def _plain_log(console: Any) -> Callable[[Any], None]:
             rate = (ev.done - d0) / max(now - t0, 1e-9)
             eta = f"eta {(ev.total - ev.done) / rate:.0f}s" if rate > 0 and ev.total else ""
             console.print(
-                f"{stamp} {ev.stage} {ev.done}/{ev.total} {eta} {ev.message}", highlight=False
+                f"{stamp} {ev.stage} {ev.done}/{ev.total} {eta} {ev.message}",
+                highlight=False,
+                markup=False,
             )
         elif isinstance(ev, Metrics):
             text = " ".join(f"{k}={v:.4g}" for k, v in ev.values.items())
-            console.print(f"{stamp} {ev.stage} step {ev.step} {ev.kind}: {text}", highlight=False)
+            console.print(
+                f"{stamp} {ev.stage} step {ev.step} {ev.kind}: {text}",
+                highlight=False,
+                markup=False,
+            )
 
     return on_event
 

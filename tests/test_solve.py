@@ -207,6 +207,21 @@ def test_score_codes_and_filter_examples(engine):
     assert best.reward == pytest.approx(cands[1].reward, abs=1e-5)
 
 
+def test_rank_puts_programs_that_pass_the_problems_tests_first(engine):
+    """As solve does: once the problem's own tests ran, passing programs come first (each group in
+    the ranker's order); without tests the ranker's order alone."""
+    problem = _problem(tests=TWO_SUM)
+    codes = [f"def two_sum(nums, target):\n    return [0, {k}]\n" for k in range(1, 4)] + [CORRECT]
+    untested = rank_programs(problem, engine, codes, run_tests_=False)
+    assert untested.candidates[0].code != CORRECT  # short wrong programs have the higher R~
+    assert untested.settings["passing_first"] is False
+    tested = rank_programs(problem, engine, codes, timeout=2.0)
+    assert tested.settings["passing_first"] is True
+    assert tested.candidates[0].code == CORRECT and tested.candidates[0].outcome == "pass"
+    rest = [c.reward for c in tested.candidates[1:]]
+    assert rest == sorted(rest, reverse=True)
+
+
 def test_ranked_programs_are_run_and_shown_with_the_prompts_helpers(engine):
     """A chat answer that defines only the entry point of HumanEval/10 (whose prompt defines
     is_palindrome): rank runs and shows it after the prompt's helper, scores only the answer."""

@@ -96,6 +96,15 @@ def test_a_cancelled_run_says_so_in_the_list(store):
     assert flags == {done: False, stopped: True}
     assert store.list()[0].to_dict()["cancelled"] is True
     assert store.get(stopped).settings["cancelled"] is True
+    from rich.console import Console
+
+    from bcoder.cli.runs import runs_table
+
+    console = Console(width=160, record=True)
+    console.print(runs_table(store.list(), "runs", 160))
+    lines = console.export_text().splitlines()
+    rows = {r: next(line for line in lines if r in line) for r in (done, stopped)}
+    assert "(cancelled)" in rows[stopped] and "(cancelled)" not in rows[done]
 
 
 def test_prefix_lookup_and_errors(store):

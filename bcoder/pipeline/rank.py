@@ -61,6 +61,8 @@ def rank_programs(
         "model": engine.info.get("name", ""),
         "checkpoint": None if engine.heads == NO_HEADS else engine.heads,
         "ranker": checkpoint_ranker(engine.heads),
+        # as solve shows them: when the problem's own tests ran, the passing programs first
+        "passing_first": run_tests_ and problem.tests is not None,
         "mode": "rank",
         "candidates_file": source,
         "n": len(codes),
@@ -72,7 +74,7 @@ def rank_programs(
     result = SolveResult(
         problem=problem.to_dict(),
         settings=settings,
-        candidates=rank(candidates, settings["ranker"]),
+        candidates=rank(candidates, settings["ranker"], passing_first=settings["passing_first"]),
         heads=engine.heads,
         timings=timings,
     )
