@@ -140,6 +140,12 @@ class Engine:
         return cls(tokenizer, TransformersBackend(qmodel, info), info, checkpoint or NO_HEADS)
 
     @property
+    def checkpoint(self) -> str | None:
+        """The checkpoint directory of the heads in use, None without trained heads (as run
+        records name it)."""
+        return None if self.heads == NO_HEADS else self.heads
+
+    @property
     def pad_id(self) -> int:
         return int(self.tokenizer.pad_token_id)
 

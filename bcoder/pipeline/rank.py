@@ -12,7 +12,6 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from bcoder.core.settings import NO_HEADS
 from bcoder.core.spec import Problem
 from bcoder.core.types import Candidate, Progress, SolveResult
 from bcoder.pipeline.engine import Engine
@@ -59,7 +58,7 @@ def rank_programs(
         timings["execute"] = time.perf_counter() - t1
     settings = {
         "model": engine.info.get("name", ""),
-        "checkpoint": None if engine.heads == NO_HEADS else engine.heads,
+        "checkpoint": engine.checkpoint,
         "ranker": checkpoint_ranker(engine.heads),
         # as solve shows them: when the problem's own tests ran, the passing programs first
         "passing_first": run_tests_ and problem.tests is not None,

@@ -18,7 +18,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bcoder.core.cancel import Cancelled
-from bcoder.core.settings import NO_HEADS
 from bcoder.core.spec import Problem
 from bcoder.core.types import (
     Candidate,
@@ -255,7 +254,7 @@ def what_ran(
         **settings.to_dict(),
         "max_new_tokens": options.max_new_tokens,
         "model": engine.info.get("name", settings.model),
-        "checkpoint": None if engine.heads == NO_HEADS else engine.heads,
+        "checkpoint": engine.checkpoint,
         "ranker": ranker,
         "policy": options.policy,
         "dtype": engine.info.get("dtype", settings.dtype),
