@@ -11,6 +11,7 @@ import typer
 
 from bcoder.cli import options as opt
 from bcoder.cli.options import set_threads
+from bcoder.problems.prompts import PREFILL
 
 eval_app = typer.Typer(
     help="Evaluate a model on a dataset: pass@k unranked, ranked by R~ and by baselines.",
@@ -93,6 +94,7 @@ def evaluate(
     generate_only: bool = typer.Option(
         False, "--generate-only", help="Sample and score only; a later --resume executes."
     ),
+    prefill: opt.Prefill = PREFILL,
     quiet: opt.Quiet = False,
 ) -> None:
     """Sample M candidates per problem, score and run them, and report pass@k (see the README)."""
@@ -124,6 +126,7 @@ def evaluate(
         "timeout": timeout,
         "rank_only": str(rank_only) if rank_only else None,
         "bootstrap": bootstrap,
+        "prefill": prefill,
     }
     settings = _settings(ctx, flat, out, resume)
     settings.threads = threads

@@ -125,6 +125,14 @@ Temperature = Annotated[
     float, typer.Option("--temperature", metavar="T", help="Sampling temperature.")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Prefill = Annotated[
+    bool,
+    typer.Option(
+        "--prefill/--no-prefill",
+        help="For a stub (signature + docstring) and a chat model: start the answer with the stub "
+        "written, so the model writes only the body (R~ then covers the body).",
+    ),
+]
 
 
 def set_threads(threads: int, device: str | None) -> None:

@@ -13,6 +13,7 @@ import typer
 from bcoder.cli import options as opt
 from bcoder.cli.options import set_threads
 from bcoder.core.errors import BcoderError
+from bcoder.problems.prompts import PREFILL
 
 COLOR_BY = ("q", "v", "advantage", "reward")
 
@@ -240,6 +241,7 @@ def solve_command(
     timeout: float = typer.Option(
         4.0, "--timeout", metavar="SECONDS", help="Seconds per test in the sandbox."
     ),
+    prefill: opt.Prefill = PREFILL,
     quiet: opt.Quiet = False,
 ) -> None:
     """Sample candidate programs, rank them by the recovered reward R~ and show why."""
@@ -269,6 +271,7 @@ def solve_command(
         device=device,
         backend=backend,
         timeout=timeout,
+        prefill=prefill,
     )
     set_threads(threads, settings.device)
     result = run_solve(prob, settings, save=not no_save, threads=threads, quiet=quiet)

@@ -39,6 +39,13 @@ def tui(
         None, "--max-new-tokens", min=1, metavar="N", help="Length limit."
     ),
     seed: int | None = typer.Option(None, "--seed", metavar="N", help="Sampling seed."),
+    prefill: bool | None = typer.Option(
+        None,
+        "--prefill/--no-prefill",
+        help="For a stub and a chat model: start the answer with the stub written (default: as "
+        "the reopened run, else bcoder's default).",
+        show_default=False,
+    ),
     store: Path | None = typer.Option(
         None, "--store", metavar="FILE", help="The results store file (default: $BCODER_STORE)."
     ),
@@ -61,6 +68,7 @@ def tui(
         "max_new_tokens": max_new_tokens,
         "seed": seed,
         "backend": None if backend == "auto" else backend,
+        "prefill": prefill,
     }
     # only what was given: it overrides a reopened run's settings (else SolveSettings' defaults)
     settings = {k: v for k, v in given.items() if v is not None}

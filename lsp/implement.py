@@ -140,6 +140,7 @@ def solve_settings(settings: ServerSettings) -> SolveSettings:
         device=settings.device,
         backend=settings.backend,
         timeout=settings.timeout,
+        prefill=settings.prefill,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from bcoder.core.errors import BcoderError
 from bcoder.core.settings import SamplingSettings
 from bcoder.models.sources import DEFAULT_MODEL
+from bcoder.problems.prompts import PREFILL
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ServerSettings:
     backend: str = "auto"  # auto | transformers | llama.cpp (auto: llama.cpp for GGUF on a CPU)
     allowDownload: bool = True
     fastPath: bool = False  # insert the first candidate that passes the docstring's tests at once
+    prefill: bool = PREFILL  # start the answer with the stub written: the model writes the body
     unsureAdvantage: float = -2.0
     inlayHints: bool = True
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)

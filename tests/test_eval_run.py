@@ -313,3 +313,21 @@ def test_default_k_are_the_defaults_that_fit_m():
         EvalSettings.from_dict(
             dict(dataset="mbpp", samples=1, ks=[1, 5])
         )  # an explicit k stays an error
+
+
+def test_a_run_resumes_only_with_the_same_prefill(tmp_path):
+    """Runs started before prefill existed ran without it: they resume without it, and a run
+    never mixes prefilled problems with others."""
+    from bcoder.evaluate import EvalSettings
+    from bcoder.evaluate.run import prepare_run_dir
+
+    prepare_run_dir(
+        tmp_path / "old", {"settings": {"dataset": "mbpp"}}, resume=False, sharded=False
+    )
+    assert EvalSettings.from_dict({"dataset": "mbpp"}).prefill is False
+    same = {"settings": {"dataset": "mbpp", "prefill": False}}
+    prepare_run_dir(tmp_path / "old", same, resume=True, sharded=False)
+    other = {"settings": {"dataset": "mbpp", "prefill": True}}
+    with pytest.raises(BcoderError, match="prefill=False, not True"):
+        prepare_run_dir(tmp_path / "old", other, resume=True, sharded=False)
+    assert EvalSettings.from_dict({"dataset": "mbpp", "prefill": True}).to_dict()["prefill"]

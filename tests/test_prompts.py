@@ -13,7 +13,14 @@ from bcoder.core.spec import Problem
 from bcoder.core.spec import TestSpec as Spec
 from bcoder.problems.fit import CHARS_PER_TOKEN, PromptCut, count_tokens
 from bcoder.problems.load import load_problem, load_problems
-from bcoder.problems.prompts import SYSTEM_PROMPT, build_prompt, fit_prompt, prompt_family
+from bcoder.problems.prompts import (
+    SYSTEM_PROMPT,
+    Prompter,
+    build_prompt,
+    fit_prompt,
+    make_prompt,
+    prompt_family,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -164,6 +171,32 @@ def test_a_docstrings_middle_is_cut_and_its_first_sentence_kept(tokenizer):
         'def max_of_list(numbers: list[int]) -> int:\n    """\n    Return the largest number.\n'
     )
     assert cut.endswith('    Last line.\n    """\n') and "[...]" in cut
+
+
+def test_a_stubs_answer_starts_in_the_prompt_with_prefill(tokenizer, fixture_data):
+    stub = load_problem(EXAMPLES / "max_of_list.py")
+    plain = make_prompt(stub, "chat", tokenizer)
+    filled = make_prompt(stub, "chat", tokenizer, prefill=True)
+    code = stub.metadata["prompt"].rstrip()  # the signature and docstring, as in the file
+    assert plain.prefix == "" and filled.prefix == f"```python\n{code}\n"
+    assert filled.text == plain.text + filled.prefix  # the assistant turn starts with the stub
+    assert filled.answer("    return max(numbers)\n```") == (
+        f"```python\n{code}\n    return max(numbers)\n```"
+    )
+    ids = Prompter(tokenizer).fitted(stub, prefill=True).ids
+    assert ids == tokenizer(filled.text, add_special_tokens=False).input_ids
+    # only a stub asked of a chat model: not MBPP, not a base model's humaneval prompt
+    mbpp = next(iter(load_problems(fixture_data / "mbpp/mbpp.jsonl")))
+    assert make_prompt(mbpp, "chat", tokenizer, prefill=True).prefix == ""
+    assert make_prompt(stub, "humaneval", tokenizer, prefill=True).prefix == ""
+    # the prefix is counted in the limit, and holds the docstring as cut to fit
+    long = copy.deepcopy(stub)
+    long.text = "Return the largest number.\n\n" + " ".join(["filler"] * 300) + "\n\nLast line."
+    del long.metadata["prompt"]
+    cut = make_prompt(long, "chat", tokenizer, max_source_tokens=400, prefill=True)
+    assert cut.cut is not None and count_tokens(cut.text, tokenizer) <= 400
+    assert "[...]" in cut.prefix and cut.text.endswith(cut.prefix)
+    assert cut.prefix.startswith("```python\ndef max_of_list(") and "Last line." in cut.prefix
 
 
 def test_without_a_tokenizer_characters_are_counted():

@@ -194,6 +194,10 @@ def test_block_closed():
     assert not block_closed("```python")  # the opening line is not even complete
     assert not block_closed('x = "```"\n')
     assert block_closed("```\n```")
+    # a prefilled answer: the prompt opened the block, so its first fence line closes it
+    assert not block_closed("    return x\n", opened=True)
+    assert block_closed("    return x\n```", opened=True)
+    assert not block_closed("    return x\n```", opened=False)
 
 
 def _rigged(tokenizer, qmodel, favourites):

@@ -503,3 +503,30 @@ def test_candidates_that_pass_the_problems_tests_come_first(engine, tiny_model_d
     assert untested.settings["passing_first"] is False
     rewards = [c.reward for c in untested.candidates]
     assert rewards == sorted(rewards, reverse=True)
+
+
+def test_a_prefilled_stub_samples_only_the_body(engine, tiny_model_dir, tmp_path):
+    """With prefill, the prompt ends with the stub's fence, signature and docstring: the model
+    samples only what follows, the candidates' code is the stub and that, the run records the
+    prefix, and the scores are those of the body's tokens after the prefilled prompt."""
+    from bcoder.problems.load import load_problem
+
+    stub = load_problem(Path(__file__).resolve().parents[1] / "examples" / "max_of_list.py")
+    settings = dataclasses.replace(_settings(tiny_model_dir, n=3), prefill=True)
+    store = Store(tmp_path / "runs.sqlite")
+    result = solve(stub, engine, settings, store=store)
+    prompt = engine.prompter.fitted(stub, prefill=True)
+    assert prompt.prefix.startswith("```python\ndef max_of_list(")
+    assert result.settings["prefill"] is True
+    assert result.settings["answer_prefix"] == prompt.prefix
+    for c in result.candidates:
+        assert c.code.startswith("def max_of_list(numbers: list[int]) -> int:\n")
+        assert "def max_of_list" not in c.completion  # the model did not write the stub
+        ids = [t.token_id for t in c.tokens]
+        fresh = score_tokens(engine.qmodel, [prompt.ids], [ids], engine.pad_id)[0]
+        assert torch.allclose(torch.tensor([t.logprob for t in c.tokens]), fresh.logprob, atol=1e-4)
+    saved = store.get(result.run_id).settings
+    assert SolveSettings.from_dict(saved).prefill is True
+    assert SolveSettings.from_dict({"n": 2}).prefill is False  # runs saved before the field
+    plain = solve(stub, engine, dataclasses.replace(settings, prefill=False))
+    assert "answer_prefix" not in plain.settings and plain.settings["prefill"] is False

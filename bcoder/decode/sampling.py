@@ -114,14 +114,14 @@ class FenceStop:
         self.mask = mask.to(device)  # (V,) True for tokens that hold a backtick
         self.tokenizer = tokenizer
 
-    def closed(self, action_ids: Sequence[int]) -> bool:
+    def closed(self, action_ids: Sequence[int], opened: bool = False) -> bool:
         text = self.tokenizer.decode(list(action_ids), skip_special_tokens=True)
-        return block_closed(text)
+        return block_closed(text, opened)
 
 
-def block_closed(text: str) -> bool:
-    """True when ``text`` holds a complete opening fence line and a later line starting with ```."""
-    opened = False
+def block_closed(text: str, opened: bool = False) -> bool:
+    """True when ``text`` holds a complete opening fence line and a later line starting with ```;
+    with ``opened`` (the prompt opened the block), when it holds a line starting with ```."""
     lines = text.split("\n")
     for i, line in enumerate(lines):
         if not line.lstrip().startswith("```"):
@@ -218,6 +218,7 @@ class DecodeOptions:
     max_new_tokens: int = 512
     eos_ids: tuple[int, ...] = ()
     fence: FenceStop | None = None  # stop at the end of a fenced code block
+    fence_opened: bool = False  # the prompt opened the block (a prefilled answer)
     score: bool = False  # record StepScores (head and lmhead modes only)
     features: int = 0  # > 0 (with score): also featurize's columns, this many top-k logits
     # what to sample from: "trained", softmax(l_theta), or "base", softmax(l_base) -- the
@@ -282,7 +283,9 @@ def decode(
             ticks = options.fence.mask[nxt].nonzero().flatten().tolist()
             for r in ticks:
                 row = int(active[r])
-                if not reasons[r] and options.fence.closed(tokens[row, : t + 1].tolist()):
+                if not reasons[r] and options.fence.closed(
+                    tokens[row, : t + 1].tolist(), options.fence_opened
+                ):
                     reasons[r] = FINISH_FENCE
         if t == T - 1:
             reasons = [x or FINISH_LENGTH for x in reasons]

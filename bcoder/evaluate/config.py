@@ -10,6 +10,7 @@ from typing import Any
 from bcoder.core.errors import BcoderError
 from bcoder.core.settings import NO_HEADS, SamplingSettings, is_no_heads
 from bcoder.evaluate.records import CONFIG
+from bcoder.problems.prompts import PREFILL
 
 # Fields that change the samples or their scores: a resumed run must agree on all of them.
 IDENTITY_FIELDS = (
@@ -24,6 +25,7 @@ IDENTITY_FIELDS = (
     "seed",
     "rank_only",
     "timeout",
+    "prefill",
 )
 DEFAULT_KS = (1, 5)  # pass@k reported when --k is not given (each k <= M)
 
@@ -57,6 +59,7 @@ class EvalSettings:
     device: str | None = None  # torch device (transformers; None: cuda if any)
     backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     threads: int = 0  # CPU threads of this process (0: the idle cores); not part of the run
+    prefill: bool = PREFILL  # stubs' answers start in the prompt (SolveSettings.prefill)
 
     def __post_init__(self) -> None:
         samples = self.sampling.n
@@ -108,7 +111,9 @@ class EvalSettings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvalSettings:
         """From the flat form :meth:`to_dict` writes (``checkpoint: null``, recorded, is no
-        trained heads); unknown keys are ignored."""
+        trained heads); unknown keys are ignored. Runs started before ``prefill`` existed ran
+        without it."""
+        values = {"prefill": False, **values}
         names = {f.name for f in fields(cls)} - {"sampling"}
         known = {f.name for f in fields(SamplingSettings)}
         sampling = {k: v for k, v in values.items() if k in known and k != "n"}

@@ -116,12 +116,14 @@ def prepare_run_dir(
             fields.remove("checkpoint")
         if old["settings"].get("rank_only") and config["settings"].get("rank_only"):
             fields.remove("rank_only")  # its programs are checked problem by problem: run_eval
-        diff = [f for f in fields if old["settings"].get(f) != config["settings"].get(f)]
+        stored = {"prefill": False, **old["settings"]}  # (runs from before the field)
+        asked = {"prefill": False, **config["settings"]}
+        diff = [f for f in fields if stored.get(f) != asked.get(f)]
         if diff:
             f = diff[0]
             raise BcoderError(
-                f"{run_dir} was run with {f}={old['settings'].get(f)!r}, not "
-                f"{config['settings'].get(f)!r}: use another --out for a different run"
+                f"{run_dir} was run with {f}={stored.get(f)!r}, not "
+                f"{asked.get(f)!r}: use another --out for a different run"
             )
         return old
     if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / PROBLEMS).is_dir():
@@ -157,6 +159,7 @@ def _sample_problem(
         run_tests=False,
         filter_examples=False,
         timeout=settings.timeout,
+        prefill=settings.prefill,
     )
     result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel)
     return _record(problem, result.candidates, result.timings)

@@ -186,9 +186,12 @@ class Engine:
         """The completion length: as asked, else the length the checkpoint was trained with."""
         return sampling.max_new_tokens or self.prompting.max_target_tokens
 
-    def options(self, sampling: SamplingSettings, family: str) -> DecodeOptions:
+    def options(
+        self, sampling: SamplingSettings, family: str, prefilled: bool = False
+    ) -> DecodeOptions:
         """How to decode. Without trained heads there is no trained policy (l_theta is l_base):
-        the loop samples the base LM's own logits, the same ones, and the run says ``base``."""
+        the loop samples the base LM's own logits, the same ones, and the run says ``base``.
+        ``prefilled``: the prompt opened the answer's code block."""
         from bcoder.decode.sampling import DecodeOptions
 
         policy = self.policy(sampling.policy)
@@ -199,5 +202,6 @@ class Engine:
             max_new_tokens=self.max_new_tokens(sampling),
             eos_ids=self.eos_ids(),
             fence=self.fence() if family == "chat" else None,  # chat prompts ask for a block
+            fence_opened=prefilled,
             score=self.backend.scores_in_loop,
         )

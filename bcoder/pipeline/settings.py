@@ -13,6 +13,7 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.settings import SamplingSettings
+from bcoder.problems.prompts import PREFILL
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class SolveSettings:
     device: str | None = None  # torch device (None: cuda when available, else cpu)
     backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     timeout: float = 4.0  # seconds per test in the sandbox
+    # a stub asked of a chat model: its answer starts in the prompt (the fence, signature and
+    # docstring), so the model writes only the body; R~ and log-probs cover the body
+    prefill: bool = PREFILL
 
     def __post_init__(self) -> None:
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
@@ -46,7 +50,9 @@ class SolveSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SolveSettings:
-        """From the flat dict :meth:`to_dict` writes (a run's settings); unknown keys ignored."""
+        """From the flat dict :meth:`to_dict` writes (a run's settings); unknown keys ignored.
+        Settings saved before ``prefill`` existed ran without it."""
+        values = {"prefill": False, **values}
         names = {f.name for f in fields(cls)} - {"sampling"}
         sampling = {f.name for f in fields(SamplingSettings)}
         return cls(

@@ -33,7 +33,7 @@ from bcoder.ranking.rankers import checkpoint_ranker, rank, run_tests
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.decode.sampling import DecodeOptions, Generation
-    from bcoder.problems.fit import PromptCut
+    from bcoder.problems.prompts import Prompt
     from bcoder.qmodel.scores import StepScores
 
 __all__ = ["Cancelled", "Interrupted", "score_codes", "solve"]
@@ -79,20 +79,20 @@ def solve(
     ranker = checkpoint_ranker(engine.heads)  # the checkpoint's choice; a bad name fails now
     timings = {"load": float(engine.info.get("engine_load_seconds") or 0.0)}
     with engine.lock:
-        family, _, prompt_ids, cut = engine.prompter.fitted(problem)
-        if cut is not None:
-            emit(Notice(cut.message()))
-        options = engine.options(sampling, family)
+        prompt = engine.prompter.fitted(problem, settings.prefill)
+        if prompt.cut is not None:
+            emit(Notice(prompt.cut.message()))
+        options = engine.options(sampling, prompt.family, bool(prompt.prefix))
         progress = TokenProgress(sampling.n, options.max_new_tokens, emit)
-        ran = what_ran(engine, settings, options, ranker, family, cut)
+        ran = what_ran(engine, settings, options, ranker, prompt)
         t0 = time.perf_counter()
         tester = StreamTester(problem, settings, executor, emit, cancel)
-        merger = Merger(engine, problem, family, tester, emit)
+        merger = Merger(engine, problem, prompt, tester, emit)
         try:
             with tester:
                 for gen in sample(
                     engine.backend,
-                    prompt_ids,
+                    prompt.ids,
                     sampling.n,
                     options,
                     engine.pad_id,
@@ -171,9 +171,9 @@ class Merger:
     lmhead modes; lora and full modes score the rest in one pass after sampling)."""
 
     def __init__(
-        self, engine: Engine, problem: Problem, family: str, tester: StreamTester, emit: EventFn
+        self, engine: Engine, problem: Problem, prompt: Prompt, tester: StreamTester, emit: EventFn
     ):
-        self.engine, self.problem, self.family = engine, problem, family
+        self.engine, self.problem, self.prompt = engine, problem, prompt
         self.tester, self.emit = tester, emit
         self.gamma = engine.backend.config.gamma
         self.merged: dict[str, Candidate] = {}  # code key -> candidate, in order of arrival
@@ -183,7 +183,7 @@ class Merger:
         from bcoder.problems.extract import extract_code
 
         text = self.engine.tokenizer.decode(gen.action_ids, skip_special_tokens=True)
-        code = extract_code(text, self.problem, self.family)
+        code = extract_code(self.prompt.answer(text), self.problem, self.prompt.family)
         key = code_key(code)
         if key in self.merged:
             self.merged[key].count += 1
@@ -243,13 +243,17 @@ def what_ran(
     settings: SolveSettings,
     options: DecodeOptions,
     ranker: str,
-    family: str,
-    cut: PromptCut | None = None,
+    prompt: Prompt,
 ) -> dict[str, Any]:
     """A result's settings: the ones asked for, with what actually ran in place of the defaults
     (the engine's model, heads, dtype and device; the policy and length sampled with; what was
-    cut from the statement to fit the prompt, when anything was)."""
-    cut_note = {"prompt_cut": cut.to_dict()} if cut is not None else {}
+    cut from the statement to fit the prompt, when anything was; the answer's start when the
+    prompt held it, which the candidates' completions continue)."""
+    notes: dict[str, Any] = {}
+    if prompt.cut is not None:
+        notes["prompt_cut"] = prompt.cut.to_dict()
+    if prompt.prefix:
+        notes["answer_prefix"] = prompt.prefix
     return {
         **settings.to_dict(),
         "max_new_tokens": options.max_new_tokens,
@@ -260,9 +264,9 @@ def what_ran(
         "dtype": engine.info.get("dtype", settings.dtype),
         "backend": engine.backend.name,
         "device": engine.info.get("device", settings.device),
-        "prompt_family": family,
+        "prompt_family": prompt.family,
         "model_sha256": engine.info.get("sha256"),
-        **cut_note,
+        **notes,
     }
 
 

@@ -89,13 +89,14 @@ def count_tokens(text: str, tokenizer: Any = None) -> int:
 
 def fit_statement(
     render: Callable[[str], str], statement: str, tokenizer: Any, limit: int
-) -> tuple[str, PromptCut | None]:
+) -> tuple[str, str, PromptCut | None]:
     """``render(statement)`` if it has at most ``limit`` tokens, else ``render`` of the statement
-    cut as the module docstring says, and what was cut; raises when it cannot fit."""
+    cut as the module docstring says: (prompt, the statement it renders, what was cut or None);
+    raises when it cannot fit."""
     prompt = render(statement)
     tokens, exact = count_at_least(prompt, tokenizer, limit)
     if tokens <= limit:
-        return prompt, None
+        return prompt, statement, None
     fixed = count_tokens(render(""), tokenizer)
     parts = paragraphs(statement)
     task = task_sentence(statement)
@@ -122,7 +123,8 @@ def fit_statement(
             "statement's first sentence cut; shorten it"
         )
     cut, n_cut = best
-    return render(cut), PromptCut(limit, tokens, len(statement), len(cut), n_cut, exact=exact)
+    what = PromptCut(limit, tokens, len(statement), len(cut), n_cut, exact=exact)
+    return render(cut), cut, what
 
 
 def count_at_least(text: str, tokenizer: Any, limit: int) -> tuple[int, bool]:

@@ -11,6 +11,11 @@ Families:
   code block and a user message built from the problem (statement, starter code or signature,
   visible tests).
 
+Prefill (``prefill``, for a stub asked of a chat model): the assistant turn starts with the
+answer's first lines, the opening fence, the signature and the docstring (:func:`answer_prefix`),
+so the model writes only the body instead of copying the stub first. The prefix is part of the
+prompt: the sampled actions, their log-probs and R~ cover the body.
+
 Length: a prompt of at most ``max_source_tokens`` tokens is the statement as it is. A longer
 one has its question (statement / docstring) cut where that loses least, the middle of long
 examples and data first, never its first sentence (:mod:`bcoder.problems.fit`); the starter
@@ -40,6 +45,8 @@ SYSTEM_PROMPT = (
     "(```python ... ```) that holds the complete solution, and nothing else."
 )
 MAX_SHOWN_TESTS = 5
+# start a stub's answer in the prompt (see :func:`answer_prefix`) unless told otherwise
+PREFILL = False
 _MAX_TEST_CHARS = 1000  # longer tests are not shown in a prompt
 
 
@@ -74,6 +81,23 @@ class PromptSettings:
         return cls(**{ours: data[theirs] for theirs, ours in names.items() if theirs in data})
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """A problem's prompt as the model reads it."""
+
+    family: str
+    text: str
+    ids: list[int]  # its token ids (empty until tokenised)
+    cut: PromptCut | None = None  # what was cut from the statement to fit (None: nothing)
+    # the answer's start, written at the end of the prompt (a prefilled assistant turn): the
+    # model's completion continues it, and its tokens are the prompt's, not actions
+    prefix: str = ""
+
+    def answer(self, completion: str) -> str:
+        """The whole answer: the prefix, then what the model wrote."""
+        return self.prefix + completion
+
+
 def prompt_family(problem: Problem, tokenizer: Any = None) -> str:
     """The default family: ``chat`` when the tokenizer has a chat template, else by source."""
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
@@ -94,43 +118,81 @@ def build_prompt(
 
 
 def fit_prompt(
-    problem: Problem, family: str, tokenizer: Any = None, max_source_tokens: int = 600
+    problem: Problem,
+    family: str,
+    tokenizer: Any = None,
+    max_source_tokens: int = 600,
+    prefill: bool = False,
 ) -> tuple[str, PromptCut | None]:
     """:func:`build_prompt`'s prompt and what was cut from the statement to fit (None when it
-    fits as it is)."""
+    fits as it is); with ``prefill``, the prompt ends with :func:`answer_prefix`."""
+    prompt = make_prompt(problem, family, tokenizer, max_source_tokens, prefill)
+    return prompt.text, prompt.cut
+
+
+def make_prompt(
+    problem: Problem,
+    family: str,
+    tokenizer: Any = None,
+    max_source_tokens: int = 600,
+    prefill: bool = False,
+) -> Prompt:
+    """The prompt text of ``problem`` (no token ids), fitted to ``max_source_tokens``."""
     if family not in FAMILIES:
         raise BcoderError(f"unknown prompt family {family!r} (expected {', '.join(FAMILIES)})")
     if family == "chat" and not getattr(tokenizer, "chat_template", None):
         raise BcoderError("the chat prompt needs a tokenizer with a chat template")
+    prefill = prefill and prefills(problem, family)
     tests = visible_tests(problem)
     shown = len(_shown_tests(tests)) if tests is not None and family in ("mbpp", "chat") else 0
     tokens, k = None, shown
     while True:  # as many of the tests it shows as fit: fewer only when the rest cannot fit
+        render = _renderer(problem, family, tokenizer, k, prefill)
         try:
-            prompt, cut = fit_statement(
-                _renderer(problem, family, tokenizer, k), problem.text, tokenizer, max_source_tokens
-            )
+            text, question, cut = fit_statement(render, problem.text, tokenizer, max_source_tokens)
         except FixedPartsTooLong as err:
             if k <= 1:
                 raise
             tokens, k = tokens or err.tokens, k - 1
             continue
-        if tokens is None:
-            return prompt, cut
-        text = len(problem.text)
-        cut = cut or PromptCut(max_source_tokens, tokens, text, text, 0)
-        return prompt, replace(cut, tokens=tokens, tests_left_out=shown - k)
+        prefix = answer_prefix(problem, question) if prefill else ""
+        if tokens is not None:
+            n = len(problem.text)
+            cut = cut or PromptCut(max_source_tokens, tokens, n, n, 0)
+            cut = replace(cut, tokens=tokens, tests_left_out=shown - k)
+        return Prompt(family, text, [], cut, prefix)
 
 
-def _renderer(problem: Problem, family: str, tokenizer: Any, shown: int) -> Callable[[str], str]:
-    """The prompt of ``problem`` as a function of its statement, showing ``shown`` tests."""
+def prefills(problem: Problem, family: str) -> bool:
+    """Whether a prefilled answer applies: a stub (a signature and its docstring) asked of a chat
+    model, whose answer would begin by writing the stub again."""
+    return family == "chat" and _is_stub(problem)
+
+
+def answer_prefix(problem: Problem, question: str) -> str:
+    """The start of a stub's answer, written into the prompt (the assistant turn is prefilled):
+    the opening fence, the signature and the docstring. The model continues with the body."""
+    return f"```python\n{_code_context(problem, question).rstrip()}\n"
+
+
+def _renderer(
+    problem: Problem, family: str, tokenizer: Any, shown: int, prefill: bool = False
+) -> Callable[[str], str]:
+    """The prompt of ``problem`` as a function of its statement, showing ``shown`` tests (and
+    ending with the answer's prefix with ``prefill``)."""
     if family == "apps":
         return lambda q: _apps(problem, q)
     if family == "mbpp":
         return lambda q: _mbpp(problem, q, shown)
     if family == "humaneval":
         return lambda q: _code_context(problem, q)
+    if prefill:
+        return lambda q: _chat(problem, q, tokenizer, shown) + answer_prefix(problem, q)
     return lambda q: _chat(problem, q, tokenizer, shown)
+
+
+def _is_stub(problem: Problem) -> bool:
+    return problem.source in ("humaneval", "python") and bool(problem.starter_code)
 
 
 # --- pieces --------------------------------------------------------------------------------
@@ -184,7 +246,7 @@ def _code_context(problem: Problem, question: str) -> str:
     prompt = problem.metadata.get("prompt")
     if isinstance(prompt, str) and question == problem.text:
         return prompt
-    if problem.source in ("humaneval", "python") and problem.starter_code:
+    if _is_stub(problem):
         return _docstring_code(problem.starter_code, question)
     return f'"""\n{question.strip()}\n"""\n' + problem.starter_code
 
@@ -207,7 +269,7 @@ def _mbpp(problem: Problem, question: str, limit: int = MAX_SHOWN_TESTS) -> str:
 
 
 def _chat_user(problem: Problem, question: str, limit: int = MAX_SHOWN_TESTS) -> str:
-    if problem.source in ("humaneval", "python") and problem.starter_code:
+    if _is_stub(problem):
         code = _code_context(problem, question)
         return f"Complete this Python function; answer with the whole function.\n\n```python\n{code.rstrip()}\n```"
     parts = [question.strip()]
@@ -266,16 +328,17 @@ class Prompter:
 
     def prompt(self, problem: Problem) -> tuple[str, str, list[int]]:
         """(family, prompt text, prompt token ids) for ``problem``."""
-        family, text, ids, _ = self.fitted(problem)
-        return family, text, ids
+        p = self.fitted(problem)
+        return p.family, p.text, p.ids
 
-    def fitted(self, problem: Problem) -> tuple[str, str, list[int], PromptCut | None]:
-        """:meth:`prompt`, and what was cut from the statement to fit (None: nothing)."""
+    def fitted(self, problem: Problem, prefill: bool = False) -> Prompt:
+        """The prompt of ``problem``, tokenised; with ``prefill``, a stub's answer starts in the
+        prompt (:func:`answer_prefix`) where it applies (:func:`prefills`)."""
         family = self.family(problem)
         limit = self.settings.max_source_tokens
-        text, cut = fit_prompt(problem, family, self.tokenizer, limit)
-        ids = self.tokenizer(text, add_special_tokens=family != "chat").input_ids
-        return family, text, list(ids), cut
+        prompt = make_prompt(problem, family, self.tokenizer, limit, prefill)
+        ids = self.tokenizer(prompt.text, add_special_tokens=family != "chat").input_ids
+        return replace(prompt, ids=list(ids))
 
     def actions(
         self, code: str, family: str, prompt: str, limit: int | None = None
