@@ -2,6 +2,7 @@
 
     python3 research/bench_lsp.py                      # default model, fast path on
     python3 research/bench_lsp.py --no-fast-path       # wait for every candidate
+    python3 research/bench_lsp.py --prefill            # the model writes only the body
     python3 research/bench_lsp.py --model smollm2-135m --samples 8
 
 Opens examples/max_of_list.py (the README stub), runs "B-Coder: implement from docstring" and
@@ -43,6 +44,7 @@ async def run(args: argparse.Namespace) -> dict:
         "runTests": True,
         "fastPath": not args.no_fast_path,
         "backend": args.backend,
+        "prefill": args.prefill,
     }
     client.set_configuration({"bcoder": settings})
     await client.start_io(sys.executable, "-m", "bcoder", "lsp")
@@ -98,6 +100,7 @@ def main() -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--no-fast-path", action="store_true")
+    ap.add_argument("--prefill", action="store_true", help="the stub's answer starts in the prompt")
     ap.add_argument("--warm", action="store_true", help="a first request loads the model")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
