@@ -32,6 +32,28 @@ class TestOutcome:
     detail: str = ""  # first differing line, exception, or limit hit
     stdout: str = ""
     stderr: str = ""
+    # what the program gave on a call-style test: a canonical text of the returned plain value,
+    # or "raise NAME" for an exception ("" when unknown); agreement rankers group programs by it
+    value: str = ""
+
+
+@dataclass
+class GeneratedTests:
+    """Tests the model wrote for a problem from what the user gave (statement or docstring and
+    signature, never hidden tests), and how they were made."""
+
+    asserts: list[str] = field(default_factory=list)  # kept: ``assert f(literals) == literal``
+    samples: int = 0  # test-writing completions sampled
+    written: int = 0  # assert statements those completions held, before filtering
+    seconds: float = 0.0  # wall time spent writing them (sampling and parsing)
+    note: str = ""  # why there are none, when there are none
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneratedTests:
+        return cls(**_known(cls, d))
 
 
 @dataclass
@@ -51,6 +73,8 @@ class Candidate:
     passed_examples: bool | None = None  # None when there are no example tests
     finish_reason: str = ""  # eos | code_block_end | length
     ids: list[str] = field(default_factory=list)  # the programs-file lines it came from (rank)
+    # verdicts on the problem's generated tests (SolveResult.generated), in their order
+    generated: list[TestOutcome] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +83,8 @@ class Candidate:
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
         d = _known(cls, d)  # the JSON output's added names (recovered_reward, ...) read too
         d["tokens"] = [TokenScore(**t) for t in d.get("tokens", [])]
-        d["tests"] = [TestOutcome(**t) for t in d.get("tests", [])]
+        d["tests"] = [TestOutcome(**_known(TestOutcome, t)) for t in d.get("tests", [])]
+        d["generated"] = [TestOutcome(**_known(TestOutcome, t)) for t in d.get("generated", [])]
         return cls(**d)
 
 
@@ -73,6 +98,7 @@ class SolveResult:
     heads: str = "none"  # "none" (no trained heads: Q = A_base + V at init; "init" in older records) or a path
     timings: dict[str, float] = field(default_factory=dict)  # load, generate, score, execute (s)
     run_id: str | None = None  # set once saved in the results store
+    generated: GeneratedTests | None = None  # tests the model wrote, when it wrote any
 
     @property
     def ranker(self) -> str:
@@ -89,6 +115,8 @@ class SolveResult:
     def from_dict(cls, d: dict[str, Any]) -> SolveResult:
         d = _known(cls, d)  # the JSON output's added keys (schema_version, ...) read too
         d["candidates"] = [Candidate.from_dict(c) for c in d.get("candidates", [])]
+        if isinstance(d.get("generated"), dict):
+            d["generated"] = GeneratedTests.from_dict(d["generated"])
         return cls(**d)
 
 
