@@ -4,6 +4,8 @@
 ``EvalSettings.sampling``, the train config's ``collect`` section, the language server's
 settings) and validated once, here, on plain values: no disk, no torch. What depends on a
 checkpoint (its default policy, its completion length) is resolved where the model loads.
+:class:`TestWriting` is its sibling for the tests the model writes itself (issue 32), embedded
+the same way wherever generated tests are used.
 """
 
 from __future__ import annotations
@@ -80,6 +82,56 @@ class SamplingSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class TestWriting:
+    """How the model writes tests for a problem that has none (bcoder.pipeline.gentests): a
+    test-writing prompt sampled ``samples`` times, the parsed asserts merged and capped.
+
+    The sampling defaults are CodeT's for its generated tests (Chen et al. 2022: temperature 0.8,
+    top-p 0.95, 300 new tokens, which holds the 10 asserts the prompt asks for). Several samples,
+    because one completion often holds no assert that parses: two samples still left 5 of 80
+    HumanEval problems with none (issue 32), and the rows decode in one batch, so the third and
+    fourth cost far less than the first. At most 20 tests are kept, since every candidate runs
+    every test in the sandbox: enough for agreement to separate candidates, few enough that
+    running them stays small beside sampling.
+    """
+
+    __test__ = False  # not a pytest class, despite its name
+
+    samples: int = 4  # test-writing completions sampled (at least 2 is the issue's default)
+    max_tests: int = 20  # distinct tests kept, first written first
+    temperature: float = 0.8  # sampling temperature of the test-writing completions
+    top_p: float = 0.95  # nucleus sampling mass
+    max_new_tokens: int = 300  # completion length limit of one test-writing sample
+    seed: int = 0  # sampling seed (the same seed writes the same tests)
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.samples) or self.samples < 1:
+            raise BcoderError(f"test-writing samples must be at least 1, not {self.samples}")
+        if not _is_int(self.max_tests) or self.max_tests < 1:
+            raise BcoderError(f"generated tests kept must be at least 1, not {self.max_tests}")
+        if not _is_number(self.temperature) or not 0 <= self.temperature <= MAX_TEMPERATURE:
+            raise BcoderError(
+                f"test-writing temperature must be in [0, {MAX_TEMPERATURE:g}], "
+                f"not {self.temperature}"
+            )
+        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+            raise BcoderError(f"test-writing top_p must be in (0, 1], not {self.top_p}")
+        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
+            raise BcoderError(
+                f"test-writing max_new_tokens must be at least 1, not {self.max_new_tokens}"
+            )
+        if not _is_int(self.seed) or self.seed < 0:
+            raise BcoderError(f"test-writing seed must be an integer >= 0, not {self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _is_int(x: object) -> bool:
