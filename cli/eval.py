@@ -95,6 +95,13 @@ def evaluate(
         False, "--generate-only", help="Sample and score only; a later --resume executes."
     ),
     prefill: opt.Prefill = PREFILL,
+    protocol: str = typer.Option(
+        "tests",
+        "--protocol",
+        metavar="tests|no-tests",
+        help="What the model and rankers are shown: the dataset's prompt and example tests, or "
+        "a docstring and no tests (MBPP as a stub without its asserts).",
+    ),
     quiet: opt.Quiet = False,
 ) -> None:
     """Sample M candidates per problem, score and run them, and report pass@k (see the README)."""
@@ -127,6 +134,7 @@ def evaluate(
         "rank_only": str(rank_only) if rank_only else None,
         "bootstrap": bootstrap,
         "prefill": prefill,
+        "protocol": protocol,
     }
     settings = _settings(ctx, flat, out, resume)
     settings.threads = threads

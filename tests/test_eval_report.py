@@ -323,6 +323,10 @@ def test_markdown_shows_every_overall_cell():
                  for c in (c1, c5)]  # fmt: skip
         assert f"| `{pair}` | {cells[0]} | {cells[1]} |" in md
     json.dumps(report)  # JSON-serialisable
+    assert "- prompt:" not in md  # the dataset's prompt as it is: nothing to say
+    report["config"] |= {"protocol": "no-tests", "prefill": True}
+    (line,) = [x for x in render(report).splitlines() if x.startswith("- prompt:")]
+    assert "protocol no-tests" in line and "prefilled" in line
 
 
 def test_paper_numbers_transcribed():

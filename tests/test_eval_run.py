@@ -315,9 +315,9 @@ def test_default_k_are_the_defaults_that_fit_m():
         )  # an explicit k stays an error
 
 
-def test_a_run_resumes_only_with_the_same_prefill(tmp_path):
-    """Runs started before prefill existed ran without it: they resume without it, and a run
-    never mixes prefilled problems with others."""
+def test_a_run_resumes_only_with_the_same_prefill_and_protocol(tmp_path):
+    """Runs started before prefill and protocols existed ran without prefill under the tests
+    protocol: they resume so, and a run never mixes problems prompted two ways."""
     from bcoder.evaluate import EvalSettings
     from bcoder.evaluate.run import prepare_run_dir
 
@@ -331,3 +331,9 @@ def test_a_run_resumes_only_with_the_same_prefill(tmp_path):
     with pytest.raises(BcoderError, match="prefill=False, not True"):
         prepare_run_dir(tmp_path / "old", other, resume=True, sharded=False)
     assert EvalSettings.from_dict({"dataset": "mbpp", "prefill": True}).to_dict()["prefill"]
+    assert EvalSettings.from_dict({"dataset": "mbpp"}).protocol == "tests"
+    no_tests = {"settings": {"dataset": "mbpp", "protocol": "no-tests"}}
+    with pytest.raises(BcoderError, match="protocol='tests', not 'no-tests'"):
+        prepare_run_dir(tmp_path / "old", no_tests, resume=True, sharded=False)
+    with pytest.raises(BcoderError, match="unknown protocol"):
+        EvalSettings(dataset="mbpp", protocol="none")

@@ -11,6 +11,7 @@ from bcoder.core.errors import BcoderError
 from bcoder.core.settings import NO_HEADS, SamplingSettings, is_no_heads
 from bcoder.evaluate.records import CONFIG
 from bcoder.problems.prompts import PREFILL
+from bcoder.problems.protocols import check_protocol
 
 # Fields that change the samples or their scores: a resumed run must agree on all of them.
 IDENTITY_FIELDS = (
@@ -26,6 +27,7 @@ IDENTITY_FIELDS = (
     "rank_only",
     "timeout",
     "prefill",
+    "protocol",
 )
 DEFAULT_KS = (1, 5)  # pass@k reported when --k is not given (each k <= M)
 
@@ -60,6 +62,9 @@ class EvalSettings:
     backend: str = "auto"  # auto | transformers | llama.cpp (see bcoder.backends)
     threads: int = 0  # CPU threads of this process (0: the idle cores); not part of the run
     prefill: bool = PREFILL  # stubs' answers start in the prompt (SolveSettings.prefill)
+    # what the model and the rankers are shown: "tests" (the dataset's prompt and example tests)
+    # or "no-tests" (a docstring, no tests: bcoder.problems.protocols)
+    protocol: str = "tests"
 
     def __post_init__(self) -> None:
         samples = self.sampling.n
@@ -76,6 +81,7 @@ class EvalSettings:
             raise BcoderError(f"--limit must be at least 1 (got {self.limit})")
         if self.limit is not None and self.ids:
             raise BcoderError("give --limit or --ids, not both")
+        check_protocol(self.protocol)
         if self.bootstrap < 1:
             raise BcoderError(f"--bootstrap must be at least 1 (got {self.bootstrap})")
         if not self.timeout > 0:

@@ -85,6 +85,8 @@ def _header(report: dict[str, Any]) -> list[str]:
         f"max {cfg['max_new_tokens']} new tokens, seed {cfg['seed']}",
         f"- data: `{report['data']['path']}` (sha256 {report['data']['sha256'][:16]}…)",
     ]
+    if cfg.get("protocol", "tests") != "tests" or cfg.get("prefill"):
+        lines.insert(-1, _prompt_line(cfg))
     t = report.get("timings", {})
     if t:
         lines.append(
@@ -93,6 +95,18 @@ def _header(report: dict[str, Any]) -> list[str]:
             f"execute {_seconds(t.get('execute'))}; {_seconds(t.get('per_problem'))} per problem)"
         )
     return lines
+
+
+def _prompt_line(cfg: dict[str, Any]) -> str:
+    """What the model was shown, when it was not the dataset's prompt as it is."""
+    protocol = cfg.get("protocol", "tests")
+    shown = {
+        "tests": "the dataset's prompt and example tests",
+        "no-tests": "a docstring and no tests (protocol no-tests: no assert in the prompt, no "
+        "example test for the rankers)",
+    }[protocol]
+    prefill = "; the stub's answer prefilled (R~ and log-probs cover the body)"
+    return f"- prompt: {shown}{prefill if cfg.get('prefill') else ''}"
 
 
 def _pass_at_k(metrics: dict[str, Any], ks: list[str]) -> list[str]:

@@ -70,6 +70,7 @@ class EvalOutcome:
 def select_problems(settings: EvalSettings) -> tuple[Path, list[Problem]]:
     """The dataset path and the selected problems, in dataset order."""
     from bcoder.problems.load import load_problems, resolve_dataset
+    from bcoder.problems.protocols import apply_protocol
 
     path = resolve_dataset(settings.dataset)
     problems = load_problems(path, split=settings.split, ids=settings.ids)
@@ -85,7 +86,7 @@ def select_problems(settings: EvalSettings) -> tuple[Path, list[Problem]]:
     untested = [p.id for p in chosen if p.tests is None]
     if untested:
         raise BcoderError(f"{untested[0]} has no tests: eval needs problems with tests")
-    return path, chosen
+    return path, [apply_protocol(p, settings.protocol) for p in chosen]
 
 
 def _read_json(path: Path) -> Any:
@@ -116,8 +117,9 @@ def prepare_run_dir(
             fields.remove("checkpoint")
         if old["settings"].get("rank_only") and config["settings"].get("rank_only"):
             fields.remove("rank_only")  # its programs are checked problem by problem: run_eval
-        stored = {"prefill": False, **old["settings"]}  # (runs from before the field)
-        asked = {"prefill": False, **config["settings"]}
+        before = {"prefill": False, "protocol": "tests"}  # what runs from before them ran
+        stored = {**before, **old["settings"]}
+        asked = {**before, **config["settings"]}
         diff = [f for f in fields if stored.get(f) != asked.get(f)]
         if diff:
             f = diff[0]
