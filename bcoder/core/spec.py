@@ -2,12 +2,14 @@
 
 ``TestSpec`` is also the JSON format of ``bcoder check --tests`` and ``bcoder solve --tests``:
 ``{"inputs": [...], "outputs": [...]}`` (stdin/stdout), the same plus ``"fn_name"`` (call-based),
-or ``{"asserts": [...], "setup": "..."}`` (assert style, MBPP / HumanEval).
+or ``{"asserts": [...], "setup": "..."}`` (assert style, MBPP / HumanEval), optionally with
+``"rel_tol": 1e-6`` (floats in ``assert f(x) == literal`` compared with that tolerance).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +29,17 @@ class TestSpec:
     fn_name: str | None = None  # call-based: the function (or Solution method) to call
     asserts: tuple[str, ...] | None = None  # assert style: statements run after the program
     setup: str = ""  # assert style: code run before the asserts (MBPP test_setup_code)
+    # assert style: > 0 compares floats in ``assert X == literal`` with math.isclose (rel_tol and
+    # abs_tol both this), through lists, tuples, dicts and sets; 0 is exact (MBPP, every dataset)
+    rel_tol: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.rel_tol, (int, float)) and not isinstance(self.rel_tol, bool)):
+            raise BcoderError("tests: 'rel_tol' must be a number")
+        if not (math.isfinite(self.rel_tol) and 0 <= self.rel_tol < 1):
+            raise BcoderError(f"tests: 'rel_tol' must be in [0, 1), got {self.rel_tol!r}")
+        if self.rel_tol and self.asserts is None:
+            raise BcoderError("tests: 'rel_tol' applies to asserts only")
         if self.asserts is not None:
             if self.inputs is not None or self.outputs is not None:
                 raise BcoderError("tests: give either asserts or inputs/outputs, not both")
@@ -48,7 +59,8 @@ class TestSpec:
 
     def to_dict(self) -> dict[str, Any]:
         if self.asserts is not None:
-            return {"asserts": list(self.asserts), "setup": self.setup}
+            tol = {"rel_tol": self.rel_tol} if self.rel_tol else {}
+            return {"asserts": list(self.asserts), "setup": self.setup, **tol}
         d: dict[str, Any] = {"inputs": list(self.inputs or ()), "outputs": list(self.outputs or ())}
         if self.fn_name:
             d["fn_name"] = self.fn_name
@@ -65,14 +77,22 @@ class TestSpec:
                 raise BcoderError(f"{where}: 'asserts' must be a list of strings")
             if not isinstance(setup, str):
                 raise BcoderError(f"{where}: 'setup' must be a string")
-            return cls(asserts=tuple(asserts), setup=setup)
+            try:
+                return cls(asserts=tuple(asserts), setup=setup, rel_tol=d.get("rel_tol", 0.0))
+            except BcoderError as err:
+                raise BcoderError(f"{where}: {str(err).removeprefix('tests: ')}") from None
         inputs, outputs, fn_name = d.get("inputs"), d.get("outputs"), d.get("fn_name")
         if not isinstance(inputs, list) or not isinstance(outputs, list):
             raise BcoderError(f"{where}: need lists 'inputs' and 'outputs', or 'asserts'")
         if fn_name is not None and not isinstance(fn_name, str):
             raise BcoderError(f"{where}: 'fn_name' must be a string")
         try:
-            return cls(inputs=tuple(inputs), outputs=tuple(outputs), fn_name=fn_name or None)
+            return cls(
+                inputs=tuple(inputs),
+                outputs=tuple(outputs),
+                fn_name=fn_name or None,
+                rel_tol=d.get("rel_tol", 0.0),
+            )
         except BcoderError as err:
             raise BcoderError(f"{where}: {str(err).removeprefix('tests: ')}") from None
 

@@ -6,12 +6,16 @@ stripped; line by line with each line stripped; blank lines dropped; every line 
 ``allclose`` tolerance; and, last, the *set* of lines, each taken as a set of whitespace-separated
 tokens (order of lines and tokens ignored), also with numbers rounded to 3 decimals.
 ``call_matches`` follows its call-based rules (a tuple counts as a list; an expected value wrapped
-in a one-element list also matches).
+in a one-element list also matches). ``equal_within`` is ``==`` with a tolerance on floats, for
+assert-style tests whose spec asks for one (``TestSpec.rel_tol``: tests a model wrote).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+MAX_SET_MATCH = 1000  # set elements matched pairwise under a tolerance (quadratic); beyond: exact
 
 
 def as_text(value: Any) -> str:
@@ -123,3 +127,41 @@ def _equal(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:
         return False
+
+
+def equal_within(a: Any, b: Any, rel_tol: float) -> bool:
+    """``a == b``, except that a float (against an int or float) equals what
+    ``math.isclose(a, b, rel_tol=rel_tol, abs_tol=rel_tol)`` accepts, recursively through lists,
+    tuples, dicts (same keys, close values) and sets; ints, bools and everything else compare
+    exactly. ``rel_tol == 0`` is plain ``==``."""
+    if rel_tol <= 0:
+        return _equal(a, b)
+    try:
+        return _close(a, b, rel_tol)
+    except Exception:  # RecursionError on absurd nesting, OverflowError on huge ints
+        return False
+
+
+def _close(a: Any, b: Any, tol: float) -> bool:
+    ta, tb = type(a), type(b)
+    if (ta is float or tb is float) and ta in (int, float) and tb in (int, float):
+        return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+    if ta in (list, tuple) and ta is tb:
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
+    if ta is dict and tb is dict:
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if ta in (set, frozenset) and tb in (set, frozenset) and not _equal(a, b):
+        return len(a) == len(b) <= MAX_SET_MATCH and _match(list(a), list(b), tol)
+    return _equal(a, b)
+
+
+def _match(a: list[Any], b: list[Any], tol: float) -> bool:
+    """Whether each element of ``a`` pairs with its own close element of ``b`` (greedy: sets of
+    floats a tolerance apart have at most one close partner each in practice)."""
+    left = list(b)
+    for x in a:
+        k = next((i for i, y in enumerate(left) if _close(x, y, tol)), None)
+        if k is None:
+            return False
+        left.pop(k)
+    return True
