@@ -275,9 +275,13 @@ def test_huge_and_deep_values_are_dropped_not_raised():
     assert len(long_line) > gentests.MAX_LINE_CHARS
     assert parse_asserts(long_line, "f", 20) == ([], 0)
     assert parse_asserts(big, "f", 20) == ([], 1)  # parsed, then refused for its size
+    prose = "x = (\n" * 50_000 + "```\nassert f(1) == 1"  # past MAX_TEXT_CHARS: not read
+    fenced = "Sure.\n" + "x = [\n" * 12_000 + "Done.\n```\nassert f(1) == 1\n```"
     t0 = time.perf_counter()
-    assert parse_asserts(many, "f", 20) == ([], 0)
-    assert time.perf_counter() - t0 < 20  # each broken start costs a bounded window
+    assert parse_asserts(many, "f", 20) == ([], 0)  # each broken start costs a bounded window
+    assert parse_asserts(prose, "f", 20) == ([], 0)  # read up to MAX_TEXT_CHARS only
+    assert parse_asserts(fenced, "f", 20) == (["assert f(1) == 1"], 1)
+    assert time.perf_counter() - t0 < 20
 
 
 def test_a_truncated_assert_does_not_swallow_the_next():

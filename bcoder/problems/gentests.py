@@ -30,7 +30,7 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
-from bcoder.problems.extract import defines, fenced_blocks
+from bcoder.problems.extract import defines, fenced_blocks, leading_code
 from bcoder.problems.fit import fit_statement
 from bcoder.problems.prompts import FAMILIES, _code_context, _is_stub
 
@@ -42,6 +42,9 @@ TEST_SYSTEM_PROMPT = (
 MAX_LINE_CHARS = 300  # a longer line is junk (a runaway list), never part of a kept test
 MAX_TEST_CHARS = 1000  # a longer normalised test (its arguments and expected value) is dropped
 MAX_WINDOW_LINES = 20  # lines one multi-line assert may span
+# a completion is read up to here: 300 new tokens are ~1,200 characters, and a hostile text of
+# megabytes would cost seconds of parsing (tests come first in an answer)
+MAX_TEXT_CHARS = 100_000
 # end-of-turn tokens a raw (not detokenised) completion may hold: nothing after one is the answer
 _END_TOKEN = re.compile(
     r"<\|(?:im_end|im_start|endoftext|end_of_text|eot_id|EOT|end|file_separator)\|>"
@@ -172,7 +175,7 @@ def parse_asserts(text: str, entry_point: str, limit: int) -> tuple[list[str], i
     """(kept tests, assert statements seen) of a test-writing completion ``text`` (the prefix and
     what the model wrote).
 
-    The fenced blocks when there are any (else the whole text) are read statement by statement:
+    The fenced blocks when there are any (see :func:`_code_of`; else the whole text) are read statement by statement:
     a line that starts an ``assert`` is parsed with as many following lines as it takes (a
     multi-line list argument), up to :data:`MAX_WINDOW_LINES`; one that never parses is dropped
     alone. Each assert is kept or dropped by :func:`normal_test`; the kept ones are deduplicated
@@ -192,11 +195,13 @@ def parse_asserts(text: str, entry_point: str, limit: int) -> tuple[list[str], i
 
 def _code_of(text: str) -> str:
     """The part of a completion that holds the tests: its fenced blocks (an unterminated last one
-    included), else all of it; cut at an end-of-turn token."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    included) and the code before a bare first fence that closes a block never opened (a base
+    model's asserts, then a stray fence and prose), else all of it; cut at an end-of-turn token."""
+    text = text[:MAX_TEXT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
     end = _END_TOKEN.search(text)
     text = text[: end.start()] if end else text
-    blocks = [b.code for b in fenced_blocks(text) if b.code.strip()]
+    lead = leading_code(text)
+    blocks = [b.code for b in ([lead] if lead else []) + fenced_blocks(text) if b.code.strip()]
     return "\n".join(blocks) if blocks else text
 
 

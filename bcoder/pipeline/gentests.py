@@ -1,0 +1,131 @@
+"""The model writes tests for a problem that has none (issue 32, item 1).
+
+    generated = write_tests(problem, engine, TestWriting())
+    generated.asserts          # ["assert f(1) == 2", ...]: literal calls of the entry point
+    spec = generated_spec(problem, generated)   # what the sandbox runs, None without tests
+
+The same model that writes the programs writes the tests, from what the user gave only (the
+prompt is :func:`bcoder.problems.gentests.test_prompt`'s), sampled ``writing.samples`` times;
+each completion is parsed with :func:`~bcoder.problems.gentests.parse_asserts` (nothing is
+executed here) and the kept tests are merged in sample order, deduplicated and capped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from bcoder.core.errors import BcoderError
+from bcoder.core.settings import NO_HEADS, TestWriting
+from bcoder.core.spec import Problem, TestSpec
+from bcoder.core.types import GeneratedTests, Progress
+from bcoder.pipeline.engine import Engine, EventFn
+from bcoder.problems.gentests import parse_asserts, test_prompt
+
+if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
+    from bcoder.decode.sampling import DecodeOptions
+
+BATCH_SIZE = 8  # test-writing rows decoded at once (the default samples all fit in one batch)
+
+
+def write_tests(
+    problem: Problem,
+    engine: Engine,
+    writing: TestWriting,
+    *,
+    cancel: threading.Event | None = None,
+    on_event: EventFn | None = None,
+) -> GeneratedTests:
+    """Tests of ``problem``'s entry point written by ``engine``'s model (see the module
+    docstring), with how many samples and asserts it took and how long; ``note`` says why there
+    are none (no entry point, a prompt that cannot fit, nothing that parses). Progress reaches
+    ``on_event`` as ``Progress("tests", samples done, samples)``; ``cancel`` stops sampling
+    (:class:`~bcoder.core.cancel.Cancelled`).
+
+    Takes ``engine.lock`` for the whole of its sampling, as a solve does: call it before or after
+    a solve's sampling, not inside it.
+    """
+    from bcoder.decode.sampling import sample
+
+    t0 = time.perf_counter()
+    entry = problem.entry_point
+    if not entry:
+        return GeneratedTests(note="the problem has no entry point")
+    emit = on_event or (lambda _e: None)
+    with engine.lock:
+        family = engine.prompter.family(problem)
+        limit = engine.prompting.max_source_tokens
+        try:
+            text, prefix = test_prompt(problem, family, engine.tokenizer, limit)
+        except BcoderError as err:  # a statement too long even when cut: a note, not a crash
+            return GeneratedTests(seconds=time.perf_counter() - t0, note=str(err))
+        ids = list(engine.tokenizer(text, add_special_tokens=family != "chat").input_ids)
+        options = writing_options(engine, writing, family)
+        emit(Progress("tests", 0, writing.samples, "writing tests"))
+        completions: dict[int, str] = {}
+        for gen in sample(
+            engine.backend,
+            ids,
+            writing.samples,
+            options,
+            engine.pad_id,
+            batch_size=min(writing.samples, BATCH_SIZE),
+            seed=writing.seed,
+            cancel=cancel,
+        ):
+            completions[gen.index] = engine.tokenizer.decode(
+                gen.action_ids, skip_special_tokens=True
+            )
+            emit(Progress("tests", len(completions), writing.samples, "writing tests"))
+    # rows finish in any order; merging in sample order keeps the tests the same for a seed
+    answers = [prefix + completions[i] for i in sorted(completions)]
+    asserts, written = merge_tests(answers, entry, writing.max_tests)
+    note = "" if asserts else f"the model wrote no test of {entry} that parses"
+    return GeneratedTests(
+        asserts=asserts,
+        samples=len(answers),
+        written=written,
+        seconds=time.perf_counter() - t0,
+        note=note,
+    )
+
+
+def merge_tests(answers: list[str], entry_point: str, limit: int) -> tuple[list[str], int]:
+    """The distinct tests of several test-writing answers (prefix and completion each), first
+    written first, at most ``limit``; and the assert statements they held in all."""
+    kept: list[str] = []
+    written = 0
+    for answer in answers:
+        tests, n = parse_asserts(answer, entry_point, limit)
+        written += n
+        kept.extend(t for t in tests if t not in kept)
+    return kept[:limit], written
+
+
+def writing_options(engine: Engine, writing: TestWriting, family: str) -> DecodeOptions:
+    """How test-writing completions are decoded: as :meth:`Engine.options` decodes programs,
+    with the writing settings' temperature, top-p and length, no scores (nothing ranks the tests
+    by them), and, for a chat prompt, a stop at the end of the block its prefix opened."""
+    from bcoder.decode.sampling import DecodeOptions
+
+    return DecodeOptions(
+        policy="base" if engine.heads == NO_HEADS else engine.policy(),
+        temperature=writing.temperature,
+        top_p=writing.top_p,
+        max_new_tokens=writing.max_new_tokens,
+        eos_ids=engine.eos_ids(),
+        fence=engine.fence() if family == "chat" else None,
+        fence_opened=family == "chat",
+        score=False,
+    )
+
+
+def generated_spec(problem: Problem, generated: GeneratedTests | None) -> TestSpec | None:
+    """The tests to run for ``generated``: assert style, one statement each, no setup (they call
+    the entry point on literals, so they need no import; the problem's own setup belongs to its
+    hidden tests). None when there are none, or ``problem`` has no entry point to call. The
+    caller sets how floats compare: it is the sandbox's to decide, not the tests'."""
+    if generated is None or not generated.asserts or not problem.entry_point:
+        return None
+    return TestSpec(asserts=tuple(generated.asserts))
