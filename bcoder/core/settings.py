@@ -90,12 +90,12 @@ class TestWriting:
     test-writing prompt sampled ``samples`` times, the parsed asserts merged and capped.
 
     The sampling defaults are CodeT's for its generated tests (Chen et al. 2022: temperature 0.8,
-    top-p 0.95, 300 new tokens, which holds the 10 asserts the prompt asks for). Several samples,
-    because one completion often holds no assert that parses: two samples still left 5 of 80
-    HumanEval problems with none (issue 32), and the rows decode in one batch, so the third and
-    fourth cost far less than the first. At most 20 tests are kept, since every candidate runs
-    every test in the sandbox: enough for agreement to separate candidates, few enough that
-    running them stays small beside sampling.
+    top-p 0.95, 300 new tokens, which holds the 10 asserts the prompt asks for). Four samples,
+    not the issue's minimum of two, because one completion often holds no assert that parses:
+    two samples still left 5 of 80 HumanEval problems with none (issue 32); the rows decode
+    together in one batch over the same prompt. At most 20 tests are kept (the issue's cap),
+    since every candidate runs every test in the sandbox: enough for agreement to separate
+    candidates, few enough that running them stays small beside sampling.
     """
 
     __test__ = False  # not a pytest class, despite its name
