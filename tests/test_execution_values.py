@@ -153,5 +153,5 @@ def test_spec_rel_tol_is_written_only_when_set():
     ],
 )
 def test_bad_rel_tol_is_a_user_error_naming_the_file(d):
-    with pytest.raises(BcoderError, match="tests.json: 'rel_tol'"):
+    with pytest.raises(BcoderError, match=r"tests\.json: 'rel_tol'"):
         Spec.from_dict(d, where="tests.json")

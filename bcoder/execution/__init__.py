@@ -16,7 +16,10 @@ How it is safe (details in each module):
 - ``plan.py`` keeps expected outputs in the parent: stdout is compared here (``compare.py``, APPS
   rules); call-based answers and MBPP-style ``assert f(x) == literal`` come back as plain values
   (``wire.py``) and are compared here; other asserts run in a clean judge process that reaches
-  the program only through a pipe carrying plain values (``harness.py``). What a program prints
+  the program only through a pipe carrying plain values (``harness.py``). Each call-style test
+  has its own time budget, kept by the watchdog: a hanging one is that test's time-out and a fresh
+  run answers the tests after it (``calls.py``); what each call returned is kept as a canonical
+  text for agreement between programs (``values.py``). What a program prints
   about itself never counts; how its process ends does: a non-zero exit status (``sys.exit(1)``,
   a crash, ``os._exit(2)``) is a runtime error in every test format, even after right answers.
 """

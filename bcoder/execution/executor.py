@@ -7,7 +7,9 @@ Usage::
         for i, result in ex.run_many(jobs):          # stream results as they finish
             ...
 
-``run`` may be called from several threads at once (each call borrows one worker).
+``run`` may be called from several threads at once (each call borrows one worker). A ``call``
+request (call-based and ``assert f(x) == literal`` tests) gives each test its own time budget
+(``calls.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bcoder.core.errors import BcoderError
 from bcoder.core.spec import TestSpec
 from bcoder.core.types import TestOutcome
 from bcoder.execution import plan as planning
+from bcoder.execution.calls import answer_calls
 from bcoder.execution.result import ExecResult
 from bcoder.execution.sandbox import Worker, WorkerDied, isolation_level, level_available
 
@@ -49,14 +52,21 @@ class Limits:
     scratch_mb: int = 128  # size of the private scratch directory (tmpfs)
     nproc: int = 64  # processes + threads of the sandbox uid (RLIMIT_NPROC)
     nofile: int = 256  # open files (RLIMIT_NOFILE)
+    max_timeouts: int = 3  # tests of one call request that may time out before the rest is skipped
 
     def __post_init__(self) -> None:
         if not (self.timeout > 0 and self.memory_mb > 0 and self.output_mb > 0):
             raise BcoderError("timeout, memory and output limits must be positive")
+        if self.max_timeouts < 1:
+            raise BcoderError("max_timeouts must be at least 1")
 
-    def for_request(self, n_items: int, hello: dict[str, Any]) -> dict[str, Any]:
+    def for_request(
+        self, n_items: int, hello: dict[str, Any], total: float | None = None
+    ) -> dict[str, Any]:
+        """The zygote's limits for one request; ``total`` caps its wall seconds (``calls.py``)."""
         mem = self.memory_mb << 20
         return {
+            "total": total,
             "timeout": self.timeout,
             "cpu": math.ceil(self.timeout * (n_items + 1)) + 1,
             "as_bytes": int(hello.get("vsz", 0)) + mem,
@@ -120,11 +130,16 @@ class Executor:
         level: str | None = None,
         on_warning: Callable[[str], None] | None = None,
         recycle_after: int = 2000,
+        max_timeouts: int = 3,
     ) -> None:
-        """``stop_on_failure``: skip a program's remaining tests after its first non-pass.
+        """``stop_on_failure``: skip a program's remaining tests after its first non-pass (also
+        the tests after a time-out in a call request, which would need a fresh run; off, they
+        run, up to ``max_timeouts`` time-outs per request: see ``calls.py``).
         ``level``: force an isolation level (default: the strongest available).
         ``on_warning``: receives the weak-isolation warning (default: ``warnings.warn``)."""
-        self.limits = Limits(timeout=timeout, memory_mb=memory_mb, output_mb=output_mb)
+        self.limits = Limits(
+            timeout=timeout, memory_mb=memory_mb, output_mb=output_mb, max_timeouts=max_timeouts
+        )
         if level is not None and not level_available(level):
             raise BcoderError(
                 f"isolation level {level!r} is not available here (see bcoder doctor)"
@@ -160,19 +175,28 @@ class Executor:
 
     # ---- one program ----
 
-    def run(self, code: str, spec: TestSpec) -> ExecResult:
-        """Check one program against ``spec``; blocks until a worker is free."""
+    def run(self, code: str, spec: TestSpec, *, stop_on_failure: bool | None = None) -> ExecResult:
+        """Check one program against ``spec``; blocks until a worker is free.
+
+        ``stop_on_failure`` overrides the executor's for this program (tests a model wrote want
+        a verdict each, the hidden tests of the same problem only an outcome)."""
         if self._closed:
             raise BcoderError("the executor is closed")
         requests = planning.plan(spec)  # bad tests raise here, before a worker is taken
+        stop = self.stop_on_failure if stop_on_failure is None else stop_on_failure
         worker = self._idle.get()
         try:
-            return self._check(worker, code, spec, requests)
+            return self._check(worker, code, spec, requests, stop)
         finally:
             self._idle.put(worker)
 
     def _check(
-        self, worker: Worker, code: str, spec: TestSpec, requests: list[planning.Request]
+        self,
+        worker: Worker,
+        code: str,
+        spec: TestSpec,
+        requests: list[planning.Request],
+        stop_on_failure: bool,
     ) -> ExecResult:
         t0 = time.monotonic()
         tests: list[TestOutcome | None] = [None] * len(spec)
@@ -180,32 +204,42 @@ class Executor:
         for req in requests:
             if stop:
                 break
-            outcomes = self._run_request(worker, code, req)
+            outcomes = self._run_request(worker, code, req, stop_on_failure)
             for idx, outcome in zip(req.tests, outcomes, strict=False):
                 tests[idx] = outcome
-                if outcome.verdict not in ("pass", "skipped") and self.stop_on_failure:
+                if outcome.verdict not in ("pass", "skipped") and stop_on_failure:
                     stop = True
             if any(t.verdict == "compile_error" for t in outcomes):
                 break
         done = [t or TestOutcome("skipped", 0.0, "not run") for t in tests]
         return ExecResult.from_tests(done, time.monotonic() - t0, self.level)
 
-    def _run_request(self, worker: Worker, code: str, req: planning.Request) -> list[TestOutcome]:
+    def _run_request(
+        self, worker: Worker, code: str, req: planning.Request, stop_on_failure: bool
+    ) -> list[TestOutcome]:
+        lim = self.limits
+        if req.body["op"] == "call":
+
+            def send(part: planning.Request, total: float) -> dict[str, Any]:
+                return self._send(worker, code, part, total)
+
+            return answer_calls(send, req, lim.timeout, lim.max_timeouts, not stop_on_failure)
         resp = self._send(worker, code, req)
         if req.check == "stdio":
-            return [planning.judge_stdio(resp, req.expected[0], self.limits.timeout)]
-        return planning.judge_items(req, resp, self.limits.timeout)
+            return [planning.judge_stdio(resp, req.expected[0], lim.timeout)]
+        return planning.judge_items(req, resp, lim.timeout)
 
-    def _send(self, worker: Worker, code: str, req: planning.Request) -> dict[str, Any]:
+    def _send(
+        self, worker: Worker, code: str, req: planning.Request, total: float | None = None
+    ) -> dict[str, Any]:
         """Send a request, restarting a dead worker and retrying once."""
         n_items = len(req.tests)
         for attempt in range(2):
             try:
                 if not worker.alive or worker.requests >= self.recycle_after:
                     self._spawner.start_worker(worker)
-                body = dict(
-                    req.body, code=code, limits=self.limits.for_request(n_items, worker.hello)
-                )
+                lim = self.limits.for_request(n_items, worker.hello, total)
+                body = dict(req.body, code=code, limits=lim)
                 extra = None
                 if body["op"] == "judge":  # the test code goes to the judge process only
                     extra = {k: body.pop(k) for k in ("setup", "statements")}
@@ -223,7 +257,9 @@ class Executor:
 
     # ---- many programs ----
 
-    def run_many(self, jobs: Iterable[tuple[str, TestSpec]]) -> Iterator[tuple[int, ExecResult]]:
+    def run_many(
+        self, jobs: Iterable[tuple[str, TestSpec]], *, stop_on_failure: bool | None = None
+    ) -> Iterator[tuple[int, ExecResult]]:
         """Check many programs in parallel; yields ``(index in jobs, result)`` as they finish."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -238,7 +274,8 @@ class Executor:
                     except StopIteration:
                         exhausted = True
                         break
-                    pending[pool.submit(self.run, code, spec)] = i
+                    fut = pool.submit(self.run, code, spec, stop_on_failure=stop_on_failure)
+                    pending[fut] = i
                 if not pending:
                     break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -10,19 +10,23 @@ Expected outputs stay here, on the trusted side. Three request kinds:
 - ``judge``: any other assert (``math.isclose``, HumanEval ``check(candidate)``...): a clean judge
   process in the sandbox runs the test code and calls into the program process only through a
   pipe carrying plain values; its verdict travels on a pipe the program never holds.
+
+Every answered item of a ``call`` request also records what the program gave
+(``TestOutcome.value``, ``values.py``), and a ``call`` request may be answered in several runs
+(``calls.py``): a ``Request.tail`` holds the items a fresh run still has to answer.
 """
 
 from __future__ import annotations
 
 import ast
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import TestSpec
 from bcoder.core.types import TestOutcome
-from bcoder.execution import compare, wire
+from bcoder.execution import compare, values, wire
 
 SHOW = 2000  # characters of stdout / stderr kept per test for display
 
@@ -35,6 +39,12 @@ class Request:
     tests: list[int]  # the spec's test indices it decides, in answer order
     expected: list[Any]  # per test: expected stdout / value (never sent)
     check: str = "equal"  # how answers are compared: stdio | apps (call-based) | equal | judge
+    rel_tol: float = 0.0  # check "equal": the float tolerance of the spec (0: exact)
+
+    def tail(self, start: int) -> Request:
+        """The same ``call`` request without its first ``start`` items."""
+        body = dict(self.body, items=self.body["items"][start:])
+        return replace(self, body=body, tests=self.tests[start:], expected=self.expected[start:])
 
 
 def split_assert(stmt: str) -> tuple[str, Any] | None:
@@ -107,7 +117,8 @@ def plan(spec: TestSpec) -> list[Request]:
     reqs = []
     if calls:
         body = {"op": "call", "setup": spec.setup, "items": [{"expr": s[0]} for _, s, _ in calls]}
-        reqs.append(Request(body, [i for i, _, _ in calls], [s[1] for _, s, _ in calls]))
+        tests, expected = [i for i, _, _ in calls], [s[1] for _, s, _ in calls]
+        reqs.append(Request(body, tests, expected, rel_tol=spec.rel_tol))
     if judged:
         body = {"op": "judge", "setup": spec.setup, "statements": [s for _, _, s in judged]}
         reqs.append(Request(body, [i for i, _, _ in judged], [None] * len(judged), "judge"))
@@ -149,6 +160,8 @@ def failure(resp: dict[str, Any], timeout: float) -> tuple[str, str] | None:
         return "compile_error", "compiling exceeded the limits"  # no program code had run
     if limit == "timeout":
         return "runtime_error", f"time limit exceeded ({timeout:g} s)"
+    if limit == "total":
+        return "runtime_error", "time limit exceeded (the time budget of all its tests is spent)"
     if limit == "memory":
         return "runtime_error", "memory limit exceeded"
     if limit == "output":
@@ -180,21 +193,30 @@ def judge_stdio(resp: dict[str, Any], expected: Any, timeout: float) -> TestOutc
 
 
 def judge_items(req: Request, resp: dict[str, Any], timeout: float) -> list[TestOutcome]:
-    """Verdicts of a ``call`` or ``judge`` request's tests, in ``req.tests`` order."""
+    """Verdicts of a ``call`` or ``judge`` request's tests, in ``req.tests`` order.
+
+    In a ``call`` request whose program loaded, the item that was running when time ran out is
+    the one that timed out (value ``timeout``): ``calls.py`` answers the items after it in a
+    fresh run.
+    """
     out, err = _clip(resp.get("stdout", "")), _clip(resp.get("stderr", ""))
     n = len(req.tests)
     bad = failure(resp, timeout)
     if bad is not None and bad[0] == "compile_error":
         return [TestOutcome("compile_error", 0.0, bad[1], out, err), *_skipped(n - 1)]
     items, times = _parse(resp.get("items", [])), [float(t) for t in resp.get("times", [])]
+    wall, loaded = float(resp.get("wall", 0.0)), False
     if req.body["op"] == "call":  # the first frame says whether the program's top level ran
         head = items.pop(0) if items else {}
-        times = times[1:]
         if "fatal" in head:
             msg = str(head["fatal"])[:300]
             return [TestOutcome("runtime_error", 0.0, msg, out, err), *_skipped(n - 1)]
+        loaded = bool(head.get("ready"))
+        if loaded:  # the item that failed ran since the last answer
+            wall = max(0.0, wall - sum(times[: len(items) + 1]))
+        times = times[1:]
     results = [
-        _verdict(item, req.expected[k], req.check, times[k] if k < len(times) else 0.0, out, err)
+        _verdict(item, req, k, times[k] if k < len(times) else 0.0, out, err)
         for k, item in enumerate(items[:n])
     ]
     if len(results) < n:
@@ -204,15 +226,15 @@ def judge_items(req: Request, resp: dict[str, Any], timeout: float) -> list[Test
                 _last_line(resp.get("stderr", ""))
                 or ("the program exited before the tests finished"),
             )
-        results.append(TestOutcome(bad[0], float(resp.get("wall", 0.0)), bad[1], out, err))
+        timed_out = loaded and resp.get("limit") in ("timeout", "total")
+        value = values.TIMEOUT if timed_out else ""
+        results.append(TestOutcome(bad[0], wall, bad[1], out, err, value))
         results += _skipped(n - len(results))
     elif bad is not None and all(r.verdict != "runtime_error" for r in results):
         # Every test was answered, then the process failed (exit status, limit, signal): the
-        # run is a runtime error, shown on its last test.
-        last = results[-1]
-        results[-1] = TestOutcome(
-            "runtime_error", last.time, f"after the tests: {bad[1]}", out, err
-        )
+        # run is a runtime error, shown on its last test (which keeps the value it returned).
+        detail = f"after the tests: {bad[1]}"
+        results[-1] = replace(results[-1], verdict="runtime_error", detail=detail)
     return results
 
 
@@ -232,34 +254,33 @@ def _skipped(n: int) -> list[TestOutcome]:
 
 
 def _verdict(
-    item: dict[str, Any], expected: Any, check: str, t: float, out: str, err: str
+    item: dict[str, Any], req: Request, k: int, t: float, out: str, err: str
 ) -> TestOutcome:
-    if check == "judge":
+    """The verdict on the answer to item ``k``, with what the program gave (``call`` requests)."""
+    if req.check == "judge":
         verdict = item.get("verdict")
         if verdict not in ("pass", "fail", "runtime_error"):
             return TestOutcome("runtime_error", t, "malformed verdict from the judge", out, err)
         return TestOutcome(verdict, t, str(item.get("detail", ""))[:300], out, err)
     if "exc" in item:
-        return TestOutcome("runtime_error", t, str(item.get("msg") or item["exc"])[:300], out, err)
+        detail = str(item.get("msg") or item["exc"])[:300]
+        return TestOutcome("runtime_error", t, detail, out, err, values.raised_text(item["exc"]))
     if "ok" not in item:
         return TestOutcome("runtime_error", t, "malformed answer from the program", out, err)
     try:
         value = wire.decode(item["ok"])
     except (ValueError, TypeError, KeyError, RecursionError) as e:
         return TestOutcome("fail", t, f"unreadable value ({e})", out, err)
+    text = values.value_text(value)
     if isinstance(value, wire.Opaque):
-        return TestOutcome(
-            "fail", t, f"returned a {value.type_name} object, not a plain value", out, err
-        )
-    ok = compare.call_matches(value, expected) if check == "apps" else _same(value, expected)
+        detail = f"returned a {value.type_name} object, not a plain value"
+        return TestOutcome("fail", t, detail, out, err, text)
+    expected = req.expected[k]
+    if req.check == "apps":
+        ok = compare.call_matches(value, expected)
+    else:
+        ok = compare.equal_within(value, expected, req.rel_tol)
     detail = (
         "" if ok else (f"expected {compare.clip_repr(expected)}, got {compare.clip_repr(value)}")
     )
-    return TestOutcome("pass" if ok else "fail", t, detail, out, err)
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:
-        return False
+    return TestOutcome("pass" if ok else "fail", t, detail, out, err, text)

@@ -38,6 +38,10 @@ class Watch:
     requests; in judge mode the judge and the program, which ends once the judge is done), so
     that the status of the program's own process is known: ``exit`` and ``signal`` are the
     program's (a signal that killed the judge is reported when the program had none).
+
+    Time: the first answer (``call``: the program loaded) and each answer after it get
+    ``lim["timeout"]`` seconds from the one before (limit ``timeout``); ``lim["total"]``, when
+    given, caps the whole request (limit ``total``).
     """
 
     def __init__(
@@ -65,17 +69,19 @@ class Watch:
     def run(self, t0: float) -> dict[str, Any]:
         timeout, limit = float(self.lim["timeout"]), None
         deadline, last, next_mem = t0 + timeout, t0, t0 + 0.05
+        total = self.lim.get("total")
+        end = t0 + (float(total) if total is not None else float("inf"))
         while True:
             now = time.monotonic()
-            if now >= deadline:
-                limit = "timeout"
+            if now >= min(deadline, end):
+                limit = "timeout" if now >= deadline else "total"
                 break
             if now >= next_mem:
                 next_mem = now + 0.1
                 if self.rss() > self.lim["rss_bytes"]:
                     limit = "memory"
                     break
-            for key, _ in self.sel.select(max(0.0, min(deadline, next_mem) - now)):
+            for key, _ in self.sel.select(max(0.0, min(deadline, end, next_mem) - now)):
                 if key.data == "exit":
                     self._reap(key.fd)
                     if len(self.status) == len(self.pidfds):
