@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from bcoder.core.errors import BcoderError
-from bcoder.core.types import Candidate, SolveResult, TokenScore
+from bcoder.core.types import Candidate, GeneratedTests, SolveResult, TokenScore
 from bcoder.core.types import TestOutcome as Outcome
 from bcoder.pipeline.store import SCHEMA_VERSION, Store
 
@@ -61,6 +61,55 @@ def test_round_trip_is_equal(store):
     assert back == result
     assert back.to_dict() == result.to_dict()
     assert back.candidates[0].tokens[1].v == -0.2  # floats survive exactly
+
+
+def test_generated_tests_round_trip(store):
+    """The tests the model wrote and each candidate's verdicts on them come back as saved."""
+    result = make_result()
+    result.generated = GeneratedTests(
+        asserts=["assert f() == 0", "assert f() == 1"], samples=2, written=5, seconds=1.5
+    )
+    for c in result.candidates:
+        c.generated = [Outcome("pass", 0.01, value="0"), Outcome("fail", 0.01, "", value="0")]
+    back = store.get(store.save(result))
+    assert back == result and back.generated.asserts[1] == "assert f() == 1"
+    assert back.candidates[2].generated[1].verdict == "fail"
+    none = make_result(seed=1)
+    none.generated = GeneratedTests(note="the model wrote no test of f that parses")
+    assert store.get(store.save(none)).generated.note.startswith("the model wrote no test")
+
+
+def test_a_version_1_store_gains_the_generated_column(tmp_path):
+    """A store written before runs had generated tests reads as before and takes new runs."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA_V1 + "PRAGMA user_version = 1;")
+        db.execute(
+            "INSERT INTO runs VALUES ('250101-000000-abcd', 1.0, 'p', 't', 'tiny', 0, NULL, NULL,"
+            " 'none', '{\"id\": \"p\"}', '{}', '{}')"
+        )
+    store = Store(path)
+    old = store.get("250101-000000-abcd")
+    assert old.generated is None and old.problem == {"id": "p"}
+    result = make_result()
+    result.generated = GeneratedTests(asserts=["assert f() == 0"], samples=1, written=1)
+    assert store.get(store.save(result)).generated == result.generated
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+_SCHEMA_V1 = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY, created REAL NOT NULL, problem_id TEXT NOT NULL, title TEXT NOT NULL,
+    model TEXT NOT NULL, n_candidates INTEGER NOT NULL, best_reward REAL, best_outcome TEXT,
+    heads TEXT NOT NULL, problem TEXT NOT NULL, settings TEXT NOT NULL, timings TEXT NOT NULL
+);
+CREATE INDEX runs_created ON runs (created);
+CREATE TABLE candidates (
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE, rank INTEGER NOT NULL,
+    reward REAL NOT NULL, outcome TEXT, data TEXT NOT NULL, PRIMARY KEY (run_id, rank)
+);
+"""
 
 
 def test_empty_result_round_trips(store):

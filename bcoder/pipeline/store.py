@@ -1,6 +1,7 @@
 """The results store: every solve, saved in SQLite (stdlib) and read back by the CLI, TUI and LSP.
 
-One row per run (problem, settings, timings as JSON, plus the columns ``runs list`` shows) and one
+One row per run (problem, settings, timings and the tests the model wrote as JSON, plus the columns
+``runs list`` shows) and one
 row per candidate (rank, reward, outcome, and the candidate as JSON with its per-token scores stored
 column-wise). Writes are single transactions; the database is in WAL mode with a busy timeout, so
 the CLI and the language server can write at the same time. ``PRAGMA user_version`` is the schema
@@ -23,9 +24,9 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import write_error
-from bcoder.core.types import Candidate, SolveResult, TokenScore
+from bcoder.core.types import Candidate, GeneratedTests, SolveResult, TokenScore
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.generated (the tests the model wrote); a version-1 file gains it
 _TOKEN_FIELDS = [f.name for f in fields(TokenScore)]
 
 _SCHEMA = """
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     heads TEXT NOT NULL,
     problem TEXT NOT NULL,              -- JSON
     settings TEXT NOT NULL,             -- JSON
-    timings TEXT NOT NULL               -- JSON
+    timings TEXT NOT NULL,              -- JSON
+    generated TEXT                      -- JSON: GeneratedTests.to_dict(), NULL when none
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created);
 CREATE TABLE IF NOT EXISTS candidates (
@@ -53,6 +55,10 @@ CREATE TABLE IF NOT EXISTS candidates (
     PRIMARY KEY (run_id, rank)
 );
 """
+
+# a file of version K is brought to SCHEMA_VERSION by _MIGRATIONS[K] (new columns go last, as
+# ALTER TABLE puts them, so that rows keep one column order)
+_MIGRATIONS = {1: "ALTER TABLE runs ADD COLUMN generated TEXT;"}
 
 
 def default_store_path() -> Path:
@@ -137,9 +143,10 @@ class Store:
         with self._connect() as db:
             try:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version < SCHEMA_VERSION:  # a new file (migrations from older ones go here)
+                if version < SCHEMA_VERSION:  # a new file, or an older one to bring up to date
+                    script = _SCHEMA if version == 0 else _MIGRATIONS[version]
                     db.executescript(
-                        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                        f"BEGIN IMMEDIATE; {script} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                     )
             except sqlite3.DatabaseError as err:
                 raise BcoderError(_unusable(self.path, err)) from None
@@ -195,6 +202,7 @@ class Store:
             json.dumps(result.problem, ensure_ascii=False),
             json.dumps(result.settings, ensure_ascii=False),
             json.dumps(result.timings),
+            json.dumps(result.generated.to_dict()) if result.generated is not None else None,
         ]
         cand_rows = [(i, c.reward, c.outcome, _candidate_json(c)) for i, c in enumerate(cands)]
         for attempt in range(5):
@@ -240,8 +248,9 @@ class Store:
         full = self.resolve_id(run_id)
         with self._connect() as db:
             db.execute("BEGIN")  # one snapshot for both reads
-            problem, settings, timings, heads = db.execute(
-                "SELECT problem, settings, timings, heads FROM runs WHERE id = ?", (full,)
+            problem, settings, timings, heads, generated = db.execute(
+                "SELECT problem, settings, timings, heads, generated FROM runs WHERE id = ?",
+                (full,),
             ).fetchone()
             rows = db.execute(
                 "SELECT data FROM candidates WHERE run_id = ? ORDER BY rank", (full,)
@@ -254,6 +263,7 @@ class Store:
             heads=heads,
             timings=json.loads(timings),
             run_id=full,
+            generated=GeneratedTests.from_dict(json.loads(generated)) if generated else None,
         )
 
     def list(self, limit: int = 50) -> list[RunSummary]:
