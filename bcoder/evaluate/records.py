@@ -11,7 +11,11 @@ Layout of a run directory::
 
 A problem's record holds each *distinct* program sampled for it with its ``count`` among the M
 samples (sum of counts = M), its scores (R~, mean and sum log-probability), its verdicts (outcome,
-true reward, example tests) and its per-token values as compact columns.
+true reward, example tests) and its per-token values as compact columns. When the model wrote
+tests for the problem, the record keeps them (``generated``: the asserts and how they were made)
+and each candidate its verdict on each (a letter per test) and what it returned there, so that a
+report or a resumed run recomputes the agreement rankers; records without them (older runs, runs
+that wrote no tests) read as before.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_bytes
-from bcoder.core.types import Candidate, TokenScore
+from bcoder.core.types import Candidate, GeneratedTests, TestOutcome, TokenScore
 from bcoder.problems.programs import program_row
 
 # the layout above
@@ -37,6 +42,15 @@ PROBLEMS, SAMPLES = "problems", "samples"  # record folders: executed, sampled o
 RECORD_VERSION = 1
 TOKEN_COLUMNS = ("id", "q", "v", "a", "r", "logprob")  # per action token: id, Q, V, A, r~, log pi
 _DIGITS = 5  # per-token floats are rounded to 5 decimals (R~ itself is stored unrounded)
+# a generated test's verdict as one letter (TestOutcome.verdict); "?" for any other
+VERDICT_LETTERS = {
+    "pass": "p",
+    "fail": "f",
+    "runtime_error": "r",
+    "compile_error": "c",
+    "skipped": "s",
+}
+LETTER_VERDICTS = {letter: verdict for verdict, letter in VERDICT_LETTERS.items()}
 
 
 @dataclass
@@ -54,6 +68,10 @@ class CandidateRecord:
     n_tokens: int = 0
     finish_reason: str = ""
     tokens: dict[str, list[float]] = field(default_factory=dict)  # TOKEN_COLUMNS -> values
+    # on the problem's generated tests, in their order: a verdict letter each (VERDICT_LETTERS)
+    # and what the program returned (TestOutcome.value; [] when none is known); "" without tests
+    generated: str = ""
+    generated_values: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -85,7 +103,19 @@ class CandidateRecord:
             n_tokens=len(c.tokens),
             finish_reason=c.finish_reason,
             tokens=cols if c.tokens else {},
+            generated="".join(VERDICT_LETTERS.get(t.verdict, "?") for t in c.generated),
+            generated_values=[t.value for t in c.generated]
+            if any(t.value for t in c.generated)
+            else [],
         )
+
+    def generated_outcomes(self) -> list[TestOutcome]:
+        """The verdicts and values on the generated tests as the rankers read them."""
+        return [
+            TestOutcome(LETTER_VERDICTS.get(letter, "unknown"), value=value)
+            for letter, value in zip_longest(self.generated, self.generated_values, fillvalue="")
+            if letter
+        ]
 
     def to_candidate(self) -> Candidate:
         """The Candidate the rankers read (``bcoder.ranking.rankers.RANKERS``): scores, verdicts and the
@@ -109,6 +139,7 @@ class CandidateRecord:
             true_reward=self.true_reward,
             passed_examples=self.passed_examples,
             finish_reason=self.finish_reason,
+            generated=self.generated_outcomes(),
         )
 
 
@@ -122,6 +153,12 @@ class ProblemRecord:
     candidates: list[CandidateRecord]
     timings: dict[str, float] = field(default_factory=dict)  # generate, score, execute, total (s)
     version: int = RECORD_VERSION
+    # the tests the model wrote (GeneratedTests.to_dict()); None when it was not asked to
+    generated: dict[str, Any] | None = None
+
+    @property
+    def generated_tests(self) -> GeneratedTests | None:
+        return None if self.generated is None else GeneratedTests.from_dict(self.generated)
 
     @property
     def n_samples(self) -> int:

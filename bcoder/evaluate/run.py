@@ -136,13 +136,17 @@ def prepare_run_dir(
     return config
 
 
-def _record(problem: Problem, candidates: list[Any], timings: dict[str, float]) -> ProblemRecord:
+def _record(
+    problem: Problem, candidates: list[Any], timings: dict[str, float], generated: Any = None
+) -> ProblemRecord:
+    """A problem's record; ``generated`` (GeneratedTests) when the model wrote tests for it."""
     return ProblemRecord(
         problem_id=problem.id,
         difficulty=problem.difficulty,
         has_example_tests=problem.example_tests is not None,
         candidates=[CandidateRecord.from_candidate(c) for c in candidates],
         timings={k: float(v) for k, v in timings.items() if k != "load"},
+        generated=None if generated is None else generated.to_dict(),
     )
 
 
@@ -164,7 +168,7 @@ def _sample_problem(
         prefill=settings.prefill,
     )
     result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel)
-    return _record(problem, result.candidates, result.timings)
+    return _record(problem, result.candidates, result.timings, result.generated)
 
 
 def _score_problem(
