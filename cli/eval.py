@@ -324,6 +324,12 @@ _SHORT = {
     "ranked_mean_logprob": "mean logprob",
     "ranked_sum_logprob": "sum logprob",
     "ranked_tests_first_logprob": "tests, then mean logprob",
+    "ranked_codet_reward": "CodeT, then R~",
+    "ranked_codet_logprob": "CodeT, then mean logprob",
+    "ranked_outputs_reward": "outputs, then R~",
+    "ranked_outputs_logprob": "outputs, then mean logprob",
+    "ranked_overlap_reward": "overlap, then R~",
+    "ranked_overlap_logprob": "overlap, then mean logprob",
     "ranked_random": "random",
     "filtered_reward": "filtered, R~",
     "upper_bound": "upper bound",
@@ -350,8 +356,8 @@ def _tables(report: dict[str, Any]) -> list[Any]:
     if fig.get("vs_likelihood"):
         from bcoder.evaluate.markdown import cell
 
-        diff = Table(title="learned minus likelihood ranking (points) [95% paired bootstrap CI]")
-        diff.add_column("learned - likelihood", no_wrap=True)
+        diff = Table(title="ranker minus likelihood ranking (points) [95% paired bootstrap CI]")
+        diff.add_column("ranker - likelihood", no_wrap=True)
         for k in ks:
             diff.add_column(f"pass@{k}", justify="right", no_wrap=True)
         for pair, by_k in fig["vs_likelihood"].items():
@@ -368,7 +374,7 @@ def _tables(report: dict[str, Any]) -> list[Any]:
             cells = [
                 pct(metrics[g].get(method, {}).get(k, {}).get("value")) for g in groups for k in ks
             ]
-            per.add_row(_SHORT[method], *cells)
+            per.add_row(_SHORT.get(method, method), *cells)
         tables.append(per)
     if report.get("paper"):
         table = Table(

@@ -159,10 +159,11 @@ def main() -> None:
     for key in ("ranked", "trained"):
         if key in rec:
             plot_reward_density(rec[key], args.out / f"reward_density-{key}.png")
+    shown = [n for n in RANKERS if n in figs["init"]["auc"]]  # the rankers the runs report
     lines += [
         "",
         "Plots: `reward_density-ranked.png`, `reward_density-trained.png` (R~ by true outcome, "
-        "the paper's Figure 3). Rankers: " + ", ".join(f"`{n}`" for n in RANKERS) + ".",
+        "the paper's Figure 3). Rankers: " + ", ".join(f"`{n}`" for n in shown) + ".",
     ]
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     out = {"problems": common, "trained_problems": trained_ids, "figures": figs,

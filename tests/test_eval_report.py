@@ -22,7 +22,10 @@ from bcoder.evaluate.records import (
     write_record,
 )
 from bcoder.evaluate.report import METHODS, best_ranker, compute_figures, ranked_method
-from bcoder.ranking.rankers import LEARNED, RANKER_LABELS, RANKERS
+from bcoder.ranking.rankers import AGREEMENT, LEARNED, RANKER_LABELS, RANKERS
+
+# what a run reports when it wrote no tests: every ranker but the agreement ones
+PER_CANDIDATE = [r for r in RANKERS if r not in AGREEMENT]
 
 REWARD = {"pass": 1.0, "fail": -0.3, "runtime_error": -0.6, "compile_error": -1.0}
 
@@ -105,7 +108,7 @@ def naive_values(record: ProblemRecord, k: int) -> dict[str, float | None]:
     keep = [x for x in s if x["passed_examples"]]
     return {
         "unranked": 1 - math.comb(n - c, k) / math.comb(n, k),
-        **{"ranked_" + r.replace("-", "_"): top_k_by_key(s, r, k) for r in RANKERS},
+        **{"ranked_" + r.replace("-", "_"): top_k_by_key(s, r, k) for r in PER_CANDIDATE},
         "filtered_reward": (
             top_k_passes(keep, lambda i: keep[i]["reward"], k) if record.has_example_tests else None
         ),
@@ -138,8 +141,9 @@ def test_every_pass_at_k_figure_recomputed_from_the_records():
                 assert cell["value"] == pytest.approx(np.mean(vals), abs=1e-12), (group, method, k)
                 assert cell["ci"] == pytest.approx(naive_ci(vals, n_boot, seed), abs=1e-12)
                 checked += 1
-    assert set(metrics["all"]) == set(METHODS) and len(METHODS) == 11
-    assert checked == len(ks) * 4 * len(METHODS)
+    agreement = {ranked_method(r) for r in AGREEMENT}  # no tests written: not reported
+    assert set(metrics["all"]) == set(METHODS) - agreement and len(metrics["all"]) == 11
+    assert checked == len(ks) * 4 * len(metrics["all"])
     # The figures are not all trivially equal: the data exercises the differences.
     all1 = {m: c["1"]["value"] for m, c in metrics["all"].items()}
     assert all1["upper_bound"] > all1["unranked"] > 0
@@ -207,13 +211,13 @@ def test_outcome_auc_and_calibration_figures_recomputed():
         assert stats["n"] == len(mine)
         assert stats["share"] == pytest.approx(len(mine) / len(samples))
         assert stats["reward_mean"] == pytest.approx(np.mean([x["reward"] for x in mine]))
-    assert list(fig["auc"]) == list(RANKERS)  # an AUC per ranker
-    for name in RANKERS:
+    assert list(fig["auc"]) == PER_CANDIDATE  # an AUC per ranker
+    for name in PER_CANDIDATE:
         pos = [naive_score(x, name) for x in samples if x["outcome"] == "pass"]
         neg = [naive_score(x, name) for x in samples if x["outcome"] != "pass"]
         wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
         assert fig["auc"][name] == pytest.approx(wins / (len(pos) * len(neg))), name
-    assert len(set(fig["auc"].values())) == len(RANKERS)  # the rankers do differ here
+    assert len(set(fig["auc"].values())) == len(PER_CANDIDATE)  # the rankers do differ here
     bins = fig["calibration"]
     assert sum(b["n"] for b in bins) == len(samples) and len(bins) == 10
     ordered = sorted((x["reward"], x["true_reward"], x["outcome"] == "pass") for x in samples)
@@ -312,7 +316,8 @@ def test_markdown_shows_every_overall_cell():
                 assert text in md
     assert "| Table 1 | ranked_reward | 1 | all | 2.30 |" in md
     assert "paper" in md and "this run" in md
-    for name, label in RANKER_LABELS.items():  # a pass@k row and an AUC row per ranker
+    for name in PER_CANDIDATE:  # a pass@k row and an AUC row per ranker
+        label = RANKER_LABELS[name]
         assert f"| ranked by {label} | " in md
         (row,) = [line for line in md.splitlines() if line.startswith(f"| `{name}` | {label} |")]
         assert row.endswith(f" | {figures['auc'][name]:.3f} |")

@@ -11,7 +11,7 @@ import pytest
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.types import Candidate, TokenScore
-from bcoder.ranking.rankers import RANKERS, checkpoint_ranker, get_ranker, rank
+from bcoder.ranking.rankers import AGREEMENT, RANKERS, checkpoint_ranker, get_ranker, rank
 
 
 def cand(
@@ -63,11 +63,12 @@ def test_each_ranker_gives_its_own_known_order():
     # random: a fixed order from a hash of the code, whatever the arrival order
     by_hash = sorted("ABCD", key=lambda c: hashlib.sha256(c.encode()).hexdigest(), reverse=True)
     assert order(shuffled, "random") == "".join(by_hash) == order([B, D, A, C], "random")
-    assert set(RANKERS) == {*EXPECTED, "random"}
+    assert set(RANKERS) == {*EXPECTED, "random", *AGREEMENT}
 
 
 def test_terminal_is_the_q_of_the_last_action_and_tests_first_falls_back():
-    assert get_ranker("terminal")(B) == 0.9 and get_ranker("reward")(B) == 2.0
+    # a ranker scores a set: one score per candidate, in the set's order
+    assert get_ranker("terminal")([B, A]) == [0.9, -0.5] and get_ranker("reward")([B]) == [2.0]
     untested = [cand(c.code, [t.reward for t in c.tokens], c.tokens[-1].q,
                      [t.logprob for t in c.tokens], None) for c in (A, B, C, D)]  # fmt: skip
     assert order(untested, "tests-first") == EXPECTED["reward"]  # no example tests: by R~
@@ -90,7 +91,8 @@ def test_unknown_ranker_is_a_one_line_error():
         rank([A, B], "best")
     assert str(err.value) == (
         "unknown ranker 'best' (known: reward, terminal, tests-first, tests-first-terminal, "
-        "mean-logprob, sum-logprob, tests-first-logprob, random)"
+        "mean-logprob, sum-logprob, tests-first-logprob, codet-reward, codet-logprob, "
+        "outputs-reward, outputs-logprob, overlap-reward, overlap-logprob, random)"
     )
 
 

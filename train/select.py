@@ -120,7 +120,8 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     assert outcome.report is not None  # one process, every problem done
     figures = outcome.report["figures"]
     cells = figures["metrics"]["all"]
-    pass1 = {name: cells[ranked_method(name)]["1"]["value"] for name in RANKERS}
+    # the rankers the report shows: the agreement ones only when tests were written for them
+    pass1 = {n: cells[ranked_method(n)]["1"]["value"] for n in RANKERS if ranked_method(n) in cells}
     pass1.update({m: cells[m]["1"]["value"] for m in ("unranked", "upper_bound")})
     chosen = figures["best_ranker"] or DEFAULT_RANKER
     config = read_checkpoint_config(checkpoint)

@@ -7,7 +7,7 @@ from typing import Any
 
 from bcoder.core.settings import is_no_heads
 from bcoder.evaluate.report import METHOD_LABELS, METHODS, ranked_method
-from bcoder.ranking.rankers import RANKER_LABELS
+from bcoder.ranking.rankers import LEARNED, RANKER_LABELS
 
 
 def pct(x: float | None) -> str:
@@ -41,7 +41,7 @@ def metrics_rows(
         if m not in group:
             continue
         n = next(iter(group[m].values()))["n"]
-        label = labels[m] + (f" ({n} problems)" if n != n_all else "")
+        label = labels.get(m, METHOD_LABELS.get(m, m)) + (f" ({n} problems)" if n != n_all else "")
         rows.append([label, *(cell(group[m].get(k)) for k in ks)])
     return rows
 
@@ -142,22 +142,25 @@ def _outcomes(fig: dict[str, Any]) -> list[str]:
 
 
 def _against_likelihood(fig: dict[str, Any], ks: list[str]) -> list[str]:
-    """The learned rankers' paired differences against the likelihood ranking, when reported."""
+    """The rankers' paired differences against the likelihood ranking, when reported."""
     if not fig.get("vs_likelihood"):
         return []
+    # with agreement rankers in the pairs (a run that wrote tests) not every ranker is learned
+    learned = all(pair.split(" - ")[0] in LEARNED for pair in fig["vs_likelihood"])
+    who, winner = ("learned ", "the learned one") if learned else ("", "the ranker")
     lines = [
         "",
-        "## learned rankers against likelihood (percentage points)",
+        f"## {who}rankers against likelihood (percentage points)",
         "",
-        "Each cell: the learned ranker's ranked pass@k minus the likelihood ranking's, over "
-        "problems, and its 95% paired bootstrap interval (above 0: the learned one wins).",
+        f"Each cell: the {who}ranker's ranked pass@k minus the likelihood ranking's, over "
+        f"problems, and its 95% paired bootstrap interval (above 0: {winner} wins).",
         "",
     ]
     rows = [
         [f"`{pair}`", *(cell(by_k.get(k)) for k in ks)]
         for pair, by_k in fig["vs_likelihood"].items()
     ]
-    return lines + _table(["learned - likelihood", *(f"pass@{k}" for k in ks)], rows)
+    return lines + _table([f"{who or 'ranker '}- likelihood", *(f"pass@{k}" for k in ks)], rows)
 
 
 def _paper(paper: list[dict[str, Any]] | None) -> list[str]:

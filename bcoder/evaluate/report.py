@@ -19,6 +19,12 @@ ranker with the best overall pass@k at the smallest k: what a checkpoint's ``"ra
 say when this run is on a validation split. ``vs_likelihood`` gives each learned ranker's ranked
 pass@k minus mean log-prob's (and the tests-first ones' minus ``tests-first-logprob``'s), with
 a paired bootstrap interval over problems.
+
+Rankers score a problem's distinct programs as a set (the agreement rankers need every program's
+verdicts on the generated tests, and a program's count). A report shows the agreement rankers
+(:data:`bcoder.ranking.rankers.AGREEMENT`) only when the run wrote tests for its problems (a record
+with ``generated``), and then their differences against mean log-prob too; on other runs they
+would only repeat their fallback, and the reports of older runs stay as they were.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 
 from bcoder.evaluate import metrics
 from bcoder.evaluate.records import ProblemRecord
-from bcoder.ranking.rankers import LEARNED, RANKER_LABELS, RANKERS
+from bcoder.ranking.rankers import AGREEMENT, LEARNED, RANKER_LABELS, RANKERS
 
 
 def ranked_method(ranker: str) -> str:
@@ -71,18 +77,26 @@ class Samples:
         return self.scores["mean-logprob"]
 
 
+def reported_rankers(records: Sequence[ProblemRecord]) -> list[str]:
+    """The rankers a report shows: every one of RANKERS, the agreement rankers only when some
+    problem of the run had tests written for it."""
+    wrote = any(r.generated is not None for r in records)
+    return [name for name in RANKERS if wrote or name not in AGREEMENT]
+
+
 def expand(record: ProblemRecord) -> Samples:
     """The per-sample lists of a record: candidate i repeated ``count`` times, in stored order.
-    Each program is scored once by every ranker; the figures below all read these lists."""
+    Every ranker scores the problem's distinct programs once, as a set; the figures below all
+    read these lists."""
     s = Samples(
         record.difficulty, record.has_example_tests, {n: [] for n in RANKERS}, [], [], [], []
     )
-    for c in record.candidates:
-        cand = c.to_candidate()
-        scores = {name: float(fn(cand)) for name, fn in RANKERS.items()}
+    cands = [c.to_candidate() for c in record.candidates]
+    scored = {name: ranker(cands) for name, ranker in RANKERS.items()}
+    for i, c in enumerate(record.candidates):
         for _ in range(c.count):
-            for name, x in scores.items():
-                s.scores[name].append(x)
+            for name, xs in scored.items():
+                s.scores[name].append(float(xs[i]))
             # An unexecuted program earns nothing; NaN would rank it below everything anyway.
             s.true_reward.append(c.true_reward if c.true_reward is not None else -math.inf)
             s.passed.append(c.passed)
@@ -95,7 +109,7 @@ def problem_values(s: Samples, k: int) -> dict[str, float | None]:
     """Each method's pass@k for one problem (None where a method does not apply)."""
     m = len(s.passed)
     out: dict[str, float | None] = {"unranked": metrics.pass_at_k(m, sum(s.passed), k)}
-    for name in RANKERS:
+    for name in s.scores:
         out[ranked_method(name)] = metrics.ranked_pass_at_k(s.scores[name], s.passed, k)
     out["filtered_reward"] = None
     out["upper_bound"] = metrics.upper_bound_pass_at_k(s.true_reward, s.passed, k)
@@ -121,14 +135,21 @@ def _summaries(
 
 
 def pass_at_k_table(
-    samples: Sequence[Samples], ks: Sequence[int], seed: int = 0, n_boot: int = 1000
+    samples: Sequence[Samples],
+    ks: Sequence[int],
+    seed: int = 0,
+    n_boot: int = 1000,
+    rankers: Sequence[str] | None = None,
 ) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
-    """{group: {method: {str(k): {"value", "ci", "n"}}}} for groups = difficulties + "all"."""
+    """{group: {method: {str(k): {"value", "ci", "n"}}}} for groups = difficulties + "all",
+    ranked by ``rankers`` (every one of RANKERS when None)."""
+    shown = {ranked_method(r) for r in (RANKERS if rankers is None else rankers)}
+    methods = [m for m in METHODS if not m.startswith("ranked_") or m in shown]
     diffs = [s.difficulty for s in samples]
     table: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for k in ks:
         per_problem = [problem_values(s, k) for s in samples]
-        for method in METHODS:
+        for method in methods:
             summaries = _summaries([p[method] for p in per_problem], diffs, n_boot, seed)
             for group, cell in summaries.items():
                 table.setdefault(group, {}).setdefault(method, {})[str(k)] = cell
@@ -233,10 +254,14 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
     return float((greater + 0.5 * ties) / (pos.size * neg.size))
 
 
-def separation(samples: Sequence[Samples]) -> dict[str, float | None]:
-    """ROC AUC of each ranker's score for "the sample passes", over all samples pooled."""
+def separation(
+    samples: Sequence[Samples], rankers: Sequence[str] | None = None
+) -> dict[str, float | None]:
+    """ROC AUC of each ranker's score for "the sample passes", over all samples pooled (an
+    agreement ranker's score orders one problem's candidates only, so its pooled AUC is rough)."""
     passed = [p for s in samples for p in s.passed]
-    return {name: auc([x for s in samples for x in s.scores[name]], passed) for name in RANKERS}
+    names = RANKERS if rankers is None else rankers
+    return {name: auc([x for s in samples for x in s.scores[name]], passed) for name in names}
 
 
 # Each learned ranker against the likelihood ranking (mean log-prob, as the issue of record asks)
@@ -248,16 +273,26 @@ COMPARISONS = [(name, "mean-logprob") for name in LEARNED] + [
 ]
 
 
+def comparisons(rankers: Sequence[str]) -> list[tuple[str, str]]:
+    """The pairs a report compares: :data:`COMPARISONS`, and each agreement ranker shown
+    against mean log-prob (what ranking without tests has to beat)."""
+    return COMPARISONS + [(name, "mean-logprob") for name in AGREEMENT if name in rankers]
+
+
 def against_likelihood(
-    samples: Sequence[Samples], ks: Sequence[int], seed: int = 0, n_boot: int = 1000
+    samples: Sequence[Samples],
+    ks: Sequence[int],
+    seed: int = 0,
+    n_boot: int = 1000,
+    pairs: Sequence[tuple[str, str]] = tuple(COMPARISONS),
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """{"<learned> - <baseline>": {str(k): {"value", "ci", "n"}}} for :data:`COMPARISONS`: the
+    """{"<ranker> - <baseline>": {str(k): {"value", "ci", "n"}}} for ``pairs``: the
     ranked pass@k of one minus the other, averaged over problems, with a *paired* bootstrap
     interval (problems are resampled with both rankings' values together: the interval of the
     difference, narrower than the two separate intervals suggest)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for k in ks:
-        for name, baseline in COMPARISONS:
+        for name, baseline in pairs:
             diff = [
                 metrics.ranked_pass_at_k(s.scores[name], s.passed, k)
                 - metrics.ranked_pass_at_k(s.scores[baseline], s.passed, k)
@@ -313,15 +348,16 @@ def compute_figures(
 ) -> dict[str, Any]:
     """Every figure of the report from the records (see the module docstring)."""
     samples = [expand(r) for r in records]
-    table = pass_at_k_table(samples, ks, seed, n_boot)
+    rankers = reported_rankers(records)
+    table = pass_at_k_table(samples, ks, seed, n_boot, rankers)
     return {
         "problems": len(records),
         "samples": sorted({r.n_samples for r in records}),
         "metrics": table,
         "best_ranker": best_ranker(table, ks),
-        "vs_likelihood": against_likelihood(samples, ks, seed, n_boot),
+        "vs_likelihood": against_likelihood(samples, ks, seed, n_boot, comparisons(rankers)),
         "pass_at_k_vs_m": pass_at_k_vs_m(samples, ks),
         "outcomes": outcome_stats(samples),
-        "auc": separation(samples),
+        "auc": separation(samples, rankers),
         "calibration": calibration(samples),
     }

@@ -1,17 +1,27 @@
 """Verdicts and ranking: run candidates' tests in the sandbox, filter by example tests, rank.
 
-A *ranker* is a small pure function of a :class:`~bcoder.core.types.Candidate` (its per-token values
-and verdicts) to a score, higher = better; :data:`RANKERS` holds them by name, and ``solve``,
-``rank``, ``eval``, the TUI and the language server all rank through it:
+A *ranker* scores a problem's candidates as a set: ``Ranker = Callable[[Sequence[Candidate]],
+list[float]]``, one score per candidate, higher = better; :func:`rank_order` sorts by them (ties
+keep the order of arrival, NaN last). Agreement needs the set: a candidate's score depends on what
+the others did. A score of one candidate on its own (:mod:`bcoder.ranking.scores`) becomes a ranker
+through :func:`per_candidate`, with the same scores (so the same orders) as when rankers read one
+candidate at a time. :data:`RANKERS` holds them by name, and ``solve``, ``rank``, ``eval``,
+``train select``, the TUI and the language server all rank through it:
 
 - ``reward``: R~ = sum_t r~_t, the recovered reward (the paper's ranking, DESIGN section 2);
 - ``terminal``: Q(s_T, a_T) at the last action, the Q-function's own prediction of the program's
-  reward (not in the paper; see :func:`terminal_q`);
+  reward (not in the paper; see :func:`~bcoder.ranking.scores.terminal_q`);
 - ``tests-first`` / ``tests-first-terminal``: candidates that passed the problem's example tests
-  first, then by R~ / by the terminal Q (not in the paper; see :func:`tests_first`);
+  first, then by R~ / by the terminal Q (not in the paper; see
+  :func:`~bcoder.ranking.scores.tests_first`);
 - ``mean-logprob``, ``sum-logprob``: likelihood baselines that need no trained heads, and
   ``tests-first-logprob``: example tests first, then mean log-prob (the likelihood counterpart of
   ``tests-first``, so that what the learned score adds beyond the example tests is measured);
+- ``codet-*``, ``outputs-*``, ``overlap-*`` (:data:`AGREEMENT`): agreement on the tests the model
+  wrote (:mod:`bcoder.ranking.agreement`): dual agreement (CodeT), output agreement (MBR-exec) and
+  functional overlap (SRank), example tests first, then the group's score, then R~ (``-reward``)
+  or mean log-prob (``-logprob``) inside a group. They fit nothing. Without generated verdicts
+  (:func:`uses_generated` False) each orders by example tests, then its within-group score;
 - ``random``: a fixed pseudo-random order (a hash of the code), the no-information baseline.
 
 Which ranker ``solve`` uses is the checkpoint's: the ``"ranker"`` field of its
@@ -27,7 +37,6 @@ With ``filter_examples`` candidates failing the example tests are dropped before
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -39,75 +48,62 @@ from bcoder.core.errors import BcoderError
 from bcoder.core.settings import is_no_heads
 from bcoder.core.spec import Problem, TestSpec
 from bcoder.core.types import Candidate, Progress
+from bcoder.ranking.agreement import (
+    agreement_ranker,
+    dual_agreement,
+    functional_overlap,
+    output_agreement,
+    uses_generated,
+)
+from bcoder.ranking.scores import (
+    Ranker,
+    Score,
+    mean_logprob,
+    random_score,
+    recovered_reward,
+    sum_logprob,
+    terminal_q,
+    tests_first,
+)
 
-Ranker = Callable[[Candidate], float]
 DEFAULT_RANKER = "reward"
 
 
-def recovered_reward(c: Candidate) -> float:
-    """R~ = sum_t r~_t (the paper's ranking score, computed when the candidate was scored)."""
-    return c.reward
+def per_candidate(score: Score) -> Ranker:
+    """The ranker that scores each candidate on its own by ``score`` (the others do not count)."""
 
-
-def terminal_q(c: Candidate) -> float:
-    """Q(s_T, a_T): the Q-value of the last action (NaN for a candidate without tokens).
-
-    The TD target there is the program's reward r_T itself, with no bootstrap (DESIGN section 2),
-    so Q at the last action is the model's own estimate of the reward this program earns, while
-    R~ sums per-token terms dominated by the advantages. V(s_T) is not the primary choice: it is
-    the value of the state *before* the last token, so it cannot tell a program that ends (EOS,
-    closing fence) from one cut there by the length limit; Q(s_T, a_T) = A(s_T, a_T) + V(s_T)
-    is the quantity the loss fits to r_T.
-    """
-    return c.tokens[-1].q if c.tokens else math.nan
-
-
-def mean_logprob(c: Candidate) -> float:
-    """The mean token log-probability under the policy (a likelihood baseline)."""
-    return c.mean_logprob
-
-
-def sum_logprob(c: Candidate) -> float:
-    """The program's log-probability under the policy (a likelihood baseline)."""
-    return c.sum_logprob
-
-
-def random_score(c: Candidate) -> float:
-    """A uniform number in [0, 1) from sha256 of the code: a random order that is the same in
-    every run, shard and resume, and the same for every copy of a program."""
-    return int(hashlib.sha256(c.code.encode()).hexdigest()[:13], 16) / 16**13
-
-
-def squash(x: float) -> float:
-    """1/2 + atan(x)/pi: a strictly increasing map of the reals into (0, 1)."""
-    return 0.5 + math.atan(x) / math.pi
-
-
-def tests_first(score: Ranker) -> Ranker:
-    """A ranker that puts candidates which passed the example tests before all others, each
-    group ordered by ``score``: 1 + squash(score) for those, squash(score) for the rest.
-
-    Unlike the filtered protocol it drops nothing, so it can always fill k slots; without
-    example tests (``passed_examples`` is None everywhere) it is ``score``'s order.
-    """
-
-    def ranker(c: Candidate) -> float:
-        return float(c.passed_examples is True) + squash(score(c))
+    def ranker(candidates: Sequence[Candidate]) -> list[float]:
+        return [float(score(c)) for c in candidates]
 
     return ranker
 
 
 RANKERS: dict[str, Ranker] = {
-    "reward": recovered_reward,
-    "terminal": terminal_q,
-    "tests-first": tests_first(recovered_reward),
-    "tests-first-terminal": tests_first(terminal_q),
-    "mean-logprob": mean_logprob,
-    "sum-logprob": sum_logprob,
-    "tests-first-logprob": tests_first(mean_logprob),
-    "random": random_score,
+    "reward": per_candidate(recovered_reward),
+    "terminal": per_candidate(terminal_q),
+    "tests-first": per_candidate(tests_first(recovered_reward)),
+    "tests-first-terminal": per_candidate(tests_first(terminal_q)),
+    "mean-logprob": per_candidate(mean_logprob),
+    "sum-logprob": per_candidate(sum_logprob),
+    "tests-first-logprob": per_candidate(tests_first(mean_logprob)),
+    "codet-reward": agreement_ranker(dual_agreement, recovered_reward),
+    "codet-logprob": agreement_ranker(dual_agreement, mean_logprob),
+    "outputs-reward": agreement_ranker(output_agreement, recovered_reward),
+    "outputs-logprob": agreement_ranker(output_agreement, mean_logprob),
+    "overlap-reward": agreement_ranker(functional_overlap, recovered_reward),
+    "overlap-logprob": agreement_ranker(functional_overlap, mean_logprob),
+    "random": per_candidate(random_score),
 }
 LEARNED = ("reward", "terminal", "tests-first", "tests-first-terminal")  # need trained heads
+# read the candidates' verdicts on generated tests (Candidate.generated); fit nothing
+AGREEMENT = (
+    "codet-reward",
+    "codet-logprob",
+    "outputs-reward",
+    "outputs-logprob",
+    "overlap-reward",
+    "overlap-logprob",
+)
 RANKER_LABELS = {
     "reward": "R~ (B-Coder)",
     "terminal": "terminal Q(s_T, a_T)",
@@ -116,8 +112,20 @@ RANKER_LABELS = {
     "mean-logprob": "mean log-prob",
     "sum-logprob": "sum log-prob",
     "tests-first-logprob": "example tests first, then mean log-prob",
+    "codet-reward": "dual agreement on generated tests (CodeT), then R~",
+    "codet-logprob": "dual agreement on generated tests (CodeT), then mean log-prob",
+    "outputs-reward": "output agreement on generated inputs (MBR-exec), then R~",
+    "outputs-logprob": "output agreement on generated inputs (MBR-exec), then mean log-prob",
+    "overlap-reward": "functional overlap of output groups (SRank), then R~",
+    "overlap-logprob": "functional overlap of output groups (SRank), then mean log-prob",
     "random": "random order (hash of the code)",
 }
+
+
+def falls_back(ranker: str, candidates: Sequence[Candidate]) -> bool:
+    """Whether ``ranker`` reads generated tests and none of ``candidates`` ran one, so that it
+    orders them by its within-group score alone (what solve tells the user)."""
+    return ranker in AGREEMENT and not uses_generated(candidates)
 
 
 def get_ranker(name: str) -> Ranker:
@@ -150,12 +158,11 @@ def checkpoint_ranker(checkpoint: str | Path | None) -> str:
 def rank(
     candidates: list[Candidate], ranker: str = DEFAULT_RANKER, *, passing_first: bool = False
 ) -> list[Candidate]:
-    """Candidates best first by ``ranker`` (ties keep their order of arrival, NaN last: the
-    order of :func:`rank_order`, as ``bcoder eval`` ranks). With ``passing_first`` those whose
+    """Candidates best first by ``ranker``, which scores them as a set (ties keep their order
+    of arrival, NaN last: the order of :func:`rank_order`, as ``bcoder eval`` ranks). With ``passing_first`` those whose
     outcome is ``pass`` come before the rest, each group in the ranker's order: what ``solve``
     shows once the problem's own tests have run (eval keeps the ranker's pure order)."""
-    score = get_ranker(ranker)
-    order = rank_order([score(c) for c in candidates])
+    order = rank_order(get_ranker(ranker)(candidates))
     if passing_first:
         order.sort(key=lambda i: candidates[i].outcome != "pass")  # stable: the ranker's order
     return [candidates[i] for i in order]
