@@ -118,7 +118,7 @@ def test_an_older_record_without_generated_data_reads_as_before(tmp_path):
     # a run of older records reports no agreement ranker (they would only repeat the fallback)
     fig = compute_figures([old], [1], n_boot=10)
     assert not any(ranked_method(n) in fig["metrics"]["all"] for n in AGREEMENT)
-    assert not any(n in fig["auc"] for n in AGREEMENT)
+    assert not any(n in fig["auc"] for n in AGREEMENT) and "agreement" not in fig
     assert list(fig["vs_likelihood"]) == [
         "reward - mean-logprob", "terminal - mean-logprob", "tests-first - mean-logprob",
         "tests-first-terminal - mean-logprob", "tests-first - tests-first-logprob",
@@ -168,6 +168,8 @@ def test_eval_report_of_a_run_that_wrote_tests_shows_the_agreement_rankers(tmp_p
         assert f"| ranked by {RANKER_LABELS[name]} | " in md
         assert f"| `{name} - mean-logprob` | " in md
     assert "## rankers against likelihood (percentage points)" in md  # not all of them learned
+    assert report["figures"]["agreement"] == {"problems": 3, "fell_back": 1}  # p/2: no test
+    assert "generated tests ran on 2 of 3 problems; on the other 1 they order by" in md
     # a report recomputed later (bcoder eval report, a resumed run) reads the same records
     assert write_report(run, plots=False)["figures"] == report["figures"]
     assert record_path(run, "p/1").is_file()

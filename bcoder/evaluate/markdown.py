@@ -205,6 +205,15 @@ def _rankers(fig: dict[str, Any], used: str | None, k: str) -> list[str]:
         for name, auc in fig["auc"].items()
     ]
     lines = _table(["ranker", "what it ranks by", f"pass@{k}", "ROC AUC"], rows)
+    agreement = fig.get("agreement")
+    if agreement:
+        n, back = agreement["problems"], agreement["fell_back"]
+        lines += [
+            "",
+            f"Agreement rankers (`codet-*`, `outputs-*`, `overlap-*`): generated tests ran on "
+            f"{n - back} of {n} problems; on the other {back} they order by example tests, then "
+            "R~ or mean log-prob alone.",
+        ]
     best = fig.get("best_ranker")
     if best:
         lines += [

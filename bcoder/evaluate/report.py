@@ -38,7 +38,7 @@ import numpy as np
 
 from bcoder.evaluate import metrics
 from bcoder.evaluate.records import ProblemRecord
-from bcoder.ranking.rankers import AGREEMENT, LEARNED, RANKER_LABELS, RANKERS
+from bcoder.ranking.rankers import AGREEMENT, LEARNED, RANKER_LABELS, RANKERS, uses_generated
 
 
 def ranked_method(ranker: str) -> str:
@@ -67,6 +67,7 @@ class Samples:
     passed: list[bool]
     passed_examples: list[bool]
     outcome: list[str]
+    generated: bool = False  # some candidate ran a generated test (else agreement fell back)
 
     @property
     def reward(self) -> list[float]:
@@ -92,6 +93,7 @@ def expand(record: ProblemRecord) -> Samples:
         record.difficulty, record.has_example_tests, {n: [] for n in RANKERS}, [], [], [], []
     )
     cands = [c.to_candidate() for c in record.candidates]
+    s.generated = uses_generated(cands)
     scored = {name: ranker(cands) for name, ranker in RANKERS.items()}
     for i, c in enumerate(record.candidates):
         for _ in range(c.count):
@@ -350,6 +352,10 @@ def compute_figures(
     samples = [expand(r) for r in records]
     rankers = reported_rankers(records)
     table = pass_at_k_table(samples, ks, seed, n_boot, rankers)
+    agreement = {}
+    if any(name in rankers for name in AGREEMENT):  # on how many problems they fell back
+        ran = sum(s.generated for s in samples)
+        agreement = {"agreement": {"problems": len(samples), "fell_back": len(samples) - ran}}
     return {
         "problems": len(records),
         "samples": sorted({r.n_samples for r in records}),
@@ -360,4 +366,5 @@ def compute_figures(
         "outcomes": outcome_stats(samples),
         "auc": separation(samples, rankers),
         "calibration": calibration(samples),
+        **agreement,
     }
