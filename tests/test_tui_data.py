@@ -8,7 +8,7 @@ snapshots. ``scored_result`` runs the real scorer of bcoder.pipeline.solve on th
 from __future__ import annotations
 
 from bcoder.core.spec import Problem
-from bcoder.core.types import Candidate, SolveResult, TokenScore
+from bcoder.core.types import Candidate, GeneratedTests, SolveResult, TestOutcome, TokenScore
 
 GAMMA = 0.999
 
@@ -93,6 +93,48 @@ def scored_result(model_dir) -> SolveResult:
         settings={"model": str(model_dir), "n": len(PROGRAMS), "max_new_tokens": 16},
         candidates=cands,
     )
+
+
+# tests a model wrote for the add problem (the third is wrong), and what each of PROGRAMS does on
+# them, as the sandbox reports it: (verdict, value)
+WRITTEN = [
+    "assert add(1, 2) == 3",
+    "assert add(-1, 1) == 0",
+    "assert add(2, 2) == 5",
+    "assert add('a', 'b') == 'ab'",
+]
+VERDICTS = {
+    PROGRAMS[0]: [("pass", "3"), ("pass", "0"), ("fail", "4"), ("pass", "'ab'")],
+    PROGRAMS[1]: [("pass", "3"), ("pass", "0"), ("fail", "4"), ("pass", "'ab'")],
+    PROGRAMS[2]: [
+        ("pass", "3"),
+        ("pass", "0"),
+        ("fail", "4"),
+        ("runtime_error", "raise TypeError"),
+    ],
+    PROGRAMS[3]: [("fail", "None")] * 4,
+}
+
+
+def generated_result(tokenizer) -> SolveResult:
+    """The synthetic run of a problem without tests of its own, whose model wrote ``WRITTEN``:
+    each candidate's verdicts on them, the first candidate sampled 3 times."""
+    result = synthetic_result(tokenizer)
+    result.problem = {**result.problem, "tests": None, "example_tests": None}
+    result.generated = GeneratedTests(asserts=list(WRITTEN), samples=2, written=7, seconds=12.5)
+    for cand in result.candidates:
+        cand.outcome, cand.true_reward = None, None
+        cand.generated = [
+            TestOutcome(
+                verdict,
+                0.01,
+                "unsupported operand type(s)" if verdict == "runtime_error" else "",
+                value=value,
+            )
+            for verdict, value in VERDICTS[cand.code]
+        ]
+    result.candidates[0].count = 3
+    return result
 
 
 def screen_lines(app) -> list[str]:

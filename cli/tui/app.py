@@ -6,8 +6,8 @@ tests — happens in thread workers that report back with ``call_from_thread``; 
 progress events drive the progress bar, and each scored candidate joins the list as it arrives.
 
 The app holds the state and thin handlers; the rest is beside it: the widgets in ``panels``,
-``heatmap`` and ``compare``, the dialogs in ``screens``, the palette in ``palette``, and the
-workers' bodies (no Textual) in ``generate`` and ``run_tests``.
+``heatmap``, ``compare`` and ``agreement``, the dialogs in ``screens``, the palette in ``palette``,
+and the workers' bodies (no Textual) in ``generate`` and ``run_tests``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -26,13 +26,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from bcoder.cli.tui import colors
+from bcoder.cli.tui.agreement import AgreementScreen
 from bcoder.cli.tui.compare import CompareScreen, compare_pair
 from bcoder.cli.tui.generate import attempt
 from bcoder.cli.tui.heatmap import HeatmapView, base_colour, details_text, legend_text
 from bcoder.cli.tui.palette import palette_commands
 from bcoder.cli.tui.panels import CandidateTable, GenerationProgress, TestsPanel
 from bcoder.cli.tui.problem_io import open_request
-from bcoder.cli.tui.run_tests import record_outcome, run_tests
+from bcoder.cli.tui.run_tests import record_outcome, run_tests, save_outcomes
 from bcoder.cli.tui.screens import (
     HelpScreen,
     OpenRequest,
@@ -48,6 +49,9 @@ from bcoder.core.spec import Problem
 from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
 from bcoder.execution import ExecResult
 from bcoder.pipeline.store import Store
+
+if TYPE_CHECKING:
+    from bcoder.core.types import GeneratedTests
 
 
 class BcoderTui(App[None]):
@@ -66,6 +70,7 @@ class BcoderTui(App[None]):
         Binding("4", "metric('advantage')", "Colour by A", show=False),
         Binding("t", "run_tests", "Test"),
         Binding("c", "compare", "Compare"),
+        Binding("a", "agreement", "Agreement"),  # only with tests the model wrote
         Binding("space", "mark", "Mark for compare", show=False),
         Binding("y", "copy", "Copy", show=False),  # in help (?) and the palette: room for ? and ^q
         Binding("s", "save", "Save"),
@@ -133,7 +138,6 @@ class BcoderTui(App[None]):
 
     def on_mount(self) -> None:
         self.table.border_title = "candidates"
-        self.tests_panel.border_title = "tests"
         self.progress_row.display = False
         self._refresh_all()
         self.theme_changed_signal.subscribe(self, lambda _theme: self._update_legend())
@@ -150,7 +154,7 @@ class BcoderTui(App[None]):
         if (index := self.rank_of(keep)) is not None:
             self.selected = index
         self.selected = max(0, min(self.selected, len(self.candidates) - 1))
-        self.table.set_candidates(self.candidates, self.selected)
+        self.table.set_candidates(self.candidates, self.selected, self.generated)
         self._show_selected()
         self._update_titles()
         self._update_legend()
@@ -179,8 +183,7 @@ class BcoderTui(App[None]):
         view = self.view
         view.metric = self.metric
         view.show(cand, self.limits)
-        has_tests = bool(self.problem and self.problem.tests)
-        self.tests_panel.show(cand, has_tests)
+        self.tests_panel.show(cand, bool(self.problem and self.problem.tests), self.generated)
         if cand is None:
             hint = "generating…" if self.generating else "no candidates — g generates, o opens"
             view.border_title = hint
@@ -199,6 +202,11 @@ class BcoderTui(App[None]):
     @property
     def selected_candidate(self) -> Candidate | None:
         return self.candidates[self.selected] if self.candidates else None
+
+    @property
+    def generated(self) -> GeneratedTests | None:
+        """The tests the model wrote for the run shown (None while a new one is generating)."""
+        return self.result.generated if self.result is not None else None
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if isinstance(event.data_table, CandidateTable) and event.cursor_row != self.selected:
@@ -241,10 +249,13 @@ class BcoderTui(App[None]):
             return not self.generating or None
         if action == "generate":
             return not self.generating and self.problem is not None
-        if action == "run_tests":
-            return bool(self.candidates and self.problem and self.problem.tests) or None
+        if action == "run_tests":  # hidden when the model's tests are all there is (room for a)
+            can = bool(self.candidates and self.problem and self.problem.tests)
+            return can or (False if self.generated and self.generated.asserts else None)
         if action in {"copy", "save", "mark", "compare"}:
             return bool(self.candidates) or None
+        if action == "agreement":  # hidden (not greyed) for runs whose model wrote no tests
+            return bool(self.candidates and self.generated and self.generated.asserts)
         return True
 
     # -- opening -------------------------------------------------------------------------------
@@ -389,8 +400,13 @@ class BcoderTui(App[None]):
             default = save_name(self.problem_info.get("id"), self.selected + 1)
             self.push_screen(SaveScreen(default, cand.code))
 
+    def action_agreement(self) -> None:
+        if self.generated is not None and self.generated.asserts:
+            self.push_screen(AgreementScreen(self.generated, self.candidates))
+
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(help_keys(self.BINDINGS, self.get_key_display)))
+        shown = [b for b in self.BINDINGS if b.action != "agreement" or self.generated]
+        self.push_screen(HelpScreen(help_keys(shown, self.get_key_display)))
 
     def action_problem(self) -> None:
         if self.problem_info:
@@ -406,25 +422,18 @@ class BcoderTui(App[None]):
 
     @work(thread=True, group="tests", exit_on_error=False)
     def _run_tests(self, cand: Candidate, problem: Problem) -> None:
+        def say(message: str, severity: str) -> None:
+            self._post(self.notify, message, severity=severity, timeout=10, markup=False)
+
         timeout = float(self.solve_settings().get("timeout") or 4.0)
-
-        def warn(message: str) -> None:
-            self._post(self.notify, message, severity="warning", timeout=10, markup=False)
-
-        try:
-            verdict = run_tests(cand.code, problem.tests, timeout, warn)
-        except BcoderError as err:
-            self._post(self.notify, f"tests: {err}", severity="error", markup=False)
-            return
-        self._post(self._tested, cand, verdict)
+        if (verdict := run_tests(cand.code, problem.tests, timeout, say)) is not None:
+            self._post(self._tested, cand, verdict)
 
     def _tested(self, cand: Candidate, verdict: ExecResult) -> None:
         record_outcome(cand, verdict)
-        if self.result is not None and self.result.run_id and self.rank_of(cand) is not None:
-            try:
-                self.store.update_candidate_outcomes(self.result.run_id, self.candidates)
-            except BcoderError as err:
-                self.notify(f"not recorded in the store: {err}", severity="warning", markup=False)
+        run_id = self.result.run_id if self.result and self.rank_of(cand) is not None else None
+        if problem := save_outcomes(self.store, run_id, self.candidates):
+            self.notify(problem, severity="warning", markup=False)
         self._refresh_all(keep=self.selected_candidate)
         self.notify(f"{cand.outcome} (reward {cand.true_reward:+.1f})", markup=False)
 

@@ -14,7 +14,7 @@ from textual.app import SystemCommand
 
 from bcoder.cli.tui import colors
 from bcoder.core.spec import Problem
-from bcoder.core.types import Candidate
+from bcoder.core.types import Candidate, GeneratedTests
 
 
 class PaletteHost(Protocol):
@@ -27,6 +27,9 @@ class PaletteHost(Protocol):
     @property
     def generating(self) -> bool: ...
 
+    @property
+    def generated(self) -> GeneratedTests | None: ...
+
     def action_open(self) -> None: ...
     def action_generate(self) -> None: ...
     def action_cancel(self) -> None: ...
@@ -36,6 +39,7 @@ class PaletteHost(Protocol):
     def action_copy(self) -> None: ...
     def action_save(self) -> None: ...
     def action_problem(self) -> None: ...
+    def action_agreement(self) -> None: ...
 
 
 def palette_commands(app: PaletteHost) -> Iterator[SystemCommand]:
@@ -58,5 +62,11 @@ def palette_commands(app: PaletteHost) -> Iterator[SystemCommand]:
         yield SystemCommand("Compare", "Marked (or best) vs selected, by line", app.action_compare)
         yield SystemCommand("Copy code", "Copy the selected candidate", app.action_copy)
         yield SystemCommand("Save code", "Write the selected candidate to a file", app.action_save)
+        if app.generated is not None and app.generated.asserts:
+            yield SystemCommand(
+                "Agreement",
+                "The tests the model wrote, and how many candidates pass each",
+                app.action_agreement,
+            )
     if app.problem_info:
         yield SystemCommand("Problem", "Show the problem statement", app.action_problem)
