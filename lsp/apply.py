@@ -9,6 +9,7 @@ the buffer, as long as the user has not edited the inserted lines.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types as lsp
 
@@ -43,7 +44,7 @@ async def show(
     edit = lsp.TextEdit(range=rng, new_text=buf.eol + ins.text(buf.eol))
     label = f"B-Coder: {item.qualname} (candidate #{item.current + 1})"
     answer = await ls.workspace_apply_edit_async(
-        lsp.ApplyWorkspaceEditParams(edit=_workspace_edit(ls, item.uri, edit), label=label)
+        lsp.ApplyWorkspaceEditParams(edit=workspace_edit(ls, item.uri, [edit]), label=label)
     )
     if not answer.applied:
         return ls.fail(f"B-Coder: the editor did not apply the edit ({answer.failure_reason})")
@@ -58,14 +59,16 @@ async def show(
     return _applied(item, ins)
 
 
-def _workspace_edit(ls: BcoderServer, uri: str, edit: lsp.TextEdit) -> lsp.WorkspaceEdit:
-    """``edit`` on the document's current version when the client takes versioned changes."""
+def workspace_edit(ls: BcoderServer, uri: str, edits: list[lsp.TextEdit]) -> lsp.WorkspaceEdit:
+    """``edits`` of document ``uri``, on its current version when the client takes versioned
+    changes (no version for a file the editor has not opened)."""
     caps = ls.client_capabilities.workspace
     if caps and caps.workspace_edit and caps.workspace_edit.document_changes:
-        doc = ls.workspace.get_text_document(uri)
-        ident = lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=doc.version)
-        return lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(ident, [edit])])
-    return lsp.WorkspaceEdit(changes={uri: [edit]})
+        doc = ls.workspace.text_documents.get(unquote(uri))
+        version = doc.version if doc is not None else None
+        ident = lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version)
+        return lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(ident, edits)])
+    return lsp.WorkspaceEdit(changes={uri: edits})
 
 
 def _applied(item: Implemented, ins: Insertion) -> dict[str, Any]:

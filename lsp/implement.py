@@ -5,7 +5,8 @@ in the buffer.
 its tests), starts a job (cancelling an older one for the same function), loads the engine once,
 solves with work-done progress, saves the run in the results store and puts the best usable
 candidate in place (:mod:`bcoder.lsp.apply`). With ``fastPath`` and tests, the first candidate that
-passes goes in at once and the others arrive in the background.
+passes goes in at once and the others arrive in the background. :func:`implement_from_run` puts a
+saved run's best candidate in place instead (no sampling).
 
 User-facing failures (no model, not a function, nothing to implement) become a
 ``window/showMessage`` error and a result ``{"applied": false, "error": ...}``; cancellation gives
@@ -90,6 +91,27 @@ async def implement_at(ls: BcoderServer, uri: str, pos: tuple[int, int]) -> dict
         task.add_done_callback(ls.background.discard)
         answer["pending"] = True
     return answer
+
+
+async def implement_from_run(
+    ls: BcoderServer, uri: str, pos: tuple[int, int], run_id: str
+) -> dict[str, Any]:
+    """Put the best body of a saved run (``bcoder solve`` of the same stub, say) into the stub at
+    ``pos``, as :func:`implement_at` does with a fresh one: no sampling, its candidates, tests
+    and generated tests as they were saved."""
+    buf = ls.document(uri)
+    fn = buf.function_at(pos) if buf is not None else None
+    if buf is None or fn is None or not fn.is_stub:
+        return ls.fail("B-Coder: put the cursor in a stub (a function with no body yet)")
+    try:
+        result = await asyncio.wrap_future(ls.pool.submit(lambda: Store().get(run_id)))
+    except BcoderError as err:
+        return ls.fail(f"B-Coder: {err}")
+    entry = result.problem.get("entry_point")
+    if entry and entry != fn.name:
+        return ls.fail(f"B-Coder: run {result.run_id} implemented `{entry}`, not `{fn.name}`")
+    ls.log(f"{fn.qualname}: the {len(result.candidates)} candidates of run {result.run_id}")
+    return await _insert(ls, uri, fn, result, ls.settings)
 
 
 async def _complete(

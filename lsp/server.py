@@ -1,14 +1,19 @@
 """The B-Coder language server (pygls): thin handlers that translate between LSP and bcoder.
 
 Features:
-- code action "B-Coder: implement from docstring" on a stub (and "B-Coder: next candidate" on a
-  function B-Coder implemented), backed by the commands below;
+- code action "B-Coder: implement from docstring" on a stub (and, on a function B-Coder
+  implemented, "B-Coder: next candidate" and, when the model wrote tests that its body passes,
+  "B-Coder: add the N generated tests this body passes as doctests" / "... to a pytest file"),
+  backed by the commands below;
 - commands ``bcoder.implement`` (arguments: uri, position), ``bcoder.nextCandidate`` (uri,
   position), ``bcoder.showCandidate`` (uri, position, rank), ``bcoder.listCandidates`` (uri,
-  position) — a position is ``{"line": n, "character": n}``; the arguments may also be one
-  object ``{"uri": ..., "position": ..., "rank": ...}``;
+  position), ``bcoder.addGeneratedDoctests`` and ``bcoder.addGeneratedPytest`` (uri, position),
+  ``bcoder.implementFromRun`` (uri, position, runId) — a position is ``{"line": n,
+  "character": n}``; the arguments may also be one object ``{"uri": ..., "position": ...,
+  "rank": ..., "runId": ...}``;
 - custom request ``bcoder/candidates`` (params ``{"textDocument": {"uri"}, "position"?}``): the
-  ranked candidates of the implemented functions with their per-token values;
+  ranked candidates of the implemented functions with their per-token values, and the tests the
+  model wrote with each candidate's verdicts on them;
 - hover, inlay hints and information diagnostics with per-token V, A, r~ on generated lines;
 - settings from ``initializationOptions``, ``workspace/configuration`` and
   ``workspace/didChangeConfiguration`` (see :mod:`bcoder.lsp.settings`).
@@ -24,7 +29,10 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
 
 from bcoder.lsp.apply import switch_candidate
-from bcoder.lsp.implement import implement_at
+from bcoder.lsp.generated import summary
+from bcoder.lsp.implement import implement_at, implement_from_run
+from bcoder.lsp.keep import ADD_DOCTESTS, ADD_PYTEST, add_doctests, add_pytest
+from bcoder.lsp.keep import actions as actions_to_keep
 from bcoder.lsp.language_server import BcoderServer
 from bcoder.lsp.values import candidate_list, hover, inlay_hints
 
@@ -32,6 +40,7 @@ IMPLEMENT = "bcoder.implement"
 NEXT = "bcoder.nextCandidate"
 SHOW = "bcoder.showCandidate"
 LIST = "bcoder.listCandidates"
+FROM_RUN = "bcoder.implementFromRun"
 CANDIDATES = "bcoder/candidates"
 ACTION_KIND = lsp.CodeActionKind.RefactorRewrite
 
@@ -57,12 +66,13 @@ def _position(value: Any) -> tuple[int, int]:
 
 
 def _target(args: tuple[Any, ...], with_rank: bool = False) -> tuple[str, tuple[int, int], Any]:
-    """(uri, position, rank) from ``[uri, position(, rank)]`` or ``[{uri, position(, rank)}]``."""
+    """(uri, position, rank) from ``[uri, position(, rank)]`` or ``[{uri, position(, rank)}]``
+    (``runId`` stands for rank in the object form of ``bcoder.implementFromRun``)."""
     args = tuple(_plain(a) for a in args)
     if len(args) == 1 and isinstance(args[0], dict):
         d = args[0]
         uri = d.get("uri") or (d.get("textDocument") or {}).get("uri")
-        args = (uri, d.get("position"), d.get("rank"))
+        args = (uri, d.get("position"), d.get("rank", d.get("runId")))
     if len(args) < 2 or not isinstance(args[0], str) or not args[0]:
         raise JsonRpcInvalidParams("expected arguments [uri, {line, character}]")
     rank = args[2] if len(args) > 2 else None
@@ -154,6 +164,9 @@ def code_action(ls: BcoderServer, params: lsp.CodeActionParams) -> list[lsp.Code
                 title, kind=ACTION_KIND, command=lsp.Command(title, NEXT, arguments=[uri, where])
             )
         )
+    for title, name in actions_to_keep(ls, uri, item, buf) if item is not None else []:
+        command = lsp.Command(title, name, arguments=[uri, where])
+        actions.append(lsp.CodeAction(title, kind=ACTION_KIND, command=command))
     return actions or None
 
 
@@ -193,13 +206,40 @@ async def show_candidate(ls: BcoderServer, *args: Any) -> dict[str, Any]:
     return await switch_candidate(ls, item, rank - 1)
 
 
+@server.command(ADD_DOCTESTS)
+async def add_generated_doctests(ls: BcoderServer, *args: Any) -> dict[str, Any]:
+    uri, pos, _ = _target(args)
+    item, error = _implemented(ls, uri, pos)
+    return error or await add_doctests(ls, item)
+
+
+@server.command(ADD_PYTEST)
+async def add_generated_pytest(ls: BcoderServer, *args: Any) -> dict[str, Any]:
+    uri, pos, _ = _target(args)
+    item, error = _implemented(ls, uri, pos)
+    return error or await add_pytest(ls, item)
+
+
+@server.command(FROM_RUN)
+async def implement_run(ls: BcoderServer, *args: Any) -> dict[str, Any]:
+    uri, pos, run_id = _target(args)
+    if not isinstance(run_id, str) or not run_id:
+        raise JsonRpcInvalidParams(f"expected a run id (bcoder runs list), got {run_id!r}")
+    ls.loop = asyncio.get_running_loop()
+    return await implement_from_run(ls, uri, pos, run_id)
+
+
 @server.command(LIST)
 def list_candidates(ls: BcoderServer, *args: Any) -> dict[str, Any]:
     uri, pos, _ = _target(args)
     item, error = _implemented(ls, uri, pos)
     if error:
         return error
-    return {"qualname": item.qualname, "candidates": candidate_list(item, with_tokens=False)}
+    return {
+        "qualname": item.qualname,
+        "candidates": candidate_list(item, with_tokens=False),
+        "generated": summary(item.result),
+    }
 
 
 @server.feature(CANDIDATES)
@@ -222,6 +262,7 @@ def candidates(ls: BcoderServer, params: Any) -> list[dict[str, Any]]:
             "heads": it.result.heads,
             "settings": it.result.settings,
             "candidates": candidate_list(it, with_tokens=True),
+            "generated": summary(it.result),
         }
         for it in items
     ]

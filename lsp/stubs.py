@@ -52,6 +52,7 @@ class FunctionInfo:
     is_stub: bool
     signature: str  # decorators + ``def ...:`` dedented to column 0
     prompt: str  # signature + docstring dedented to column 0 (the HumanEval-style prompt)
+    doc_range: tuple[Pos, Pos] | None = None  # the docstring literal, quotes included
 
     def contains(self, pos: Pos) -> bool:
         """Whether ``pos`` is on one of the function's lines (decorators to last statement)."""
@@ -169,6 +170,7 @@ class Buffer:
             is_stub=is_stub,
             signature=signature,
             prompt=prompt,
+            doc_range=(self.pos(doc_node.start_point), replace_start) if doc_node else None,
         )
 
     def _docstring(self, node) -> str | None:

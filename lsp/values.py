@@ -158,7 +158,9 @@ def diagnostics(item: Implemented, buf: Buffer, threshold: float) -> list[lsp.Di
 
 
 def candidate_list(item: Implemented, with_tokens: bool) -> list[dict]:
-    """The ranked candidates as plain dicts (the ``bcoder/candidates`` answer and quick pick)."""
+    """The ranked candidates as plain dicts (the ``bcoder/candidates`` answer and quick pick),
+    with their verdicts on the tests the model wrote (``generated``, in the tests' order) and
+    how many of those they pass (``generatedPassed``)."""
     out = []
     for i, c in enumerate(item.result.candidates):
         d = (
@@ -169,9 +171,14 @@ def candidate_list(item: Implemented, with_tokens: bool) -> list[dict]:
                 "reward": c.reward,
                 "outcome": c.outcome,
                 "count": c.count,
+                "generated": [
+                    {"verdict": t.verdict, "detail": t.detail, "value": t.value}
+                    for t in c.generated
+                ],
             }
         )
         d.update(rank=i + 1, usable=i in item.bodies, current=i == item.current)
+        d["generatedPassed"] = sum(t.verdict == "pass" for t in c.generated)
         if i in item.bodies:
             d["body"] = "\n".join(item.bodies[i].lines)
         out.append(d)
