@@ -139,11 +139,13 @@ async def add_doctests(ls: BcoderServer, item: Implemented) -> dict[str, Any]:
 
 
 def _can_create(ls: BcoderServer) -> bool:
-    """Whether the client creates files in a workspace edit."""
+    """Whether the client creates files in a workspace edit (resource operations only exist in
+    ``documentChanges``: Neovim lists ``create`` without saying ``documentChanges``, and takes
+    them)."""
     caps = ls.client_capabilities.workspace
     edit = caps.workspace_edit if caps is not None else None
     operations = (edit.resource_operations or []) if edit is not None else []
-    return bool(edit and edit.document_changes and lsp.ResourceOperationKind.Create in operations)
+    return lsp.ResourceOperationKind.Create in operations
 
 
 def _file_edit(ls: BcoderServer, uri: str, text: str | None, adds: list) -> lsp.WorkspaceEdit:

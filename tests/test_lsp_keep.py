@@ -343,3 +343,35 @@ async def test_generated_tests_and_verdicts_in_the_candidate_lists(client, works
         client, "bcoder.implementFromRun", uri, at(client.files.text[uri], "def neg"), "nope"
     )
     assert missing["applied"] is False and "no run 'nope'" in missing["error"]
+
+
+@pytest.mark.parametrize("editor", ["neovim", "emacs"])
+async def test_editors_without_versioned_edits_or_file_creation(workspace, tmp_path, editor):
+    """Neovim lists ``create`` but not ``documentChanges``: plain changes for the docstring, a
+    CreateFile for the test file. Emacs creates no file: the server says so, and adds nothing."""
+    _, env, runs = workspace
+    c = make_test_lsp_client()
+    c.files = Files(c)
+    c.feature(lsp.WORKSPACE_APPLY_EDIT)(lambda params: c.files.apply(params))
+    await c.start_io(sys.executable, "-m", "bcoder", "lsp", env=env)
+    try:
+        await c.initialize_session(lsp.InitializeParams(capabilities=client_capabilities(editor)))
+        (tmp_path / "calc.py").write_text(SOURCE)
+        uri = (tmp_path / "calc.py").as_uri()
+        c.files.open(uri, SOURCE)
+        where = at(SOURCE, "def add")
+        assert (await command(c, "bcoder.implementFromRun", uri, where, runs["add"]))["applied"]
+        done = await command(c, "bcoder.addGeneratedDoctests", uri, where)
+        assert done["added"] == 5 and ">>> add(1, 2)\n    3\n" in c.files.text[uri]
+        done = await command(c, "bcoder.addGeneratedPytest", uri, where)
+        if editor == "neovim":
+            assert (
+                done["applied"]
+                and "def test_add_generated_5" in (tmp_path / "test_calc.py").read_text()
+            )
+        else:
+            assert done["applied"] is False and "cannot create test_calc.py" in done["error"]
+            assert not (tmp_path / "test_calc.py").exists()
+        await c.shutdown_session()
+    finally:
+        await c.stop()
