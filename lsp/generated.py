@@ -15,7 +15,7 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import TestSpec
-from bcoder.core.types import Candidate, SolveResult
+from bcoder.core.types import Candidate, GeneratedTests, SolveResult
 from bcoder.execution import Executor
 from bcoder.lsp.values import Implemented
 
@@ -83,6 +83,16 @@ def passed_by(result: SolveResult) -> list[int]:
         )
         for i in range(len(asserts))
     ]
+
+
+def written_line(generated: GeneratedTests) -> str:
+    """What the model wrote, for the log: how many tests and how long it took, or why none."""
+    if not generated.asserts:
+        return f"the model wrote no tests: {generated.note or 'none parsed'}"
+    return (
+        f"the model wrote {len(generated.asserts)} tests for it ({generated.samples} samples, "
+        f"{generated.seconds:.1f} s), and the candidates ran on them"
+    )
 
 
 def summary(result: SolveResult) -> dict[str, Any] | None:

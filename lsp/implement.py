@@ -30,6 +30,7 @@ from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
 from bcoder.core.types import CandidateTested, SolveResult
 from bcoder.lsp.apply import show, usable_bodies
+from bcoder.lsp.generated import written_line
 from bcoder.lsp.jobs import Job, Stopped, wait
 from bcoder.lsp.language_server import BcoderServer
 from bcoder.lsp.protocol import Reporter
@@ -245,6 +246,8 @@ async def _finish_solve(
         f", ranked by {result.ranker} with {label(result.heads)}"
         f", sampled from the {result.settings.get('policy', 'trained')} policy"
     )
+    if result.generated is not None:
+        ls.log(f"{problem.id}: {written_line(result.generated)}")
     await _save(ls, result)
     return result
 

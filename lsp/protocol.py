@@ -120,8 +120,9 @@ class Reporter:
 
     def event(self, event: Any) -> None:
         if isinstance(event, Progress):
-            # one bar: the tokens sampled (tests run beside them and only leave a message)
-            counted = event.stage != "execute"
+            # one bar: the tokens sampled (tests run beside them, and the tests the model writes
+            # for a problem without any come after them: both only leave a message)
+            counted = event.stage not in ("execute", "tests")
             pct = int(100 * event.done / event.total) if event.total and counted else None
             text = f"{event.stage}: {event.done}/{event.total}"
             self.report(text + (f" ({event.message})" if event.message else ""), pct)

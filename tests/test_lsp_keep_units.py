@@ -12,7 +12,7 @@ import pytest
 from bcoder.core.types import Candidate, GeneratedTests, SolveResult
 from bcoder.core.types import TestOutcome as Outcome
 from bcoder.lsp.doctests import docstring_edit, example_lines, missing, present_calls
-from bcoder.lsp.generated import parse_test, passed_by, passing
+from bcoder.lsp.generated import parse_test, passed_by, passing, written_line
 from bcoder.lsp.pytests import additions, assert_line, file_for_tests, module_name, new_tests
 from bcoder.lsp.stubs import Buffer
 
@@ -32,6 +32,13 @@ def test_only_the_tests_the_candidate_passes():
     assert [t.source for t in passing(result, good, "f")] == [gen.asserts[0], gen.asserts[2]]
     assert passed_by(result) == [3, 0, 2]
     assert passing(SolveResult({}, {}, [good]), good, "f") == []  # no generated tests
+    gen.samples, gen.seconds = 2, 3.25
+    assert written_line(gen) == (
+        "the model wrote 3 tests for it (2 samples, 3.2 s), and the candidates ran on them"
+    )
+    assert written_line(GeneratedTests(note="no entry point")) == (
+        "the model wrote no tests: no entry point"
+    )
 
 
 def test_examples_already_in_the_docstring_are_not_added_again():
