@@ -125,6 +125,23 @@ Temperature = Annotated[
     float, typer.Option("--temperature", metavar="T", help="Sampling temperature.")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+GeneratedTests = Annotated[
+    bool,
+    typer.Option(
+        "--generated-tests/--no-generated-tests",
+        help="For a problem without tests: the model writes tests, the candidates run on them and "
+        "agreement on them ranks (CodeT).",
+    ),
+]
+TestSamples = Annotated[
+    int | None,
+    typer.Option(
+        "--test-samples",
+        min=1,
+        metavar="N",
+        help="Test-writing completions sampled for generated tests (default: 4).",
+    ),
+]
 Prefill = Annotated[
     bool,
     typer.Option(

@@ -242,10 +242,12 @@ def solve_command(
         4.0, "--timeout", metavar="SECONDS", help="Seconds per test in the sandbox."
     ),
     prefill: opt.Prefill = PREFILL,
+    generated_tests: opt.GeneratedTests = True,
+    test_samples: opt.TestSamples = None,
     quiet: opt.Quiet = False,
 ) -> None:
     """Sample candidate programs, rank them by the recovered reward R~ and show why."""
-    from bcoder.core.settings import SamplingSettings
+    from bcoder.core.settings import SamplingSettings, TestWriting
     from bcoder.pipeline.settings import SolveSettings
     from bcoder.problems.load import load_problem
 
@@ -272,6 +274,8 @@ def solve_command(
         backend=backend,
         timeout=timeout,
         prefill=prefill,
+        generate_tests=generated_tests,
+        test_writing=TestWriting(samples=test_samples) if test_samples else TestWriting(),
     )
     set_threads(threads, settings.device)
     result = run_solve(prob, settings, save=not no_save, threads=threads, quiet=quiet)

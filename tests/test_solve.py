@@ -530,3 +530,59 @@ def test_a_prefilled_stub_samples_only_the_body(engine, tiny_model_dir, tmp_path
     assert SolveSettings.from_dict({"n": 2}).prefill is False  # runs saved before the field
     plain = solve(stub, engine, dataclasses.replace(settings, prefill=False))
     assert "answer_prefix" not in plain.settings and plain.settings["prefill"] is False
+
+
+def _two_sum_stub():
+    """A problem without tests of its own: a statement and a function to write."""
+    return Problem(
+        id="ts", source="text", text="Write two_sum(nums, target).", entry_point="two_sum"
+    )
+
+
+def test_candidates_run_on_generated_tests_in_the_sandbox():
+    """Each candidate's verdict on each generated test, and what it returned, from the real
+    sandbox: a right and a wrong program disagree where the wrong one is wrong."""
+    from bcoder.core.types import Candidate, GeneratedTests
+    from bcoder.execution import Executor
+    from bcoder.pipeline.gentests import test_candidates
+
+    wrong = "def two_sum(nums, target):\n    return [0, 1]\n"
+    cands = [Candidate(CORRECT, ""), Candidate(wrong, ""), Candidate("def two_sum(:\n", "")]
+    tests = GeneratedTests(
+        asserts=["assert two_sum([2, 7, 11, 15], 9) == [0, 1]", "assert two_sum([3, 2, 4], 6) == [1, 2]",
+                 "assert two_sum([1, 1], 2) == [0, 1]"], samples=2, written=3
+    )  # fmt: skip
+    with Executor(timeout=4.0) as ex:
+        assert test_candidates(_two_sum_stub(), cands, tests, ex) > 0
+    right, bad, broken = ([t.verdict for t in c.generated] for c in cands)
+    assert right == ["pass", "pass", "pass"]
+    assert bad == ["pass", "fail", "pass"] and cands[1].generated[1].value == "[0, 1]"
+    assert broken[0] == "compile_error"
+
+
+def test_a_problem_without_tests_gets_generated_tests(engine, tiny_model_dir, monkeypatch):
+    """solve() writes tests for a problem without its own, runs every candidate on them and
+    ranks by the checkpoint's ranker for problems without tests; the run keeps the tests. Here
+    the tests are written by hand in the model's place (a tiny random model writes none)."""
+    from bcoder.core.types import GeneratedTests, Notice
+    from bcoder.pipeline import solve as solving
+
+    written = GeneratedTests(asserts=["assert two_sum([3, 2, 4], 6) == [1, 2]"], samples=2,
+                             written=1, seconds=0.1)  # fmt: skip
+    monkeypatch.setattr(solving, "write_tests", lambda *a, **k: written)
+    result = solve(_two_sum_stub(), engine, _settings(tiny_model_dir, n=3))
+    assert result.generated == written and result.timings["write_tests"] == 0.1
+    assert all(len(c.generated) == 1 for c in result.candidates)  # each ran on the test
+    assert result.ranker == result.settings["ranker"] == "codet-logprob"
+    monkeypatch.undo()  # the tiny model itself: nothing parses, the usual ranker, said so
+    events = []
+    result = solve(_two_sum_stub(), engine, _settings(tiny_model_dir, n=2), on_event=events.append)
+    assert result.generated is not None and result.generated.samples == 4
+    assert result.generated.asserts == [] and "parses" in result.generated.note
+    assert result.ranker == "reward"
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert any("no generated test ran" in n for n in notes)
+    off = dataclasses.replace(_settings(tiny_model_dir, n=2), generate_tests=False)
+    assert solve(_two_sum_stub(), engine, off).generated is None
+    own = solve(_problem(tests=TWO_SUM), engine, _settings(tiny_model_dir, n=2))
+    assert own.generated is None  # a problem with its own tests is ranked by them

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.settings import NO_HEADS, TestWriting
 from bcoder.core.spec import Problem, TestSpec
-from bcoder.core.types import GeneratedTests, Progress
+from bcoder.core.types import Candidate, GeneratedTests, Progress
 from bcoder.pipeline.engine import Engine, EventFn
 from bcoder.problems.gentests import parse_asserts, test_prompt
 
@@ -129,3 +129,48 @@ def generated_spec(problem: Problem, generated: GeneratedTests | None) -> TestSp
     if generated is None or not generated.asserts or not problem.entry_point:
         return None
     return TestSpec(asserts=tuple(generated.asserts))
+
+
+# Generated expectations are written by a model, often as rounded decimals: floats compare with
+# this relative (and absolute) tolerance (TestSpec.rel_tol); the problem's own tests stay exact.
+REL_TOL = 1e-6
+
+
+def wants_generated_tests(problem: Problem, enabled: bool) -> bool:
+    """Whether a solve writes tests: asked for (on by default), and the problem has no tests of
+    its own to decide (none, and no example tests: a docstring's examples are the user's own)
+    and a function to call."""
+    own = problem.tests is not None or problem.example_tests is not None
+    return enabled and not own and bool(problem.entry_point)
+
+
+def test_candidates(
+    problem: Problem,
+    candidates: list[Candidate],
+    generated: GeneratedTests,
+    executor: Any,
+    *,
+    emit: EventFn | None = None,
+    cancel: threading.Event | None = None,
+) -> float:
+    """Run every candidate on the generated tests in the sandbox, one run per candidate (a test
+    that hangs is that test's time-out), and keep its verdicts in ``Candidate.generated``.
+    Returns the seconds it took; does nothing without generated tests."""
+    from dataclasses import replace
+
+    from bcoder.core.cancel import check
+
+    spec = generated_spec(problem, generated)
+    if spec is None or not candidates:
+        return 0.0
+    t0 = time.perf_counter()
+    spec = replace(spec, rel_tol=REL_TOL)
+    report = emit or (lambda _e: None)
+    report(Progress("execute", 0, len(candidates), "running the generated tests"))
+    jobs = [(c.code, spec) for c in candidates]
+    results = executor.run_many(jobs, stop_on_failure=False)  # every verdict counts
+    for done, (index, res) in enumerate(results, 1):
+        candidates[index].generated = list(res.tests)
+        report(Progress("execute", done, len(candidates), "running the generated tests"))
+        check(cancel)
+    return time.perf_counter() - t0

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from bcoder.core.errors import BcoderError
-from bcoder.core.settings import SamplingSettings
+from bcoder.core.settings import SamplingSettings, TestWriting
 from bcoder.problems.prompts import PREFILL
 
 
@@ -34,12 +34,18 @@ class SolveSettings:
     # a stub asked of a chat model: its answer starts in the prompt (the fence, signature and
     # docstring), so the model writes only the body; R~ and log-probs cover the body
     prefill: bool = PREFILL
+    # a problem without tests of its own: the model writes tests, candidates run on them, and an
+    # agreement ranker orders them (bcoder.pipeline.gentests); how the tests are written
+    generate_tests: bool = True
+    test_writing: TestWriting = field(default_factory=TestWriting)
 
     def __post_init__(self) -> None:
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise BcoderError("model must be a non-empty model name or path")
         if not isinstance(self.sampling, SamplingSettings):
             raise BcoderError("sampling must be a SamplingSettings")
+        if not isinstance(self.test_writing, TestWriting):
+            raise BcoderError("test_writing must be a TestWriting")
         if not self.timeout > 0:
             raise BcoderError(f"timeout must be positive, not {self.timeout}")
 
@@ -51,8 +57,10 @@ class SolveSettings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SolveSettings:
         """From the flat dict :meth:`to_dict` writes (a run's settings); unknown keys ignored.
-        Settings saved before ``prefill`` existed ran without it."""
-        values = {"prefill": False, **values}
+        Settings saved before ``prefill`` and generated tests existed ran without them."""
+        values = {"prefill": False, "generate_tests": False, **values}
+        if isinstance(values.get("test_writing"), dict):
+            values = {**values, "test_writing": TestWriting(**values["test_writing"])}
         names = {f.name for f in fields(cls)} - {"sampling"}
         sampling = {f.name for f in fields(SamplingSettings)}
         return cls(

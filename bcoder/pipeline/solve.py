@@ -23,12 +23,15 @@ from bcoder.core.types import (
     Candidate,
     CandidateReady,
     CandidateTested,
+    GeneratedTests,
     Notice,
     Progress,
     SolveResult,
 )
 from bcoder.pipeline.engine import Engine, EventFn
+from bcoder.pipeline.gentests import test_candidates, wants_generated_tests, write_tests
 from bcoder.pipeline.settings import SolveSettings
+from bcoder.ranking.agreement import uses_generated
 from bcoder.ranking.rankers import checkpoint_ranker, rank, run_tests
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
@@ -117,10 +120,59 @@ def solve(
             raise Interrupted(partial) from None
         if tester.active:
             timings["execute"] = tester.waited  # test time not hidden behind sampling
-    result = ranked_result(problem, engine, ran, candidates, tester, timings)
+    generated = None
+    if wants_generated_tests(problem, settings.generate_tests) and candidates:
+        try:
+            generated = self_tested(problem, engine, settings, candidates, executor, timings,
+                                    emit, cancel)  # fmt: skip
+        except KeyboardInterrupt:
+            ran.update(cancelled=True, samples_done=progress.done)
+            partial = ranked_result(problem, engine, ran, candidates, tester, timings)
+            if store is not None:
+                partial.run_id = store.save(partial)
+            raise Interrupted(partial) from None
+        ran["ranker"] = ranker_without_tests(engine, ranker, candidates, emit)
+    result = ranked_result(problem, engine, ran, candidates, tester, timings, generated)
     if store is not None:
         result.run_id = store.save(result)
     return result
+
+
+def self_tested(
+    problem: Problem,
+    engine: Engine,
+    settings: SolveSettings,
+    candidates: list[Candidate],
+    executor: Any,
+    timings: dict[str, float],
+    emit: EventFn,
+    cancel: threading.Event | None,
+) -> GeneratedTests:
+    """The model writes tests of the problem, and every candidate runs on them (their verdicts
+    in ``Candidate.generated``); the seconds each took go to ``timings``."""
+    from bcoder.execution import Executor
+
+    generated = write_tests(problem, engine, settings.test_writing, cancel=cancel, on_event=emit)
+    timings["write_tests"] = generated.seconds
+    with contextlib.ExitStack() as stack:
+        if executor is None:
+            executor = stack.enter_context(Executor(timeout=settings.timeout))
+        seconds = test_candidates(problem, candidates, generated, executor, emit=emit,
+                                  cancel=cancel)  # fmt: skip
+    timings["run_generated"] = seconds
+    return generated
+
+
+def ranker_without_tests(
+    engine: Engine, ranker: str, candidates: list[Candidate], emit: EventFn
+) -> str:
+    """The checkpoint's ranker for problems without tests (an agreement ranker), or, when no
+    generated test ran, its usual ``ranker``, said in a notice."""
+    chosen = checkpoint_ranker(engine.heads, own_tests=False)
+    if not uses_generated(candidates):
+        emit(Notice(f"no generated test ran: ranked by {ranker}, not {chosen}"))
+        return ranker
+    return chosen
 
 
 def ranked_result(
@@ -130,6 +182,7 @@ def ranked_result(
     candidates: list[Candidate],
     tester: StreamTester,
     timings: dict[str, float],
+    generated: GeneratedTests | None = None,
 ) -> SolveResult:
     """The result, candidates best first: those that pass the problem's own tests first when
     they were run, then the ranker's order (the paper's pure orders stay eval's, which runs
@@ -141,6 +194,7 @@ def ranked_result(
         candidates=rank(candidates, ran["ranker"], passing_first=passing_first),
         heads=engine.heads,
         timings=timings,
+        generated=generated,
     )
 
 

@@ -67,6 +67,10 @@ from bcoder.ranking.scores import (
 )
 
 DEFAULT_RANKER = "reward"
+# For a problem without tests of its own, until a checkpoint's validation chooses: CodeT's dual
+# agreement, candidates inside a group by mean log-prob, which ranked better than R~ on MBPP
+# without tests (README "Results": R~ 54.4 against mean log-prob 57.4 pass@1).
+DEFAULT_RANKER_WITHOUT_TESTS = "codet-logprob"
 
 
 def per_candidate(score: Score) -> Ranker:
@@ -136,17 +140,23 @@ def get_ranker(name: str) -> Ranker:
         raise BcoderError(f"unknown ranker {name!r} (known: {', '.join(RANKERS)})") from None
 
 
-def checkpoint_ranker(checkpoint: str | Path | None) -> str:
-    """The ranker a checkpoint's validation chose (its ``"ranker"`` field), else ``reward``.
+def checkpoint_ranker(checkpoint: str | Path | None, own_tests: bool = True) -> str:
+    """The ranker a checkpoint's validation chose: for problems with tests of their own (its
+    ``"ranker"`` field, else ``reward``), or with ``own_tests=False`` for problems without, which
+    generated tests rank (its ``"ranker_without_tests"``, else :data:`DEFAULT_RANKER_WITHOUT_TESTS`;
+    checkpoints older than that field read so).
 
     ``None`` and ``"none"`` (heads at their initialisation, :attr:`Engine.heads`; ``"init"`` in
-    older records) rank by R~.
+    older records) take the defaults.
     """
+    key, default = ("ranker", DEFAULT_RANKER)
+    if not own_tests:
+        key, default = ("ranker_without_tests", DEFAULT_RANKER_WITHOUT_TESTS)
     if checkpoint is None or is_no_heads(checkpoint):
-        return DEFAULT_RANKER
+        return default
     from bcoder.qmodel.config import read_checkpoint_config
 
-    name = read_checkpoint_config(checkpoint).get("ranker", DEFAULT_RANKER)
+    name = read_checkpoint_config(checkpoint).get(key, default)
     if name not in RANKERS:
         raise BcoderError(
             f"{checkpoint}: unknown ranker {name!r} in bcoder_config.json "
