@@ -95,6 +95,7 @@ def evaluate(
         False, "--generate-only", help="Sample and score only; a later --resume executes."
     ),
     prefill: opt.Prefill = PREFILL,
+    test_samples: opt.TestSamples = None,
     protocol: str = typer.Option(
         "tests",
         "--protocol",
@@ -135,6 +136,7 @@ def evaluate(
         "bootstrap": bootstrap,
         "prefill": prefill,
         "protocol": protocol,
+        "test_writing": {"samples": test_samples} if test_samples else None,
     }
     settings = _settings(ctx, flat, out, resume)
     settings.threads = threads

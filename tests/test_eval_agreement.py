@@ -3,6 +3,7 @@ reports that recompute the agreement rankers, and older records that read as bef
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -173,3 +174,44 @@ def test_eval_report_of_a_run_that_wrote_tests_shows_the_agreement_rankers(tmp_p
     # a report recomputed later (bcoder eval report, a resumed run) reads the same records
     assert write_report(run, plots=False)["figures"] == report["figures"]
     assert record_path(run, "p/1").is_file()
+
+
+def test_the_execute_stage_runs_candidates_and_the_ground_truth_on_generated_tests(
+    fixture_data,
+):
+    """execute_record runs every candidate on the problem's own tests and on the tests the model
+    wrote (the real sandbox), keeps the verdicts compactly, and runs the ground truth on the
+    generated tests too: how many were right is the report's accuracy."""
+    from bcoder.evaluate.config import EvalSettings
+    from bcoder.evaluate.generated import generated_stats, markdown_lines
+    from bcoder.evaluate.records import CandidateRecord
+    from bcoder.evaluate.run import execute_record
+    from bcoder.execution import Executor
+    from bcoder.problems.load import load_problems
+    from bcoder.problems.protocols import apply_protocol
+
+    mbpp = next(iter(load_problems(fixture_data / "mbpp" / "mbpp.jsonl", split="test")))
+    problem = apply_protocol(mbpp, "no-tests")  # mbpp/11: remove_Occ(s, ch)
+    asserts = ['assert remove_Occ("hello", "l") == "heo"', 'assert remove_Occ("abcda", "a") == "bcd"',
+               'assert remove_Occ("aaa", "a") == "b"']  # fmt: skip
+    good = problem.solutions[0]
+    bad = "def remove_Occ(s, ch):\n    return s[1:-1]\n"
+    rec = ProblemRecord(
+        problem_id=problem.id, difficulty=None, has_example_tests=False,
+        candidates=[CandidateRecord.from_candidate(Candidate(good, "", count=3)),
+                    CandidateRecord.from_candidate(Candidate(bad, "", count=1))],
+        timings={"generate": 1.0, "write_tests": 2.0},
+        generated=GeneratedTests(asserts=asserts, samples=2, written=5).to_dict(),
+    )  # fmt: skip
+    settings = EvalSettings(dataset="mbpp", protocol="no-tests")
+    with Executor(timeout=4.0) as ex:
+        execute_record(problem, rec, settings, ex, lambda _e: None)
+    assert [c.outcome for c in rec.candidates] == ["pass", "fail"]  # MBPP's own asserts
+    assert [c.generated for c in rec.candidates] == ["ppf", "fpf"]
+    assert rec.generated["truth"] == "ppf" and rec.generated["asserts"] == asserts
+    assert rec.timings["total"] == pytest.approx(3.0 + rec.timings["execute"])
+    stats = generated_stats([rec])
+    assert stats["accuracy"] == pytest.approx(2 / 3) and stats["with_tests"] == 1
+    assert stats["codet_groups"] == {"groups": 2, "largest_share": 0.75}
+    assert "66.7% of them right" in "\n".join(markdown_lines(stats))
+    assert generated_stats([dataclasses.replace(rec, generated=None)]) is None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bcoder.core.errors import BcoderError
-from bcoder.core.settings import NO_HEADS, SamplingSettings, is_no_heads
+from bcoder.core.settings import NO_HEADS, SamplingSettings, TestWriting, is_no_heads
 from bcoder.evaluate.records import CONFIG
 from bcoder.problems.prompts import PREFILL
 from bcoder.problems.protocols import check_protocol
@@ -28,6 +28,7 @@ IDENTITY_FIELDS = (
     "timeout",
     "prefill",
     "protocol",
+    "test_writing",
 )
 DEFAULT_KS = (1, 5)  # pass@k reported when --k is not given (each k <= M)
 
@@ -65,6 +66,8 @@ class EvalSettings:
     # what the model and the rankers are shown: "tests" (the dataset's prompt and example tests)
     # or "no-tests" (a docstring, no tests: bcoder.problems.protocols)
     protocol: str = "tests"
+    # how the model writes tests under the no-tests protocol
+    test_writing: TestWriting = field(default_factory=TestWriting)
 
     def __post_init__(self) -> None:
         samples = self.sampling.n
@@ -119,7 +122,11 @@ class EvalSettings:
         """From the flat form :meth:`to_dict` writes (``checkpoint: null``, recorded, is no
         trained heads); unknown keys are ignored. Runs started before ``prefill`` existed ran
         without it."""
+        writing = values.get("test_writing")
         values = {"prefill": False, **values}
+        values.pop("test_writing", None)
+        if isinstance(writing, dict):  # None (not given): the defaults
+            values["test_writing"] = TestWriting(**writing)
         names = {f.name for f in fields(cls)} - {"sampling"}
         known = {f.name for f in fields(SamplingSettings)}
         sampling = {k: v for k, v in values.items() if k in known and k != "n"}

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from bcoder.core.settings import is_no_heads
+from bcoder.evaluate.generated import markdown_lines as generated_lines
 from bcoder.evaluate.report import METHOD_LABELS, METHODS, ranked_method
 from bcoder.ranking.rankers import LEARNED, RANKER_LABELS
 
@@ -64,6 +65,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         *_rankers(report["figures"], report["model"].get("ranker"), ks[0]),
         *_against_likelihood(report["figures"], ks),
+        *generated_lines(report["figures"].get("generated")),
         *_paper(report.get("paper")),
     ]
     return "\n".join(lines) + "\n"

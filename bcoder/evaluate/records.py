@@ -53,6 +53,15 @@ VERDICT_LETTERS = {
 LETTER_VERDICTS = {letter: verdict for verdict, letter in VERDICT_LETTERS.items()}
 
 
+def generated_columns(outcomes: list[TestOutcome]) -> dict[str, Any]:
+    """A candidate's verdicts on the generated tests as a record stores them: a letter each,
+    and the values only when some is known."""
+    return {
+        "generated": "".join(VERDICT_LETTERS.get(t.verdict, "?") for t in outcomes),
+        "generated_values": [t.value for t in outcomes] if any(t.value for t in outcomes) else [],
+    }
+
+
 @dataclass
 class CandidateRecord:
     """One distinct program among a problem's M samples."""
@@ -103,11 +112,13 @@ class CandidateRecord:
             n_tokens=len(c.tokens),
             finish_reason=c.finish_reason,
             tokens=cols if c.tokens else {},
-            generated="".join(VERDICT_LETTERS.get(t.verdict, "?") for t in c.generated),
-            generated_values=[t.value for t in c.generated]
-            if any(t.value for t in c.generated)
-            else [],
+            **generated_columns(c.generated),
         )
+
+    def set_generated(self, outcomes: list[TestOutcome]) -> None:
+        """Keep the verdicts and values of a run on the generated tests."""
+        for name, value in generated_columns(outcomes).items():
+            setattr(self, name, value)
 
     def generated_outcomes(self) -> list[TestOutcome]:
         """The verdicts and values on the generated tests as the rankers read them."""

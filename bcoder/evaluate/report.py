@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from bcoder.evaluate import metrics
+from bcoder.evaluate.generated import generated_stats
 from bcoder.evaluate.records import ProblemRecord
 from bcoder.ranking.rankers import AGREEMENT, LEARNED, RANKER_LABELS, RANKERS, uses_generated
 
@@ -356,6 +357,9 @@ def compute_figures(
     if any(name in rankers for name in AGREEMENT):  # on how many problems they fell back
         ran = sum(s.generated for s in samples)
         agreement = {"agreement": {"problems": len(samples), "fell_back": len(samples) - ran}}
+    stats = generated_stats(records)
+    if stats is not None:  # (only then: reports of runs without generated tests stay as they were)
+        agreement["generated"] = stats
     return {
         "problems": len(records),
         "samples": sorted({r.n_samples for r in records}),

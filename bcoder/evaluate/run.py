@@ -29,7 +29,7 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text, exclusive
-from bcoder.core.settings import policy_name, problem_seed
+from bcoder.core.settings import TestWriting, policy_name, problem_seed
 from bcoder.core.spec import Problem
 from bcoder.core.types import Progress
 from bcoder.evaluate.config import IDENTITY_FIELDS, EvalSettings
@@ -117,7 +117,8 @@ def prepare_run_dir(
             fields.remove("checkpoint")
         if old["settings"].get("rank_only") and config["settings"].get("rank_only"):
             fields.remove("rank_only")  # its programs are checked problem by problem: run_eval
-        before = {"prefill": False, "protocol": "tests"}  # what runs from before them ran
+        # what runs from before these fields ran
+        before = {"prefill": False, "protocol": "tests", "test_writing": TestWriting().to_dict()}
         stored = {**before, **old["settings"]}
         asked = {**before, **config["settings"]}
         diff = [f for f in fields if stored.get(f) != asked.get(f)]
@@ -166,9 +167,17 @@ def _sample_problem(
         filter_examples=False,
         timeout=settings.timeout,
         prefill=settings.prefill,
+        generate_tests=False,  # eval's problems have their hidden tests: asked for below
     )
     result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel)
-    return _record(problem, result.candidates, result.timings, result.generated)
+    generated = result.generated
+    if settings.protocol == "no-tests":  # the model writes tests, as solve does for a user
+        from bcoder.pipeline.gentests import write_tests
+
+        generated = write_tests(problem, engine, settings.test_writing, cancel=cancel,
+                                on_event=emit)  # fmt: skip
+        result.timings["write_tests"] = generated.seconds
+    return _record(problem, result.candidates, result.timings, generated)
 
 
 def _score_problem(
@@ -233,15 +242,39 @@ def execute_record(
     cands = [Candidate(code=c.code, completion="") for c in record.candidates]
     run_settings = SolveSettings(model=settings.model, timeout=settings.timeout, run_tests=True)
     run_tests(problem, cands, run_settings, executor, emit, cancel)
+    generated = record.generated_tests
+    if generated is not None:  # and on the tests the model wrote (their verdicts rank)
+        from bcoder.pipeline.gentests import test_candidates
+
+        record.timings["run_generated"] = test_candidates(
+            problem, cands, generated, executor, emit=emit, cancel=cancel
+        )
+        record.generated = {**generated.to_dict(), **_truth(problem, generated, executor)}
     for rec, cand in zip(record.candidates, cands, strict=True):
         rec.outcome = getattr(cand.outcome, "value", cand.outcome)  # a str enum -> plain str
         rec.true_reward = cand.true_reward
         rec.passed_examples = cand.passed_examples
+        if generated is not None:
+            rec.set_generated(cand.generated)
     record.timings["execute"] = time.perf_counter() - t0
     record.timings["total"] = sum(
-        record.timings.get(k, 0.0) for k in ("generate", "score", "execute")
+        record.timings.get(k, 0.0) for k in ("generate", "score", "write_tests", "execute")
     )
     return record
+
+
+def _truth(problem: Problem, generated: Any, executor: Any) -> dict[str, str]:
+    """The ground truth's verdicts on the generated tests (``{"truth": "ppf..."}``), which say
+    how many of the model's tests were right; nothing when the problem has no ground truth."""
+    from bcoder.core.types import Candidate
+    from bcoder.evaluate.records import generated_columns
+    from bcoder.pipeline.gentests import test_candidates
+
+    if not problem.solutions or not generated.asserts:
+        return {}
+    truth = [Candidate(code=problem.solutions[0], completion="")]
+    test_candidates(problem, truth, generated, executor)
+    return {"truth": generated_columns(truth[0].generated)["generated"]}
 
 
 def read_rank_only(path: Path, problems: list[Problem]) -> dict[str, list[str]]:
