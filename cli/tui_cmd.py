@@ -46,6 +46,13 @@ def tui(
         "the reopened run, else bcoder's default).",
         show_default=False,
     ),
+    generated_tests: bool | None = typer.Option(
+        None,
+        "--generated-tests/--no-generated-tests",
+        help="For a problem without tests: the model writes tests and agreement on them ranks "
+        "(default: on, or as the reopened run).",
+        show_default=False,
+    ),
     store: Path | None = typer.Option(
         None, "--store", metavar="FILE", help="The results store file (default: $BCODER_STORE)."
     ),
@@ -69,6 +76,7 @@ def tui(
         "seed": seed,
         "backend": None if backend == "auto" else backend,
         "prefill": prefill,
+        "generate_tests": generated_tests,
     }
     # only what was given: it overrides a reopened run's settings (else SolveSettings' defaults)
     settings = {k: v for k, v in given.items() if v is not None}

@@ -164,6 +164,7 @@ def solve_settings(settings: ServerSettings) -> SolveSettings:
         backend=settings.backend,
         timeout=settings.timeout,
         prefill=settings.prefill,
+        generate_tests=settings.generateTests,
     )
 
 

@@ -40,6 +40,8 @@ class ServerSettings:
     allowDownload: bool = True
     fastPath: bool = False  # insert the first candidate that passes the docstring's tests at once
     prefill: bool = PREFILL  # start the answer with the stub written: the model writes the body
+    # a stub without docstring examples: the model writes tests and agreement on them ranks
+    generateTests: bool = True
     unsureAdvantage: float = -2.0
     inlayHints: bool = True
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)
