@@ -19,6 +19,7 @@ _MODULES: list[str] = [
     "runs",
     "tui_cmd",
     "eval",
+    "eval_compare",
     "lsp",
     "solve",
     "rank",

@@ -96,13 +96,7 @@ def evaluate(
     ),
     prefill: opt.Prefill = PREFILL,
     test_samples: opt.TestSamples = None,
-    protocol: str = typer.Option(
-        "tests",
-        "--protocol",
-        metavar="tests|no-tests",
-        help="What the model and rankers are shown: the dataset's prompt and example tests, or "
-        "a docstring and no tests (MBPP as a stub without its asserts).",
-    ),
+    protocol: opt.Protocol = "tests",
     quiet: opt.Quiet = False,
 ) -> None:
     """Sample M candidates per problem, score and run them, and report pass@k (see the README)."""
@@ -232,51 +226,6 @@ def report_cmd(
     _show(report, run_dir, as_json)
 
 
-@eval_app.command("compare")
-def compare_cmd(
-    before: Path = typer.Argument(..., help="The baseline run directory."),
-    after: Path = typer.Argument(..., help="The run to compare with it."),
-    k: str = typer.Option("1,5", "--k", metavar="K,...", help="pass@k for these k."),
-    ranker: list[str] = typer.Option(
-        [],
-        "--ranker",
-        metavar="NAME",
-        help="Also ranked by this ranker (repeatable; default: each run's own).",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
-) -> None:
-    """Two runs on the problems both finished: pass@k in each and AFTER minus BEFORE, paired by
-    problem, with a 95% paired bootstrap interval."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    from bcoder.evaluate import parse_ks
-    from bcoder.evaluate.compare import compare_runs
-
-    result = compare_runs(before, after, parse_ks(k), ranker or None)
-    if as_json:
-        typer.echo(json.dumps(result, indent=1))
-        return
-    title = f"{result['problems']} problems both finished: after minus before (points)"
-    table = Table(title=title)
-    for name in ("method", "pass@k", "before", "after", "difference [95% paired CI]"):
-        table.add_column(name, justify="left" if name == "method" else "right", no_wrap=True)
-    for row in result["rows"]:
-        low, high = row["ci"]
-        diff = f"{100 * row['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
-        label = _SHORT.get(row["method"], row["method"])
-        cells = [f"{100 * row['before']:.1f}", f"{100 * row['after']:.1f}", diff]
-        table.add_row(Text(label), f"pass@{row['k']}", *cells)
-    Console().print(table)
-    left = {"before": result["only_before"], "after": result["only_after"]}
-    if any(left.values()):
-        typer.echo(
-            f"left out: {left['before']} problems finished only before, {left['after']} only after",
-            err=True,
-        )
-
-
 @eval_app.command("export")
 def export_cmd(
     run_dir: Path = typer.Argument(..., help="A run directory written by bcoder eval."),
@@ -317,7 +266,7 @@ def _show(report: dict[str, Any], run_dir: Path, as_json: bool) -> None:
     console.print(Text(f"report: {paths}"))  # a user's path, not markup
 
 
-_SHORT = {
+METHOD_LABELS = {
     "unranked": "unranked",
     "ranked_reward": "R~ (B-Coder)",
     "ranked_terminal": "terminal Q",
@@ -352,7 +301,7 @@ def _tables(report: dict[str, Any]) -> list[Any]:
     overall.add_column("method", no_wrap=True)
     for k in ks:
         overall.add_column(f"pass@{k}", justify="right", no_wrap=True)
-    for row in metrics_rows(metrics["all"], ks, _SHORT):
+    for row in metrics_rows(metrics["all"], ks, METHOD_LABELS):
         overall.add_row(*row)
     tables = [overall]
     if fig.get("vs_likelihood"):
@@ -376,7 +325,7 @@ def _tables(report: dict[str, Any]) -> list[Any]:
             cells = [
                 pct(metrics[g].get(method, {}).get(k, {}).get("value")) for g in groups for k in ks
             ]
-            per.add_row(_SHORT.get(method, method), *cells)
+            per.add_row(METHOD_LABELS.get(method, method), *cells)
         tables.append(per)
     if report.get("paper"):
         table = Table(

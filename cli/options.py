@@ -142,6 +142,15 @@ TestSamples = Annotated[
         help="Test-writing completions sampled for generated tests (default: 4).",
     ),
 ]
+Protocol = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        metavar="tests|no-tests",
+        help="What the model and rankers are shown: the dataset's prompt and example tests, or "
+        "a docstring and no tests (MBPP as a stub without its asserts).",
+    ),
+]
 Prefill = Annotated[
     bool,
     typer.Option(
