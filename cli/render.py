@@ -217,14 +217,18 @@ def ranked_table(result: SolveResult, top: int = 5, title: str | None = None) ->
         caption=Text(R_MEANING),
         caption_justify="left",
     )
-    for name in ("rank", "R~", "outcome", "count", "tokens"):
+    written = len(result.generated.asserts) if result.generated is not None else 0
+    names = ("rank", "R~", "outcome", *(("written tests",) if written else ()), "count", "tokens")
+    for name in names:
         table.add_column(name, justify="left" if name == "outcome" else "right", no_wrap=True)
     table.add_column(shrinking("first line that differs"))
     for i, (c, told) in enumerate(zip(shown, telling_lines(result, shown), strict=True), 1):
+        passes = sum(t.verdict == "pass" for t in c.generated)
         table.add_row(
             str(i),
             f"{c.reward:.3f}",
             outcome_text(c.outcome),
+            *((f"{passes}/{written}",) if written else ()),
             str(c.count),
             str(len(c.tokens)),
             shrinking(told),
@@ -263,6 +267,8 @@ def render_result(
         return
     if passing := pass_count_line(result):
         console.print(passing)
+    if written := generated_line(result):
+        console.print(written)
     console.print(ranked_table(result, top))
     show_best(console, result.candidates[0], color_by)
 
@@ -283,6 +289,24 @@ def pass_count_line(result: SolveResult) -> Text | None:
     if passing and result.settings.get("passing_first"):
         line += "; those that pass are ranked first"
     return Text(line, style="bold green" if passing else "bold")
+
+
+def generated_line(result: SolveResult) -> Text | None:
+    """What the tests the model wrote did (a problem without tests of its own): how many, and
+    what ranked the candidates, or why there are none."""
+    from bcoder.ranking.rankers import RANKER_LABELS
+
+    g = result.generated
+    if g is None:
+        return None
+    ranked = f"ranked by {RANKER_LABELS.get(result.ranker, result.ranker)}"
+    if not g.asserts:
+        return Text(f"no tests of the model's own ran ({g.note}); {ranked}", style="yellow")
+    line = (
+        f"no tests given: the model wrote {len(g.asserts)} (from {g.samples} samples, "
+        f"{g.seconds:.1f}s); {ranked}"
+    )
+    return Text(line, style="bold")
 
 
 def title_line(result: SolveResult) -> Text:

@@ -348,3 +348,33 @@ def test_eval_report_names_a_run_directory_verbatim(tmp_path, capsys, monkeypatc
     run_dir = tmp_path / "[bold]run"
     _show(report, run_dir, as_json=False)
     assert f"report: {run_dir / 'report.md'}" in capsys.readouterr().out
+
+
+def test_a_run_with_generated_tests_says_so_and_shows_each_candidates_share():
+    """A problem without tests: the output says the model wrote the tests and what ranked, and
+    the table shows how many of them each candidate passes; without any, it says why."""
+    from rich.console import Console
+
+    from bcoder.cli.render import render_result
+    from bcoder.core.types import Candidate, GeneratedTests, SolveResult, TestOutcome
+
+    ok, bad = TestOutcome("pass"), TestOutcome("fail")
+    cands = [
+        Candidate("def f(x):\n    return x\n", "", generated=[ok, ok, bad], count=3),
+        Candidate("def f(x):\n    return 0\n", "", generated=[bad, bad, ok]),
+    ]
+    tests = GeneratedTests(["assert f(1) == 1", "assert f(2) == 2", "assert f(0) == 1"], 4, 9, 12.5)
+    result = SolveResult(problem={"id": "p"}, settings={"ranker": "codet-logprob", "n": 4},
+                         candidates=cands, generated=tests)  # fmt: skip
+    console = Console(record=True, width=120)
+    render_result(console, result)
+    out = " ".join(console.export_text().split())  # (a long line wraps)
+    assert "the model wrote 3 (from 4 samples, 12.5s)" in out
+    assert "ranked by dual agreement on generated tests (CodeT), then mean log-prob" in out
+    assert "written tests" in out and "2/3" in out and "1/3" in out
+    result.generated = GeneratedTests(samples=4, note="the model wrote no test of f that parses")
+    console = Console(record=True, width=120)
+    render_result(console, result)
+    out = " ".join(console.export_text().split())
+    assert "no tests of the model's own ran (the model wrote no test of f that parses)" in out
+    assert "written tests" not in out
