@@ -384,6 +384,9 @@ REFERENCE = {
 
 def test_examples_load_and_are_solvable():
     problems = {p.id: p for p in load_problems(EXAMPLES)}
+    untested = problems.pop("run_length")  # the stub without examples: solve writes its tests
+    assert (untested.source, untested.entry_point) == ("python", "run_length_encode")
+    assert untested.tests is None and untested.example_tests is None
     assert sorted(problems) == sorted(REFERENCE)
     stub = problems["max_of_list"]
     assert (stub.source, stub.entry_point, stub.tests.kind) == ("python", "max_of_list", "assert")
