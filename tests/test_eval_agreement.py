@@ -215,3 +215,32 @@ def test_the_execute_stage_runs_candidates_and_the_ground_truth_on_generated_tes
     assert stats["codet_groups"] == {"groups": 2, "largest_share": 0.75}
     assert "66.7% of them right" in "\n".join(markdown_lines(stats))
     assert generated_stats([dataclasses.replace(rec, generated=None)]) is None
+
+
+def test_with_examples_too_the_report_adds_pass_at_k_without_them():
+    """HumanEval's docstring examples are the user's own tests: the rankers put the programs
+    passing them first. The report then also ranks with the examples withheld, so that what the
+    generated tests do alone shows; without examples there is no such table."""
+    from bcoder.evaluate.markdown import render
+
+    records = three_problems()
+    assert "without_examples" not in compute_figures(records, [1], n_boot=20)
+    for r in records:  # p/1's wrong majority W passes the examples, the right R does not
+        r.has_example_tests = True
+        for c in r.candidates:
+            c.passed_examples = c.code == "W"
+    fig = compute_figures(records, [1], n_boot=20)
+    with_ex, alone = fig["metrics"]["all"], fig["without_examples"]
+    # W first where it is (p/1, p/3: it fails); p/2 as before (by R~: A passes)
+    assert with_ex["ranked_codet_reward"]["1"]["value"] == pytest.approx(1 / 3)
+    assert alone["ranked_codet_reward"]["1"]["value"] == pytest.approx(2 / 3)  # as TOP1
+    assert alone["unranked"] == with_ex["unranked"]
+    for name in ("reward", "mean-logprob"):  # without examples, tests-first is the ranker alone
+        first = "ranked_tests_first" if name == "reward" else "ranked_tests_first_logprob"
+        assert alone[first]["1"]["value"] == alone[ranked_method(name)]["1"]["value"]
+    report = {
+        "config": {"ks": [1], "dataset": "humaneval", "split": "test", "model": "m",
+                   "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 64, "seed": 0},
+        "figures": fig, "model": {"name": "tiny"}, "data": {"path": "x", "sha256": "ab" * 32},
+    }  # fmt: skip
+    assert "Without the problems' own example tests" in render(report)

@@ -8,7 +8,10 @@ many were right, how the candidates grouped on them, and what writing and runnin
   (candidates returning the same values), as the number of groups and the share of the samples
   in the largest, averaged over the problems whose tests ran;
 - *seconds*: writing the tests (sampling and parsing) and running every candidate on them, per
-  problem.
+  problem;
+- *without the examples*: where the problems had example tests of their own beside the generated
+  ones (HumanEval's docstring examples, which its user wrote), pass@k of every method again with
+  the examples withheld from the rankers, so that what the generated tests do alone shows.
 """
 
 from __future__ import annotations
@@ -19,6 +22,19 @@ from statistics import mean
 from typing import Any
 
 from bcoder.evaluate.records import ProblemRecord
+
+
+def without_examples(record: ProblemRecord) -> ProblemRecord:
+    """``record`` as if its problem had no example tests (the rankers do not see them)."""
+    from dataclasses import replace
+
+    cands = [replace(c, passed_examples=None) for c in record.candidates]
+    return replace(record, has_example_tests=False, candidates=cands)
+
+
+def shows_without_examples(records: Sequence[ProblemRecord]) -> bool:
+    """Whether a report adds the table without examples: some problem had both kinds of test."""
+    return any(r.has_example_tests and r.generated is not None for r in records)
 
 
 def generated_stats(records: Sequence[ProblemRecord]) -> dict[str, Any] | None:
@@ -58,8 +74,9 @@ def _groups(records: Sequence[ProblemRecord], key: Any) -> dict[str, float] | No
     return {"groups": mean(counts), "largest_share": mean(shares)}
 
 
-def markdown_lines(stats: dict[str, Any] | None) -> list[str]:
-    """The report's paragraph on the generated tests."""
+def markdown_lines(stats: dict[str, Any] | None, table: list[str] | None = None) -> list[str]:
+    """The report's paragraph on the generated tests, and the pass@k rows without the examples
+    (``table``: the rows :func:`bcoder.evaluate.markdown.metrics_rows` makes) when there are."""
     if not stats:
         return []
     accuracy = stats["accuracy"]
@@ -88,4 +105,12 @@ def markdown_lines(stats: dict[str, Any] | None) -> list[str]:
         f"- time a problem: {stats['write_seconds']:.1f} s writing the tests, "
         f"{stats['run_seconds']:.2f} s running every candidate on them."
     )
+    if table:
+        lines += [
+            "",
+            "Without the problems' own example tests (withheld from the rankers; the generated "
+            "tests alone), pass@k (%):",
+            "",
+            *table,
+        ]
     return lines

@@ -65,7 +65,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         *_rankers(report["figures"], report["model"].get("ranker"), ks[0]),
         *_against_likelihood(report["figures"], ks),
-        *generated_lines(report["figures"].get("generated")),
+        *generated_lines(report["figures"].get("generated"), _alone(report["figures"], ks)),
         *_paper(report.get("paper")),
     ]
     return "\n".join(lines) + "\n"
@@ -109,6 +109,14 @@ def _prompt_line(cfg: dict[str, Any]) -> str:
     }[protocol]
     prefill = "; the stub's answer prefilled (R~ and log-probs cover the body)"
     return f"- prompt: {shown}{prefill if cfg.get('prefill') else ''}"
+
+
+def _alone(fig: dict[str, Any], ks: list[str]) -> list[str] | None:
+    """The pass@k table without the example tests, as Markdown lines, when the report has it."""
+    group = fig.get("without_examples")
+    return (
+        _table(["method", *(f"pass@{k}" for k in ks)], metrics_rows(group, ks)) if group else None
+    )
 
 
 def _pass_at_k(metrics: dict[str, Any], ks: list[str]) -> list[str]:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from bcoder.evaluate import metrics
-from bcoder.evaluate.generated import generated_stats
+from bcoder.evaluate.generated import generated_stats, shows_without_examples, without_examples
 from bcoder.evaluate.records import ProblemRecord
 from bcoder.ranking.rankers import AGREEMENT, LEARNED, RANKER_LABELS, RANKERS, uses_generated
 
@@ -360,6 +360,9 @@ def compute_figures(
     stats = generated_stats(records)
     if stats is not None:  # (only then: reports of runs without generated tests stay as they were)
         agreement["generated"] = stats
+    if shows_without_examples(records):
+        alone = [expand(without_examples(r)) for r in records]
+        agreement["without_examples"] = pass_at_k_table(alone, ks, seed, n_boot, rankers)["all"]
     return {
         "problems": len(records),
         "samples": sorted({r.n_samples for r in records}),
