@@ -129,7 +129,7 @@ def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 # Progress events, emitted by solve() through a callback; the CLI, TUI and LSP render them.
 @dataclass
 class Progress:
-    stage: str  # load | generate | score | execute
+    stage: str  # load | generate | score | tests (the model writing tests) | execute
     done: int
     total: int
     message: str = ""
