@@ -32,7 +32,7 @@ from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
 from bcoder.problems.extract import defines, fenced_blocks, leading_code
 from bcoder.problems.fit import fit_statement
-from bcoder.problems.prompts import FAMILIES, _code_context, _is_stub
+from bcoder.problems.prompts import FAMILIES, code_context, is_stub
 
 TESTS_ASKED = 10  # tests one completion is asked for (the issue's first try: "write 10 asserts")
 TEST_SYSTEM_PROMPT = (
@@ -111,8 +111,8 @@ def signature(problem: Problem) -> str:
 def _context(problem: Problem, question: str) -> str:
     """The code a test writer reads: a stub's signature and docstring (HumanEval's prompt itself),
     else the statement as a docstring above the signature. Never the problem's tests."""
-    if _is_stub(problem):
-        return _code_context(problem, question).rstrip()
+    if is_stub(problem):
+        return code_context(problem, question).rstrip()
     code = signature(problem)
     return f'"""\n{question.strip()}\n"""\n{code}'.rstrip()
 
@@ -132,7 +132,7 @@ def _chat_user(problem: Problem, question: str, tests: int) -> str:
     """The user turn: the context, then what to write (literal arguments and expected values,
     so that the parser can keep the tests; no implementation, which would use the budget)."""
     entry = problem.entry_point
-    if _is_stub(problem):
+    if is_stub(problem):
         code = _context(problem, question)
         parts = [
             f"Here is a Python function whose body is not written yet.\n\n```python\n{code}\n```"

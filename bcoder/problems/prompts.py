@@ -166,13 +166,13 @@ def make_prompt(
 def prefills(problem: Problem, family: str) -> bool:
     """Whether a prefilled answer applies: a stub (a signature and its docstring) asked of a chat
     model, whose answer would begin by writing the stub again."""
-    return family == "chat" and _is_stub(problem)
+    return family == "chat" and is_stub(problem)
 
 
 def answer_prefix(problem: Problem, question: str) -> str:
     """The start of a stub's answer, written into the prompt (the assistant turn is prefilled):
     the opening fence, the signature and the docstring. The model continues with the body."""
-    return f"```python\n{_code_context(problem, question).rstrip()}\n"
+    return f"```python\n{code_context(problem, question).rstrip()}\n"
 
 
 def _renderer(
@@ -185,13 +185,14 @@ def _renderer(
     if family == "mbpp":
         return lambda q: _mbpp(problem, q, shown)
     if family == "humaneval":
-        return lambda q: _code_context(problem, q)
+        return lambda q: code_context(problem, q)
     if prefill:
         return lambda q: _chat(problem, q, tokenizer, shown) + answer_prefix(problem, q)
     return lambda q: _chat(problem, q, tokenizer, shown)
 
 
-def _is_stub(problem: Problem) -> bool:
+def is_stub(problem: Problem) -> bool:
+    """A function to complete from its signature and docstring (HumanEval, a .py stub)."""
     return problem.source in ("humaneval", "python") and bool(problem.starter_code)
 
 
@@ -241,12 +242,12 @@ def _docstring_code(signature: str, doc: str) -> str:
     return f'{signature.rstrip()}\n{indent}"""\n{body}\n{indent}"""\n'
 
 
-def _code_context(problem: Problem, question: str) -> str:
+def code_context(problem: Problem, question: str) -> str:
     """The code the answer continues: a stub's signature + docstring, else the starter code."""
     prompt = problem.metadata.get("prompt")
     if isinstance(prompt, str) and question == problem.text:
         return prompt
-    if _is_stub(problem):
+    if is_stub(problem):
         return _docstring_code(problem.starter_code, question)
     return f'"""\n{question.strip()}\n"""\n' + problem.starter_code
 
@@ -269,8 +270,8 @@ def _mbpp(problem: Problem, question: str, limit: int = MAX_SHOWN_TESTS) -> str:
 
 
 def _chat_user(problem: Problem, question: str, limit: int = MAX_SHOWN_TESTS) -> str:
-    if _is_stub(problem):
-        code = _code_context(problem, question)
+    if is_stub(problem):
+        code = code_context(problem, question)
         return f"Complete this Python function; answer with the whole function.\n\n```python\n{code.rstrip()}\n```"
     parts = [question.strip()]
     if problem.starter_code.strip():
