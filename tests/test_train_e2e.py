@@ -606,6 +606,20 @@ def test_cli_all_solve_and_ablations(tmp_path, tiny_model_dir, fixture_data):
     meta = json.loads((run_dir / "checkpoint" / "bcoder_config.json").read_text())
     assert meta["ranker"] == chosen["ranker"]
     assert (run_dir / "select" / "eval" / "report.md").is_file()
+    # and the ranker for problems without tests: the held-out problems sampled with no assert
+    # shown, the model writing tests (a tiny random model writes none: every agreement ranker
+    # falls back, a tie, so the default stays), the best agreement ranker kept
+    from bcoder.ranking.rankers import AGREEMENT, DEFAULT_RANKER_WITHOUT_TESTS
+
+    alone = chosen["without_tests"]
+    assert set(alone["pass@1"]) == set(AGREEMENT) and alone["problems"] == 2
+    best = max(alone["pass@1"].values())
+    assert alone["pass@1"][alone["ranker"]] == best
+    assert meta["ranker_without_tests"] == alone["ranker"]
+    if alone["pass@1"][DEFAULT_RANKER_WITHOUT_TESTS] == best:
+        assert alone["ranker"] == DEFAULT_RANKER_WITHOUT_TESTS
+    no_tests = json.loads((run_dir / "select" / "no-tests" / "config.json").read_text())
+    assert no_tests["settings"]["protocol"] == "no-tests"
     # select again: the same weights resume its eval (nothing scored again), new weights redo it
     record = next((run_dir / "select" / "eval" / "problems").glob("*.json.gz"))
     written = record.stat().st_mtime_ns

@@ -230,6 +230,10 @@ class SelectConfig:
     # lmhead mode: also sample the trained policy on the held-out problems (as collect sampled
     # the checkpoint's) and keep sampling from it only if it passes at least as often
     policy: bool = True
+    # also choose the ranker for problems without tests: sample the held-out problems under the
+    # no-tests protocol (no assert shown), let the model write tests, and keep the agreement
+    # ranker with the best pass@1 (the checkpoint's "ranker_without_tests")
+    without_tests: bool = True
 
 
 @dataclass

@@ -22,6 +22,13 @@ its unranked pass@1 is at least the base policy's, else ``"base"``: ``solve`` th
 samples from the frozen base LM's own logits and still scores with l_theta
 (:func:`bcoder.qmodel.config.checkpoint_policy`), so that training never makes what a user samples
 worse than the base model on the held-out problems. ``select.policy = false`` skips the check.
+
+For problems without tests of their own, select also samples the held-out problems under the
+no-tests protocol (no assert in the prompt, no example test: :mod:`bcoder.problems.protocols`;
+``<run>/select/no-tests``, an eval run), lets the model write tests for them, and writes the
+agreement ranker with the best pass@1 into the checkpoint's ``"ranker_without_tests"`` (ties go
+to :data:`~bcoder.ranking.rankers.DEFAULT_RANKER_WITHOUT_TESTS`). ``select.without_tests = false``
+skips it.
 """
 
 from __future__ import annotations
@@ -96,6 +103,7 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     if not (stamp.is_file() and stamp.read_text().strip() == digest):
         shutil.rmtree(eval_dir, ignore_errors=True)  # scored by other weights: start again
         shutil.rmtree(policy_dir, ignore_errors=True)
+        shutil.rmtree(out_dir / "no-tests", ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stamp, digest + "\n")
     candidates = out_dir / "candidates.jsonl"
@@ -133,6 +141,12 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     config["ranker"] = chosen
     if policy is not None:
         config["policy"] = policy["chosen"]
+    without_tests = None
+    if cfg.select.without_tests:
+        sampling = policy["chosen"] if policy is not None else config.get("policy")
+        without_tests = select_without_tests(settings, out_dir / "no-tests", cfg, sampling,
+                                             on_event)  # fmt: skip
+        config["ranker_without_tests"] = without_tests["ranker"]
     atomic_write_text(checkpoint / "bcoder_config.json", json.dumps(config, indent=1))
     summary = {
         "ranker": chosen,
@@ -146,9 +160,41 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
         # when not checked (select.policy off, or a mode whose policy is the checkpoint's or
         # cannot sample the checkpoint's in the decode loop)
         "policy": policy,
+        # the ranker for problems without tests and every agreement ranker's pass@1 on the
+        # held-out problems under the no-tests protocol; None when not chosen
+        "without_tests": without_tests,
     }
     atomic_write_text(out_dir / SELECT_JSON, json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def select_without_tests(
+    ranked: Any, out: Path, cfg: TrainConfig, policy: str | None, on_event: EventFn | None
+) -> dict[str, Any]:
+    """The agreement ranker with the best pass@1 on the held-out problems of ``ranked`` (the
+    rank-only EvalSettings) under the no-tests protocol: sampled as collect sampled them (with
+    the policy the checkpoint keeps), tests written by the model (ties: the default)."""
+    from bcoder.evaluate.report import ranked_method
+    from bcoder.evaluate.run import run_eval
+    from bcoder.ranking.rankers import AGREEMENT, DEFAULT_RANKER_WITHOUT_TESTS
+
+    sampling = dataclasses.replace(
+        cfg.collect.sampling(),
+        max_new_tokens=ranked.sampling.max_new_tokens,
+        seed=ranked.sampling.seed,
+        policy=policy,
+    )
+    settings = dataclasses.replace(ranked, rank_only=None, sampling=sampling, protocol="no-tests")
+    outcome = run_eval(settings, out, resume=True, on_event=on_event, plots=False)
+    assert outcome.report is not None
+    cells = outcome.report["figures"]["metrics"]["all"]
+    pass1 = {n: float(cells[ranked_method(n)]["1"]["value"]) for n in AGREEMENT}
+    best = max(pass1.values())
+    chosen = DEFAULT_RANKER_WITHOUT_TESTS
+    if pass1[chosen] < best:
+        chosen = next(n for n in AGREEMENT if pass1[n] == best)
+    unranked = float(cells["unranked"]["1"]["value"])
+    return {"ranker": chosen, "pass@1": pass1, "unranked": unranked, "problems": len(ranked.ids)}
 
 
 def sample_policy(ranked: Any, out: Path, cfg: TrainConfig, on_event: EventFn | None) -> float:
