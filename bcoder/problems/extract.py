@@ -44,6 +44,15 @@ _END_TOKENS = (
     "<end_of_turn>",
     "</s>",
 )
+
+
+def cut_at_end(text: str) -> str:
+    """``text`` up to its first end-of-turn token (a raw completion may hold one: nothing after
+    it is the answer)."""
+    cut = min((i for i in (text.find(t) for t in _END_TOKENS) if i >= 0), default=len(text))
+    return text[:cut]
+
+
 _STOP_LINE = re.compile(
     r"^(QUESTION:|ANSWER:|\[DONE\]|\[BEGIN\]|\[END\]|### (Instruction|Response|Input)\b)"
 )
@@ -374,8 +383,7 @@ def extract_code(completion: str, problem: Problem | None = None, family: str | 
     text = completion.replace("\r\n", "\n").replace("\r", "\n")
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]
-    cut = min((i for i in (text.find(t) for t in _END_TOKENS) if i >= 0), default=len(text))
-    text = text[:cut]
+    text = cut_at_end(text)
     lines = text.split("\n")
     stop = next((i for i, ln in enumerate(lines) if _STOP_LINE.match(ln)), len(lines))
     text = "\n".join(lines[:stop])

@@ -30,9 +30,9 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
-from bcoder.problems.extract import defines, fenced_blocks, leading_code
+from bcoder.problems.extract import cut_at_end, defines, fenced_blocks, leading_code
 from bcoder.problems.fit import fit_statement
-from bcoder.problems.prompts import FAMILIES, code_context, is_stub
+from bcoder.problems.prompts import FAMILIES, chat_text, code_context, is_stub
 
 TESTS_ASKED = 10  # tests one completion is asked for (the issue's first try: "write 10 asserts")
 TEST_SYSTEM_PROMPT = (
@@ -45,11 +45,6 @@ MAX_WINDOW_LINES = 20  # lines one multi-line assert may span
 # a completion is read up to here: 300 new tokens are ~1,200 characters, and a hostile text of
 # megabytes would cost seconds of parsing (tests come first in an answer)
 MAX_TEXT_CHARS = 100_000
-# end-of-turn tokens a raw (not detokenised) completion may hold: nothing after one is the answer
-_END_TOKEN = re.compile(
-    r"<\|(?:im_end|im_start|endoftext|end_of_text|eot_id|EOT|end|file_separator)\|>"
-    r"|</s>|<end_of_turn>"
-)
 _LIST_MARKER = re.compile(r"^(?:\d+[.)]|[-*•])\s+")  # "1. assert ...", "- assert ..."
 
 
@@ -78,7 +73,10 @@ def test_prompt(
         prefix = f"```python\nassert {entry}("
 
         def render(question: str) -> str:
-            return _chat(_chat_user(problem, question, tests), tokenizer) + prefix
+            return (
+                chat_text(tokenizer, TEST_SYSTEM_PROMPT, _chat_user(problem, question, tests))
+                + prefix
+            )
     else:
         prefix = f"assert {entry}("
 
@@ -153,21 +151,6 @@ def _chat_user(problem: Problem, question: str, tests: int) -> str:
     return "\n\n".join(parts)
 
 
-def _chat(user: str, tokenizer: Any) -> str:
-    """The chat template with the test-writing system turn and ``user``, ready for the answer;
-    as :func:`bcoder.problems.prompts._chat`, a template that refuses a system turn gets it
-    folded into the user turn."""
-    messages = [
-        {"role": "system", "content": TEST_SYSTEM_PROMPT},
-        {"role": "user", "content": user},
-    ]
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # some templates refuse a system turn
-        messages = [{"role": "user", "content": f"{TEST_SYSTEM_PROMPT}\n\n{user}"}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
 # --- the parser -----------------------------------------------------------------------------
 
 
@@ -198,8 +181,7 @@ def _code_of(text: str) -> str:
     included) and the code before a bare first fence that closes a block never opened (a base
     model's asserts, then a stray fence and prose), else all of it; cut at an end-of-turn token."""
     text = text[:MAX_TEXT_CHARS].replace("\r\n", "\n").replace("\r", "\n")
-    end = _END_TOKEN.search(text)
-    text = text[: end.start()] if end else text
+    text = cut_at_end(text)
     lead = leading_code(text)
     blocks = [b.code for b in ([lead] if lead else []) + fenced_blocks(text) if b.code.strip()]
     return "\n".join(blocks) if blocks else text

@@ -293,12 +293,17 @@ def _chat_user(problem: Problem, question: str, limit: int = MAX_SHOWN_TESTS) ->
 
 
 def _chat(problem: Problem, question: str, tokenizer: Any, limit: int = MAX_SHOWN_TESTS) -> str:
-    user = _chat_user(problem, question, limit)
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return chat_text(tokenizer, SYSTEM_PROMPT, _chat_user(problem, question, limit))
+
+
+def chat_text(tokenizer: Any, system: str, user: str) -> str:
+    """The tokenizer's chat template with a ``system`` and a ``user`` turn, ready for the answer;
+    a template that refuses a system turn gets it folded into the user turn."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception:  # some templates refuse a system turn: fold it into the user turn
-        messages = [{"role": "user", "content": f"{SYSTEM_PROMPT}\n\n{user}"}]
+        messages = [{"role": "user", "content": f"{system}\n\n{user}"}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
