@@ -338,3 +338,20 @@ def test_a_run_resumes_only_with_the_same_prefill_and_protocol(tmp_path):
         prepare_run_dir(tmp_path / "old", no_tests, resume=True, sharded=False)
     with pytest.raises(BcoderError, match="unknown protocol"):
         EvalSettings(dataset="mbpp", protocol="none")
+
+
+def test_a_rank_only_run_without_tests_has_the_model_write_tests(tmp_path, mbpp, tiny_model_dir, engine):
+    """Under the no-tests protocol the model writes tests for every problem, whoever wrote the
+    candidates: another model's programs given by --rank-only too (sampled runs were covered)."""
+    cands = _candidates_file(tmp_path / "all.jsonl", mbpp)
+    settings = EvalSettings.from_dict(
+        dict(dataset=str(mbpp), ids=list(MBPP)[:2], ks=[1], model=str(tiny_model_dir),
+             rank_only=str(cands), protocol="no-tests",
+             test_writing={"samples": 2, "max_new_tokens": 8})
+    )  # fmt: skip
+    out = run_eval(settings, tmp_path / "run", engine=engine, plots=False)
+    records, missing = load_records(tmp_path / "run", out.problem_ids)
+    assert not missing and len(records) == 2
+    for r in records:
+        assert r.generated is not None and r.generated["samples"] == 2
+        assert r.timings["write_tests"] > 0

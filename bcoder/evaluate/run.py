@@ -137,17 +137,14 @@ def prepare_run_dir(
     return config
 
 
-def _record(
-    problem: Problem, candidates: list[Any], timings: dict[str, float], generated: Any = None
-) -> ProblemRecord:
-    """A problem's record; ``generated`` (GeneratedTests) when the model wrote tests for it."""
+def _record(problem: Problem, candidates: list[Any], timings: dict[str, float]) -> ProblemRecord:
+    """A problem's record, before execution."""
     return ProblemRecord(
         problem_id=problem.id,
         difficulty=problem.difficulty,
         has_example_tests=problem.example_tests is not None,
         candidates=[CandidateRecord.from_candidate(c) for c in candidates],
         timings={k: float(v) for k, v in timings.items() if k != "load"},
-        generated=None if generated is None else generated.to_dict(),
     )
 
 
@@ -170,14 +167,19 @@ def _sample_problem(
         generate_tests=False,  # eval's problems have their hidden tests: asked for below
     )
     result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel)
-    generated = result.generated
-    if settings.protocol == "no-tests":  # the model writes tests, as solve does for a user
-        from bcoder.pipeline.gentests import write_tests
+    return _record(problem, result.candidates, result.timings)
 
-        generated = write_tests(problem, engine, settings.test_writing, cancel=cancel,
-                                on_event=emit)  # fmt: skip
-        result.timings["write_tests"] = generated.seconds
-    return _record(problem, result.candidates, result.timings, generated)
+
+def _write_tests(
+    problem: Problem, record: ProblemRecord, engine: Any, settings: EvalSettings, emit, cancel
+) -> None:
+    """Under the no-tests protocol, the model writes tests for ``problem`` as solve does for a
+    user, whoever wrote the candidates (sampled here or given by --rank-only)."""
+    from bcoder.pipeline.gentests import write_tests
+
+    generated = write_tests(problem, engine, settings.test_writing, cancel=cancel, on_event=emit)
+    record.generated = generated.to_dict()
+    record.timings["write_tests"] = generated.seconds
 
 
 def _score_problem(
@@ -425,6 +427,8 @@ def _run_problems(
                     record = _score_problem(problem, codes, engine, settings)
                 else:
                     record = _sample_problem(problem, engine, settings, emit, cancel)
+                if settings.protocol == "no-tests":
+                    _write_tests(problem, record, engine, settings, emit, cancel)
                 write_record(run_dir, record, SAMPLES)
             if executor is not None:
                 record = execute_record(problem, record, settings, executor, emit, cancel)
