@@ -260,7 +260,7 @@ def test_a_rank_only_run_extends_to_more_problems(tmp_path, mbpp, tiny_model_dir
 
 def test_a_run_resumes_only_with_the_same_checkpoint_weights(tmp_path):
     from bcoder.evaluate.records import weights_sha256
-    from bcoder.evaluate.run import prepare_run_dir
+    from bcoder.evaluate.rundir import prepare_run_dir
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -282,7 +282,7 @@ def test_a_run_resumes_only_with_the_same_checkpoint_weights(tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path, mbpp):
-    from bcoder.evaluate.run import prepare_run_dir
+    from bcoder.evaluate.rundir import prepare_run_dir
 
     prepare_run_dir(tmp_path / "old", {"settings": {}}, resume=False, sharded=False)
     res = bcoder("eval", "-d", str(mbpp), "--out", str(tmp_path / "old"))
@@ -320,7 +320,7 @@ def test_a_run_resumes_only_with_the_same_prefill_and_protocol(tmp_path):
     """Runs started before prefill and protocols existed ran without prefill under the tests
     protocol: they resume so, and a run never mixes problems prompted two ways."""
     from bcoder.evaluate import EvalSettings
-    from bcoder.evaluate.run import prepare_run_dir
+    from bcoder.evaluate.rundir import prepare_run_dir
 
     prepare_run_dir(
         tmp_path / "old", {"settings": {"dataset": "mbpp"}}, resume=False, sharded=False
@@ -355,3 +355,34 @@ def test_a_rank_only_run_without_tests_has_the_model_write_tests(tmp_path, mbpp,
     for r in records:
         assert r.generated is not None and r.generated["samples"] == 2
         assert r.timings["write_tests"] > 0
+
+
+def test_a_humaneval_run_gains_the_models_tests_under_no_tests(tmp_path, tiny_model_dir, engine):
+    """HumanEval's prompt is the same under both protocols, so a finished run resumed with
+    --protocol no-tests keeps its candidates and gains tests the model wrote (one set of samples
+    serves both); the other way round, and on MBPP (whose prompt changes), it is refused."""
+    from bcoder.evaluate.records import CONFIG, SAMPLES, read_record, record_path
+
+    humaneval = Path(__file__).parent / "fixtures" / "humaneval.jsonl"
+    base = dict(dataset=str(humaneval), split=None, samples=2, ks=[1], max_new_tokens=8,
+                model=str(tiny_model_dir))  # fmt: skip
+    run = tmp_path / "run"
+    first = run_eval(EvalSettings.from_dict(base), run, engine=engine, plots=False)
+    assert first.report is not None and len(first.problem_ids) == 3
+    sampled = {p: read_record(record_path(run, p, SAMPLES)) for p in first.problem_ids}
+    assert all(r.generated is None for r in sampled.values())
+    no_tests = dict(**base, protocol="no-tests", test_writing={"samples": 2, "max_new_tokens": 8})
+    out = run_eval(EvalSettings.from_dict(no_tests), run, engine=engine, plots=False, resume=True)
+    assert out.done_now == first.problem_ids and out.report is not None
+    settings = json.loads((run / CONFIG).read_text())["settings"]
+    assert settings["protocol"] == "no-tests" and settings["test_writing"]["samples"] == 2
+    records, _ = load_records(run, out.problem_ids)
+    for r in records:
+        assert r.generated is not None and r.generated["samples"] == 2
+        before = sampled[r.problem_id]
+        assert [c.code for c in r.candidates] == [c.code for c in before.candidates]
+        assert [c.n_tokens for c in r.candidates] == [c.n_tokens for c in before.candidates]
+    again = run_eval(EvalSettings.from_dict(no_tests), run, engine=engine, plots=False, resume=True)
+    assert again.done_now == []  # nothing more to write
+    with pytest.raises(BcoderError, match="protocol='no-tests', not 'tests'"):
+        run_eval(EvalSettings.from_dict(base), run, engine=engine, plots=False, resume=True)

@@ -29,10 +29,10 @@ from typing import Any
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import atomic_write_text, exclusive
-from bcoder.core.settings import TestWriting, policy_name, problem_seed
+from bcoder.core.settings import problem_seed
 from bcoder.core.spec import Problem
 from bcoder.core.types import Progress
-from bcoder.evaluate.config import IDENTITY_FIELDS, EvalSettings
+from bcoder.evaluate.config import EvalSettings
 from bcoder.evaluate.records import (
     CONFIG,
     MODEL,
@@ -48,6 +48,13 @@ from bcoder.evaluate.records import (
     sha256_file,
     weights_sha256,
     write_record,
+)
+from bcoder.evaluate.rundir import (
+    check_policy,
+    check_same_candidates,
+    distinct_codes,
+    lacks_tests,
+    prepare_run_dir,
 )
 from bcoder.problems.programs import by_problem, read_programs
 from bcoder.ranking.rankers import checkpoint_ranker
@@ -89,52 +96,9 @@ def select_problems(settings: EvalSettings) -> tuple[Path, list[Problem]]:
     return path, [apply_protocol(p, settings.protocol) for p in chosen]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise BcoderError(f"{path}: cannot read ({err})") from None
-
-
-def prepare_run_dir(
-    run_dir: Path, config: dict[str, Any], resume: bool, sharded: bool
-) -> dict[str, Any]:
-    """Create the run directory's config, or check that an existing one describes this run."""
-    path = run_dir / CONFIG
-    if run_dir.exists() and not run_dir.is_dir():
-        raise BcoderError(f"{run_dir} is a file, not a run directory; choose another --out")
-    if path.is_file():
-        old = _read_json(path)
-        if not (resume or sharded):
-            raise BcoderError(
-                f"{run_dir} already holds an eval run: add --resume to continue it, "
-                "or choose another --out"
-            )
-        # the checkpoint's weights, not only its path: a re-shipped checkpoint is another run, and
-        # the same weights at another path (a candidate, then shipped) are the same run
-        fields = [*IDENTITY_FIELDS, "data_sha256", "checkpoint_sha256"]
-        if old["settings"].get("checkpoint_sha256") and config["settings"].get("checkpoint_sha256"):
-            fields.remove("checkpoint")
-        if old["settings"].get("rank_only") and config["settings"].get("rank_only"):
-            fields.remove("rank_only")  # its programs are checked problem by problem: run_eval
-        # what runs from before these fields ran
-        before = {"prefill": False, "protocol": "tests", "test_writing": TestWriting().to_dict()}
-        stored = {**before, **old["settings"]}
-        asked = {**before, **config["settings"]}
-        diff = [f for f in fields if stored.get(f) != asked.get(f)]
-        if diff:
-            f = diff[0]
-            raise BcoderError(
-                f"{run_dir} was run with {f}={stored.get(f)!r}, not "
-                f"{asked.get(f)!r}: use another --out for a different run"
-            )
-        return old
-    if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / PROBLEMS).is_dir():
-        raise BcoderError(
-            f"{run_dir} exists and is not an eval run directory; choose another --out"
-        )
-    atomic_write_text(path, json.dumps(config, indent=2) + "\n")
-    return config
+def _lacks_tests(run_dir: Path, problem: Problem, settings: EvalSettings, stage: str = PROBLEMS):
+    """Under the no-tests protocol: the problem has a record, without tests (rundir.gains_tests)."""
+    return settings.protocol == "no-tests" and lacks_tests(run_dir, problem.id, stage)
 
 
 def _record(problem: Problem, candidates: list[Any], timings: dict[str, float]) -> ProblemRecord:
@@ -189,42 +153,13 @@ def _score_problem(
     from bcoder.pipeline.solve import score_codes
 
     t0 = time.perf_counter()
-    distinct = _distinct(codes)
+    distinct = distinct_codes(codes)
     candidates = score_codes(
         problem, engine, list(distinct), batch_size=settings.sampling.batch_size
     )
     for cand, count in zip(candidates, distinct.values(), strict=True):
         cand.count = count
     return _record(problem, candidates, {"score": time.perf_counter() - t0})
-
-
-def _distinct(codes: list[str]) -> dict[str, int]:
-    """{the first program of each code_key: how many of ``codes`` share its key}, in order."""
-    from bcoder.pipeline.solve import code_key
-
-    first: dict[str, str] = {}
-    counts: dict[str, int] = {}
-    for code in codes:
-        key = code_key(code)
-        first.setdefault(key, code)
-        counts[key] = counts.get(key, 0) + 1
-    return {first[key]: n for key, n in counts.items()}
-
-
-def _check_same_candidates(run_dir: Path, codes_by_problem: dict[str, list[str]], path: Path):
-    """A rank-only run resumed with another candidates file (one exported for more problems)
-    goes on only if the file holds, for every problem already scored, the programs scored."""
-    from bcoder.pipeline.solve import code_key
-
-    for pid, codes in codes_by_problem.items():
-        if has_record(run_dir, pid, SAMPLES):
-            record = read_record(record_path(run_dir, pid, SAMPLES))
-            scored = [(code_key(c.code), c.count) for c in record.candidates]
-            if scored != [(code_key(code), n) for code, n in _distinct(codes).items()]:
-                raise BcoderError(
-                    f"{run_dir} scored other programs for {pid} than {path} holds: "
-                    "use another --out for a different run"
-                )
 
 
 def execute_record(
@@ -327,10 +262,12 @@ def run_eval(
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    before = prepare_run_dir(run_dir, config, resume, sharded=shard[1] > 1)
+    # problems a protocol changes carry its name (bcoder.problems.protocols)
+    same_prompts = not any("protocol" in p.metadata for p in problems)
+    before = prepare_run_dir(run_dir, config, resume, shard[1] > 1, same_prompts)
     given = {k: config["settings"][k] for k in ("rank_only", "rank_only_sha256")}
     if any(before["settings"].get(k) != v for k, v in given.items()):  # another candidates file
-        _check_same_candidates(run_dir, codes_by_problem, Path(settings.rank_only))
+        check_same_candidates(run_dir, codes_by_problem, Path(settings.rank_only))
         before["settings"].update(given)
         atomic_write_text(run_dir / CONFIG, json.dumps(before, indent=2) + "\n")
     where = str(run_dir) if shard[1] == 1 else f"{run_dir} shard {shard[0]}/{shard[1]}"
@@ -345,7 +282,9 @@ def run_eval(
         }
         atomic_write_text(run_dir / SELECTION, json.dumps(selection, indent=1) + "\n")
         mine = [p for i, p in enumerate(problems) if i % shard[1] == shard[0]]
-        todo = [p for p in mine if not has_record(run_dir, p.id)]
+        todo = [
+            p for p in mine if not has_record(run_dir, p.id) or _lacks_tests(run_dir, p, settings)
+        ]
         outcome = EvalOutcome(run_dir, ids)
         if todo:
             _run_problems(
@@ -360,20 +299,6 @@ def run_eval(
     return outcome
 
 
-def _check_policy(run_dir: Path, policy: str) -> None:
-    """Refuse to add samples from ``policy`` to a run sampled from the other one. A run written
-    before model.json named its policy sampled from l_theta, the trained policy."""
-    if not (run_dir / MODEL).is_file():
-        return
-    info = _read_json(run_dir / MODEL)
-    before = policy_name(info.get("policy", "trained" if info.get("heads") else None))
-    if before not in (None, policy):
-        raise BcoderError(
-            f"{run_dir} was sampled from the {before} policy, not the {policy} one: "
-            f"use another --out for a different run (or --policy {before})"
-        )
-
-
 def _run_problems(
     settings: EvalSettings,
     run_dir: Path,
@@ -385,13 +310,15 @@ def _run_problems(
     outcome: EvalOutcome,
     execute: bool,
 ) -> None:
-    """Sample (or score) what has no samples file yet, then execute what has no record yet."""
+    """Sample (or score) what has no samples file yet, have the model write tests where the
+    protocol wants them and there are none, then execute what has no complete record."""
     unsampled = [p for p in todo if not has_record(run_dir, p.id, SAMPLES)]
+    needs_model = unsampled or [p for p in todo if _lacks_tests(run_dir, p, settings, SAMPLES)]
     if unsampled and not settings.rank_only:  # before a model loads: one run, one policy
         from bcoder.qmodel.config import checkpoint_policy
 
-        _check_policy(run_dir, settings.sampling.policy or checkpoint_policy(settings.checkpoint))
-    if unsampled and engine is None:
+        check_policy(run_dir, settings.sampling.policy or checkpoint_policy(settings.checkpoint))
+    if needs_model and engine is None:
         from bcoder.pipeline.engine import Engine
 
         engine = Engine.load(
@@ -406,7 +333,7 @@ def _run_problems(
         }
         if not settings.rank_only:  # what sampled the candidates
             model_info["policy"] = policy = engine.policy(settings.sampling.policy)
-            _check_policy(run_dir, policy)
+            check_policy(run_dir, policy)
         atomic_write_text(run_dir / MODEL, json.dumps(model_info, indent=2, default=str) + "\n")
     with contextlib.ExitStack() as stack:
         executor = None
@@ -419,16 +346,17 @@ def _run_problems(
         for n, problem in enumerate(todo):
             if cancel is not None and cancel.is_set():
                 break
-            if has_record(run_dir, problem.id, SAMPLES):
+            new = not has_record(run_dir, problem.id, SAMPLES)
+            if not new:
                 record = read_record(record_path(run_dir, problem.id, SAMPLES))
+            elif settings.rank_only:
+                record = _score_problem(problem, codes_by_problem[problem.id], engine, settings)
             else:
-                if settings.rank_only:
-                    codes = codes_by_problem[problem.id]
-                    record = _score_problem(problem, codes, engine, settings)
-                else:
-                    record = _sample_problem(problem, engine, settings, emit, cancel)
-                if settings.protocol == "no-tests":
-                    _write_tests(problem, record, engine, settings, emit, cancel)
+                record = _sample_problem(problem, engine, settings, emit, cancel)
+            if settings.protocol == "no-tests" and record.generated is None:
+                _write_tests(problem, record, engine, settings, emit, cancel)
+                new = True
+            if new:
                 write_record(run_dir, record, SAMPLES)
             if executor is not None:
                 record = execute_record(problem, record, settings, executor, emit, cancel)
