@@ -53,14 +53,16 @@ def test_write_tests_is_reproducible_for_a_seed(engine, monkeypatch):
     """The same seed gives the same completions (recorded where they are parsed), another seed
     others; each answer is the prompt's prefix and what the model wrote."""
     answers: list[list[str]] = []
+    last: list[str] = []
 
-    def merge(texts, entry, limit):
-        answers.append(list(texts))
+    def merge(texts, entry, limit):  # called after each answer, then on all of them
+        last[:] = texts
         return [], 0
 
     monkeypatch.setattr(gentests, "merge_tests", merge)
     for seed in (0, 0, 1):
         gentests.write_tests(_problem(), engine, dataclasses.replace(FEW, seed=seed))
+        answers.append(list(last))
     assert answers[0] == answers[1] and answers[0] != answers[2]
     assert len(answers[0]) == 3 and all(
         a.startswith("```python\nassert two_sum(") for a in answers[0]
@@ -90,13 +92,14 @@ def test_rigged_completions_are_parsed_merged_in_sample_order_and_capped(engine,
     }
     seen: list = []
     _rigged(monkeypatch, engine, completions, seen)
-    writing = dataclasses.replace(FEW, max_tests=4)
+    writing = dataclasses.replace(FEW, max_tests=5)
     got = gentests.write_tests(_problem(), engine, writing)
     assert got.asserts == [
         "assert two_sum([2, 7, 11, 15], 9) == [0, 1]",
         "assert two_sum([3, 2, 4], 6) == [1, 2]",
         "assert two_sum([3, 3], 6) == [0, 1]",
         "assert two_sum([1, 2], 3) == [0, 1]",
+        "assert two_sum([5], 5) == []",
     ]
     assert got.samples == 3 and got.written == 7 and got.note == ""
     prefix = "```python\nassert two_sum("
@@ -112,6 +115,37 @@ def test_rigged_completions_are_parsed_merged_in_sample_order_and_capped(engine,
     assert options.fence is not None and options.fence_opened and not options.score
     assert (options.temperature, options.top_p, options.max_new_tokens) == (0.8, 0.95, 24)
     assert options.policy == "base" and kw["seed"] == 0
+    assert kw["batch_size"] == 1  # on a CPU, answers one at a time (gentests.writing_batch)
+
+
+def test_writing_stops_once_the_cap_is_reached(engine, monkeypatch):
+    """Answers are taken until they hold max_tests distinct tests: the rows after are never
+    sampled (the sampler is not asked for them), and the record says how many were."""
+    completions = {
+        0: "[1], 1) == [0]\nassert two_sum([2], 2) == [0]\n```",
+        1: "[1], 1) == [0]\n```",  # a duplicate only: the cap is not reached yet
+        2: "[3], 3) == [0]\nassert two_sum([4], 4) == [0]\n```",
+        3: "[5], 5) == [0]\n```",
+    }
+    seen: list = []
+    _rigged(monkeypatch, engine, completions, seen)
+    asked: list[int] = []
+    real = gentests.merge_tests
+
+    def merge(texts, entry, limit):
+        asked.append(len(texts))
+        return real(texts, entry, limit)
+
+    monkeypatch.setattr(gentests, "merge_tests", merge)
+    writing = dataclasses.replace(FEW, samples=4, max_tests=3)
+    events: list[Progress] = []
+    got = gentests.write_tests(_problem(), engine, writing, on_event=events.append)
+    assert got.samples == 3 and len(got.asserts) == 3 and got.written == 5
+    assert got.asserts[-1] == "assert two_sum([3], 3) == [0]"
+    assert asked == [1, 2, 3, 3]  # checked after each answer; the fourth was never taken
+    assert [e.done for e in events] == [0, 1, 2, 3]
+    few = gentests.gather_answers(iter([(1, "b"), (0, "a")]), "two_sum", 3)
+    assert few == ["a", "b"]  # nothing parses: every answer is taken, in sample order
 
 
 def test_the_prompt_sampled_never_holds_mbpp_hidden_tests(engine, monkeypatch, fixture_data):

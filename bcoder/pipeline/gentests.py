@@ -5,7 +5,8 @@
     spec = generated_spec(problem, generated)   # what the sandbox runs, None without tests
 
 The same model that writes the programs writes the tests, from what the user gave only (the
-prompt is :func:`bcoder.problems.gentests.test_prompt`'s), sampled ``writing.samples`` times;
+prompt is :func:`bcoder.problems.gentests.test_prompt`'s), sampled up to ``writing.samples``
+times (:func:`gather_answers` stops once the answers hold ``writing.max_tests`` distinct tests);
 each completion is parsed with :func:`~bcoder.problems.gentests.parse_asserts` (nothing is
 executed here) and the kept tests are merged in sample order, deduplicated and capped.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from bcoder.core.errors import BcoderError
@@ -26,7 +28,7 @@ from bcoder.problems.gentests import parse_asserts, test_prompt
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.decode.sampling import DecodeOptions
 
-BATCH_SIZE = 8  # test-writing rows decoded at once (the default samples all fit in one batch)
+BATCH_SIZE = 8  # test-writing rows decoded at once where batching pays (writing_batch)
 
 
 def write_tests(
@@ -63,23 +65,26 @@ def write_tests(
         ids = list(engine.tokenizer(text, add_special_tokens=family != "chat").input_ids)
         options = writing_options(engine, writing, family)
         emit(Progress("tests", 0, writing.samples, "writing tests"))
-        completions: dict[int, str] = {}
-        for gen in sample(
+        rows = sample(
             engine.backend,
             ids,
             writing.samples,
             options,
             engine.pad_id,
-            batch_size=min(writing.samples, BATCH_SIZE),
+            batch_size=writing_batch(engine, writing),
             seed=writing.seed,
             cancel=cancel,
-        ):
-            completions[gen.index] = engine.tokenizer.decode(
-                gen.action_ids, skip_special_tokens=True
-            )
-            emit(Progress("tests", len(completions), writing.samples, "writing tests"))
-    # rows finish in any order; merging in sample order keeps the tests the same for a seed
-    answers = [prefix + completions[i] for i in sorted(completions)]
+        )
+        finished = (
+            (gen.index, prefix + engine.tokenizer.decode(gen.action_ids, skip_special_tokens=True))
+            for gen in rows
+        )
+
+        def progress(done: int) -> None:
+            emit(Progress("tests", done, writing.samples, "writing tests"))
+
+        answers = gather_answers(finished, entry, writing.max_tests, progress)
+        rows.close()  # the rows not sampled yet: their decoder goes now, not when collected
     asserts, written = merge_tests(answers, entry, writing.max_tests)
     note = "" if asserts else f"the model wrote no test of {entry} that parses"
     return GeneratedTests(
@@ -89,6 +94,36 @@ def write_tests(
         seconds=time.perf_counter() - t0,
         note=note,
     )
+
+
+def writing_batch(engine: Engine, writing: TestWriting) -> int:
+    """Test-writing answers decoded at once. On a GPU, all of them: a batch costs about what one
+    row costs. On a CPU, one at a time: a decode step there costs per token whatever the batch
+    (llama.cpp, 2 cores: 77, 66 and 78 ms a token with 1, 4 and 8 rows,
+    research/bench_draft_tokens.py), so rows one after another cost no more, and writing stops
+    as soon as the answers so far hold ``max_tests`` distinct tests."""
+    on_gpu = engine.backend.device.type == "cuda"
+    return min(writing.samples, BATCH_SIZE) if on_gpu else 1
+
+
+def gather_answers(
+    finished: Iterator[tuple[int, str]],
+    entry_point: str,
+    limit: int,
+    progress: Callable[[int], None] = lambda _n: None,
+) -> list[str]:
+    """The test-writing answers (index, prefix and completion) that ``finished`` yields as rows
+    finish, in sample order (rows finish in any order; sample order keeps the tests the same
+    for a seed), taken until they hold ``limit`` distinct tests: the cap would cut off later
+    answers, so the rows not sampled by then never are.
+    ``progress(answers so far)`` after each."""
+    answers: dict[int, str] = {}
+    for index, text in finished:
+        answers[index] = text
+        progress(len(answers))
+        if len(merge_tests(list(answers.values()), entry_point, limit)[0]) >= limit:
+            break
+    return [answers[i] for i in sorted(answers)]
 
 
 def merge_tests(answers: list[str], entry_point: str, limit: int) -> tuple[list[str], int]:
