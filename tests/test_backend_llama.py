@@ -360,23 +360,28 @@ def test_untrained_heads_need_no_hidden_states(pair, tokenizer):
         assert torch.allclose(g.scores.advantage, f.advantage, atol=1e-4)
 
 
-@pytest.mark.slow  # opt-in (-m slow): the default model from the package registry (1.1 GB)
-@pytest.mark.network
-def test_readme_example_with_the_default_model_on_llama_cpp():
-    """`bcoder solve examples/max_of_list.py` as the README shows it: llama.cpp is picked by
-    itself on a CPU, and at least one of the 8 candidates passes the docstring's tests."""
+def _solve_json(example: str) -> dict:
+    """`bcoder solve EXAMPLE --json --no-save` with the defaults, as a user runs it."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, "-m", "bcoder", "solve", "examples/max_of_list.py", "--json", "--no-save"],
+        [sys.executable, "-m", "bcoder", "solve", example, "--json", "--no-save"],
         capture_output=True,
         text=True,
         timeout=1800,
-        cwd=root,
+        cwd=Path(__file__).resolve().parents[1],
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.slow  # opt-in (-m slow): the default model from the package registry (1.1 GB)
+@pytest.mark.network
+@pytest.mark.timeout(1800)  # minutes of sampling on 2 cores, more when they are shared
+def test_readme_example_with_the_default_model_on_llama_cpp():
+    """`bcoder solve examples/max_of_list.py` as the README shows it: llama.cpp is picked by
+    itself on a CPU, and at least one of the 8 candidates passes the docstring's tests."""
+    out = _solve_json("examples/max_of_list.py")
     assert out["settings"]["backend"] == "llama.cpp"
     assert out["settings"]["model"] == "qwen2.5-coder-1.5b"
     assert sum(c["count"] for c in out["candidates"]) == 8
@@ -396,3 +401,24 @@ def test_doctor_runs_llama_cpp_in_a_child_process(pair, tmp_path):
     broken.write_bytes(path.read_bytes()[:4096])  # a cut download
     verdict = _llama_smoke(broken)
     assert verdict["ok"] is False and verdict["why"]
+
+
+@pytest.mark.slow  # opt-in (-m slow): the default model from the package registry (1.1 GB)
+@pytest.mark.network
+@pytest.mark.timeout(1800)  # minutes of sampling on 2 cores, more when they are shared
+def test_a_stub_without_examples_is_ranked_by_tests_the_default_model_writes():
+    """`bcoder solve examples/run_length.py` (a docstring, no examples) as the README shows it:
+    the default model writes tests that parse, every candidate runs on them, and the run ranks
+    by agreement on them (the checkpoint's ranker for problems without tests), not by R~."""
+    from bcoder.ranking.rankers import AGREEMENT
+
+    out = _solve_json("examples/run_length.py")
+    generated = out["generated"]
+    assert generated is not None and generated["asserts"], generated
+    assert all(t.startswith("assert run_length_encode(") for t in generated["asserts"])
+    assert 1 <= generated["samples"] <= 4 and len(generated["asserts"]) <= 20
+    assert out["settings"]["ranker"] in AGREEMENT
+    for c in out["candidates"]:
+        assert len(c["generated"]) == len(generated["asserts"])
+        verdicts = {"pass", "fail", "runtime_error", "compile_error"}
+        assert all(v["verdict"] in verdicts for v in c["generated"])

@@ -224,7 +224,9 @@ def test_with_examples_too_the_report_adds_pass_at_k_without_them():
     from bcoder.evaluate.markdown import render
 
     records = three_problems()
-    assert "without_examples" not in compute_figures(records, [1], n_boot=20)
+    plain = compute_figures(records, [1], n_boot=20)
+    assert "without_examples" not in plain and "without_examples_vs_likelihood" not in plain
+    assert "codet-reward - tests-first-logprob" not in plain["vs_likelihood"]
     for r in records:  # p/1's wrong majority W passes the examples, the right R does not
         r.has_example_tests = True
         for c in r.candidates:
@@ -235,6 +237,15 @@ def test_with_examples_too_the_report_adds_pass_at_k_without_them():
     assert with_ex["ranked_codet_reward"]["1"]["value"] == pytest.approx(1 / 3)
     assert alone["ranked_codet_reward"]["1"]["value"] == pytest.approx(2 / 3)  # as TOP1
     assert alone["unranked"] == with_ex["unranked"]
+    # the differences to likelihood: without the examples, and with them against examples first
+    vs_alone = fig["without_examples_vs_likelihood"]["codet-reward - mean-logprob"]["1"]
+    expected = (
+        alone["ranked_codet_reward"]["1"]["value"] - alone["ranked_mean_logprob"]["1"]["value"]
+    )
+    assert vs_alone["value"] == pytest.approx(expected) and vs_alone["n"] == 3
+    vs_first = fig["vs_likelihood"]["codet-reward - tests-first-logprob"]["1"]["value"]
+    first = with_ex["ranked_tests_first_logprob"]["1"]["value"]
+    assert vs_first == pytest.approx(with_ex["ranked_codet_reward"]["1"]["value"] - first)
     for name in ("reward", "mean-logprob"):  # without examples, tests-first is the ranker alone
         first = "ranked_tests_first" if name == "reward" else "ranked_tests_first_logprob"
         assert alone[first]["1"]["value"] == alone[ranked_method(name)]["1"]["value"]
@@ -243,4 +254,7 @@ def test_with_examples_too_the_report_adds_pass_at_k_without_them():
                    "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 64, "seed": 0},
         "figures": fig, "model": {"name": "tiny"}, "data": {"path": "x", "sha256": "ab" * 32},
     }  # fmt: skip
-    assert "Without the problems' own example tests" in render(report)
+    text = render(report)
+    assert "Without the problems' own example tests" in text
+    alone_part = text.split("Without the problems' own example tests")[1]
+    assert "| ranker - likelihood |" in alone_part and "`codet-reward - mean-logprob`" in alone_part

@@ -112,11 +112,21 @@ def _prompt_line(cfg: dict[str, Any]) -> str:
 
 
 def _alone(fig: dict[str, Any], ks: list[str]) -> list[str] | None:
-    """The pass@k table without the example tests, as Markdown lines, when the report has it."""
+    """The pass@k table without the example tests, and the agreement rankers' differences to
+    mean log-prob there, as Markdown lines, when the report has them."""
     group = fig.get("without_examples")
-    return (
-        _table(["method", *(f"pass@{k}" for k in ks)], metrics_rows(group, ks)) if group else None
-    )
+    if not group:
+        return None
+    lines = _table(["method", *(f"pass@{k}" for k in ks)], metrics_rows(group, ks))
+    vs = fig.get("without_examples_vs_likelihood")
+    if vs:
+        lines += ["", *_table(["ranker - likelihood", *(f"pass@{k}" for k in ks)], _diffs(vs, ks))]
+    return lines
+
+
+def _diffs(vs: dict[str, dict[str, Any]], ks: list[str]) -> list[list[str]]:
+    """Rows of paired differences ``{"a - b": {k: cell}}``."""
+    return [[f"`{pair}`", *(cell(by_k.get(k)) for k in ks)] for pair, by_k in vs.items()]
 
 
 def _pass_at_k(metrics: dict[str, Any], ks: list[str]) -> list[str]:
@@ -166,10 +176,7 @@ def _against_likelihood(fig: dict[str, Any], ks: list[str]) -> list[str]:
         f"problems, and its 95% paired bootstrap interval (above 0: {winner} wins).",
         "",
     ]
-    rows = [
-        [f"`{pair}`", *(cell(by_k.get(k)) for k in ks)]
-        for pair, by_k in fig["vs_likelihood"].items()
-    ]
+    rows = _diffs(fig["vs_likelihood"], ks)
     return lines + _table([f"{who or 'ranker '}- likelihood", *(f"pass@{k}" for k in ks)], rows)
 
 

@@ -276,10 +276,14 @@ COMPARISONS = [(name, "mean-logprob") for name in LEARNED] + [
 ]
 
 
-def comparisons(rankers: Sequence[str]) -> list[tuple[str, str]]:
+def comparisons(rankers: Sequence[str], examples: bool = False) -> list[tuple[str, str]]:
     """The pairs a report compares: :data:`COMPARISONS`, and each agreement ranker shown
-    against mean log-prob (what ranking without tests has to beat)."""
-    return COMPARISONS + [(name, "mean-logprob") for name in AGREEMENT if name in rankers]
+    against mean log-prob (what ranking without tests has to beat); with ``examples`` (problems
+    with example tests of their own, which the agreement rankers put first), against example
+    tests first then mean log-prob too, so that what agreement adds to the examples shows."""
+    shown = [name for name in AGREEMENT if name in rankers]
+    pairs = COMPARISONS + [(name, "mean-logprob") for name in shown]
+    return pairs + ([(name, "tests-first-logprob") for name in shown] if examples else [])
 
 
 def against_likelihood(
@@ -360,15 +364,22 @@ def compute_figures(
     stats = generated_stats(records)
     if stats is not None:  # (only then: reports of runs without generated tests stay as they were)
         agreement["generated"] = stats
-    if shows_without_examples(records):
+    examples = shows_without_examples(records)
+    if examples:
         alone = [expand(without_examples(r)) for r in records]
         agreement["without_examples"] = pass_at_k_table(alone, ks, seed, n_boot, rankers)["all"]
+        pairs = [(name, "mean-logprob") for name in AGREEMENT if name in rankers]
+        agreement["without_examples_vs_likelihood"] = against_likelihood(
+            alone, ks, seed, n_boot, pairs
+        )
     return {
         "problems": len(records),
         "samples": sorted({r.n_samples for r in records}),
         "metrics": table,
         "best_ranker": best_ranker(table, ks),
-        "vs_likelihood": against_likelihood(samples, ks, seed, n_boot, comparisons(rankers)),
+        "vs_likelihood": against_likelihood(
+            samples, ks, seed, n_boot, comparisons(rankers, examples)
+        ),
         "pass_at_k_vs_m": pass_at_k_vs_m(samples, ks),
         "outcomes": outcome_stats(samples),
         "auc": separation(samples, rankers),
