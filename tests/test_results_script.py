@@ -70,3 +70,57 @@ def test_results_table_from_eval_runs(tmp_path):
     assert cell["ci"] == pytest.approx(naive_ci(diff, 1000, 0), abs=1e-12)
     unranked = np.mean([naive_values(a, 1)["unranked"] for a in init])
     assert f"| checkpoint policy | unranked (no trained heads) | {100 * unranked:.1f} [" in md
+
+
+def test_no_tests_tables_from_eval_runs(tmp_path):
+    """scripts/results_no_tests.py: per ranker pass@k and its paired difference to likelihood,
+    recomputed from the records as the eval's report computes them; HumanEval twice (examples
+    withheld, and examples first against examples-first likelihood); the best ranker named with
+    its interval; the generated tests' figures."""
+    from test_eval_agreement import three_problems
+
+    from bcoder.evaluate.records import CONFIG
+    from bcoder.evaluate.report import compute_figures
+
+    settings = {"samples": 5, "temperature": 0.6, "prefill": False}
+    runs = {"mbpp-no-tests": three_problems(), "humaneval-no-tests": three_problems()}
+    for r in runs["humaneval-no-tests"]:  # p/1's wrong majority W passes the examples
+        r.has_example_tests = True
+        for c in r.candidates:
+            c.passed_examples = c.code == "W"
+    for name, records in runs.items():
+        for r in records:
+            write_record(tmp_path / name, r)
+        ids = [r.problem_id for r in records]
+        (tmp_path / name / SELECTION).write_text(json.dumps({"problem_ids": ids}))
+        (tmp_path / name / CONFIG).write_text(json.dumps({"settings": settings}))
+    out = tmp_path / "out"
+    script = SCRIPT.parent / "results_no_tests.py"
+    r = subprocess.run(
+        [sys.executable, str(script), "--runs", str(tmp_path), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    md = (out / "results.md").read_text()
+    data = json.loads((out / "results.json").read_text())
+    fig = compute_figures(runs["mbpp-no-tests"], [1, 5], seed=0, n_boot=1000)
+    mbpp = data["mbpp"]
+    assert mbpp["figures"]["vs_likelihood"] == json.loads(json.dumps(fig["vs_likelihood"]))
+    # the best agreement ranker by pass@1 (codet-reward and overlap-reward both 2/3; first wins)
+    assert mbpp["best"]["ranker"] == "codet-reward"
+    assert mbpp["best"]["vs_base"] == fig["vs_likelihood"]["codet-reward - mean-logprob"]
+    assert "## mbpp: 3 problems (M = 5, temperature 0.6)" in md
+    assert "Best: `codet-reward`, +66.7 points pass@1 over `mean-logprob`" in md
+    he = md.split("## humaneval")[1]
+    assert (
+        "Docstring examples withheld" in he
+        and "| ranked by | pass@1 | pass@5 | pass@1 - tests-first-logprob" in he
+    )
+    assert data["humaneval"]["best"]["base"] == "tests-first-logprob"
+    assert data["humaneval"]["best_without_examples"]["base"] == "mean-logprob"
+    assert "2 of 3 problems got at least one" in md and "Seconds a problem" in md
+    empty = subprocess.run(
+        [sys.executable, str(script), "--runs", str(tmp_path / "none"), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert empty.returncode == 1 and "no no-tests eval run" in empty.stderr

@@ -368,7 +368,7 @@ def compute_figures(
     if examples:
         alone = [expand(without_examples(r)) for r in records]
         agreement["without_examples"] = pass_at_k_table(alone, ks, seed, n_boot, rankers)["all"]
-        pairs = [(name, "mean-logprob") for name in AGREEMENT if name in rankers]
+        pairs = [(name, "mean-logprob") for name in ("reward", *AGREEMENT) if name in rankers]
         agreement["without_examples_vs_likelihood"] = against_likelihood(
             alone, ks, seed, n_boot, pairs
         )
