@@ -4,9 +4,10 @@
     outcome.report["figures"]["metrics"]["all"]["ranked_reward"]["1"]["value"]
 
 Two stages per problem, each kept in its own atomic file: sampling and scoring (``samples/``, the
-costly part), then execution in the sandbox (``problems/``, the complete record). Resumable: what
-has a file is never redone, so an interrupted run continues where it stopped (``resume=True``), and
-a run with a larger ``--limit`` only adds problems.
+costly part; under the no-tests protocol the model's tests are written then too), then execution
+in the sandbox (``problems/``, the complete record). Resumable: what has a file is never redone,
+so an interrupted run continues where it stopped (``resume=True``), and a run with a larger
+``--limit`` only adds problems (resume rules: :mod:`bcoder.evaluate.rundir`).
 Shardable: ``shard=(i, n)`` takes the problems at positions i, i+n, i+2n, ... of the selection;
 processes sharing a run directory agree through ``config.json``, and whichever finds every record
 present writes the report (``write_report`` does it later for a directory, too).
@@ -128,7 +129,7 @@ def _sample_problem(
         filter_examples=False,
         timeout=settings.timeout,
         prefill=settings.prefill,
-        generate_tests=False,  # eval's problems have their hidden tests: asked for below
+        generate_tests=False,  # hidden tests score; the no-tests protocol writes some: _write_tests
     )
     result = solve(problem, engine, solve_settings, on_event=emit, cancel=cancel)
     return _record(problem, result.candidates, result.timings)
