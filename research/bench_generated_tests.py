@@ -73,7 +73,7 @@ def main() -> None:
         without = statistics.median(x[key] for x in rounds if not x["generated_tests"])
         with_ = statistics.median(x[key] for x in rounds if x["generated_tests"])
         ratio = round(with_ / without, 2) if without else None
-        summary[key] = {"without": without, "with": with_, "ratio": ratio}
+        summary[key] = {"without": round(without, 2), "with": round(with_, 2), "ratio": ratio}
     out = {
         "model": args.model,
         "backend": engine.backend.name,
