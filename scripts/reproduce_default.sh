@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the default checkpoint (qwen2.5-coder-1.5b, lmhead mode) and its MBPP evaluation.
 #
-#   bash scripts/reproduce_default.sh [train|ship|eval-init|eval|table3|all]     (default: all)
+#   bash scripts/reproduce_default.sh [train|ship|eval-init|eval|table3|no-tests|all]  (default: all)
 #
 # Every step is resumable: run the script again after an interruption and it goes on where it
 # stopped (finished collect / featurize shards and eval problems are kept; phi and theta resume
@@ -11,7 +11,9 @@
 # starts from nothing instead (the same programs: collect and eval are seeded).
 # LIMIT (default 500: all of MBPP test, task ids 11-510) is the number of test problems whose
 # checkpoint-policy candidates are sampled and ranked; TRAINED_LIMIT (default 300) the number the
-# trained policy samples (about 25 s a problem on 2 cores), TABLE3_LIMIT (default 300) smollm2's.
+# trained policy samples (about 25 s a problem on 2 cores), TABLE3_LIMIT (default 300) smollm2's,
+# NO_TESTS_LIMIT (default 300) the MBPP test problems of the no-tests protocol (no assert shown; the
+# model writes tests: about a minute more a problem).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,10 +24,11 @@ SHIPPED=bcoder/checkpoints/$CONFIG  # what `ship` writes and a fresh install ran
 LIMIT=${LIMIT:-500}
 TRAINED_LIMIT=${TRAINED_LIMIT:-300}
 TABLE3_LIMIT=${TABLE3_LIMIT:-300}
+NO_TESTS_LIMIT=${NO_TESTS_LIMIT:-300}
 LOGS=$RUNS/logs
 case "${1:-all}" in
-  train|ship|eval-init|eval|table3|all) ;;
-  *) echo "usage: $0 [train|ship|eval-init|eval|table3|all]" >&2; exit 2 ;;
+  train|ship|eval-init|eval|table3|no-tests|all) ;;
+  *) echo "usage: $0 [train|ship|eval-init|eval|table3|no-tests|all]" >&2; exit 2 ;;
 esac
 mkdir -p "$LOGS"
 EVAL=(-d mbpp --split test -M 8 --temperature 0.6 --k 1,5)  # each call adds its --limit
@@ -76,11 +79,24 @@ table3() {
     2>&1 | tee -a "$LOGS/eval-smollm2-ranked.log"
 }
 
+no_tests() {  # ranking without tests (README "Ranking without tests")
+  log "no tests: MBPP test problems as stubs, no assert shown; the model writes tests"
+  bcoder eval "${EVAL[@]}" --limit "$NO_TESTS_LIMIT" --protocol no-tests \
+    --out "$RUNS/mbpp-no-tests" --resume 2>&1 | tee -a "$LOGS/mbpp-no-tests.log"
+  # HumanEval's prompt is the same under both protocols and sampling is seeded, so a run of the
+  # tests protocol resumed under no-tests (it keeps its candidates) gives the same records
+  log "no tests: HumanEval, the model's tests beside its docstring examples"
+  bcoder eval -d humaneval --split test -M 8 --temperature 0.6 --k 1,5 --protocol no-tests \
+    --out "$RUNS/humaneval-no-tests" --resume 2>&1 | tee -a "$LOGS/humaneval-no-tests.log"
+  python3 scripts/results_no_tests.py --runs "$RUNS" --out docs/results-no-tests
+}
+
 case "${1:-all}" in
   train) train ;;
   ship) ship ;;
   eval-init) eval_init ;;
   eval) evaluate ;;
   table3) table3 ;;
-  all) train && ship && evaluate && table3 ;;
+  no-tests) no_tests ;;
+  all) train && ship && evaluate && table3 && no_tests ;;
 esac
