@@ -79,10 +79,9 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     """Rank the held-out samples with every ranker; write the best learned one into the
     checkpoint. Returns select.json's content."""
     from bcoder.evaluate.config import EvalSettings
-    from bcoder.evaluate.report import ranked_method
     from bcoder.evaluate.run import run_eval
     from bcoder.qmodel.config import read_checkpoint_config
-    from bcoder.ranking.rankers import DEFAULT_RANKER, LEARNED, RANKER_LABELS, RANKERS
+    from bcoder.ranking.rankers import DEFAULT_RANKER, LEARNED, RANKER_LABELS
 
     root = setup.run_dir(cfg)
     ckpt_name = stage_name(cfg).replace("theta", "checkpoint", 1)  # an ablation's: checkpoint-*
@@ -96,16 +95,8 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
             "(data.heldout_frac is 0, or collect has not run)"
         )
     out_dir = root / ckpt_name.replace("checkpoint", "select", 1)
-    eval_dir = out_dir / "eval"
-    digest = weights_sha256(checkpoint)
-    stamp = out_dir / STAMP
-    policy_dir = out_dir / "policy"
-    if not (stamp.is_file() and stamp.read_text().strip() == digest):
-        shutil.rmtree(eval_dir, ignore_errors=True)  # scored by other weights: start again
-        shutil.rmtree(policy_dir, ignore_errors=True)
-        shutil.rmtree(out_dir / "no-tests", ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stamp, digest + "\n")
+    eval_dir, policy_dir = out_dir / "eval", out_dir / "policy"
+    _stamp(out_dir, weights_sha256(checkpoint))
     candidates = out_dir / "candidates.jsonl"
     lines = [json.dumps(program_row(cfg.data.dataset, pid, code))
              for pid, codes in programs.items() for code in codes]  # fmt: skip
@@ -127,10 +118,7 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     outcome = run_eval(settings, eval_dir, resume=True, on_event=on_event, plots=False)
     assert outcome.report is not None  # one process, every problem done
     figures = outcome.report["figures"]
-    cells = figures["metrics"]["all"]
-    # the rankers the report shows: the agreement ones only when tests were written for them
-    pass1 = {n: cells[ranked_method(n)]["1"]["value"] for n in RANKERS if ranked_method(n) in cells}
-    pass1.update({m: cells[m]["1"]["value"] for m in ("unranked", "upper_bound")})
+    pass1 = _pass_at_1(figures["metrics"]["all"])
     chosen = figures["best_ranker"] or DEFAULT_RANKER
     config = read_checkpoint_config(checkpoint)
     policy = None
@@ -166,6 +154,28 @@ def run_select(cfg: TrainConfig, *, on_event: EventFn | None = None) -> dict[str
     }
     atomic_write_text(out_dir / SELECT_JSON, json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _pass_at_1(cells: dict[str, Any]) -> dict[str, float]:
+    """pass@1 of every ranker a report shows (the agreement ones only when tests were written
+    for them), unranked and the upper bound, from its ``metrics["all"]``."""
+    from bcoder.evaluate.report import ranked_method
+    from bcoder.ranking.rankers import RANKERS
+
+    pass1 = {n: cells[ranked_method(n)]["1"]["value"] for n in RANKERS if ranked_method(n) in cells}
+    pass1.update({m: cells[m]["1"]["value"] for m in ("unranked", "upper_bound")})
+    return pass1
+
+
+def _stamp(out_dir: Path, digest: str) -> None:
+    """Make ``out_dir`` the select runs of the weights ``digest``: its eval runs are removed
+    (to start again) when other weights scored them."""
+    stamp = out_dir / STAMP
+    if not (stamp.is_file() and stamp.read_text().strip() == digest):
+        for run in ("eval", "policy", "no-tests"):
+            shutil.rmtree(out_dir / run, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, digest + "\n")
 
 
 def select_without_tests(
