@@ -36,6 +36,12 @@ def engine(tiny_model_dir):
     return Engine.load(str(tiny_model_dir))
 
 
+@pytest.fixture(autouse=True)
+def no_tests_kept(engine):
+    """Each test writes its own tests: none kept from another (the engine's cache)."""
+    engine.written_tests.clear()
+
+
 def test_write_tests_samples_and_notes_when_nothing_parses(engine):
     events: list[Progress] = []
     got = gentests.write_tests(_problem(), engine, FEW, on_event=events.append)
@@ -188,3 +194,24 @@ def test_cancel_stops_writing(engine):
 def test_no_generated_tests_no_spec():
     assert gentests.generated_spec(_problem(), None) is None
     assert gentests.generated_spec(_problem(), GeneratedTests()) is None
+
+
+def test_the_engine_keeps_the_tests_it_wrote(engine, monkeypatch):
+    """Asked again for the same prompt and settings (an editor's second request on a function),
+    write_tests returns the tests it wrote without sampling; another seed, another problem or
+    more tests sample again; only the last CACHED_TESTS prompts are kept."""
+    seen: list = []
+    _rigged(monkeypatch, engine, {0: "[1], 1) == [0]\n```"}, seen)
+    first = gentests.write_tests(_problem(), engine, FEW)
+    again = gentests.write_tests(_problem(), engine, FEW)
+    assert len(seen) == 1 and again.asserts == first.asserts == ["assert two_sum([1], 1) == [0]"]
+    assert again.samples == first.samples and again.seconds < first.seconds + 1
+    gentests.write_tests(_problem(), engine, dataclasses.replace(FEW, seed=1))
+    other = dataclasses.replace(_problem(), text="Return the two indices, smallest first.")
+    gentests.write_tests(other, engine, FEW)
+    assert len(seen) == 3 and len(engine.written_tests) == 3
+    monkeypatch.setattr(gentests, "CACHED_TESTS", 2)
+    gentests.write_tests(_problem(), engine, dataclasses.replace(FEW, max_tests=3))
+    assert len(seen) == 4 and len(engine.written_tests) == 2  # the oldest went
+    gentests.write_tests(_problem(), engine, FEW)
+    assert len(seen) == 5  # it was the oldest

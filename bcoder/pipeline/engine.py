@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,8 @@ class Engine:
         self.prompter = Prompter(tokenizer, self.prompting, self.backend.is_seq2seq)
         self.lock = threading.Lock()  # one solve at a time on the model
         self._fence: FenceStop | None = None
+        # tests the model wrote, by prompt and settings (bcoder.pipeline.gentests.write_tests)
+        self.written_tests: OrderedDict[Any, Any] = OrderedDict()
 
     @property
     def qmodel(self) -> BCoderModel:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bcoder.core.errors import BcoderError
@@ -29,6 +30,8 @@ if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this modu
     from bcoder.decode.sampling import DecodeOptions
 
 BATCH_SIZE = 8  # test-writing rows decoded at once where batching pays (writing_batch)
+# problems whose tests an engine keeps (an editor asks again for the function it is on)
+CACHED_TESTS = 32
 
 
 def write_tests(
@@ -46,7 +49,10 @@ def write_tests(
     (:class:`~bcoder.core.cancel.Cancelled`).
 
     Takes ``engine.lock`` for the whole of its sampling, as a solve does: call it before or after
-    a solve's sampling, not inside it.
+    a solve's sampling, not inside it. The engine keeps the tests of its last
+    :data:`CACHED_TESTS` prompts: asked again for the same prompt and settings (an editor's
+    second request on one function), it returns them without sampling, as the same seed would
+    write them again.
     """
     from bcoder.decode.sampling import sample
 
@@ -64,6 +70,10 @@ def write_tests(
             return GeneratedTests(seconds=time.perf_counter() - t0, note=str(err))
         ids = list(engine.tokenizer(text, add_special_tokens=family != "chat").input_ids)
         options = writing_options(engine, writing, family)
+        key = (text, tuple(sorted(writing.to_dict().items())), options.policy)
+        if key in engine.written_tests:  # the same seed would write the same tests again
+            engine.written_tests.move_to_end(key)
+            return replace(engine.written_tests[key], seconds=time.perf_counter() - t0)
         emit(Progress("tests", 0, writing.samples, "writing tests"))
         rows = sample(
             engine.backend,
@@ -87,13 +97,18 @@ def write_tests(
         rows.close()  # the rows not sampled yet: their decoder goes now, not when collected
     asserts, written = merge_tests(answers, entry, writing.max_tests)
     note = "" if asserts else f"the model wrote no test of {entry} that parses"
-    return GeneratedTests(
+    generated = GeneratedTests(
         asserts=asserts,
         samples=len(answers),
         written=written,
         seconds=time.perf_counter() - t0,
         note=note,
     )
+    with engine.lock:
+        engine.written_tests[key] = generated
+        while len(engine.written_tests) > CACHED_TESTS:
+            engine.written_tests.popitem(last=False)  # the least recently used
+    return generated
 
 
 def writing_batch(engine: Engine, writing: TestWriting) -> int:
