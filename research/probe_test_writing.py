@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from bcoder.core.settings import TestWriting
-from bcoder.core.types import Candidate
 from bcoder.decode.sampling import sample
 from bcoder.evaluate.compare import finished
 from bcoder.evaluate.generated import without_examples
@@ -35,7 +34,9 @@ from bcoder.ranking.rankers import get_ranker
 
 def answers(engine: Engine, problem, writing: TestWriting) -> tuple[str, list[dict]]:
     family = engine.prompter.family(problem)
-    text, prefix = test_prompt(problem, family, engine.tokenizer, engine.prompting.max_source_tokens)
+    text, prefix = test_prompt(
+        problem, family, engine.tokenizer, engine.prompting.max_source_tokens
+    )
     ids = list(engine.tokenizer(text, add_special_tokens=family != "chat").input_ids)
     options = writing_options(engine, writing, family)
     rows = {}

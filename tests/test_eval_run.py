@@ -340,7 +340,9 @@ def test_a_run_resumes_only_with_the_same_prefill_and_protocol(tmp_path):
         EvalSettings(dataset="mbpp", protocol="none")
 
 
-def test_a_rank_only_run_without_tests_has_the_model_write_tests(tmp_path, mbpp, tiny_model_dir, engine):
+def test_a_rank_only_run_without_tests_has_the_model_write_tests(
+    tmp_path, mbpp, tiny_model_dir, engine
+):
     """Under the no-tests protocol the model writes tests for every problem, whoever wrote the
     candidates: another model's programs given by --rank-only too (sampled runs were covered)."""
     cands = _candidates_file(tmp_path / "all.jsonl", mbpp)
