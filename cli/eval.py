@@ -258,7 +258,9 @@ def _show(report: dict[str, Any], run_dir: Path, as_json: bool) -> None:
     t = report["timings"]
     console.print(
         f"model work {t['total']:.0f} s over {t['problems']} problems "
-        f"(generate {t['generate']:.0f} s, score {t['score']:.0f} s, execute {t['execute']:.0f} s)"
+        f"(generate {t['generate']:.0f} s, score {t['score']:.0f} s, "
+        + (f"write tests {t['write_tests']:.0f} s, " if "write_tests" in t else "")
+        + f"execute {t['execute']:.0f} s)"
     )
     if report.get("missing"):
         console.print(f"[yellow]partial: {len(report['missing'])} problems not done yet[/]")

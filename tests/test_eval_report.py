@@ -332,6 +332,10 @@ def test_markdown_shows_every_overall_cell():
     report["config"] |= {"protocol": "no-tests", "prefill": True}
     (line,) = [x for x in render(report).splitlines() if x.startswith("- prompt:")]
     assert "protocol no-tests" in line and "prefilled" in line
+    assert "write tests" not in md  # no test was written: the run-time line is as it was
+    report["timings"] = {**report["timings"], "write_tests": 42.0}
+    (line,) = [x for x in render(report).splitlines() if x.startswith("- run time:")]
+    assert "write tests 42" in line and line.index("write tests") < line.index("execute")
 
 
 def test_paper_numbers_transcribed():

@@ -94,7 +94,8 @@ def _header(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"- run time: {_seconds(t.get('total'))} of model work over {t.get('problems', 0)} "
             f"problems (generate {_seconds(t.get('generate'))}, score {_seconds(t.get('score'))}, "
-            f"execute {_seconds(t.get('execute'))}; {_seconds(t.get('per_problem'))} per problem)"
+            + (f"write tests {_seconds(t['write_tests'])}, " if "write_tests" in t else "")
+            + f"execute {_seconds(t.get('execute'))}; {_seconds(t.get('per_problem'))} per problem)"
         )
     return lines
 

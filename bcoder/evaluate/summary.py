@@ -31,6 +31,8 @@ def timings(records: list[ProblemRecord], model: dict[str, Any]) -> dict[str, An
     out: dict[str, Any] = {"problems": len(records), "load": model.get("load_seconds")}
     for key in ("generate", "score", "execute", "total"):
         out[key] = sum(r.timings.get(key, 0.0) for r in records)
+    if any("write_tests" in r.timings for r in records):  # the no-tests protocol's (only then)
+        out["write_tests"] = sum(r.timings.get("write_tests", 0.0) for r in records)
     out["per_problem"] = out["total"] / len(records) if records else None
     return out
 
