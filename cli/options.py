@@ -139,7 +139,8 @@ TestSamples = Annotated[
         "--test-samples",
         min=1,
         metavar="N",
-        help="Test-writing completions sampled for generated tests (default: 4).",
+        help="Test-writing completions sampled at most for generated tests (default: 4; fewer "
+        "when the first ones hold 20 distinct tests).",
     ),
 ]
 Protocol = Annotated[
