@@ -19,6 +19,14 @@ from bcoder.evaluate.records import SELECTION, write_record
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results.py"
 
 
+def run_script(script: Path, runs: Path, out: Path) -> subprocess.CompletedProcess:
+    """``python3 SCRIPT --runs RUNS --out OUT``, as the README runs it."""
+    return subprocess.run(
+        [sys.executable, str(script), "--runs", str(runs), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
 def eval_run(root: Path, name: str, seed: int, ids: list[str]) -> list:
     """An eval run directory holding synthetic records of MBPP-like ids (all but the last)."""
     records = [
@@ -38,10 +46,7 @@ def test_results_table_from_eval_runs(tmp_path):
     ranked = eval_run(tmp_path, "eval-ranked", 2, ids)
     trained = eval_run(tmp_path, "eval-trained", 3, ids)
     out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, str(SCRIPT), "--runs", str(tmp_path), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    r = run_script(SCRIPT, tmp_path, out)
     assert r.returncode == 0, r.stderr[-3000:]
     md = (out / "results.md").read_text()
     data = json.loads((out / "results.json").read_text())
@@ -96,10 +101,7 @@ def test_no_tests_tables_from_eval_runs(tmp_path):
         (tmp_path / name / CONFIG).write_text(json.dumps({"settings": settings}))
     out = tmp_path / "out"
     script = SCRIPT.parent / "results_no_tests.py"
-    r = subprocess.run(
-        [sys.executable, str(script), "--runs", str(tmp_path), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    r = run_script(script, tmp_path, out)
     assert r.returncode == 0, r.stderr[-3000:]
     md = (out / "results.md").read_text()
     data = json.loads((out / "results.json").read_text())
@@ -119,8 +121,5 @@ def test_no_tests_tables_from_eval_runs(tmp_path):
     assert data["humaneval"]["best"]["base"] == "tests-first-logprob"
     assert data["humaneval"]["best_without_examples"]["base"] == "mean-logprob"
     assert "2 of 3 problems got at least one" in md and "Seconds a problem" in md
-    empty = subprocess.run(
-        [sys.executable, str(script), "--runs", str(tmp_path / "none"), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    empty = run_script(script, tmp_path / "none", out)
     assert empty.returncode == 1 and "no no-tests eval run" in empty.stderr
