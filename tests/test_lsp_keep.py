@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from lsprotocol import types as lsp
-from pygls.uris import to_fs_path
 from pytest_lsp import client_capabilities, make_test_lsp_client
+from support.editor import action_titles, attach_editor, command, line_of
 
 from bcoder.core.types import Candidate, GeneratedTests, SolveResult
 from bcoder.core.types import TestOutcome as Outcome
@@ -105,58 +105,6 @@ def twice_run() -> SolveResult:
     return result("twice", [Candidate(code, code, reward=-1.0)], note)
 
 
-class Files:
-    """The client's open documents and the files on disk: applies the server's workspace edits
-    (text edits, and CreateFile) as an editor does, to the buffer if open, else to the file."""
-
-    def __init__(self, client) -> None:
-        self.client, self.text, self.version = client, {}, {}
-
-    def open(self, uri: str, text: str) -> None:
-        self.text[uri], self.version[uri] = text, 1
-        self.client.text_document_did_open(
-            lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "python", 1, text))
-        )
-
-    def apply(self, params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
-        for change in params.edit.document_changes or []:
-            if isinstance(change, lsp.CreateFile):
-                path = Path(to_fs_path(change.uri))
-                assert not path.exists(), "the server creates only missing files"
-                path.write_text("")
-            else:
-                self.edit(change.text_document.uri, change.edits)
-        for uri, edits in (params.edit.changes or {}).items():
-            self.edit(uri, edits)
-        return lsp.ApplyWorkspaceEditResult(applied=True)
-
-    def edit(self, uri: str, edits: list[lsp.TextEdit]) -> None:
-        path = Path(to_fs_path(uri))
-        text = self.text[uri] if uri in self.text else path.read_text()
-        for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character))[::-1]:
-            text = (
-                text[: _offset(text, e.range.start)]
-                + e.new_text
-                + text[_offset(text, e.range.end) :]
-            )
-        if uri not in self.text:
-            path.write_text(text)
-            return
-        self.text[uri] = text
-        self.version[uri] += 1
-        self.client.text_document_did_change(
-            lsp.DidChangeTextDocumentParams(
-                lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.version[uri]),
-                [lsp.TextDocumentContentChangeWholeDocument(text=text)],
-            )
-        )
-
-
-def _offset(text: str, pos: lsp.Position) -> int:
-    lines = text.split("\n")
-    return sum(len(line) + 1 for line in lines[: pos.line]) + pos.character  # ASCII sources
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, str]]:
     """(a folder holding calc.py, the server's environment, run id by function)."""
@@ -177,8 +125,7 @@ def workspace(tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, str]]:
 async def client(workspace):
     _, env, _ = workspace
     c = make_test_lsp_client()
-    c.files = Files(c)
-    c.feature(lsp.WORKSPACE_APPLY_EDIT)(lambda params: c.files.apply(params))
+    c.files = attach_editor(c)
     await c.start_io(sys.executable, "-m", "bcoder", "lsp", env=env)
     await c.initialize_session(
         lsp.InitializeParams(capabilities=client_capabilities("visual-studio-code"))
@@ -188,25 +135,8 @@ async def client(workspace):
     await c.stop()
 
 
-async def command(c, name: str, *args):
-    return await c.workspace_execute_command_async(
-        lsp.ExecuteCommandParams(command=name, arguments=list(args))
-    )
-
-
-async def titles(c, uri: str, line: int) -> list[str]:
-    got = await c.text_document_code_action_async(
-        lsp.CodeActionParams(
-            lsp.TextDocumentIdentifier(uri),
-            lsp.Range(lsp.Position(line, 0), lsp.Position(line, 0)),
-            lsp.CodeActionContext(diagnostics=[]),
-        )
-    )
-    return [a.title for a in got or []]
-
-
 def at(text: str, needle: str) -> dict:
-    return {"line": next(i for i, s in enumerate(text.split("\n")) if needle in s), "character": 0}
+    return {"line": line_of(text, needle), "character": 0}
 
 
 def keep_titles(all_titles: list[str]) -> list[str]:
@@ -235,17 +165,17 @@ async def test_keep_the_generated_tests_as_doctests_and_in_a_pytest_file(client,
     assert "    return a + b" in text() and "    return sum(xs) / len(xs)" in text()
 
     # offered: the tests the inserted body passes (5 of 6 for add; mean's docstring has one)
-    add_titles = keep_titles(await titles(client, uri, at(text(), "def add")["line"]))
+    add_titles = keep_titles(await action_titles(client, uri, at(text(), "def add")["line"]))
     assert add_titles == [
         "B-Coder: add the 5 generated tests this body passes as doctests",
         "B-Coder: add the 5 generated tests this body passes to a pytest file (test_calc.py)",
     ]
-    mean_titles = keep_titles(await titles(client, uri, at(text(), "def mean")["line"]))
+    mean_titles = keep_titles(await action_titles(client, uri, at(text(), "def mean")["line"]))
     assert mean_titles[0] == "B-Coder: add the 2 generated tests this body passes as doctests"
     assert mean_titles[1].startswith("B-Coder: add the 3 generated tests this body passes to a")
     # a body that passes none of them, and a run whose model wrote none: nothing to keep
-    assert keep_titles(await titles(client, uri, at(text(), "def neg")["line"])) == []
-    assert keep_titles(await titles(client, uri, at(text(), "def twice")["line"])) == []
+    assert keep_titles(await action_titles(client, uri, at(text(), "def neg")["line"])) == []
+    assert keep_titles(await action_titles(client, uri, at(text(), "def twice")["line"])) == []
     refused = await command(client, "bcoder.addGeneratedDoctests", uri, at(text(), "def neg"))
     assert refused["applied"] is False and "passes none" in refused["error"]
 
@@ -258,7 +188,8 @@ async def test_keep_the_generated_tests_as_doctests_and_in_a_pytest_file(client,
         )
         assert done == {"applied": True, "qualname": name, "added": added}, done
         assert not any(
-            "doctests" in t for t in await titles(client, uri, at(text(), f"def {name}")["line"])
+            "doctests" in t
+            for t in await action_titles(client, uri, at(text(), f"def {name}")["line"])
         )
     assert '''    """Add two numbers.
 
@@ -286,7 +217,8 @@ async def test_keep_the_generated_tests_as_doctests_and_in_a_pytest_file(client,
         assert done["applied"] and done["added"] == added, done
         assert done["file"].endswith("/test_calc.py")
         assert not any(
-            "pytest" in t for t in await titles(client, uri, at(text(), f"def {name}")["line"])
+            "pytest" in t
+            for t in await action_titles(client, uri, at(text(), f"def {name}")["line"])
         )
     written = (folder / "test_calc.py").read_text()
     assert written.startswith("import pytest\n\nfrom calc import add\nfrom calc import mean\n")
@@ -331,7 +263,7 @@ async def test_generated_tests_and_verdicts_in_the_candidate_lists(client, works
             )
         ],
     )
-    assert keep_titles(await titles(client, uri, where["line"])) == []
+    assert keep_titles(await action_titles(client, uri, where["line"])) == []
     refused = await command(client, "bcoder.addGeneratedPytest", uri, where)
     assert refused["applied"] is False and "was edited" in refused["error"]
     # a run of another function, or no run at all: a clear error
@@ -351,8 +283,7 @@ async def test_editors_without_versioned_edits_or_file_creation(workspace, tmp_p
     CreateFile for the test file. Emacs creates no file: the server says so, and adds nothing."""
     _, env, runs = workspace
     c = make_test_lsp_client()
-    c.files = Files(c)
-    c.feature(lsp.WORKSPACE_APPLY_EDIT)(lambda params: c.files.apply(params))
+    c.files = attach_editor(c)
     await c.start_io(sys.executable, "-m", "bcoder", "lsp", env=env)
     try:
         await c.initialize_session(lsp.InitializeParams(capabilities=client_capabilities(editor)))

@@ -22,6 +22,7 @@ import pytest_asyncio
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import client_capabilities, make_test_lsp_client
+from support.editor import action_titles, attach_editor, command, line_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -119,54 +120,6 @@ def echo_model(tmp_path_factory) -> Path:
     return _train_echo_model(tmp_path_factory.mktemp("echo-model"))
 
 
-class Docs:
-    """The client's copies of the documents it opened; applies the server's edits to them."""
-
-    def __init__(self, client) -> None:
-        self.client = client
-        self.text: dict[str, str] = {}
-        self.version: dict[str, int] = {}
-        self.edits: list[lsp.ApplyWorkspaceEditParams] = []
-
-    def open(self, uri: str, text: str) -> None:
-        self.text[uri], self.version[uri] = text, 1
-        self.client.text_document_did_open(
-            lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "python", 1, text))
-        )
-
-    def apply(self, params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
-        self.edits.append(params)
-        changes = {}
-        for change in params.edit.document_changes or []:
-            changes.setdefault(change.text_document.uri, []).extend(change.edits)
-        for uri, edits in (params.edit.changes or {}).items():
-            changes.setdefault(uri, []).extend(edits)
-        for uri, edits in changes.items():
-            text = self.text[uri]
-            for e in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character))[
-                ::-1
-            ]:
-                text = _offset_edit(text, e)
-            self.text[uri] = text
-            self.version[uri] += 1
-            self.client.text_document_did_change(
-                lsp.DidChangeTextDocumentParams(
-                    lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.version[uri]),
-                    [lsp.TextDocumentContentChangeWholeDocument(text=text)],
-                )
-            )
-        return lsp.ApplyWorkspaceEditResult(applied=True)
-
-
-def _offset(text: str, pos: lsp.Position) -> int:
-    lines = text.split("\n")
-    return sum(len(line) + 1 for line in lines[: pos.line]) + pos.character  # ASCII sources
-
-
-def _offset_edit(text: str, e: lsp.TextEdit) -> str:
-    return text[: _offset(text, e.range.start)] + e.new_text + text[_offset(text, e.range.end) :]
-
-
 @pytest.fixture(scope="module")
 def server_env(tmp_path_factory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("bcoder-home")
@@ -189,9 +142,7 @@ def settings_for(model: Path, **extra) -> dict:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client(echo_model, server_env):
     c = make_test_lsp_client()
-    docs = Docs(c)
-    c.docs = docs
-    c.feature(lsp.WORKSPACE_APPLY_EDIT)(lambda params: docs.apply(params))
+    c.docs = attach_editor(c)
     c.set_configuration({"bcoder": settings_for(echo_model)})
     await c.start_io(sys.executable, "-m", "bcoder", "lsp", *LOG, env=server_env)
     await c.initialize_session(
@@ -207,33 +158,12 @@ async def client(echo_model, server_env):
     await c.stop()
 
 
-async def command(c, name: str, *args):
-    return await c.workspace_execute_command_async(
-        lsp.ExecuteCommandParams(command=name, arguments=list(args))
-    )
-
-
-async def actions(c, uri: str, line: int) -> list[str]:
-    got = await c.text_document_code_action_async(
-        lsp.CodeActionParams(
-            lsp.TextDocumentIdentifier(uri),
-            lsp.Range(lsp.Position(line, 0), lsp.Position(line, 0)),
-            lsp.CodeActionContext(diagnostics=[]),
-        )
-    )
-    return [a.title for a in got or []]
-
-
-def line_of(text: str, needle: str) -> int:
-    return next(i for i, line in enumerate(text.split("\n")) if needle in line)
-
-
 async def test_code_action_only_on_stubs(client):
     uri = "file:///work/actions.py"
     client.docs.open(uri, SOURCE)
     implement = "B-Coder: implement from docstring"
     for needle in ("def area", '"""Area of', "def push", "pass", "def inner", "...", '"""Twice'):
-        assert implement in await actions(client, uri, line_of(SOURCE, needle)), needle
+        assert implement in await action_titles(client, uri, line_of(SOURCE, needle)), needle
     for needle in (
         "import math",
         "class Stack",
@@ -243,9 +173,9 @@ async def test_code_action_only_on_stubs(client):
         "def outer",
         "TOTAL",
     ):
-        assert implement not in await actions(client, uri, line_of(SOURCE, needle)), needle
+        assert implement not in await action_titles(client, uri, line_of(SOURCE, needle)), needle
     # a document the client never opened: no action, no crash
-    assert await actions(client, "file:///work/never-opened.py", 0) == []
+    assert await action_titles(client, "file:///work/never-opened.py", 0) == []
 
 
 def body_after(text: str, exact: str) -> list[str]:
@@ -407,7 +337,7 @@ async def test_next_and_listed_candidates(client):
     body = lambda: body_after(client.docs.text[uri], '"""')  # noqa: E731
     shown = body()
 
-    titles = await actions(client, uri, where["line"])
+    titles = await action_titles(client, uri, where["line"])
     assert any(t.startswith("B-Coder: next candidate") for t in titles)
     assert "B-Coder: implement from docstring" not in titles  # it has a body now
 
@@ -480,7 +410,7 @@ async def test_user_errors_and_bad_requests(client):
         with pytest.raises(JsonRpcException):
             await client.protocol.send_request_async("bcoder/candidates", params)
     # the server is still up and answering
-    assert "B-Coder: implement from docstring" in await actions(
+    assert "B-Coder: implement from docstring" in await action_titles(
         client, uri, line_of(SOURCE, "def area")
     )
 
