@@ -189,13 +189,20 @@ def test_a_stubs_answer_starts_in_the_prompt_with_prefill(tokenizer, fixture_dat
     mbpp = next(iter(load_problems(fixture_data / "mbpp/mbpp.jsonl")))
     assert make_prompt(mbpp, "chat", tokenizer, prefill=True).prefix == ""
     assert make_prompt(stub, "humaneval", tokenizer, prefill=True).prefix == ""
-    # the prefix is counted in the limit, and holds the docstring as cut to fit
+    # the prefix is the answer's start, not the source: the prompt before it is fitted as
+    # without prefill (a docstring that fits is not cut for it), and it holds the docstring as cut
     long = copy.deepcopy(stub)
     long.text = "Return the largest number.\n\n" + " ".join(["filler"] * 300) + "\n\nLast line."
     del long.metadata["prompt"]
-    cut = make_prompt(long, "chat", tokenizer, max_source_tokens=400, prefill=True)
-    assert cut.cut is not None and count_tokens(cut.text, tokenizer) <= 400
-    assert "[...]" in cut.prefix and cut.text.endswith(cut.prefix)
+    whole = make_prompt(long, "chat", tokenizer, max_source_tokens=100_000)
+    limit = count_tokens(whole.text, tokenizer)
+    fits = make_prompt(long, "chat", tokenizer, max_source_tokens=limit, prefill=True)
+    assert fits.cut is None and fits.text == whole.text + fits.prefix
+    cut = make_prompt(long, "chat", tokenizer, max_source_tokens=limit - 200, prefill=True)
+    plain = make_prompt(long, "chat", tokenizer, max_source_tokens=limit - 200)
+    assert cut.cut == plain.cut is not None and cut.text == plain.text + cut.prefix
+    assert count_tokens(plain.text, tokenizer) <= limit - 200
+    assert "[...]" in cut.prefix and cut.prefix in cut.text
     assert cut.prefix.startswith("```python\ndef max_of_list(") and "Last line." in cut.prefix
 
 

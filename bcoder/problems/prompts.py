@@ -14,7 +14,9 @@ Families:
 Prefill (``prefill``, for a stub asked of a chat model): the assistant turn starts with the
 answer's first lines, the opening fence, the signature and the docstring (:func:`answer_prefix`),
 so the model writes only the body instead of copying the stub first. The prefix is part of the
-prompt: the sampled actions, their log-probs and R~ cover the body.
+prompt: the sampled actions, their log-probs and R~ cover the body. It is the answer's start, not
+the source: the prompt before it is fitted to ``max_source_tokens`` exactly as without prefill
+(counting the stub twice would cut docstrings that fit), and it holds the docstring as cut there.
 
 Length: a prompt of at most ``max_source_tokens`` tokens is the statement as it is. A longer
 one has its question (statement / docstring) cut where that loses least, the middle of long
@@ -147,7 +149,7 @@ def make_prompt(
     shown = len(_shown_tests(tests)) if tests is not None and family in ("mbpp", "chat") else 0
     tokens, k = None, shown
     while True:  # as many of the tests it shows as fit: fewer only when the rest cannot fit
-        render = _renderer(problem, family, tokenizer, k, prefill)
+        render = _renderer(problem, family, tokenizer, k)
         try:
             text, question, cut = fit_statement(render, problem.text, tokenizer, max_source_tokens)
         except FixedPartsTooLong as err:
@@ -156,6 +158,7 @@ def make_prompt(
             tokens, k = tokens or err.tokens, k - 1
             continue
         prefix = answer_prefix(problem, question) if prefill else ""
+        text += prefix
         if tokens is not None:
             n = len(problem.text)
             cut = cut or PromptCut(max_source_tokens, tokens, n, n, 0)
@@ -175,19 +178,14 @@ def answer_prefix(problem: Problem, question: str) -> str:
     return f"```python\n{code_context(problem, question).rstrip()}\n"
 
 
-def _renderer(
-    problem: Problem, family: str, tokenizer: Any, shown: int, prefill: bool = False
-) -> Callable[[str], str]:
-    """The prompt of ``problem`` as a function of its statement, showing ``shown`` tests (and
-    ending with the answer's prefix with ``prefill``)."""
+def _renderer(problem: Problem, family: str, tokenizer: Any, shown: int) -> Callable[[str], str]:
+    """The prompt of ``problem`` as a function of its statement, showing ``shown`` tests."""
     if family == "apps":
         return lambda q: _apps(problem, q)
     if family == "mbpp":
         return lambda q: _mbpp(problem, q, shown)
     if family == "humaneval":
         return lambda q: code_context(problem, q)
-    if prefill:
-        return lambda q: _chat(problem, q, tokenizer, shown) + answer_prefix(problem, q)
     return lambda q: _chat(problem, q, tokenizer, shown)
 
 
