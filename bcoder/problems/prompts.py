@@ -48,7 +48,7 @@ SYSTEM_PROMPT = (
 )
 MAX_SHOWN_TESTS = 5
 # start a stub's answer in the prompt (see :func:`answer_prefix`) unless told otherwise
-PREFILL = False
+PREFILL = True
 _MAX_TEST_CHARS = 1000  # longer tests are not shown in a prompt
 
 
