@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from lsprotocol import types as lsp
 from pytest_lsp import client_capabilities, make_test_lsp_client
-from support.editor import action_titles, attach_editor, command, line_of
+from support.editor import action_titles, at, attach_editor, command
 
 from bcoder.core.types import Candidate, GeneratedTests, SolveResult
 from bcoder.core.types import TestOutcome as Outcome
@@ -133,10 +133,6 @@ async def client(workspace):
     yield c
     await c.shutdown_session()
     await c.stop()
-
-
-def at(text: str, needle: str) -> dict:
-    return {"line": line_of(text, needle), "character": 0}
 
 
 def keep_titles(all_titles: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ import pytest_asyncio
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import client_capabilities, make_test_lsp_client
-from support.editor import action_titles, attach_editor, command, line_of
+from support.editor import action_titles, at, attach_editor, command, line_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -195,9 +195,7 @@ async def test_implement_function_method_and_nested(client, server_env):
     before = len(client.progress_reports)
 
     # a top-level function: the body goes after the docstring, indented 4
-    result = await command(
-        client, "bcoder.implement", uri, {"line": line_of(SOURCE, "def area"), "character": 0}
-    )
+    result = await command(client, "bcoder.implement", uri, at(SOURCE, "def area"))
     assert result["applied"] is True and result["rank"] == 1, result
     assert result["ranker"] == "reward"  # no checkpoint: R~; the log says so too
     assert any("ranked by reward with untrained heads" in m.message for m in client.log_messages)
@@ -218,9 +216,7 @@ async def test_implement_function_method_and_nested(client, server_env):
     assert "pass" not in text
 
     # a nested function with `...`: indentation 8, the outer function intact
-    result = await command(
-        client, "bcoder.implement", uri, {"line": line_of(text, "def inner"), "character": 8}
-    )
+    result = await command(client, "bcoder.implement", uri, at(text, "def inner", 8))
     assert result["applied"] is True, result
     text = client.docs.text[uri]
     body = body_after(text, '"""Twice b."""')
@@ -276,9 +272,7 @@ def push_settings(c, **values) -> None:
 async def test_values_in_the_editor(client):
     uri = "file:///work/values.py"
     client.docs.open(uri, SOURCE)
-    result = await command(
-        client, "bcoder.implement", uri, {"line": line_of(SOURCE, "def area"), "character": 0}
-    )
+    result = await command(client, "bcoder.implement", uri, at(SOURCE, "def area"))
     assert result["applied"], result
     text = client.docs.text[uri]
     line = line_of(text, "    return")
@@ -331,7 +325,7 @@ async def test_values_in_the_editor(client):
 async def test_next_and_listed_candidates(client):
     uri = "file:///work/next.py"
     client.docs.open(uri, SOURCE)
-    where = {"line": line_of(SOURCE, "def area"), "character": 0}
+    where = at(SOURCE, "def area")
     first = await command(client, "bcoder.implement", uri, where)
     assert first["applied"] and len(first["usable"]) >= 2, first
     body = lambda: body_after(client.docs.text[uri], '"""')  # noqa: E731
@@ -375,13 +369,9 @@ async def test_user_errors_and_bad_requests(client):
     client.docs.open(uri, SOURCE)
     client.messages.clear()
 
-    r = await command(
-        client, "bcoder.implement", uri, {"line": line_of(SOURCE, "TOTAL"), "character": 0}
-    )
+    r = await command(client, "bcoder.implement", uri, at(SOURCE, "TOTAL"))
     assert r["applied"] is False and "not a function" in r["error"]
-    r = await command(
-        client, "bcoder.implement", uri, {"line": line_of(SOURCE, "def size"), "character": 4}
-    )
+    r = await command(client, "bcoder.implement", uri, at(SOURCE, "def size", 4))
     assert (
         r["applied"] is False
         and "nothing to implement" in r["error"]
@@ -559,7 +549,7 @@ async def test_cancellation_and_superseded_requests(client, tiny_model_dir, echo
     """The random tiny model writes long garbage: slow enough to cancel in three ways."""
     uri = "file:///work/cancel.py"
     client.docs.open(uri, SOURCE)
-    where = {"line": line_of(SOURCE, "def area"), "character": 0}
+    where = at(SOURCE, "def area")
     push_settings(client, model=str(tiny_model_dir), maxNewTokens=1500, samples=4)
     try:
         # $/cancelRequest: the request ends with RequestCancelled and its work stops
@@ -719,7 +709,7 @@ async def test_server_exits_when_the_client_goes_away(server_env, tiny_model_dir
         uri = "file:///work/gone.py"
         doc = {"uri": uri, "languageId": "python", "version": 1, "text": SOURCE}
         send({"method": "textDocument/didOpen", "params": {"textDocument": doc}})
-        args = [uri, {"line": line_of(SOURCE, "def area"), "character": 0}]
+        args = [uri, at(SOURCE, "def area")]
         send(
             {
                 "id": 2,
@@ -769,7 +759,7 @@ async def test_shutdown_while_a_job_runs(server_env, tiny_model_dir):
         c.text_document_did_open(
             lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "python", 1, SOURCE))
         )
-        where = {"line": line_of(SOURCE, "def area"), "character": 0}
+        where = at(SOURCE, "def area")
         params = lsp.ExecuteCommandParams(command="bcoder.implement", arguments=[uri, where])
         pending = c.protocol.send_request("workspace/executeCommand", params)
         await new_progress(c, set(), "generate")

@@ -91,3 +91,9 @@ async def action_titles(client, uri: str, line: int) -> list[str]:
 def line_of(text: str, needle: str) -> int:
     """The first line of ``text`` that contains ``needle``."""
     return next(i for i, line in enumerate(text.split("\n")) if needle in line)
+
+
+def at(text: str, needle: str, character: int = 0) -> dict:
+    """The position (as a command argument) of ``character`` on the first line holding
+    ``needle``."""
+    return {"line": line_of(text, needle), "character": character}
