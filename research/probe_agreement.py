@@ -13,7 +13,10 @@ difference to mean log-prob, with the problems' own example tests withheld from 
 - ``right only``: only the tests the ground truth passes. Not a ranker (it reads the ground
   truth): the ceiling that better-written tests could reach, beside ``all``;
 - ``wrong only``: only the tests the ground truth fails, to see how much of the agreement comes
-  from behaviour the wrong tests still share.
+  from behaviour the wrong tests still share;
+- ``consistent``: without the tests whose call the model also wrote with another expected value
+  (``f(0) == 15`` and ``f(0) == 255``): where the model contradicts itself, neither expectation
+  can be trusted. Needs no ground truth, so it could be a ranker's rule.
 
 Also the problems on which ranking can matter at all (some candidates pass, some fail) and on how
 many of those agreement had nothing to go on (every candidate in one group).
@@ -22,7 +25,9 @@ many of those agreement had nothing to go on (every candidate in one group).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -69,11 +74,25 @@ def truth(record: ProblemRecord) -> str:
     return (record.generated or {}).get("truth") or ""
 
 
+def call_of(test: str) -> str:
+    """The call of a kept test (``assert CALL == EXPECTED``, as parse_asserts writes them)."""
+    compare = ast.parse(test).body[0].test  # type: ignore[attr-defined]
+    return ast.unparse(compare.left)
+
+
+def consistent(record: ProblemRecord) -> list[int]:
+    """The tests whose call no other test gives another expected value."""
+    calls = [call_of(t) for t in (record.generated or {}).get("asserts") or []]
+    seen = Counter(calls)
+    return [i for i, call in enumerate(calls) if seen[call] == 1]
+
+
 VARIANTS: dict[str, Keep] = {
     "all": lambda r: list(range(n_tests(r))),
     **{f"first {n}": (lambda r, n=n: list(range(min(n, n_tests(r))))) for n in (5, 10, 15)},
     "right only": lambda r: [i for i, v in enumerate(truth(r)) if v == "p"],
     "wrong only": lambda r: [i for i, v in enumerate(truth(r)) if v != "p"],
+    "consistent": consistent,
 }
 
 
