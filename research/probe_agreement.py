@@ -14,6 +14,10 @@ difference to mean log-prob, with the problems' own example tests withheld from 
   truth): the ceiling that better-written tests could reach, beside ``all``;
 - ``wrong only``: only the tests the ground truth fails, to see how much of the agreement comes
   from behaviour the wrong tests still share;
+- ``returned``: only the tests on whose input some candidate returned a value (not an
+  exception or a time-out): an input that breaks every program is more likely malformed (the
+  wrong arity or types) than a trap, and every program then "agrees" by raising. Needs no
+  ground truth either;
 - ``consistent``: without the tests whose call the model also wrote with another expected value
   (``f(0) == 15`` and ``f(0) == 255``): where the model contradicts itself, neither expectation
   can be trusted. Needs no ground truth, so it could be a ranker's rule.
@@ -37,6 +41,7 @@ from bcoder.evaluate.compare import finished
 from bcoder.evaluate.generated import without_examples
 from bcoder.evaluate.records import ProblemRecord
 from bcoder.evaluate.report import against_likelihood, expand, pass_at_k_table, ranked_method
+from bcoder.ranking.agreement import _returned
 from bcoder.ranking.rankers import AGREEMENT
 
 KS = (1, 5)
@@ -87,12 +92,22 @@ def consistent(record: ProblemRecord) -> list[int]:
     return [i for i, call in enumerate(calls) if seen[call] == 1]
 
 
+def returned(record: ProblemRecord) -> list[int]:
+    """The tests on which some candidate returned a plain value."""
+    return [
+        i
+        for i in range(n_tests(record))
+        if any(_returned(v) for c in record.candidates for v in c.generated_values[i : i + 1])
+    ]
+
+
 VARIANTS: dict[str, Keep] = {
     "all": lambda r: list(range(n_tests(r))),
     **{f"first {n}": (lambda r, n=n: list(range(min(n, n_tests(r))))) for n in (5, 10, 15)},
     "right only": lambda r: [i for i, v in enumerate(truth(r)) if v == "p"],
     "wrong only": lambda r: [i for i, v in enumerate(truth(r)) if v != "p"],
     "consistent": consistent,
+    "returned": returned,
 }
 
 
