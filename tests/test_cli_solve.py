@@ -215,6 +215,7 @@ def test_every_packaged_checkpoint_loads_and_says_what_it_was_trained_on():
     for directory in [d for d in SHIPPED_DIR.iterdir() if d.is_dir()]:
         meta = read_checkpoint_config(directory)
         assert meta["config"]["base_model"] and meta.get("ranker") in RANKERS
+        assert meta.get("ranker_without_tests", "codet-logprob") in RANKERS
         info = training_info(directory)
         assert info is not None and info["name"] and info["summary"]
 
