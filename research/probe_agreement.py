@@ -64,15 +64,19 @@ def keep_tests(record: ProblemRecord, keep: list[int]) -> ProblemRecord:
         letters, values = cut(c.generated, c.generated_values)
         cands.append(replace(c, generated=letters, generated_values=values))
     generated = dict(record.generated)
-    asserts = generated.get("asserts") or []
-    generated["asserts"] = [asserts[i] for i in keep if i < len(asserts)]
+    tests = asserts(record)
+    generated["asserts"] = [tests[i] for i in keep if i < len(tests)]
     if generated.get("truth"):
         generated["truth"] = cut(generated["truth"], [])[0]
     return replace(record, candidates=cands, generated=generated)
 
 
+def asserts(record: ProblemRecord) -> list[str]:
+    return (record.generated or {}).get("asserts") or []
+
+
 def n_tests(record: ProblemRecord) -> int:
-    return len((record.generated or {}).get("asserts") or [])
+    return len(asserts(record))
 
 
 def truth(record: ProblemRecord) -> str:
@@ -87,7 +91,7 @@ def call_of(test: str) -> str:
 
 def consistent(record: ProblemRecord) -> list[int]:
     """The tests whose call no other test gives another expected value."""
-    calls = [call_of(t) for t in (record.generated or {}).get("asserts") or []]
+    calls = [call_of(t) for t in asserts(record)]
     seen = Counter(calls)
     return [i for i, call in enumerate(calls) if seen[call] == 1]
 

@@ -21,8 +21,6 @@ Variants (:data:`VARIANTS`):
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +28,14 @@ from pathlib import Path
 import bcoder.evaluate.run as eval_run
 import bcoder.problems.gentests as gentests
 from bcoder.evaluate.config import EvalSettings
-from bcoder.evaluate.records import CONFIG, PROBLEMS, SAMPLES, SELECTION
+from bcoder.evaluate.records import (
+    CONFIG,
+    PROBLEMS,
+    SAMPLES,
+    SELECTION,
+    read_record,
+    write_record,
+)
 
 _chat_user = gentests._chat_user
 _write_tests = eval_run._write_tests
@@ -71,12 +76,10 @@ def copy_run(src: Path, out: Path) -> None:
         target = out / SAMPLES / path.name
         if target.exists():
             continue
-        data = json.loads(gzip.decompress(path.read_bytes()))
-        data["generated"] = None
-        data["timings"].pop("write_tests", None)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0))
-        tmp.rename(target)
+        record = read_record(path)
+        record.generated = None
+        record.timings.pop("write_tests", None)
+        write_record(out, record, SAMPLES)
 
 
 def main() -> None:
