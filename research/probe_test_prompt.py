@@ -1,15 +1,18 @@
 """Another test-writing prompt on an eval run's candidates: does it write better tests?
 
     python3 research/probe_test_prompt.py SRC_RUN OUT_RUN --variant draft [--threads 2]
+    python3 research/probe_test_prompt.py SRC_RUN OUT_RUN --variant default --max-tests 5
     python3 research/probe_agreement.py OUT_RUN     # the rankers on the new tests
 
 Makes ``OUT_RUN`` a copy of the no-tests eval run ``SRC_RUN`` (its settings, its sampled and
 scored candidates) without the tests the model wrote, and resumes it with a variant of the
 test-writing prompt, so that the model writes them again and the candidates and the ground
 truth run on them, exactly as ``bcoder eval --protocol no-tests`` does: same candidates, same
-sampling settings and seed, only the prompt differs. Resumable (run it again after a stop).
+sampling settings and seed, only the prompt (or ``--max-tests``: the distinct tests kept, and
+asked for in one answer up to 10) differs. Resumable (run it again after a stop).
 
 Variants (:data:`VARIANTS`):
+- ``default``: the prompt bcoder uses (with ``--max-tests``: fewer or more tests, nothing else).
 - ``draft``: the chat prompt also shows a draft of the function, the candidate the likelihood
   ranker puts first (highest mean log-prob, known before any test). On MBPP without its asserts
   a quarter of the tests the model wrote held inputs the ground truth could not take (the
@@ -21,12 +24,14 @@ Variants (:data:`VARIANTS`):
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import bcoder.evaluate.run as eval_run
 import bcoder.problems.gentests as gentests
+from bcoder.core.fs import atomic_write_text
 from bcoder.evaluate.config import EvalSettings
 from bcoder.evaluate.records import (
     CONFIG,
@@ -63,15 +68,23 @@ def write_tests_with_draft(problem, record, engine, settings, emit, cancel):
     return _write_tests(shown, record, engine, settings, emit, cancel)
 
 
-VARIANTS = {"draft": (draft_user, write_tests_with_draft)}
+VARIANTS = {
+    "default": (_chat_user, _write_tests),
+    "draft": (draft_user, write_tests_with_draft),
+}
 
 
-def copy_run(src: Path, out: Path) -> None:
-    """``out``: ``src``'s settings and sampled candidates, without their generated tests."""
+def copy_run(src: Path, out: Path, max_tests: int | None) -> None:
+    """``out``: ``src``'s settings and sampled candidates, without their generated tests (and
+    with ``max_tests`` tests kept, when given)."""
     (out / SAMPLES).mkdir(parents=True, exist_ok=True)
     for name in (CONFIG, SELECTION, "model.json"):
         if (src / name).is_file() and not (out / name).exists():
             shutil.copy2(src / name, out / name)
+    if max_tests is not None:
+        config = json.loads((out / CONFIG).read_text())
+        config["settings"]["test_writing"]["max_tests"] = max_tests
+        atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
     for path in sorted((src / SAMPLES).glob("*.json.gz")):
         target = out / SAMPLES / path.name
         if target.exists():
@@ -87,11 +100,12 @@ def main() -> None:
     ap.add_argument("src", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--variant", choices=sorted(VARIANTS), required=True)
+    ap.add_argument("--max-tests", type=int, help="distinct tests kept (the run's: 20)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     if not (args.src / PROBLEMS).is_dir():
         raise SystemExit(f"{args.src}: not an eval run with finished problems")
-    copy_run(args.src, args.out)
+    copy_run(args.src, args.out, args.max_tests)
     gentests._chat_user, eval_run._write_tests = VARIANTS[args.variant]
     settings = EvalSettings.from_run(args.out)
     settings.threads = args.threads

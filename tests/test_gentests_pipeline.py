@@ -88,6 +88,15 @@ def _rigged(monkeypatch, engine, completions: dict[int, str], seen: list) -> Non
     monkeypatch.setattr(sampling, "sample", fake)
 
 
+@pytest.mark.parametrize("max_tests, asked", [(20, 10), (10, 10), (3, 3)])
+def test_an_answer_asks_for_at_most_the_tests_kept(engine, monkeypatch, max_tests, asked):
+    seen: list = []
+    _rigged(monkeypatch, engine, {0: "[1], 1) == [0]\n```"}, seen)
+    gentests.write_tests(_problem(), engine, dataclasses.replace(FEW, max_tests=max_tests))
+    text = engine.tokenizer.decode(seen[0][0])
+    assert f"Write {asked} distinct unit tests of `two_sum`" in text
+
+
 def test_rigged_completions_are_parsed_merged_in_sample_order_and_capped(engine, monkeypatch):
     """Completions continue the prefix ("```python\\nassert two_sum("); they finish out of
     order, but tests merge in sample order, deduplicated, at most max_tests."""
@@ -117,6 +126,7 @@ def test_rigged_completions_are_parsed_merged_in_sample_order_and_capped(engine,
     prompt_ids, n, options, kw = seen[0]
     text = engine.tokenizer.decode(prompt_ids)
     assert text.endswith("<|im_start|>assistant\n" + prefix) and n == 3
+    assert "Write 5 distinct unit tests" in text  # an answer is asked for no more than is kept
     assert prompt_ids == engine.tokenizer(text, add_special_tokens=False).input_ids
     assert options.fence is not None and options.fence_opened and not options.score
     assert (options.temperature, options.top_p, options.max_new_tokens) == (0.8, 0.95, 24)

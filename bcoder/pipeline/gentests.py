@@ -5,8 +5,9 @@
     spec = generated_spec(problem, generated)   # what the sandbox runs, None without tests
 
 The same model that writes the programs writes the tests, from what the user gave only (the
-prompt is :func:`bcoder.problems.gentests.test_prompt`'s), sampled up to ``writing.samples``
-times (:func:`gather_answers` stops once the answers hold ``writing.max_tests`` distinct tests);
+prompt is :func:`bcoder.problems.gentests.test_prompt`'s, asking an answer for as many tests as
+are kept, at most 10), sampled up to ``writing.samples`` times (:func:`gather_answers` stops once
+the answers hold ``writing.max_tests`` distinct tests);
 each completion is parsed with :func:`~bcoder.problems.gentests.parse_asserts` (nothing is
 executed here) and the kept tests are merged in sample order, deduplicated and capped.
 """
@@ -24,7 +25,7 @@ from bcoder.core.settings import NO_HEADS, TestWriting
 from bcoder.core.spec import Problem, TestSpec
 from bcoder.core.types import Candidate, GeneratedTests, Progress
 from bcoder.pipeline.engine import Engine, EventFn
-from bcoder.problems.gentests import parse_asserts, test_prompt
+from bcoder.problems.gentests import TESTS_ASKED, parse_asserts, test_prompt
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.decode.sampling import DecodeOptions
@@ -65,7 +66,8 @@ def write_tests(
         family = engine.prompter.family(problem)
         limit = engine.prompting.max_source_tokens
         try:
-            text, prefix = test_prompt(problem, family, engine.tokenizer, limit)
+            asked = min(TESTS_ASKED, writing.max_tests)  # no more than it keeps
+            text, prefix = test_prompt(problem, family, engine.tokenizer, limit, tests=asked)
         except BcoderError as err:  # a statement too long even when cut: a note, not a crash
             return GeneratedTests(seconds=time.perf_counter() - t0, note=str(err))
         ids = list(engine.tokenizer(text, add_special_tokens=family != "chat").input_ids)
