@@ -41,7 +41,7 @@ from bcoder.evaluate.compare import finished
 from bcoder.evaluate.generated import without_examples
 from bcoder.evaluate.records import ProblemRecord
 from bcoder.evaluate.report import against_likelihood, expand, pass_at_k_table, ranked_method
-from bcoder.ranking.agreement import _returned
+from bcoder.ranking.agreement import is_returned_value
 from bcoder.ranking.rankers import AGREEMENT
 
 KS = (1, 5)
@@ -101,7 +101,9 @@ def returned(record: ProblemRecord) -> list[int]:
     return [
         i
         for i in range(n_tests(record))
-        if any(_returned(v) for c in record.candidates for v in c.generated_values[i : i + 1])
+        if any(
+            is_returned_value(v) for c in record.candidates for v in c.generated_values[i : i + 1]
+        )
     ]
 
 

@@ -89,14 +89,16 @@ def output_agreement(candidates: Sequence[Candidate]) -> list[float]:
     return [float(size[k]) for k in keys]
 
 
-def _returned(value: str) -> bool:
+def is_returned_value(value: str) -> bool:
+    """Whether a stored output (``TestOutcome.value``) is a plain value the program returned:
+    not an exception, a time-out, an opaque object or unknown."""
     return bool(value) and value != _TIMEOUT and not value.startswith(_NOT_RETURNED)
 
 
 def _overlap(a: Candidate, b: Candidate) -> int:
     """Generated tests on which ``a`` and ``b`` returned the same plain value."""
     return sum(
-        x.value == y.value and _returned(x.value)
+        x.value == y.value and is_returned_value(x.value)
         for x, y in zip(a.generated, b.generated, strict=False)
     )
 
