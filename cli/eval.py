@@ -96,6 +96,7 @@ def evaluate(
     ),
     prefill: opt.Prefill = PREFILL,
     test_samples: opt.TestSamples = None,
+    max_tests: opt.MaxTests = None,
     protocol: opt.Protocol = "tests",
     quiet: opt.Quiet = False,
 ) -> None:
@@ -130,7 +131,7 @@ def evaluate(
         "bootstrap": bootstrap,
         "prefill": prefill,
         "protocol": protocol,
-        "test_writing": {"samples": test_samples} if test_samples else None,
+        "test_writing": opt.test_writing_asked(test_samples, max_tests) or None,
     }
     settings = _settings(ctx, flat, out, resume)
     settings.threads = threads
@@ -172,6 +173,9 @@ def _settings(ctx: typer.Context, flat: dict[str, Any], out: Path, resume: bool)
     if resume and (out / CONFIG).is_file():  # go on with the run's settings, and what was given
         flags = {"samples": "samples", "ks": "k"}
         given = {key: v for key, v in flat.items() if _given(ctx, flags.get(key, key))}
+        if flat["test_writing"]:  # --test-samples, --max-tests: over the run's own
+            stored = EvalSettings.from_run(out).test_writing.to_dict()
+            given["test_writing"] = {**stored, **flat["test_writing"]}
         return EvalSettings.from_run(out, given)
     if flat["dataset"] is None:
         return EvalSettings.from_run(out)  # says there is no run to resume

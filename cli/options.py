@@ -140,9 +140,26 @@ TestSamples = Annotated[
         min=1,
         metavar="N",
         help="Test-writing completions sampled at most for generated tests (default: 4; fewer "
-        "when the first ones hold 20 distinct tests).",
+        "when the first ones hold --max-tests distinct tests).",
     ),
 ]
+MaxTests = Annotated[
+    int | None,
+    typer.Option(
+        "--max-tests",
+        min=1,
+        metavar="N",
+        help="Generated tests kept, first written first; an answer is asked for as many, up to "
+        "10 (default: 5).",
+    ),
+]
+
+
+def test_writing_asked(samples: int | None, max_tests: int | None) -> dict[str, int]:
+    """The test-writing settings given on the command line (the rest are the defaults)."""
+    return {k: v for k, v in {"samples": samples, "max_tests": max_tests}.items() if v}
+
+
 Protocol = Annotated[
     str,
     typer.Option(

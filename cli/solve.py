@@ -244,6 +244,7 @@ def solve_command(
     prefill: opt.Prefill = PREFILL,
     generated_tests: opt.GeneratedTests = True,
     test_samples: opt.TestSamples = None,
+    max_tests: opt.MaxTests = None,
     quiet: opt.Quiet = False,
 ) -> None:
     """Sample candidate programs, rank them by the recovered reward R~ and show why."""
@@ -275,7 +276,7 @@ def solve_command(
         timeout=timeout,
         prefill=prefill,
         generate_tests=generated_tests,
-        test_writing=TestWriting(samples=test_samples) if test_samples else TestWriting(),
+        test_writing=TestWriting(**opt.test_writing_asked(test_samples, max_tests)),
     )
     set_threads(threads, settings.device)
     result = run_solve(prob, settings, save=not no_save, threads=threads, quiet=quiet)

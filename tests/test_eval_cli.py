@@ -58,6 +58,23 @@ def test_a_resumed_run_takes_a_new_limit_and_leaves_no_lock(tmp_path, mbpp, tiny
     assert "temperature" in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
 
 
+def test_test_writing_options_on_a_resumed_run(tmp_path, mbpp, tiny_model_dir):
+    """--test-samples and --max-tests change a resumed run's test writing over its own settings:
+    the same ones go on, other ones would make the tests another run's and are refused."""
+    run = tmp_path / "run"
+    first = bcoder("eval", "-d", mbpp, "--limit", "1", *TINY, "--model", tiny_model_dir,
+                   "--out", run, "--generate-only", "--quiet", "--protocol", "no-tests",
+                   "--test-samples", "2")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    writing = json.loads((run / "config.json").read_text())["settings"]["test_writing"]
+    assert (writing["samples"], writing["max_tests"]) == (2, 5)
+    same = bcoder("eval", "--out", run, "--resume", "--max-tests", "5", "--generate-only")
+    assert same.returncode == 0, same.stderr  # samples stays the run's 2, not the default 4
+    other = bcoder("eval", "--out", run, "--resume", "--max-tests", "3", "--generate-only")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "test_writing" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+
+
 def test_ctrl_c_says_how_to_go_on_and_that_command_finishes_the_run(tmp_path, mbpp, tiny_model_dir):
     run = tmp_path / "run"
     proc = subprocess.Popen(

@@ -341,6 +341,16 @@ def test_a_run_resumes_only_with_the_same_prefill_and_protocol(tmp_path):
         prepare_run_dir(tmp_path / "old", no_tests, resume=True, sharded=False)
     with pytest.raises(BcoderError, match="unknown protocol"):
         EvalSettings(dataset="mbpp", protocol="none")
+    # how tests would be written is the run's only where it writes them
+    writing = {"dataset": "mbpp", "test_writing": {"max_tests": 20}}
+    prepare_run_dir(tmp_path / "t", {"settings": writing}, resume=False, sharded=False)
+    fewer = {"settings": {**writing, "test_writing": {"max_tests": 5}}}
+    prepare_run_dir(tmp_path / "t", fewer, resume=True, sharded=False)
+    prepare_run_dir(tmp_path / "n", {"settings": {**writing, "protocol": "no-tests"}},
+                    resume=False, sharded=False)  # fmt: skip
+    fewer["settings"]["protocol"] = "no-tests"
+    with pytest.raises(BcoderError, match="test_writing="):
+        prepare_run_dir(tmp_path / "n", fewer, resume=True, sharded=False)
 
 
 def test_a_rank_only_run_without_tests_has_the_model_write_tests(

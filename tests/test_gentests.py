@@ -32,7 +32,8 @@ CORPUS = json.loads((FIXTURES / "generated_tests.json").read_text())["cases"]
 
 def test_test_writing_defaults_are_the_issues():
     w = TestWriting()
-    assert w.samples >= 2 and w.max_tests == 20  # issue 32: at least 2 samples, up to 20 tests
+    assert w.samples >= 2  # issue 32: at least 2 samples
+    assert w.max_tests == 5  # the issue's 20 ranked no better on held-out (docs/probe/README.md)
     assert (w.temperature, w.top_p, w.max_new_tokens, w.seed) == (0.8, 0.95, 300, 0)
     assert TestWriting(samples=1).samples == 1  # one sample is allowed, just not the default
     assert TestWriting(**w.to_dict()) == w

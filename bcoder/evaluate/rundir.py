@@ -95,6 +95,8 @@ def prepare_run_dir(
         gains = gains_tests(stored, asked, same_prompts)
         if gains:  # no test was written: whichever way the asked ones are written is the run's
             fields = [f for f in fields if f not in ("protocol", "test_writing")]
+        if stored["protocol"] == asked["protocol"] == "tests":  # it writes no test
+            fields = [f for f in fields if f != "test_writing"]
         diff = [f for f in fields if stored.get(f) != asked.get(f)]
         if diff:
             f = diff[0]
