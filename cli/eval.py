@@ -173,9 +173,8 @@ def _settings(ctx: typer.Context, flat: dict[str, Any], out: Path, resume: bool)
     if resume and (out / CONFIG).is_file():  # go on with the run's settings, and what was given
         flags = {"samples": "samples", "ks": "k"}
         given = {key: v for key, v in flat.items() if _given(ctx, flags.get(key, key))}
-        if flat["test_writing"]:  # --test-samples, --max-tests: over the run's own
-            stored = EvalSettings.from_run(out).test_writing.to_dict()
-            given["test_writing"] = {**stored, **flat["test_writing"]}
+        if flat["test_writing"]:  # --test-samples, --max-tests (not options of that name)
+            given["test_writing"] = flat["test_writing"]
         return EvalSettings.from_run(out, given)
     if flat["dataset"] is None:
         return EvalSettings.from_run(out)  # says there is no run to resume

@@ -144,8 +144,8 @@ class EvalSettings:
         """The settings a run directory was started with (to go on with ``--resume``), with the
         ``given`` ones (flat, as :meth:`to_dict` names them) in their place: a new ``limit``,
         ``ids``, ``ks`` or ``bootstrap`` changes what the run covers (a limit replaces the ids
-        and the other way round); a changed identity field is refused where the run starts
-        (``prepare_run_dir``)."""
+        and the other way round; a given ``test_writing`` changes only the settings it names);
+        a changed identity field is refused where the run starts (``prepare_run_dir``)."""
         try:
             stored = json.loads((run_dir / CONFIG).read_text())["settings"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -157,6 +157,8 @@ class EvalSettings:
             given["ids"] = None
         if "ids" in given and "limit" not in given:
             given["limit"] = None
+        if isinstance(given.get("test_writing"), dict):
+            given["test_writing"] = {**(stored.get("test_writing") or {}), **given["test_writing"]}
         return cls.from_dict({**stored, **given}).resolved()
 
     def identity(self) -> dict[str, Any]:
