@@ -28,7 +28,7 @@ from lsprotocol import types as lsp
 from bcoder.core.cancel import Cancelled
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
-from bcoder.core.types import CandidateTested, SolveResult
+from bcoder.core.types import CandidateTested, Notice, SolveResult
 from bcoder.lsp.apply import show, usable_bodies
 from bcoder.lsp.generated import written_line
 from bcoder.lsp.jobs import Job, Stopped, wait
@@ -203,6 +203,8 @@ async def _solve(
 
     def on_event(event: Any) -> None:  # on the solve thread
         reporter.event(event)
+        if isinstance(event, Notice):  # a docstring cut to fit, the fallback ranker, ...
+            ls.call_soon(ls.log, f"{problem.id}: {event.message}", lsp.MessageType.Warning)
         if fast and isinstance(event, CandidateTested) and event.candidate.outcome == "pass":
             loop.call_soon_threadsafe(passed, event.candidate)
 

@@ -199,6 +199,9 @@ async def test_implement_function_method_and_nested(client, server_env):
     assert result["applied"] is True and result["rank"] == 1, result
     assert result["ranker"] == "reward"  # no checkpoint: R~; the log says so too
     assert any("ranked by reward with untrained heads" in m.message for m in client.log_messages)
+    # no examples in the docstring: the tiny model writes tests, none parse, and the log says so
+    (fallback,) = [m for m in client.log_messages if "no generated test ran" in m.message]
+    assert fallback.type == lsp.MessageType.Warning and "ranked by reward" in fallback.message
     text = client.docs.text[uri]
     (ret,) = body_after(text, '"""')  # the docstring's closing line, then the body
     assert ret.startswith("    return") and ret.strip() in RETURNS

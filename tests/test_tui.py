@@ -271,6 +271,21 @@ async def test_generate_on_the_tiny_model_saves_the_run(tiny_model_dir, tmp_path
 
 
 @pytest.mark.asyncio
+async def test_a_notice_of_the_solve_is_shown(tiny_model_dir, tmp_path):
+    """No tests of its own: the tiny model writes tests, none parse, and the fallback is said."""
+    from test_tui_data import PROBLEM
+
+    problem = Problem.from_dict({**PROBLEM, "tests": None})
+    settings = {"model": str(tiny_model_dir), "n": 2, "max_new_tokens": 8, "generate_tests": True}
+    app = BcoderTui(problem=problem, settings=settings, store=Store(tmp_path / "runs.sqlite"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.result is not None, 60)
+        notes = [n for n in app._notifications if "no generated test ran" in n.message]
+        assert [n.severity for n in notes] == ["warning"], [n.message for n in app._notifications]
+        assert app.result.generated is not None and app.result.generated.asserts == []
+
+
+@pytest.mark.asyncio
 async def test_cancel_generation(tiny_model_dir, tmp_path):
     from test_tui_data import PROBLEM
 

@@ -46,7 +46,14 @@ from bcoder.cli.tui.screens import (
 from bcoder.cli.tui.titles import header_titles
 from bcoder.core.errors import BcoderError
 from bcoder.core.spec import Problem
-from bcoder.core.types import Candidate, CandidateReady, CandidateTested, Progress, SolveResult
+from bcoder.core.types import (
+    Candidate,
+    CandidateReady,
+    CandidateTested,
+    Notice,
+    Progress,
+    SolveResult,
+)
 from bcoder.execution import ExecResult
 from bcoder.pipeline.store import Store
 
@@ -352,6 +359,8 @@ class BcoderTui(App[None]):
             self._refresh_all(keep=keep)
         elif isinstance(event, CandidateTested):  # its outcome is in the candidate now
             self._refresh_all(keep=self.selected_candidate)
+        elif isinstance(event, Notice):  # a statement cut to fit, the fallback ranker, ...
+            self.notify(event.message, severity="warning", markup=False)
 
     def _finished(self, result: SolveResult | None, status: str) -> None:
         shown, self._shown = self._shown, None
