@@ -294,12 +294,14 @@ def pass_count_line(result: SolveResult) -> Text | None:
 def generated_line(result: SolveResult) -> Text | None:
     """What the tests the model wrote did (a problem without tests of its own): how many, and
     what ranked the candidates, or why there are none."""
-    from bcoder.ranking.rankers import RANKER_LABELS
+    from bcoder.ranking.rankers import RANKER_LABELS, WITHIN_GROUP, falls_back
 
     g = result.generated
     if g is None:
         return None
     ranked = f"ranked by {RANKER_LABELS.get(result.ranker, result.ranker)}"
+    if falls_back(result.ranker, result.candidates):
+        ranked = f"ranked by {RANKER_LABELS[WITHIN_GROUP[result.ranker]]} alone"
     if not g.asserts:
         return Text(f"no tests of the model's own ran ({g.note}); {ranked}", style="yellow")
     line = (

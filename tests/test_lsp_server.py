@@ -197,11 +197,14 @@ async def test_implement_function_method_and_nested(client, server_env):
     # a top-level function: the body goes after the docstring, indented 4
     result = await command(client, "bcoder.implement", uri, at(SOURCE, "def area"))
     assert result["applied"] is True and result["rank"] == 1, result
-    assert result["ranker"] == "reward"  # no checkpoint: R~; the log says so too
-    assert any("ranked by reward with untrained heads" in m.message for m in client.log_messages)
-    # no examples in the docstring: the tiny model writes tests, none parse, and the log says so
+    # no examples in the docstring: the tiny model writes tests, none parse, and the ranker for
+    # problems without tests (no checkpoint: its default) orders by mean log-prob alone; the log
+    # says so
+    assert result["ranker"] == "codet-logprob"
+    logged = [m.message for m in client.log_messages]
+    assert any("ranked by codet-logprob with untrained heads" in m for m in logged)
     (fallback,) = [m for m in client.log_messages if "no generated test ran" in m.message]
-    assert fallback.type == lsp.MessageType.Warning and "ranked by reward" in fallback.message
+    assert fallback.type == lsp.MessageType.Warning and "mean log-prob alone" in fallback.message
     text = client.docs.text[uri]
     (ret,) = body_after(text, '"""')  # the docstring's closing line, then the body
     assert ret.startswith("    return") and ret.strip() in RETURNS

@@ -74,7 +74,8 @@ def _check_scores(engine, result):
 
 def test_solve_causal_end_to_end(engine, tiny_model_dir):
     events = []
-    result = solve(_problem(), engine, _settings(tiny_model_dir), on_event=events.append)
+    settings = dataclasses.replace(_settings(tiny_model_dir), generate_tests=False)
+    result = solve(_problem(), engine, settings, on_event=events.append)
     rewards = [c.reward for c in result.candidates]
     assert rewards == sorted(rewards, reverse=True)
     assert sum(c.count for c in result.candidates) == 6
@@ -90,7 +91,8 @@ def test_solve_causal_end_to_end(engine, tiny_model_dir):
     assert gen[-1].done == gen[-1].total >= sum(c.count for c in result.candidates)
     assert gen[-1].message == "6/6 candidates"
     assert result.heads == "none" and result.settings["prompt_family"] == "chat"
-    assert result.ranker == result.settings["ranker"] == "reward"  # no checkpoint: R~
+    # no tests, none written: the checkpoint's ranker (no checkpoint: R~)
+    assert result.ranker == result.settings["ranker"] == "reward"
     for c in result.candidates:
         assert c.outcome is None and c.finish_reason in ("eos", "code_block_end", "length")
         assert all(t.v == pytest.approx(1.0) for t in c.tokens)  # untrained heads: V = R_max
@@ -395,7 +397,8 @@ def _head_checkpoint(tiny_model_dir, path, **extra):
 def test_the_checkpoints_ranker_orders_solve_and_rank(tiny_model_dir, tmp_path):
     ckpt = _head_checkpoint(tiny_model_dir, tmp_path / "ckpt", ranker="terminal")
     engine = Engine.load(str(tiny_model_dir), ckpt)
-    result = solve(_problem(), engine, _settings(tiny_model_dir, n=8, temperature=1.5))
+    settings = _settings(tiny_model_dir, n=8, temperature=1.5)
+    result = solve(_problem(), engine, dataclasses.replace(settings, generate_tests=False))
     assert result.ranker == result.settings["ranker"] == "terminal"
     terminal = [c.tokens[-1].q for c in result.candidates]
     assert len(terminal) >= 2 and terminal == sorted(terminal, reverse=True)
@@ -574,14 +577,18 @@ def test_a_problem_without_tests_gets_generated_tests(engine, tiny_model_dir, mo
     assert result.generated == written and result.timings["write_tests"] == 0.1
     assert all(len(c.generated) == 1 for c in result.candidates)  # each ran on the test
     assert result.ranker == result.settings["ranker"] == "codet-logprob"
-    monkeypatch.undo()  # the tiny model itself: nothing parses, the usual ranker, said so
-    events = []
+    monkeypatch.undo()  # the tiny model itself: nothing parses, and the same ranker orders by
+    events = []  # mean log-prob alone, as eval scores it; said so
     result = solve(_two_sum_stub(), engine, _settings(tiny_model_dir, n=2), on_event=events.append)
     assert result.generated is not None and result.generated.samples == 4
     assert result.generated.asserts == [] and "parses" in result.generated.note
-    assert result.ranker == "reward"
+    assert result.ranker == "codet-logprob"
+    by_likelihood = sorted(result.candidates, key=lambda c: c.mean_logprob, reverse=True)
+    assert [c.code for c in result.candidates] == [c.code for c in by_likelihood]
     notes = [e.message for e in events if isinstance(e, Notice)]
-    assert any("no generated test ran" in n for n in notes)
+    assert notes == [
+        "no generated test ran: ranked by mean log-prob alone (codet-logprob without tests)"
+    ]
     off = dataclasses.replace(_settings(tiny_model_dir, n=2), generate_tests=False)
     assert solve(_two_sum_stub(), engine, off).generated is None
     own = solve(_problem(tests=TWO_SUM), engine, _settings(tiny_model_dir, n=2))

@@ -31,8 +31,14 @@ from bcoder.core.types import (
 from bcoder.pipeline.engine import Engine, EventFn
 from bcoder.pipeline.gentests import test_candidates, wants_generated_tests, write_tests
 from bcoder.pipeline.settings import SolveSettings
-from bcoder.ranking.agreement import uses_generated
-from bcoder.ranking.rankers import checkpoint_ranker, rank, run_tests
+from bcoder.ranking.rankers import (
+    RANKER_LABELS,
+    WITHIN_GROUP,
+    checkpoint_ranker,
+    falls_back,
+    rank,
+    run_tests,
+)
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.decode.sampling import DecodeOptions, Generation
@@ -131,7 +137,7 @@ def solve(
             if store is not None:
                 partial.run_id = store.save(partial)
             raise Interrupted(partial) from None
-        ran["ranker"] = ranker_without_tests(engine, ranker, candidates, emit)
+        ran["ranker"] = ranker_without_tests(engine, candidates, emit)
     result = ranked_result(problem, engine, ran, candidates, tester, timings, generated)
     if store is not None:
         result.run_id = store.save(result)
@@ -163,15 +169,14 @@ def self_tested(
     return generated
 
 
-def ranker_without_tests(
-    engine: Engine, ranker: str, candidates: list[Candidate], emit: EventFn
-) -> str:
-    """The checkpoint's ranker for problems without tests (an agreement ranker), or, when no
-    generated test ran, its usual ``ranker``, said in a notice."""
+def ranker_without_tests(engine: Engine, candidates: list[Candidate], emit: EventFn) -> str:
+    """The checkpoint's ranker for problems without tests (an agreement ranker). When no
+    generated test ran it orders by its within-group score alone, as eval scores it; a notice
+    says so."""
     chosen = checkpoint_ranker(engine.heads, own_tests=False)
-    if not uses_generated(candidates):
-        emit(Notice(f"no generated test ran: ranked by {ranker}, not {chosen}"))
-        return ranker
+    if falls_back(chosen, candidates):
+        alone = RANKER_LABELS[WITHIN_GROUP[chosen]]
+        emit(Notice(f"no generated test ran: ranked by {alone} alone ({chosen} without tests)"))
     return chosen
 
 

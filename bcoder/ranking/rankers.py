@@ -108,6 +108,11 @@ AGREEMENT = (
     "overlap-reward",
     "overlap-logprob",
 )
+# the per-candidate ranker that orders inside an agreement ranker's groups: alone, after the
+# example tests, when no generated test ran (falls_back)
+WITHIN_GROUP = {
+    name: "reward" if name.endswith("-reward") else "mean-logprob" for name in AGREEMENT
+}
 RANKER_LABELS = {
     "reward": "R~ (B-Coder)",
     "terminal": "terminal Q(s_T, a_T)",
@@ -128,7 +133,7 @@ RANKER_LABELS = {
 
 def falls_back(ranker: str, candidates: Sequence[Candidate]) -> bool:
     """Whether ``ranker`` reads generated tests and none of ``candidates`` ran one, so that it
-    orders them by its within-group score alone (what solve tells the user)."""
+    orders them by its within-group score alone (``WITHIN_GROUP``; what solve tells the user)."""
     return ranker in AGREEMENT and not uses_generated(candidates)
 
 
