@@ -3,11 +3,10 @@ a temporary results store and model cache."""
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import bcoder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CORRECT = (
@@ -29,16 +28,6 @@ def env(tmp_path):
         "BCODER_CACHE": str(tmp_path / "cache"),
         "COLUMNS": "120",
     }
-
-
-def bcoder(*args, env, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "bcoder", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
 
 
 def test_solve_json_schema_and_store(tiny_model_dir, env):

@@ -14,19 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
+from support.cli import ONE_THREAD
+from support.cli import bcoder as run_bcoder
 
 from bcoder.cli.eval import Eta, _progress, duration
 from bcoder.core.types import Progress
 
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # see tests/test_eval_run.py
 TINY = ["-M", "1", "--k", "1", "--max-new-tokens", "4", "--batch-size", "1", "--timeout", "2"]
 
 
-def bcoder(*args, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bcoder", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=ONE_THREAD,
-    )  # fmt: skip
+def bcoder(*args: object, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return run_bcoder(*args, env=ONE_THREAD, timeout=timeout)
 
 
 @pytest.fixture
@@ -81,7 +79,7 @@ def test_ctrl_c_says_how_to_go_on_and_that_command_finishes_the_run(tmp_path, mb
         [sys.executable, "-m", "bcoder", "eval", "-d", str(mbpp), "--limit", "3", *TINY,
          "--model", str(tiny_model_dir), "--out", str(run)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env=ONE_THREAD,
+        env={**os.environ, **ONE_THREAD},
     )  # fmt: skip
     deadline = time.time() + 240
     while not list((run / "samples").glob("*.json.gz")) and time.time() < deadline:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cli import bcoder
 
 from bcoder.core.errors import BcoderError
 from bcoder.evaluate.compare import compare_runs
@@ -17,12 +16,6 @@ from bcoder.evaluate.records import SELECTION, load_records
 from bcoder.evaluate.report import expand, problem_values
 
 RUNS = Path(__file__).resolve().parents[1] / "results" / "runs"
-
-
-def bcoder(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bcoder", *args], capture_output=True, text=True, timeout=240
-    )
 
 
 def _part(run: str, dest: Path, n: int) -> Path:

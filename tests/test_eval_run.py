@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.cli import ONE_THREAD
+from support.cli import bcoder as run_bcoder
 from test_eval_report import PER_CANDIDATE, naive_ci, naive_values
 
 from bcoder.core.errors import BcoderError
@@ -27,16 +29,8 @@ MBPP = ("11", "12", "13")
 SAMPLING = ["--samples", "3", "--k", "1,2", "--max-new-tokens", "16", "--batch-size", "3"]
 
 
-# One torch thread: on a shared, busy machine a tiny model's ops are 50x slower with two (the
-# OpenMP threads wait on each other), and these tests measure correctness, not speed.
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def bcoder(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bcoder", *args],
-        capture_output=True, text=True, timeout=timeout, env=ONE_THREAD,
-    )  # fmt: skip
+def bcoder(*args: object, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return run_bcoder(*args, env=ONE_THREAD, timeout=timeout)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -191,7 +185,7 @@ def test_interrupted_limited_and_sharded_runs_give_the_same_report(
     proc = subprocess.Popen(
         [sys.executable, "-m", "bcoder", *cli, "--out", str(run)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env=ONE_THREAD,
+        env={**os.environ, **ONE_THREAD},
     )  # fmt: skip
     deadline = time.time() + 240
     while not list((run / "problems").glob("*.json.gz")) and time.time() < deadline:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from support.cli import bcoder
 
 from bcoder.core.errors import BcoderError
 from bcoder.models.loading import load_model_and_tokenizer
@@ -263,16 +262,6 @@ def test_gguf_file_loads_then_loads_fast(tmp_path, monkeypatch, tokenizer):
         model2, _, info2 = load_model_and_tokenizer(str(path))
         assert info2["converted"] is False and info2["loaded_from"] == info["loaded_from"]
         assert torch.equal(model2(ids).logits, first)  # the first and later loads agree exactly
-
-
-def bcoder(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bcoder", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=300,
-    )
 
 
 def test_cli_errors_and_verify(registry, tmp_path):

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+from support.cli import bcoder
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.types import Candidate, GeneratedTests, SolveResult, TokenScore
@@ -248,16 +249,6 @@ def test_two_processes_write_at_once(store):
     assert len(runs) == 80 and len({r.id for r in runs}) == 80
     seeds = sorted(store.get(r.id).settings["seed"] for r in runs)
     assert seeds == sorted([1000 + i for i in range(40)] + [2000 + i for i in range(40)])
-
-
-def bcoder(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bcoder", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
 
 
 def test_cli_list_and_show(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from support.cli import bcoder as run_bcoder
 
 IDS = [601, 602, 603, 604, 605, 606]
 
@@ -55,15 +56,8 @@ def config(model_dir, run_dir, data, mode="head", extra=()):
     return load_config(None, tiny_sets(model_dir, run_dir, data, mode) + list(extra), env={})
 
 
-def bcoder(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "bcoder", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+def bcoder(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return run_bcoder(*args, env={"PYTHONWARNINGS": "ignore"}, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

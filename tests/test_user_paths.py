@@ -8,10 +8,10 @@ import contextlib
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import bcoder
 
 from bcoder.core.errors import BcoderError
 from bcoder.core.fs import (
@@ -24,13 +24,6 @@ from bcoder.core.fs import (
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED_RUN = REPO / "results" / "runs" / "eval-smollm2"
-
-
-def bcoder(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bcoder", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )  # fmt: skip
 
 
 def one_line_error(out: subprocess.CompletedProcess, *words: str) -> None:
