@@ -92,11 +92,11 @@ def prepare_run_dir(
             fields.remove("rank_only")  # its programs are checked problem by problem: run_eval
         stored = {**BEFORE, **old["settings"]}
         asked = {**BEFORE, **config["settings"]}
+        if stored["protocol"] == "tests":  # it wrote no test: how tests are written is not its
+            fields.remove("test_writing")  # (when it gains tests, the asked way becomes the run's)
         gains = gains_tests(stored, asked, same_prompts)
-        if gains:  # no test was written: whichever way the asked ones are written is the run's
-            fields = [f for f in fields if f not in ("protocol", "test_writing")]
-        if stored["protocol"] == asked["protocol"] == "tests":  # it writes no test
-            fields = [f for f in fields if f != "test_writing"]
+        if gains:
+            fields.remove("protocol")
         diff = [f for f in fields if stored.get(f) != asked.get(f)]
         if diff:
             f = diff[0]
