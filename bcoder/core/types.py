@@ -152,6 +152,7 @@ class CandidateTested:
 @dataclass
 class Notice:
     """Something the user should know about a run, as one line (a statement cut to fit the
-    prompt, ...); the CLI prints it on stderr, and the run's record keeps it too."""
+    prompt, the fallback ranker, ...): the CLI prints it on stderr, the TUI shows it as a warning,
+    the language server logs it as one, and the run's record keeps it too."""
 
     message: str
