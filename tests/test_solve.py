@@ -591,5 +591,14 @@ def test_a_problem_without_tests_gets_generated_tests(engine, tiny_model_dir, mo
     ]
     off = dataclasses.replace(_settings(tiny_model_dir, n=2), generate_tests=False)
     assert solve(_two_sum_stub(), engine, off).generated is None
+    events = []  # no function to call (a program reading stdin): nothing to write, said so
+    stdin = dataclasses.replace(_two_sum_stub(), entry_point=None)
+    result = solve(stdin, engine, _settings(tiny_model_dir, n=2), on_event=events.append)
+    assert result.generated is None and result.ranker == "reward"
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert notes == ["no tests written: the problem names no function to call; ranked by reward"]
+    quiet = []
+    solve(stdin, engine, off, on_event=quiet.append)
+    assert not [e for e in quiet if isinstance(e, Notice)]  # not asked for: nothing to say
     own = solve(_problem(tests=TWO_SUM), engine, _settings(tiny_model_dir, n=2))
     assert own.generated is None  # a problem with its own tests is ranked by them

@@ -192,8 +192,17 @@ def wants_generated_tests(problem: Problem, enabled: bool) -> bool:
     """Whether a solve writes tests: asked for (on by default), and the problem has no tests of
     its own to decide (none, and no example tests: a docstring's examples are the user's own)
     and a function to call."""
-    own = problem.tests is not None or problem.example_tests is not None
-    return enabled and not own and bool(problem.entry_point)
+    return enabled and not _has_own_tests(problem) and bool(problem.entry_point)
+
+
+def no_function_to_test(problem: Problem, enabled: bool) -> bool:
+    """Whether a solve would write tests for ``problem`` (asked for, none of its own) but cannot:
+    it names no function to call (a program reading stdin, say)."""
+    return enabled and not _has_own_tests(problem) and not problem.entry_point
+
+
+def _has_own_tests(problem: Problem) -> bool:
+    return problem.tests is not None or problem.example_tests is not None
 
 
 def test_candidates(

@@ -29,7 +29,12 @@ from bcoder.core.types import (
     SolveResult,
 )
 from bcoder.pipeline.engine import Engine, EventFn
-from bcoder.pipeline.gentests import test_candidates, wants_generated_tests, write_tests
+from bcoder.pipeline.gentests import (
+    no_function_to_test,
+    test_candidates,
+    wants_generated_tests,
+    write_tests,
+)
 from bcoder.pipeline.settings import SolveSettings
 from bcoder.ranking.rankers import (
     RANKER_LABELS,
@@ -138,6 +143,8 @@ def solve(
                 partial.run_id = store.save(partial)
             raise Interrupted(partial) from None
         ran["ranker"] = ranker_without_tests(engine, candidates, emit)
+    elif no_function_to_test(problem, settings.generate_tests):
+        emit(Notice(f"no tests written: the problem names no function to call; ranked by {ranker}"))
     result = ranked_result(problem, engine, ran, candidates, tester, timings, generated)
     if store is not None:
         result.run_id = store.save(result)
