@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from bcoder.cli import options as opt
 from bcoder.core.errors import BcoderError
 
 _STYLE = {
@@ -60,9 +61,7 @@ def check(
         metavar="REF",
         help="A dataset problem: FILE.jsonl:ID or DATASET:ID.",
     ),
-    timeout: float = typer.Option(
-        4.0, "--timeout", min=0.01, metavar="SECONDS", help="Seconds per test."
-    ),
+    timeout: opt.Timeout = 4.0,
     memory_mb: int = typer.Option(
         1024, "--memory-mb", min=16, metavar="MB", help="Memory per program (MB)."
     ),

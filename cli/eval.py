@@ -53,22 +53,13 @@ def evaluate(
     dtype: opt.Dtype = None,
     device: opt.Device = None,
     temperature: opt.Temperature = 0.6,
-    top_p: float = typer.Option(0.95, "--top-p", metavar="P", help="Nucleus sampling mass."),
-    max_new_tokens: int | None = typer.Option(
-        None,
-        "--max-new-tokens",
-        metavar="N",
-        help="Completion length limit (default: the checkpoint's target length, else 512).",
-    ),
+    top_p: opt.TopP = 0.95,
+    max_new_tokens: opt.MaxNewTokens = None,
     seed: int = typer.Option(
         0, "--seed", metavar="N", help="Sampling seed (and the random baseline's)."
     ),
-    batch_size: int = typer.Option(
-        8, "--batch-size", metavar="N", help="Candidates decoded together."
-    ),
-    timeout: float = typer.Option(
-        4.0, "--timeout", metavar="SECONDS", help="Seconds per test in the sandbox."
-    ),
+    batch_size: opt.BatchSize = 8,
+    timeout: opt.Timeout = 4.0,
     out: Path | None = typer.Option(None, "--out", "-o", metavar="DIR", help="The run directory."),
     resume: bool = typer.Option(
         False,

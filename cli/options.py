@@ -124,6 +124,32 @@ Tests = Annotated[
 Temperature = Annotated[
     float, typer.Option("--temperature", metavar="T", help="Sampling temperature.")
 ]
+TopP = Annotated[
+    float | None,
+    typer.Option("--top-p", min=0.0, max=1.0, metavar="P", help="Nucleus sampling mass."),
+]
+MaxNewTokens = Annotated[
+    int | None,
+    typer.Option(
+        "--max-new-tokens",
+        min=1,
+        metavar="N",
+        help="Length limit per candidate (default: the checkpoint's target length, else 512).",
+    ),
+]
+BatchSize = Annotated[
+    int,
+    typer.Option("--batch-size", min=1, metavar="N", help="Candidates decoded or scored at once."),
+]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", min=0.01, metavar="SECONDS", help="Seconds per test in the sandbox."),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Say more: the heads in full, the policy, what R~ is."),
+]
+NoSave = Annotated[bool, typer.Option("--no-save", help="Do not save in the results store.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 GeneratedTests = Annotated[
     bool,

@@ -36,26 +36,18 @@ def rank_command(
     filter_examples: bool = typer.Option(
         False, "--filter-examples", help="Drop candidates failing the example tests."
     ),
-    batch_size: int = typer.Option(
-        8, "--batch-size", min=1, metavar="N", help="Programs scored at once."
-    ),
-    no_save: bool = typer.Option(
-        False, "--no-save", help="Do not save the runs in the results store."
-    ),
+    batch_size: opt.BatchSize = 8,
+    no_save: opt.NoSave = False,
     as_json: bool = typer.Option(False, "--json", help='Print one JSON object {"results": [...]}.'),
     output_format: OutputFormat = typer.Option(
         OutputFormat.auto, "--format", help=FORMAT_HELP.replace("program alone", "programs alone")
     ),
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Say more: the heads in full, the policy, what R~ is."
-    ),
+    verbose: opt.Verbose = False,
     backend: opt.Backend = "auto",
     dtype: opt.Dtype = None,
     device: opt.Device = None,
     threads: opt.Threads = 0,
-    timeout: float = typer.Option(
-        4.0, "--timeout", metavar="SECONDS", help="Seconds per test in the sandbox."
-    ),
+    timeout: opt.Timeout = 4.0,
     quiet: opt.Quiet = False,
 ) -> None:
     """Re-tokenise programs (from other models or people), score them and rank them by R~."""

@@ -205,17 +205,10 @@ def solve_command(
     n: opt.Samples = 8,
     top: int = typer.Option(5, "--top", min=1, metavar="N", help="Rows in the ranked table."),
     temperature: opt.Temperature = 0.6,
-    top_p: float = typer.Option(0.95, "--top-p", metavar="P", help="Nucleus sampling mass."),
+    top_p: opt.TopP = 0.95,
     seed: int | None = typer.Option(0, "--seed", metavar="N", help="Sampling seed."),
-    max_new_tokens: int | None = typer.Option(
-        None,
-        "--max-new-tokens",
-        metavar="N",
-        help="Length limit per candidate (default: the checkpoint's target length, else 512).",
-    ),
-    batch_size: int = typer.Option(
-        8, "--batch-size", metavar="N", help="Candidates decoded at once."
-    ),
+    max_new_tokens: opt.MaxNewTokens = None,
+    batch_size: opt.BatchSize = 8,
     color_by: str = typer.Option(
         "reward", "--color-by", metavar="METRIC", help="Heatmap metric: q, v, advantage or reward."
     ),
@@ -223,24 +216,18 @@ def solve_command(
     filter_examples: bool = typer.Option(
         False, "--filter-examples", help="Drop candidates failing the example tests."
     ),
-    no_save: bool = typer.Option(
-        False, "--no-save", help="Do not save the run in the results store."
-    ),
+    no_save: opt.NoSave = False,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (--format json)."),
     output_format: OutputFormat = typer.Option(OutputFormat.auto, "--format", help=FORMAT_HELP),
     out: Path | None = typer.Option(
         None, "--out", "-o", metavar="FILE", help="Also write the best program to FILE."
     ),
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Say more: the heads in full, the policy, what R~ is."
-    ),
+    verbose: opt.Verbose = False,
     backend: opt.Backend = "auto",
     dtype: opt.Dtype = None,
     device: opt.Device = None,
     threads: opt.Threads = 0,
-    timeout: float = typer.Option(
-        4.0, "--timeout", metavar="SECONDS", help="Seconds per test in the sandbox."
-    ),
+    timeout: opt.Timeout = 4.0,
     prefill: opt.Prefill = PREFILL,
     generated_tests: opt.GeneratedTests = True,
     test_samples: opt.TestSamples = None,

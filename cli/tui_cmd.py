@@ -34,10 +34,8 @@ def tui(
     temperature: float | None = typer.Option(
         None, "--temperature", metavar="T", help="Sampling temperature."
     ),
-    top_p: float | None = typer.Option(None, "--top-p", metavar="P", help="Nucleus sampling mass."),
-    max_new_tokens: int | None = typer.Option(
-        None, "--max-new-tokens", min=1, metavar="N", help="Length limit."
-    ),
+    top_p: opt.TopP = None,
+    max_new_tokens: opt.MaxNewTokens = None,
     seed: int | None = typer.Option(None, "--seed", metavar="N", help="Sampling seed."),
     prefill: bool | None = typer.Option(
         None,
