@@ -367,6 +367,18 @@ def summary_line(result: SolveResult) -> str:
     best = result.candidates[0]
     line = (
         f"best of {sampled(result)} ({len(result.candidates)} distinct), ranked by "
-        f"{result.ranker}: {best_summary(best)}"
+        f"{result.ranker}{on_generated(result)}: {best_summary(best)}"
     )
     return line + (f"  ·  run {result.run_id}" if result.run_id else "")
+
+
+def on_generated(result: SolveResult) -> str:
+    """What the tests the model wrote gave the ranker, for the summary line ("" without any)."""
+    from bcoder.ranking.rankers import RANKER_LABELS, WITHIN_GROUP, falls_back
+
+    if result.generated is None:
+        return ""
+    if falls_back(result.ranker, result.candidates):
+        return f" ({RANKER_LABELS[WITHIN_GROUP[result.ranker]]} alone: no generated test ran)"
+    passed = sum(t.verdict == "pass" for t in result.candidates[0].generated)
+    return f" on {len(result.generated.asserts)} tests the model wrote (the best passes {passed})"

@@ -355,7 +355,7 @@ def test_a_run_with_generated_tests_says_so_and_shows_each_candidates_share():
     the table shows how many of them each candidate passes; without any, it says why."""
     from rich.console import Console
 
-    from bcoder.cli.render import render_result
+    from bcoder.cli.render import render_result, summary_line
     from bcoder.core.types import Candidate, GeneratedTests, SolveResult, TestOutcome
 
     ok, bad = TestOutcome("pass"), TestOutcome("fail")
@@ -372,9 +372,16 @@ def test_a_run_with_generated_tests_says_so_and_shows_each_candidates_share():
     assert "the model wrote 3 (from 4 samples, 12.5s)" in out
     assert "ranked by dual agreement on generated tests (CodeT), then mean log-prob" in out
     assert "written tests" in out and "2/3" in out and "1/3" in out
+    assert summary_line(result) == (  # stderr, when stdout carries the program
+        "best of 4 sampled (2 distinct), ranked by codet-logprob on 3 tests the model wrote "
+        "(the best passes 2): R~ 0.000"
+    )
     result.generated = GeneratedTests(samples=4, note="the model wrote no test of f that parses")
+    for c in cands:
+        c.generated = []
     console = Console(record=True, width=120)
     render_result(console, result)
     out = " ".join(console.export_text().split())
     assert "no tests of the model's own ran (the model wrote no test of f that parses)" in out
-    assert "written tests" not in out
+    assert "ranked by mean log-prob alone" in out and "written tests" not in out
+    assert "codet-logprob (mean log-prob alone: no generated test ran)" in summary_line(result)
