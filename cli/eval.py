@@ -164,7 +164,7 @@ def _settings(ctx: typer.Context, flat: dict[str, Any], out: Path, resume: bool)
     if resume and (out / CONFIG).is_file():  # go on with the run's settings, and what was given
         flags = {"samples": "samples", "ks": "k"}
         given = {key: v for key, v in flat.items() if _given(ctx, flags.get(key, key))}
-        if flat["test_writing"]:  # --test-samples, --max-tests (not options of that name)
+        if flat["test_writing"]:  # --test-samples, --max-tests: no option is named test_writing
             given["test_writing"] = flat["test_writing"]
         return EvalSettings.from_run(out, given)
     if flat["dataset"] is None:

@@ -294,14 +294,14 @@ def pass_count_line(result: SolveResult) -> Text | None:
 def generated_line(result: SolveResult) -> Text | None:
     """What the tests the model wrote did (a problem without tests of its own): how many, and
     what ranked the candidates, or why there are none."""
-    from bcoder.ranking.rankers import RANKER_LABELS, WITHIN_GROUP, falls_back
+    from bcoder.ranking.rankers import RANKER_LABELS, fallback_order
 
     g = result.generated
     if g is None:
         return None
     ranked = f"ranked by {RANKER_LABELS.get(result.ranker, result.ranker)}"
-    if falls_back(result.ranker, result.candidates):
-        ranked = f"ranked by {RANKER_LABELS[WITHIN_GROUP[result.ranker]]} alone"
+    if alone := fallback_order(result.ranker, result.candidates):
+        ranked = f"ranked by {alone} alone"
     if not g.asserts:
         return Text(f"no tests of the model's own ran ({g.note}); {ranked}", style="yellow")
     line = (
@@ -374,11 +374,11 @@ def summary_line(result: SolveResult) -> str:
 
 def on_generated(result: SolveResult) -> str:
     """What the tests the model wrote gave the ranker, for the summary line ("" without any)."""
-    from bcoder.ranking.rankers import RANKER_LABELS, WITHIN_GROUP, falls_back
+    from bcoder.ranking.rankers import fallback_order
 
     if result.generated is None:
         return ""
-    if falls_back(result.ranker, result.candidates):
-        return f" ({RANKER_LABELS[WITHIN_GROUP[result.ranker]]} alone: no generated test ran)"
+    if alone := fallback_order(result.ranker, result.candidates):
+        return f" ({alone} alone: no generated test ran)"
     passed = sum(t.verdict == "pass" for t in result.candidates[0].generated)
     return f" on {len(result.generated.asserts)} tests the model wrote (the best passes {passed})"

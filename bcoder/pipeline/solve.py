@@ -36,14 +36,7 @@ from bcoder.pipeline.gentests import (
     write_tests,
 )
 from bcoder.pipeline.settings import SolveSettings
-from bcoder.ranking.rankers import (
-    RANKER_LABELS,
-    WITHIN_GROUP,
-    checkpoint_ranker,
-    falls_back,
-    rank,
-    run_tests,
-)
+from bcoder.ranking.rankers import checkpoint_ranker, fallback_order, rank, run_tests
 
 if TYPE_CHECKING:  # torch is imported when a model is loaded, so that this module imports fast
     from bcoder.decode.sampling import DecodeOptions, Generation
@@ -181,8 +174,7 @@ def ranker_without_tests(engine: Engine, candidates: list[Candidate], emit: Even
     generated test ran it orders by its within-group score alone, as eval scores it; a notice
     says so."""
     chosen = checkpoint_ranker(engine.heads, own_tests=False)
-    if falls_back(chosen, candidates):
-        alone = RANKER_LABELS[WITHIN_GROUP[chosen]]
+    if alone := fallback_order(chosen, candidates):
         emit(Notice(f"no generated test ran: ranked by {alone} alone ({chosen} without tests)"))
     return chosen
 

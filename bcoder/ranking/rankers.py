@@ -137,6 +137,12 @@ def falls_back(ranker: str, candidates: Sequence[Candidate]) -> bool:
     return ranker in AGREEMENT and not uses_generated(candidates)
 
 
+def fallback_order(ranker: str, candidates: Sequence[Candidate]) -> str | None:
+    """What ``ranker`` orders ``candidates`` by, in words, when it falls back (:func:`falls_back`:
+    its within-group score alone, e.g. "mean log-prob"); None when it does not fall back."""
+    return RANKER_LABELS[WITHIN_GROUP[ranker]] if falls_back(ranker, candidates) else None
+
+
 def get_ranker(name: str) -> Ranker:
     """The ranker called ``name``, or a one-line error naming the known ones."""
     try:
