@@ -159,6 +159,14 @@ GeneratedTests = Annotated[
         "agreement on them ranks (CodeT).",
     ),
 ]
+GeneratedTestsWithExamples = Annotated[
+    bool,
+    typer.Option(
+        "--generated-tests-with-examples",
+        help="Write tests for a problem with tests of its own too (a docstring's examples): they "
+        "decide first, agreement on the model's tests orders the candidates they leave tied.",
+    ),
+]
 TestSamples = Annotated[
     int | None,
     typer.Option(

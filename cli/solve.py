@@ -230,6 +230,7 @@ def solve_command(
     timeout: opt.Timeout = 4.0,
     prefill: opt.Prefill = PREFILL,
     generated_tests: opt.GeneratedTests = True,
+    with_examples: opt.GeneratedTestsWithExamples = False,
     test_samples: opt.TestSamples = None,
     max_tests: opt.MaxTests = None,
     quiet: opt.Quiet = False,
@@ -263,6 +264,7 @@ def solve_command(
         timeout=timeout,
         prefill=prefill,
         generate_tests=generated_tests,
+        generate_tests_with_examples=with_examples,
         test_writing=TestWriting(**opt.test_writing_asked(test_samples, max_tests)),
     )
     set_threads(threads, settings.device)

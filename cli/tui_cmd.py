@@ -51,6 +51,14 @@ def tui(
         "(default: on, or as the reopened run).",
         show_default=False,
     ),
+    with_examples: bool | None = typer.Option(
+        None,
+        "--generated-tests-with-examples/--no-generated-tests-with-examples",
+        help="Write tests for a problem with tests of its own too (a docstring's examples): they "
+        "decide first, agreement on the model's tests after them (default: off, or as the "
+        "reopened run).",
+        show_default=False,
+    ),
     store: Path | None = typer.Option(
         None, "--store", metavar="FILE", help="The results store file (default: $BCODER_STORE)."
     ),
@@ -75,6 +83,7 @@ def tui(
         "backend": None if backend == "auto" else backend,
         "prefill": prefill,
         "generate_tests": generated_tests,
+        "generate_tests_with_examples": with_examples,
     }
     # only what was given: it overrides a reopened run's settings (else SolveSettings' defaults)
     settings = {k: v for k, v in given.items() if v is not None}

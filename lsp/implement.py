@@ -165,6 +165,7 @@ def solve_settings(settings: ServerSettings) -> SolveSettings:
         timeout=settings.timeout,
         prefill=settings.prefill,
         generate_tests=settings.generateTests,
+        generate_tests_with_examples=settings.generateTestsWithExamples,
     )
 
 

@@ -42,6 +42,8 @@ class ServerSettings:
     prefill: bool = PREFILL  # start the answer with the stub written: the model writes the body
     # a stub without docstring examples: the model writes tests and agreement on them ranks
     generateTests: bool = True
+    # ... and for a stub with docstring examples too: they decide first, agreement after them
+    generateTestsWithExamples: bool = False
     unsureAdvantage: float = -2.0
     inlayHints: bool = True
     warnings: list[str] = field(default_factory=list, compare=False, repr=False)

@@ -603,3 +603,38 @@ def test_a_problem_without_tests_gets_generated_tests(engine, tiny_model_dir, mo
     assert not [e for e in quiet if isinstance(e, Notice)]  # not asked for: nothing to say
     own = solve(_problem(tests=TWO_SUM), engine, _settings(tiny_model_dir, n=2))
     assert own.generated is None  # a problem with its own tests is ranked by them
+
+
+def test_tests_are_written_beside_a_problems_own_only_when_asked(
+    engine, tiny_model_dir, monkeypatch
+):
+    """``generate_tests_with_examples``: a problem with tests of its own (a docstring's examples)
+    gets generated tests too; its own tests still decide first (passing first) and the agreement
+    ranker orders the rest. Off by default. When none of the model's tests runs, the note says
+    the own tests came first."""
+    from bcoder.core.types import GeneratedTests, Notice
+    from bcoder.pipeline import solve as solving
+
+    written = GeneratedTests(asserts=["assert two_sum([3, 2, 4], 6) == [1, 2]"], samples=2,
+                             written=1, seconds=0.1)  # fmt: skip
+    monkeypatch.setattr(solving, "write_tests", lambda *a, **k: written)
+    own = _problem(tests=TWO_SUM, examples=TWO_SUM)
+    settings = _settings(tiny_model_dir, run_tests=True, n=2)
+    default = solve(own, engine, settings)
+    assert default.generated is None and default.ranker == "reward"
+    asked = dataclasses.replace(settings, generate_tests_with_examples=True)
+    result = solve(own, engine, asked)
+    assert result.generated == written and result.ranker == "codet-logprob"
+    assert result.settings["passing_first"] is True
+    assert result.settings["generate_tests_with_examples"] is True
+    assert all(c.outcome is not None and len(c.generated) == 1 for c in result.candidates)
+    monkeypatch.undo()  # the tiny model itself: no test parses
+    events = []
+    solve(own, engine, asked, on_event=events.append)
+    notes = [e.message for e in events if isinstance(e, Notice)]
+    assert notes == [
+        "no generated test ran: ranked by the problem's own tests, then mean log-prob "
+        "(codet-logprob without tests)"
+    ]
+    off = dataclasses.replace(asked, generate_tests=False)
+    assert solve(own, engine, off).generated is None  # --no-generated-tests wins

@@ -188,11 +188,12 @@ def generated_spec(problem: Problem, generated: GeneratedTests | None) -> TestSp
 REL_TOL = 1e-6
 
 
-def wants_generated_tests(problem: Problem, enabled: bool) -> bool:
+def wants_generated_tests(problem: Problem, enabled: bool, beside_own: bool = False) -> bool:
     """Whether a solve writes tests: asked for (on by default), and the problem has no tests of
     its own to decide (none, and no example tests: a docstring's examples are the user's own)
-    and a function to call."""
-    return enabled and not _has_own_tests(problem) and bool(problem.entry_point)
+    unless ``beside_own`` asks for them there too (its own tests decide first, agreement on the
+    generated ones after them), and a function to call."""
+    return enabled and (beside_own or not _has_own_tests(problem)) and bool(problem.entry_point)
 
 
 def no_function_to_test(problem: Problem, enabled: bool) -> bool:

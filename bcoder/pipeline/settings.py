@@ -37,6 +37,9 @@ class SolveSettings:
     # a problem without tests of its own: the model writes tests, candidates run on them, and an
     # agreement ranker orders them (bcoder.pipeline.gentests); how the tests are written
     generate_tests: bool = True
+    # ... and for a problem with tests of its own (a docstring's examples) too: those decide first,
+    # agreement on the generated tests orders what they leave tied (off by default)
+    generate_tests_with_examples: bool = False
     test_writing: TestWriting = field(default_factory=TestWriting)
 
     def __post_init__(self) -> None:

@@ -125,7 +125,8 @@ def solve(
         if tester.active:
             timings["execute"] = tester.waited  # test time not hidden behind sampling
     generated = None
-    if wants_generated_tests(problem, settings.generate_tests) and candidates:
+    beside_own = settings.generate_tests_with_examples
+    if wants_generated_tests(problem, settings.generate_tests, beside_own) and candidates:
         try:
             generated = self_tested(problem, engine, settings, candidates, executor, timings,
                                     emit, cancel)  # fmt: skip
@@ -135,7 +136,7 @@ def solve(
             if store is not None:
                 partial.run_id = store.save(partial)
             raise Interrupted(partial) from None
-        ran["ranker"] = ranker_without_tests(engine, candidates, emit)
+        ran["ranker"] = ranker_without_tests(engine, candidates, emit, tester.runs_full_tests)
     elif no_function_to_test(problem, settings.generate_tests):
         emit(Notice(f"no tests written: the problem names no function to call; ranked by {ranker}"))
     result = ranked_result(problem, engine, ran, candidates, tester, timings, generated)
@@ -169,13 +170,16 @@ def self_tested(
     return generated
 
 
-def ranker_without_tests(engine: Engine, candidates: list[Candidate], emit: EventFn) -> str:
+def ranker_without_tests(
+    engine: Engine, candidates: list[Candidate], emit: EventFn, own_tests_first: bool = False
+) -> str:
     """The checkpoint's ranker for problems without tests (an agreement ranker). When no
-    generated test ran it orders by its within-group score alone, as eval scores it; a notice
-    says so."""
+    generated test ran it orders by its within-group score alone, as eval scores it, after the
+    problem's own tests when they ran first; a notice says so."""
     chosen = checkpoint_ranker(engine.heads, own_tests=False)
     if alone := fallback_order(chosen, candidates):
-        emit(Notice(f"no generated test ran: ranked by {alone} alone ({chosen} without tests)"))
+        order = f"the problem's own tests, then {alone}" if own_tests_first else f"{alone} alone"
+        emit(Notice(f"no generated test ran: ranked by {order} ({chosen} without tests)"))
     return chosen
 
 
