@@ -23,7 +23,8 @@ difference to mean log-prob, with the problems' own example tests withheld from 
   can be trusted. Needs no ground truth, so it could be a ranker's rule.
 
 Also the problems on which ranking can matter at all (some candidates pass, some fail) and on how
-many of those agreement had nothing to go on (every candidate in one group).
+many of those agreement had nothing to go on (every candidate in one group); and of the right
+and of the wrong tests, the share that most samples pass.
 """
 
 from __future__ import annotations
@@ -142,6 +143,22 @@ def open_problems(records: list[ProblemRecord]) -> dict[str, int]:
     return {"problems": len(records), "mixed": len(mixed), "mixed_one_codet_group": one_group}
 
 
+def passed_by_most(records: list[ProblemRecord]) -> dict[str, float | int]:
+    """Of the right tests (the ground truth passes) and of the wrong ones, the share that more
+    than half of a problem's M samples pass: a test most samples pass cannot split them, and a
+    wrong test that most fail costs agreement little."""
+    shares: dict[str, list[bool]] = {"right": [], "wrong": []}
+    for r in records:
+        m = sum(c.count for c in r.candidates)
+        for i, verdict in enumerate(truth(r)):
+            passing = sum(c.count for c in r.candidates if c.generated[i : i + 1] == "p")
+            shares["right" if verdict == "p" else "wrong"].append(2 * passing > m)
+    return {
+        **{f"{k}_tests": len(v) for k, v in shares.items()},
+        **{f"{k}_passed_by_most": sum(v) / len(v) if v else 0.0 for k, v in shares.items()},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -152,7 +169,12 @@ def main() -> None:
     ]
     if not records:
         raise SystemExit(f"{args.run}: no problem with generated tests")
-    out: dict[str, Any] = {"run": str(args.run), **open_problems(records), "variants": {}}
+    out: dict[str, Any] = {
+        "run": str(args.run),
+        **open_problems(records),
+        **passed_by_most(records),
+        "variants": {},
+    }
     print(json.dumps({k: v for k, v in out.items() if k != "variants"}))
     for name, keep in VARIANTS.items():
         fig = figures([keep_tests(r, keep(r)) for r in records])
