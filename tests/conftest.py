@@ -3,6 +3,7 @@ models built locally (no network)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,20 @@ def named_datasets_are_the_fixture_data():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BCODER_DATA", str(FIXTURE_DATA))
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_shares_the_cores_among_workers():
+    """Under pytest-xdist each worker's torch would use every core, so in-process model tests
+    oversubscribe them: a worker gets its share (at least one thread). One process: untouched."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        from bcoder.models.hardware import usable_cpus
+
+        torch.set_num_threads(max(1, usable_cpus() // workers))
+    yield
 
 
 @pytest.fixture(scope="session")
