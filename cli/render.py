@@ -292,20 +292,23 @@ def pass_count_line(result: SolveResult) -> Text | None:
 
 
 def generated_line(result: SolveResult) -> Text | None:
-    """What the tests the model wrote did (a problem without tests of its own): how many, and
-    what ranked the candidates, or why there are none."""
+    """What the tests the model wrote did (a problem without tests of its own, or with them when
+    asked): how many, and what ranked the candidates, or why there are none."""
     from bcoder.ranking.rankers import RANKER_LABELS, fallback_order
 
     g = result.generated
     if g is None:
         return None
-    ranked = f"ranked by {RANKER_LABELS.get(result.ranker, result.ranker)}"
+    own = bool(result.problem.get("tests") or result.problem.get("example_tests"))
+    label = RANKER_LABELS.get(result.ranker, result.ranker)
     if alone := fallback_order(result.ranker, result.candidates):
-        ranked = f"ranked by {alone} alone"
+        label = alone if own else f"{alone} alone"
+    ranked = f"ranked by the problem's own tests, then {label}" if own else f"ranked by {label}"
     if not g.asserts:
         return Text(f"no tests of the model's own ran ({g.note}); {ranked}", style="yellow")
+    given = "beside the problem's own tests" if own else "no tests given"
     line = (
-        f"no tests given: the model wrote {len(g.asserts)} (from {g.samples} samples, "
+        f"{given}: the model wrote {len(g.asserts)} (from {g.samples} samples, "
         f"{g.seconds:.1f}s); {ranked}"
     )
     return Text(line, style="bold")

@@ -385,3 +385,14 @@ def test_a_run_with_generated_tests_says_so_and_shows_each_candidates_share():
     assert "no tests of the model's own ran (the model wrote no test of f that parses)" in out
     assert "ranked by mean log-prob alone" in out and "written tests" not in out
     assert "codet-logprob (mean log-prob alone: no generated test ran)" in summary_line(result)
+    result.problem = {"id": "p", "example_tests": {"asserts": ["assert f(1) == 1"]}}
+    console = Console(record=True, width=120)  # written beside the problem's own, when asked:
+    render_result(console, result)  # those came first, and the output says so
+    out = " ".join(console.export_text().split())
+    assert "ranked by the problem's own tests, then mean log-prob" in out and "alone" not in out
+    result.generated, (cands[0].generated, cands[1].generated) = tests, ([ok, ok, bad], [bad] * 3)
+    console = Console(record=True, width=120)
+    render_result(console, result)
+    out = " ".join(console.export_text().split())
+    assert "beside the problem's own tests: the model wrote 3 (from 4 samples, 12.5s)" in out
+    assert "then dual agreement on generated tests (CodeT), then mean log-prob" in out

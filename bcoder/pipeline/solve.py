@@ -136,7 +136,7 @@ def solve(
             if store is not None:
                 partial.run_id = store.save(partial)
             raise Interrupted(partial) from None
-        ran["ranker"] = ranker_without_tests(engine, candidates, emit, tester.runs_full_tests)
+        ran["ranker"] = ranker_without_tests(engine, candidates, emit, tester.active)
     elif no_function_to_test(problem, settings.generate_tests):
         emit(Notice(f"no tests written: the problem names no function to call; ranked by {ranker}"))
     result = ranked_result(problem, engine, ran, candidates, tester, timings, generated)
