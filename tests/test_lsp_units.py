@@ -279,6 +279,24 @@ def test_empty_strings_from_the_vscode_settings_ui_mean_unset():
     assert cleared.solve_key() == ServerSettings().solve_key()  # "" loads what the default loads
 
 
+def test_the_editors_settings_reach_the_solve():
+    """Each setting that decides how a solve runs arrives in its SolveSettings."""
+    from bcoder.lsp.implement import solve_settings
+
+    default = solve_settings(ServerSettings())
+    assert default.generate_tests and not default.generate_tests_with_examples and default.run_tests
+    raw = {"generateTests": False, "generateTestsWithExamples": True, "runTests": False,
+           "prefill": False, "timeout": 2.5, "backend": "transformers", "samples": 3, "seed": 7}  # fmt: skip
+    asked = solve_settings(ServerSettings().updated(raw))
+    assert (asked.generate_tests, asked.generate_tests_with_examples, asked.run_tests) == (
+        False,
+        True,
+        False,
+    )
+    assert (asked.prefill, asked.timeout, asked.backend) == (False, 2.5, "transformers")
+    assert (asked.sampling.n, asked.sampling.seed) == (3, 7)
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-32"])
 def test_buffer_units_round_trip(encoding):
     buf = Buffer("x = 'é😀'\n", encoding)
