@@ -131,6 +131,25 @@ def test_rank_candidates_file(tiny_model_dir, env, tmp_path, monkeypatch):
     assert result["run_id"]
 
 
+def test_generated_tests_beside_the_problems_own_are_asked_for_by_a_flag(
+    tiny_model_dir, env, monkeypatch
+):
+    """two_sum.txt has tests of its own (its sibling file): no test is written for it unless
+    ``--generated-tests-with-examples`` asks (the tiny model's answer then parses to none)."""
+    args = ["solve", EXAMPLES / "two_sum.txt", "--model", tiny_model_dir, "-n", 2,
+            "--max-new-tokens", 8, "--test-samples", 1, "--no-save", "--json"]  # fmt: skip
+    out = invoke(*args, monkeypatch=monkeypatch, env=env)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["generated"] is None
+    assert result["settings"]["generate_tests_with_examples"] is False
+    out = invoke(*args, "--generated-tests-with-examples", monkeypatch=monkeypatch, env=env)
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["settings"]["generate_tests_with_examples"] is True
+    assert result["generated"]["samples"] == 1 and result["settings"]["passing_first"] is True
+
+
 def test_solve_ranks_by_the_checkpoints_ranker_and_says_so(
     tiny_model_dir, env, tmp_path, monkeypatch
 ):
