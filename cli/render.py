@@ -299,7 +299,8 @@ def generated_line(result: SolveResult) -> Text | None:
     g = result.generated
     if g is None:
         return None
-    own = bool(result.problem.get("tests") or result.problem.get("example_tests"))
+    # the problem's own tests (or examples) ran, so they ordered first: what solve's note says
+    own = any(c.outcome is not None or c.passed_examples is not None for c in result.candidates)
     label = RANKER_LABELS.get(result.ranker, result.ranker)
     if alone := fallback_order(result.ranker, result.candidates):
         label = alone if own else f"{alone} alone"

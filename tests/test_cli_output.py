@@ -386,6 +386,10 @@ def test_a_run_with_generated_tests_says_so_and_shows_each_candidates_share():
     assert "ranked by mean log-prob alone" in out and "written tests" not in out
     assert "codet-logprob (mean log-prob alone: no generated test ran)" in summary_line(result)
     result.problem = {"id": "p", "example_tests": {"asserts": ["assert f(1) == 1"]}}
+    console = Console(record=True, width=120)  # examples that did not run (--no-tests): not
+    render_result(console, result)  # said to have ordered anything
+    assert "own tests" not in " ".join(console.export_text().split())
+    cands[0].passed_examples, cands[1].passed_examples = True, False
     console = Console(record=True, width=120)  # written beside the problem's own, when asked:
     render_result(console, result)  # those came first, and the output says so
     out = " ".join(console.export_text().split())
